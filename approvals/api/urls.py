@@ -1,0 +1,8 @@
+from django.urls import path
+
+from approvals.api import views
+
+urlpatterns = [
+    path("requests/<int:pk>/approve/", views.Approve.as_view(), name="api-request-approve"),
+    path("requests/<int:pk>/reject/", views.Reject.as_view(), name="api-request-reject"),
+]

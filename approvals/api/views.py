@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from approvals import services
+from exceptions.access import access_request, visible_requests
+from exceptions.api.serializers import ExceptionRequestSerializer, ReasonInputSerializer
+
+
+def _render(user: object, pk: int) -> Response:
+    request = visible_requests(user).select_related("workload__team", "requester", "decided_by").get(pk=pk)
+    return Response(ExceptionRequestSerializer(request).data)
+
+
+class Approve(APIView):
+    @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        exception_request = access_request(request.user, pk, "decide")
+        payload = ReasonInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        services.approve_request(actor=request.user, request=exception_request, reason=payload.validated_data["reason"])
+        return _render(request.user, pk)
+
+
+class Reject(APIView):
+    @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        exception_request = access_request(request.user, pk, "decide")
+        payload = ReasonInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        services.reject_request(actor=request.user, request=exception_request, reason=payload.validated_data["reason"])
+        return _render(request.user, pk)

@@ -1,0 +1,58 @@
+"""Append-only, hash-chained audit events."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class ActorKind(models.TextChoices):
+    USER = "user", "User"
+    TOKEN = "token", "API token"
+    SYSTEM = "system", "System"
+
+
+class AuditEvent(models.Model):
+    """One state change. ``hash`` = SHA-256(prev_hash + canonical JSON of the event).
+
+    Rows are never updated or deleted: on PostgreSQL a trigger refuses both.
+    """
+
+    seq = models.BigIntegerField(unique=True)
+    created_at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
+    actor_kind = models.CharField(max_length=16, choices=ActorKind.choices)
+    actor_label = models.CharField(max_length=200)
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [models.Index(fields=["object_type", "object_id", "seq"])]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} {self.object_type}:{self.object_id}"
+
+
+class AuditChainHead(models.Model):
+    """The single row every writer locks, so concurrent writers never fork the chain.
+
+    It also remembers the last sequence number and hash, so removing the newest
+    events is detected too.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_seq = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"audit head #{self.last_seq}"

@@ -1,0 +1,163 @@
+"""The only writer of audit events.
+
+Callers run inside the transaction of the state change they record; the
+chain head row is locked for the rest of that transaction, so events are
+numbered and chained in commit order and two writers can never fork the chain.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import models, transaction
+
+from audit.hashing import GENESIS_HASH, chain_hash, event_payload, to_jsonable
+from audit.models import ActorKind, AuditChainHead, AuditEvent
+from egress_portal.context import current_request_id
+
+
+@dataclass(frozen=True)
+class SystemActor:
+    """A scheduled job or management command acting on its own."""
+
+    label: str = "system"
+
+
+SYSTEM = SystemActor()
+
+Actor = AbstractBaseUser | AnonymousUser | SystemActor
+
+
+@dataclass
+class PendingEvent:
+    actor: Actor
+    action: str
+    object_type: str
+    object_id: str
+    before: Any = None
+    after: Any = None
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def object_type_of(obj: models.Model) -> str:
+    return f"{obj._meta.app_label}.{obj._meta.model_name}"
+
+
+def _actor_fields(actor: Actor) -> tuple[int | None, str, str]:
+    if isinstance(actor, SystemActor):
+        return None, ActorKind.SYSTEM, actor.label
+    if isinstance(actor, AnonymousUser) or not actor.is_authenticated:
+        raise ValueError("An anonymous user cannot change state; log in first.")
+    return int(actor.pk), ActorKind.USER, actor.get_username()
+
+
+def _lock_head() -> AuditChainHead:
+    AuditChainHead.objects.get_or_create(pk=1)
+    return AuditChainHead.objects.select_for_update().get(pk=1)
+
+
+# Above this many events at once, PostgreSQL gets them through COPY: bulk jobs
+# (expiring 100,000 grants) would otherwise spend most of their time in INSERT.
+COPY_THRESHOLD = 200
+_COLUMNS = (
+    "seq",
+    "created_at",
+    "actor_id",
+    "actor_kind",
+    "actor_label",
+    "action",
+    "object_type",
+    "object_id",
+    "before",
+    "after",
+    "reason",
+    "request_id",
+    "prev_hash",
+    "hash",
+)
+
+
+def _insert(rows: list[dict[str, Any]]) -> None:
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql" and len(rows) >= COPY_THRESHOLD:
+        table = AuditEvent._meta.db_table
+        with connection.cursor() as cursor:
+            raw = cursor.cursor  # the psycopg cursor under Django's wrapper
+            with raw.copy(f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(
+                        [
+                            json.dumps(row[c]) if c in {"before", "after"} and row[c] is not None else row[c]
+                            for c in _COLUMNS
+                        ]
+                    )
+        return
+    AuditEvent.objects.bulk_create([AuditEvent(**row) for row in rows], batch_size=2000)
+
+
+def record_events(events: Sequence[PendingEvent], *, now: datetime | None = None) -> int:
+    """Append several events in one go (bulk jobs); same rules as record_event."""
+    if not events:
+        return 0
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("Audit events must be recorded inside the transaction of the change they describe.")
+    head = _lock_head()
+    created_at = (now or datetime.now(UTC)).astimezone(UTC)
+    request_id = current_request_id()
+    prev_hash = head.last_hash or GENESIS_HASH
+    seq = head.last_seq
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        seq += 1
+        actor_id, actor_kind, actor_label = _actor_fields(event.actor)
+        payload = event_payload(
+            seq=seq,
+            created_at=created_at,
+            actor_id=actor_id,
+            actor_kind=str(actor_kind),
+            actor_label=actor_label,
+            action=event.action,
+            object_type=event.object_type,
+            object_id=str(event.object_id),
+            before=to_jsonable(event.before),
+            after=to_jsonable(event.after),
+            reason=event.reason,
+            request_id=request_id,
+        )
+        digest = chain_hash(prev_hash, payload)
+        rows.append({**payload, "created_at": created_at, "prev_hash": prev_hash, "hash": digest})
+        prev_hash = digest
+    _insert(rows)
+    AuditChainHead.objects.filter(pk=1).update(last_seq=seq, last_hash=prev_hash)
+    return len(rows)
+
+
+def record_event(
+    *,
+    actor: Actor,
+    action: str,
+    obj: models.Model,
+    before: Any = None,
+    after: Any = None,
+    reason: str = "",
+) -> None:
+    """Record one state change of ``obj``; call inside the change's transaction."""
+    record_events(
+        [
+            PendingEvent(
+                actor=actor,
+                action=action,
+                object_type=object_type_of(obj),
+                object_id=str(obj.pk),
+                before=before,
+                after=after,
+                reason=reason,
+            )
+        ]
+    )

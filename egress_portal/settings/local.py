@@ -1,0 +1,31 @@
+"""Embedded defaults for a laptop: SQLite, filesystem broker, console email."""
+
+from __future__ import annotations
+
+import secrets
+
+from egress_portal.settings.base import *  # noqa: F403
+from egress_portal.settings.base import CELERY_BROKER_DIR, VAR_DIR
+from egress_portal.settings.env import env_bool, env_str
+
+DEBUG = env_bool("DEBUG", True)
+
+for _folder in (VAR_DIR, CELERY_BROKER_DIR / "queue", CELERY_BROKER_DIR / "processed"):
+    _folder.mkdir(parents=True, exist_ok=True)
+
+
+def _local_secret_key() -> str:
+    """A key generated once per checkout, kept out of the repository in var/."""
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+SECRET_KEY = env_str("SECRET_KEY") or _local_secret_key()
+
+# Static files come from the app folders through the finders; no collectstatic needed.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

@@ -1,0 +1,59 @@
+"""Test settings.
+
+With PostgreSQL reachable (``DATABASE_URL`` or the local default) the suite
+runs on it; otherwise it falls back to SQLite and the tests that need the
+server are skipped (under ``CI=true`` they fail instead, see tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from egress_portal.settings.base import *  # noqa: F403
+from egress_portal.settings.base import VAR_DIR, database_from_url
+from egress_portal.settings.env import env_str
+
+SECRET_KEY = "test-only-not-secret"  # noqa: S105 - tests only
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+LOCAL_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/egress_portal"
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+_explicit_db = env_str("DATABASE_URL")
+if _explicit_db:
+    DATABASE_URL = _explicit_db
+elif os.environ.get("CI") == "true" or reachable("127.0.0.1", 5432):
+    DATABASE_URL = LOCAL_POSTGRES_URL
+else:
+    DATABASE_URL = f"sqlite:///{VAR_DIR / 'test.sqlite3'}"
+DATABASES = {"default": database_from_url(DATABASE_URL)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, so a live server thread and the tests see one database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+
+REDIS_URL = env_str("REDIS_URL", LOCAL_REDIS_URL)
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+
+# Static files come from the app folders through the finders; no collectstatic needed.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from egress_portal.health import healthz
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("api/v1/", include("egress_portal.api")),
+    path("audit/", include("audit.urls")),
+    path("approvals/", include("approvals.urls")),
+    path("", include("exceptions.urls")),
+]

@@ -1,0 +1,54 @@
+"""Admin: reference data is editable; requests and grants are read-only
+(their state changes go through the services and the audit log)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from exceptions.models import ExceptionRequest, Grant, Team, TeamMembership, Workload
+
+
+class MembershipInline(admin.TabularInline[TeamMembership, Team]):
+    model = TeamMembership
+    extra = 1
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin[Team]):
+    list_display = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+
+
+@admin.register(Workload)
+class WorkloadAdmin(admin.ModelAdmin[Workload]):
+    list_display = ["name", "team", "environment", "identity", "role", "sensitivity"]
+    list_filter = ["environment", "team", "role"]
+    search_fields = ["name", "identity"]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin[Any]):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ExceptionRequest)
+class ExceptionRequestAdmin(ReadOnlyAdmin):
+    list_display = ["id", "workload", "requester", "status", "risk_tier", "created_at"]
+    list_filter = ["status", "risk_tier"]
+
+
+@admin.register(Grant)
+class GrantAdmin(ReadOnlyAdmin):
+    list_display = ["id", "identity", "host", "port", "protocol", "status", "valid_from", "expires_at"]
+    list_filter = ["status", "protocol"]
+    search_fields = ["identity", "host"]

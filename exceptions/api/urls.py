@@ -1,0 +1,13 @@
+from django.urls import path
+
+from exceptions.api import views
+
+urlpatterns = [
+    path("workloads/", views.WorkloadList.as_view(), name="api-workloads"),
+    path("requests/", views.RequestListCreate.as_view(), name="api-requests"),
+    path("requests/<int:pk>/", views.RequestDetail.as_view(), name="api-request-detail"),
+    path("requests/<int:pk>/cancel/", views.RequestCancel.as_view(), name="api-request-cancel"),
+    path("grants/", views.GrantList.as_view(), name="api-grants"),
+    path("grants/<int:pk>/", views.GrantDetail.as_view(), name="api-grant-detail"),
+    path("grants/<int:pk>/revoke/", views.GrantRevoke.as_view(), name="api-grant-revoke"),
+]

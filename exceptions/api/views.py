@@ -1,0 +1,122 @@
+"""REST endpoints for requests and grants: thin wrappers around the services."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exceptions import selectors, services
+from exceptions.access import access_grant, access_request, requestable_workloads, visible_requests
+from exceptions.api.serializers import (
+    ExceptionRequestSerializer,
+    GrantSerializer,
+    ReasonInputSerializer,
+    RequestInputSerializer,
+    WorkloadSerializer,
+)
+from exceptions.models import ExceptionRequest, Grant, Workload
+
+
+def _request_queryset(user: object) -> QuerySet[ExceptionRequest]:
+    return (
+        visible_requests(user)
+        .select_related("workload__team", "requester", "decided_by")
+        .prefetch_related("destinations", "grants")
+    )
+
+
+class WorkloadList(generics.ListAPIView[Workload]):
+    """Workloads the caller may file requests for."""
+
+    serializer_class = WorkloadSerializer
+
+    def get_queryset(self) -> QuerySet[Workload]:
+        return requestable_workloads(self.request.user)
+
+
+class RequestListCreate(APIView):
+    @extend_schema(responses=ExceptionRequestSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        queryset = _request_queryset(request.user)
+        status_filter = request.query_params.get("status")
+        if status_filter:
+            queryset = queryset.filter(status=status_filter)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        data = ExceptionRequestSerializer(page, many=True).data
+        return paginator.get_paginated_response(data)
+
+    @extend_schema(request=RequestInputSerializer, responses={201: ExceptionRequestSerializer})
+    def post(self, request: Request) -> Response:
+        payload = RequestInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        workload = data["workload"]
+        created = services.submit_request(
+            actor=request.user,
+            workload=workload,
+            destinations=data["destinations"],
+            purpose=data["purpose"],
+            data_class=data["data_class"],
+            justification=data["justification"],
+            ticket_ref=data["ticket_ref"],
+            lifetime=payload.lifetime(),
+            desired_start=data["desired_start"],
+            draft=data["draft"],
+        )
+        return Response(
+            ExceptionRequestSerializer(_request_queryset(request.user).get(pk=created.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class RequestDetail(APIView):
+    @extend_schema(responses=ExceptionRequestSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        access_request(request.user, pk)
+        return Response(ExceptionRequestSerializer(_request_queryset(request.user).get(pk=pk)).data)
+
+
+class RequestCancel(APIView):
+    @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        exception_request = access_request(request.user, pk, "cancel")
+        payload = ReasonInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        services.cancel_request(actor=request.user, request=exception_request, reason=payload.validated_data["reason"])
+        return Response(ExceptionRequestSerializer(_request_queryset(request.user).get(pk=pk)).data)
+
+
+class GrantList(APIView):
+    @extend_schema(responses=GrantSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        view = request.query_params.get("view", "active")
+        if view not in selectors.GRANT_VIEWS:
+            return Response({"view": [f"Use one of: {', '.join(selectors.GRANT_VIEWS)}."]}, status=400)
+        queryset = selectors.grant_list(request.user, view=view, now=timezone.now())
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(GrantSerializer(page, many=True).data)
+
+
+class GrantDetail(APIView):
+    @extend_schema(responses=GrantSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(GrantSerializer(access_grant(request.user, pk)).data)
+
+
+class GrantRevoke(APIView):
+    @extend_schema(request=ReasonInputSerializer, responses=GrantSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        grant = access_grant(request.user, pk, "revoke")
+        payload = ReasonInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        revoked = services.revoke_grant(actor=request.user, grant=grant, reason=payload.validated_data["reason"])
+        return Response(GrantSerializer(get_object_or_404(Grant, pk=revoked.pk)).data)

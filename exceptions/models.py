@@ -1,0 +1,196 @@
+"""Teams, workloads, exception requests and the grants they produce."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from exceptions.choices import (
+    DataClass,
+    Environment,
+    GrantStatus,
+    IdentityKind,
+    Protocol,
+    Purpose,
+    RequestStatus,
+    RiskTier,
+    Sensitivity,
+    WorkloadRole,
+)
+from exceptions.validators import is_wildcard
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    members: models.ManyToManyField[Any, Any] = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="TeamMembership", related_name="teams"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TeamMembership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_memberships")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="unique_team_membership")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team}"
+
+
+class Workload(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="workloads")
+    name = models.CharField(max_length=100)
+    identity = models.CharField(max_length=300, unique=True, help_text="Canonical identity (SPIFFE ID, ARN, e-mail).")
+    identity_kind = models.CharField(max_length=16, choices=IdentityKind.choices)
+    namespace = models.CharField(max_length=63, blank=True)
+    service_account = models.CharField(max_length=253, blank=True)
+    environment = models.CharField(max_length=16, choices=Environment.choices)
+    role = models.CharField(max_length=16, choices=WorkloadRole.choices, default=WorkloadRole.SERVICE)
+    sensitivity = models.CharField(max_length=16, choices=Sensitivity.choices, default=Sensitivity.MODERATE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["team__name", "environment", "name"]
+        constraints = [models.UniqueConstraint(fields=["team", "environment", "name"], name="unique_workload_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.environment})"
+
+
+class ExceptionRequest(models.Model):
+    workload = models.ForeignKey(Workload, on_delete=models.PROTECT, related_name="requests")
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="exception_requests")
+    purpose = models.CharField(max_length=32, choices=Purpose.choices)
+    data_class = models.CharField(max_length=16, choices=DataClass.choices)
+    justification = models.TextField()
+    ticket_ref = models.CharField(max_length=100, blank=True)
+    lifetime = models.DurationField()
+    desired_start = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(
+        max_length=16, choices=RequestStatus.choices, default=RequestStatus.PENDING, db_index=True
+    )
+    risk_tier = models.CharField(max_length=8, choices=RiskTier.choices)
+    risk_reasons = models.JSONField(default=list)
+    renews = models.ForeignKey("Grant", null=True, blank=True, on_delete=models.SET_NULL, related_name="renewals")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="decided_requests"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Request #{self.pk} for {self.workload}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("request-detail", args=[self.pk])
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "workload": self.workload.identity,
+            "purpose": self.purpose,
+            "data_class": self.data_class,
+            "lifetime_hours": int(self.lifetime.total_seconds() // 3600),
+            "desired_start": self.desired_start,
+            "risk_tier": self.risk_tier,
+            "ticket_ref": self.ticket_ref,
+        }
+
+
+class RequestDestination(models.Model):
+    request = models.ForeignKey(ExceptionRequest, on_delete=models.CASCADE, related_name="destinations")
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    protocol = models.CharField(max_length=3, choices=Protocol.choices, default=Protocol.TCP)
+    tls_required = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "host", "port", "protocol"], name="unique_request_destination")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}/{self.protocol}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"host": self.host, "port": self.port, "protocol": self.protocol, "tls_required": self.tls_required}
+
+
+class Grant(models.Model):
+    """One approved destination for one identity, for a bounded time."""
+
+    request = models.ForeignKey(ExceptionRequest, on_delete=models.PROTECT, related_name="grants")
+    workload = models.ForeignKey(Workload, on_delete=models.PROTECT, related_name="grants")
+    identity = models.CharField(max_length=300, db_index=True)
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    protocol = models.CharField(max_length=3, choices=Protocol.choices, default=Protocol.TCP)
+    tls_required = models.BooleanField(default=True)
+    valid_from = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=GrantStatus.choices)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="revoked_grants"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoke_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["expires_at", "id"]
+        indexes = [
+            models.Index(fields=["status", "expires_at"], name="grant_status_expiry"),
+            models.Index(fields=["status", "valid_from"], name="grant_status_start"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(expires_at__gt=models.F("valid_from")), name="grant_expiry_after_start"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.identity} → {self.host}:{self.port}/{self.protocol}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("grant-detail", args=[self.pk])
+
+    @property
+    def wildcard(self) -> bool:
+        return is_wildcard(self.host)
+
+    def is_active(self, *, at: datetime) -> bool:
+        return self.status == GrantStatus.ACTIVE and self.valid_from <= at < self.expires_at
+
+    def remaining(self, *, at: datetime) -> timedelta:
+        return max(self.expires_at - at, timedelta(0))
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "identity": self.identity,
+            "host": self.host,
+            "port": self.port,
+            "protocol": self.protocol,
+            "valid_from": self.valid_from,
+            "expires_at": self.expires_at,
+            "request": self.request_id,
+        }

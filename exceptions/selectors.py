@@ -1,0 +1,63 @@
+"""Reads for pages, the API and jobs; no writes here."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, QuerySet
+
+from audit.models import AuditEvent
+from audit.selectors import timeline
+from exceptions.access import roles_for, visible_grants, visible_requests
+from exceptions.choices import GrantStatus, RequestStatus
+from exceptions.models import ExceptionRequest, Grant
+
+GRANT_VIEWS = ("active", "expiring", "scheduled", "expired", "revoked")
+
+
+def request_list(user: Any, *, scope: str = "mine", status: str = "") -> QuerySet[ExceptionRequest]:
+    requests = visible_requests(user)
+    if scope == "mine":
+        requests = requests.filter(requester_id=user.pk)
+    if status:
+        requests = requests.filter(status=status)
+    return (
+        requests.select_related("workload__team", "requester")
+        .annotate(destination_count=Count("destinations"))
+        .order_by("-created_at", "-id")
+    )
+
+
+def approval_queue(user: Any) -> QuerySet[ExceptionRequest]:
+    """Pending requests this user may decide (never their own)."""
+    roles = roles_for(user)
+    return (
+        ExceptionRequest.objects.filter(status=RequestStatus.PENDING, workload__team_id__in=roles.approver_team_ids)
+        .exclude(requester_id=user.pk)
+        .select_related("workload__team", "requester")
+        .annotate(destination_count=Count("destinations"))
+        .order_by("created_at", "id")
+    )
+
+
+def grant_list(user: Any, *, view: str, now: datetime) -> QuerySet[Grant]:
+    grants = visible_grants(user).select_related("workload__team", "request")
+    if view == "active":
+        return grants.filter(status=GrantStatus.ACTIVE).order_by("expires_at", "id")
+    if view == "expiring":
+        horizon = now + timedelta(days=settings.EGRESS_EXPIRING_SOON_DAYS)
+        return grants.filter(status=GrantStatus.ACTIVE, expires_at__lte=horizon).order_by("expires_at", "id")
+    if view == "scheduled":
+        return grants.filter(status=GrantStatus.SCHEDULED).order_by("valid_from", "id")
+    if view == "expired":
+        return grants.filter(status=GrantStatus.EXPIRED).order_by("-expires_at", "-id")
+    if view == "revoked":
+        return grants.filter(status=GrantStatus.REVOKED).order_by("-revoked_at", "-id")
+    raise ValueError(f"Unknown grant view {view!r}; use one of {', '.join(GRANT_VIEWS)}.")
+
+
+def request_timeline(request: ExceptionRequest) -> QuerySet[AuditEvent]:
+    grant_ids = list(request.grants.values_list("id", flat=True))
+    return timeline({"exceptions.exceptionrequest": [request.pk], "exceptions.grant": grant_ids})

@@ -1,0 +1,46 @@
+"""Scheduled jobs. Each takes ids or nothing, calls one service, owns its retries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from celery import Task, shared_task
+from django.db import OperationalError
+
+from egress_portal.context import request_id_scope
+from exceptions import services
+
+
+def _parse_now(now: str | None) -> datetime | None:
+    return datetime.fromisoformat(now) if now else None
+
+
+# A database hiccup is transient: retry with backoff. Anything else is a bug
+# (permanent) and surfaces in the worker log without retries.
+TRANSIENT = (OperationalError,)
+
+
+@shared_task(
+    name="exceptions.expire_due_grants",
+    bind=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def expire_due_grants(self: Task[..., int], now: str | None = None) -> int:
+    with request_id_scope(f"task-{self.request.id or 'local'}"):
+        return services.expire_due_grants(now=_parse_now(now))
+
+
+@shared_task(
+    name="exceptions.activate_due_grants",
+    bind=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def activate_due_grants(self: Task[..., int], now: str | None = None) -> int:
+    with request_id_scope(f"task-{self.request.id or 'local'}"):
+        return services.activate_due_grants(now=_parse_now(now))

@@ -1,0 +1,261 @@
+"""Pure validators for destinations and workload identities.
+
+Names over numbers: a destination is a DNS name (exact, or one leading ``*.``
+label above something narrower than a public suffix), never an IP literal.
+Each error says what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import idna
+from django.core.exceptions import ValidationError
+from publicsuffixlist import PublicSuffixList
+
+MAX_HOST_LENGTH = 253
+MAX_LABEL_LENGTH = 63
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# WHATWG URL parsing treats a host whose last label is a number (decimal, or
+# 0x-hex) as IPv4, so 2130706433, 0177.0.0.1 and 0x7f.1 all reach 127.0.0.1.
+_NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
+_LOCAL_NAMES = {"localhost", "localhost.localdomain"}
+
+
+@lru_cache(maxsize=1)
+def _public_suffixes() -> PublicSuffixList:
+    # The list ships inside the package: no download at run time.
+    return PublicSuffixList()
+
+
+def _ip_error(value: str) -> ValidationError:
+    return ValidationError(
+        f"'{value}' is an IP address literal. Egress rules are written for DNS names, "
+        "not addresses: enter the DNS name of the service (for example api.partner.example).",
+        code="ip_literal",
+    )
+
+
+def _looks_like_ip(value: str) -> bool:
+    candidate = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        ipaddress.ip_address(candidate.split("%", 1)[0])
+    except ValueError:
+        pass
+    else:
+        return True
+    last_label = candidate.rstrip(".").rsplit(".", 1)[-1]
+    return bool(_NUMERIC_LABEL.match(last_label)) or (
+        ":" in candidate and all(c in "0123456789abcdef:." for c in candidate)
+    )
+
+
+def is_wildcard(host: str) -> bool:
+    return host.startswith("*.")
+
+
+def _to_ascii(name: str, original: str) -> str:
+    try:
+        encoded = idna.encode(name, uts46=True, std3_rules=True, transitional=False).decode("ascii")
+    except idna.InvalidCodepoint as exc:
+        raise ValidationError(
+            f"'{original}' contains a character that is not allowed in a host name ({exc}). "
+            "Use letters, digits and hyphens only.",
+            code="invalid_character",
+        ) from exc
+    except (idna.IDNAError, UnicodeError) as exc:
+        message = str(exc) or "not a valid internationalised name"
+        raise ValidationError(
+            f"'{original}' is not a valid DNS name: {message}. Check each dot-separated label.",
+            code="invalid_name",
+        ) from exc
+    return encoded.lower()
+
+
+def validate_destination_host(value: str) -> str:
+    """Return the canonical (lower-case A-label) host or raise a ValidationError."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError("Enter a destination host name, for example api.partner.example.", code="required")
+    original = value.strip()
+    host = original.lower()
+    if " " in host or "/" in host or "@" in host:
+        raise ValidationError(
+            f"'{original}' is not a bare host name. Enter only the name (no scheme, path, port or user), "
+            "for example api.partner.example.",
+            code="not_a_host",
+        )
+    if _looks_like_ip(host):
+        raise _ip_error(original)
+    if ":" in host:
+        raise ValidationError(
+            f"'{original}' contains ':'. Enter the port in the port field, not in the host.", code="port_in_host"
+        )
+    if host.endswith(".."):
+        raise ValidationError(f"'{original}' has an empty label (two dots in a row).", code="empty_label")
+    if host.endswith("."):
+        host = host[:-1]
+
+    wildcard = host.startswith("*.")
+    rest = host[2:] if wildcard else host
+    if "*" in rest or host == "*":
+        raise ValidationError(
+            f"'{original}': a wildcard is allowed only as one leading '*.' label above a specific domain "
+            "(for example *.api.partner.example).",
+            code="wildcard_position",
+        )
+    if not rest:
+        raise ValidationError("Enter a destination host name.", code="required")
+    if ".." in rest or rest.startswith("."):
+        raise ValidationError(f"'{original}' has an empty label (two dots in a row).", code="empty_label")
+    for label in rest.split("."):
+        if len(label) > MAX_LABEL_LENGTH and label.isascii():
+            raise ValidationError(
+                f"'{original}': the label '{label[:20]}…' is {len(label)} characters long; "
+                f"each label may have at most {MAX_LABEL_LENGTH}.",
+                code="label_too_long",
+            )
+    if rest.isascii() and len(host) > MAX_HOST_LENGTH:
+        raise ValidationError(
+            f"'{original[:40]}…' is {len(host)} characters long; a DNS name may have at most {MAX_HOST_LENGTH}.",
+            code="too_long",
+        )
+    ascii_rest = _to_ascii(rest, original)
+    labels = ascii_rest.split(".")
+    for label in labels:
+        if len(label) > MAX_LABEL_LENGTH:
+            raise ValidationError(
+                f"'{original}': a label is {len(label)} characters long once encoded; "
+                f"the maximum is {MAX_LABEL_LENGTH}.",
+                code="label_too_long",
+            )
+        if not _LABEL.match(label):
+            raise ValidationError(
+                f"'{original}': the label '{label}' may only hold letters, digits and inner hyphens.",
+                code="invalid_label",
+            )
+    canonical = f"*.{ascii_rest}" if wildcard else ascii_rest
+    if len(canonical) > MAX_HOST_LENGTH:
+        raise ValidationError(
+            f"'{original}' is {len(canonical)} characters long; a DNS name may have at most {MAX_HOST_LENGTH}.",
+            code="too_long",
+        )
+    if _NUMERIC_LABEL.match(labels[-1]):
+        raise _ip_error(original)
+    if ascii_rest in _LOCAL_NAMES or ascii_rest.endswith(".localhost"):
+        raise ValidationError(
+            f"'{original}' names this machine. Egress exceptions are for external services.", code="localhost"
+        )
+    if wildcard and _public_suffixes().is_public(ascii_rest):
+        raise ValidationError(
+            f"'{original}' would allow every domain under the public suffix '{ascii_rest}'. "
+            "Name the organisation's own domain, for example *.partner.example, or list exact hosts.",
+            code="public_suffix_wildcard",
+        )
+    if len(labels) < 2:
+        raise ValidationError(
+            f"'{original}' is a single-label name, which resolves differently on every network. "
+            "Enter the fully qualified name (for example registry.partner.example).",
+            code="single_label",
+        )
+    return canonical
+
+
+def validate_port(value: object) -> int:
+    try:
+        port = int(str(value).strip())
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            f"'{value}' is not a port number; enter a whole number from 1 to 65535.", code="invalid_port"
+        ) from exc
+    if not 1 <= port <= 65535:
+        raise ValidationError(f"Port {port} is out of range; enter a number from 1 to 65535.", code="port_range")
+    return port
+
+
+def validate_protocol(value: object) -> str:
+    protocol = str(value or "").strip().lower()
+    if protocol not in {"tcp", "udp"}:
+        raise ValidationError(f"'{value}' is not a supported protocol; choose tcp or udp.", code="invalid_protocol")
+    return protocol
+
+
+# --- Workload identities ----------------------------------------------------
+
+_DNS_LABEL_K8S = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_K8S_SA = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")
+_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
+_SPIFFE_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+_AWS_ROLE = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):role/((?:[\w+=,.@-]+/)*)([\w+=,.@-]{1,64})$")
+_GCP_SA = re.compile(r"^([a-z][a-z0-9-]{4,28}[a-z0-9])@([a-z][a-z0-9-]{4,28}[a-z0-9])\.iam\.gserviceaccount\.com$")
+
+
+@dataclass(frozen=True)
+class Identity:
+    kind: str  # an IdentityKind value
+    canonical: str
+    namespace: str = ""
+    service_account: str = ""
+
+
+def _spiffe(value: str) -> Identity:
+    rest = value[len("spiffe://") :]
+    trust_domain, _, path = rest.partition("/")
+    trust_domain = trust_domain.lower()
+    if not trust_domain or not _TRUST_DOMAIN.match(trust_domain):
+        raise ValidationError(
+            f"'{value}': the trust domain must be lower-case letters, digits, dots, hyphens or underscores.",
+            code="invalid_identity",
+        )
+    segments = path.split("/") if path else []
+    if not segments or any(not _SPIFFE_PATH_SEGMENT.match(s) or s in {".", ".."} for s in segments):
+        raise ValidationError(
+            f"'{value}': a SPIFFE ID needs a path of non-empty segments, for example spiffe://example.org/ns/team/sa/api.",
+            code="invalid_identity",
+        )
+    namespace = service_account = ""
+    if len(segments) == 4 and segments[0] == "ns" and segments[2] == "sa":
+        namespace, service_account = segments[1], segments[3]
+    return Identity("spiffe", f"spiffe://{trust_domain}/{'/'.join(segments)}", namespace, service_account)
+
+
+def validate_identity(value: str, *, trust_domain: str = "cluster.local") -> Identity:
+    """Accept a SPIFFE ID, ``namespace/serviceaccount``, an AWS role ARN or a GCP SA e-mail."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError("Enter the workload identity.", code="required")
+    raw = value.strip()
+    if raw.lower().startswith("spiffe://"):
+        return _spiffe("spiffe://" + raw[len("spiffe://") :])
+    if raw.startswith("arn:"):
+        match = _AWS_ROLE.match(raw)
+        if not match:
+            raise ValidationError(
+                f"'{raw}' is not an IAM role ARN; expected arn:aws:iam::123456789012:role/NAME.",
+                code="invalid_identity",
+            )
+        return Identity("aws_role", raw)
+    if "@" in raw:
+        lowered = raw.lower()
+        if not _GCP_SA.match(lowered):
+            raise ValidationError(
+                f"'{raw}' is not a GCP service account; expected NAME@PROJECT.iam.gserviceaccount.com.",
+                code="invalid_identity",
+            )
+        return Identity("gcp_sa", lowered)
+    if raw.count("/") == 1:
+        namespace, service_account = (part.lower() for part in raw.split("/"))
+        if not _DNS_LABEL_K8S.match(namespace) or not _K8S_SA.match(service_account):
+            raise ValidationError(
+                f"'{raw}': a Kubernetes identity is namespace/serviceaccount in lower-case DNS labels.",
+                code="invalid_identity",
+            )
+        td = trust_domain.lower()
+        return Identity("kubernetes", f"spiffe://{td}/ns/{namespace}/sa/{service_account}", namespace, service_account)
+    raise ValidationError(
+        f"'{raw}' is not a recognised identity. Use a SPIFFE ID (spiffe://trust-domain/ns/NS/sa/SA), "
+        "a Kubernetes namespace/serviceaccount, an AWS IAM role ARN or a GCP service-account e-mail. "
+        "IP addresses are never identities.",
+        code="invalid_identity",
+    )

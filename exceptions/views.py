@@ -1,0 +1,213 @@
+"""Server-rendered pages for requesters, approvers and everyone who reads grants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from exceptions import selectors, services
+from exceptions.access import (
+    access_grant,
+    access_request,
+    cancel_denial,
+    decide_denial,
+    requestable_workloads,
+    revoke_denial,
+    roles_for,
+)
+from exceptions.choices import RequestStatus
+from exceptions.forms import DestinationFormSet, ExceptionRequestForm, ReasonForm, apply_service_errors
+from exceptions.risk import format_duration
+from exceptions.state import TransitionError
+
+PAGE_SIZE = 25
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    if roles_for(request.user).is_approver and selectors.approval_queue(request.user).exists():
+        return redirect("approval-queue")
+    return redirect("request-list")
+
+
+@login_required
+def request_list(request: HttpRequest) -> HttpResponse:
+    scope = request.GET.get("scope", "mine")
+    status = request.GET.get("status", "")
+    if status not in RequestStatus.values:
+        status = ""
+    page = Paginator(selectors.request_list(request.user, scope=scope, status=status), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    return render(
+        request,
+        "exceptions/request_list.html",
+        {"page": page, "scope": scope, "status": status, "statuses": RequestStatus.choices},
+    )
+
+
+@login_required
+def request_create(request: HttpRequest) -> HttpResponse:
+    workloads = requestable_workloads(request.user)
+    data = request.POST if request.method == "POST" else None
+    initial_workload = request.GET.get("workload")
+    form = ExceptionRequestForm(data, workloads=workloads, initial={"workload": initial_workload})
+    initial_rows = [{"host": request.GET.get("host", ""), "port": request.GET.get("port", 443), "protocol": "tcp"}]
+    formset = DestinationFormSet(data, prefix="dest", initial=None if data else initial_rows)
+    if request.method == "POST" and form.is_valid() and formset.is_valid():
+        lifetime = form.lifetime()
+        assert lifetime is not None
+        destinations = [f.cleaned_data for f in formset.forms if f.cleaned_data]
+        try:
+            created = services.submit_request(
+                actor=request.user,
+                workload=form.cleaned_data["workload"],
+                destinations=destinations,
+                purpose=form.cleaned_data["purpose"],
+                data_class=form.cleaned_data["data_class"],
+                justification=form.cleaned_data["justification"],
+                ticket_ref=form.cleaned_data["ticket_ref"],
+                lifetime=lifetime,
+                desired_start=form.cleaned_data["desired_start"],
+                draft="save_draft" in request.POST,
+            )
+        except ValidationError as exc:
+            apply_service_errors(exc, form, formset)
+        else:
+            messages.success(
+                request, f"Request #{created.pk} submitted; approvers for {created.workload.team} were asked."
+            )
+            return redirect(created)
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request,
+        "exceptions/request_form.html",
+        {"form": form, "formset": formset, "has_workloads": workloads.exists()},
+        status=status,
+    )
+
+
+@login_required
+@require_GET
+def request_preview(request: HttpRequest) -> JsonResponse:
+    """Live validation for the request form: risk tier, lifetime cap and field errors."""
+    workload_id = request.GET.get("workload", "")
+    workload = (
+        requestable_workloads(request.user).filter(pk=int(workload_id)).first() if workload_id.isdigit() else None
+    )
+    hosts = [h for h in request.GET.getlist("host") if h.strip()]
+    ports = request.GET.getlist("port")
+    errors: dict[str, list[str]] = {}
+    canonical: list[str] = []
+    rows = [{"host": h, "port": ports[i] if i < len(ports) else "443"} for i, h in enumerate(hosts)]
+    if rows:
+        try:
+            canonical = [d.host for d in services.clean_destinations(rows)]
+        except ValidationError as exc:
+            errors = exc.message_dict
+    form = ExceptionRequestForm(request.GET, workloads=requestable_workloads(request.user))
+    form.is_valid()
+    lifetime = form.lifetime() if "lifetime_value" in form.cleaned_data else None
+    body: dict[str, Any] = {"errors": errors, "hosts": canonical}
+    if workload is not None:
+        risk = services.assess_request_risk(
+            environment=workload.environment,
+            hosts=canonical or hosts,
+            purpose=request.GET.get("purpose", ""),
+            data_class=request.GET.get("data_class", ""),
+            lifetime=lifetime,
+        )
+        body["risk"] = {**risk.as_dict(), "lifetime_cap": format_duration(risk.lifetime_cap)}
+        if lifetime is not None and lifetime > risk.lifetime_cap:
+            body["errors"]["lifetime"] = [f"Exceeds the {format_duration(risk.lifetime_cap)} cap for {risk.tier} risk."]
+    return JsonResponse(body)
+
+
+@login_required
+def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    exception_request = access_request(request.user, pk)
+    return render(
+        request,
+        "exceptions/request_detail.html",
+        {
+            "req": exception_request,
+            "destinations": exception_request.destinations.all(),
+            "grants": exception_request.grants.all(),
+            "timeline": selectors.request_timeline(exception_request),
+            "can_decide": exception_request.status == RequestStatus.PENDING
+            and decide_denial(request.user, exception_request) is None,
+            "decide_denial": decide_denial(request.user, exception_request),
+            "can_cancel": exception_request.status in (RequestStatus.DRAFT, RequestStatus.PENDING)
+            and cancel_denial(request.user, exception_request) is None,
+            "reason_form": ReasonForm(),
+        },
+    )
+
+
+@login_required
+@require_POST
+def request_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    exception_request = access_request(request.user, pk, "cancel")
+    form = ReasonForm(request.POST)
+    form.is_valid()
+    try:
+        services.cancel_request(
+            actor=request.user, request=exception_request, reason=form.cleaned_data.get("reason", "")
+        )
+    except TransitionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Request #{pk} cancelled.")
+    return redirect(exception_request)
+
+
+@login_required
+def grant_list(request: HttpRequest) -> HttpResponse:
+    view = request.GET.get("view", "active")
+    if view not in selectors.GRANT_VIEWS:
+        view = "active"
+    now = timezone.now()
+    page = Paginator(selectors.grant_list(request.user, view=view, now=now), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    return render(
+        request, "exceptions/grant_list.html", {"page": page, "view": view, "views": selectors.GRANT_VIEWS, "now": now}
+    )
+
+
+@login_required
+def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    grant = access_grant(request.user, pk)
+    return render(
+        request,
+        "exceptions/grant_detail.html",
+        {
+            "grant": grant,
+            "now": timezone.now(),
+            "can_revoke": grant.status in ("active", "scheduled") and revoke_denial(request.user, grant) is None,
+            "reason_form": ReasonForm(),
+        },
+    )
+
+
+@login_required
+@require_POST
+def grant_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    grant = access_grant(request.user, pk, "revoke")
+    form = ReasonForm(request.POST)
+    form.is_valid()
+    try:
+        services.revoke_grant(actor=request.user, grant=grant, reason=form.cleaned_data.get("reason", ""))
+    except (ValidationError, TransitionError, PermissionDenied) as exc:
+        messages.error(request, " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc))
+    else:
+        messages.success(request, f"Grant #{pk} revoked.")
+    return redirect(grant)

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from audit.models import AuditEvent
+from exceptions.models import ExceptionRequest
+
+pytestmark = pytest.mark.django_db
+
+
+def api(user: Any) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def _payload(workload: Any, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "workload": workload.pk,
+        "destinations": [{"host": "api.partner.example", "port": 443}],
+        "purpose": "partner_api",
+        "data_class": "internal",
+        "justification": "Settles card payments with the partner every night at 02:00.",
+        "ticket_ref": "JIRA-42",
+        "lifetime_hours": 48,
+    }
+    body.update(overrides)
+    return body
+
+
+def test_ticketing_tool_files_and_approver_approves(requester: Any, approver: Any, workload: Any) -> None:
+    created = api(requester).post("/api/v1/requests/", _payload(workload), format="json")
+    assert created.status_code == 201, created.json()
+    body = created.json()
+    assert (body["status"], body["risk_tier"], body["lifetime_hours"]) == ("pending", "low", 48)
+    approved = api(approver).post(f"/api/v1/requests/{body['id']}/approve/", {"reason": "ok"}, format="json")
+    assert approved.status_code == 200
+    assert approved.json()["status"] == "active"
+    assert [g["host"] for g in approved.json()["grants"]] == ["api.partner.example"]
+    grants = api(requester).get("/api/v1/grants/?view=active").json()
+    assert grants["count"] == 1
+
+
+def test_validation_errors_name_the_field(requester: Any, workload: Any) -> None:
+    response = api(requester).post(
+        "/api/v1/requests/", _payload(workload, destinations=[{"host": "*.com", "port": 443}]), format="json"
+    )
+    assert response.status_code == 400
+    assert "public suffix" in response.json()["destinations[0].host"][0]
+    assert ExceptionRequest.objects.count() == 0 and AuditEvent.objects.count() == 0
+
+
+def test_outsider_gets_404_and_approval_of_own_request_403(
+    requester: Any, outsider: Any, workload: Any, team: Any
+) -> None:
+    from tests.factories import ApproverGroupFactory
+
+    ApproverGroupFactory(teams=[team], members=[requester])
+    request_id = api(requester).post("/api/v1/requests/", _payload(workload), format="json").json()["id"]
+    assert api(outsider).get(f"/api/v1/requests/{request_id}/").status_code == 404
+    assert api(outsider).get("/api/v1/requests/").json()["count"] == 0
+    own = api(requester).post(f"/api/v1/requests/{request_id}/approve/", {}, format="json")
+    assert own.status_code == 403 and "Separation of duties" in own.json()["detail"]
+
+
+def test_illegal_transition_is_a_409(requester: Any, approver: Any, workload: Any) -> None:
+    request_id = api(requester).post("/api/v1/requests/", _payload(workload), format="json").json()["id"]
+    api(requester).post(f"/api/v1/requests/{request_id}/cancel/", {}, format="json")
+    response = api(approver).post(f"/api/v1/requests/{request_id}/approve/", {}, format="json")
+    assert response.status_code == 409 and "cancelled" in response.json()["detail"]
+
+
+def test_anonymous_calls_are_refused() -> None:
+    assert APIClient().get("/api/v1/requests/").status_code == 403
+
+
+def test_openapi_schema_is_served(requester: Any) -> None:
+    response = api(requester).get("/api/v1/schema/")
+    assert response.status_code == 200
+    assert b"/api/v1/requests/{id}/approve/" in response.content

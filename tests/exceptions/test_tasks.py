@@ -1,0 +1,54 @@
+"""The scheduled jobs, executed by a real Celery worker over Redis."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from approvals.services import approve_request
+from audit.models import AuditEvent
+from exceptions import tasks
+from exceptions.models import Grant
+
+
+@pytest.mark.celery_worker
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_worker_expires_due_grants(celery_worker: Any, submit: Any, approver: Any) -> None:
+    now = timezone.now()
+    request = submit(destinations=[{"host": "a.example", "port": 443}, {"host": "b.example", "port": 443}])
+    approve_request(actor=approver, request=request, now=now - timedelta(days=8))
+
+    result = tasks.expire_due_grants.delay()
+    assert result.get(timeout=60) == 2
+
+    assert set(Grant.objects.values_list("status", flat=True)) == {"expired"}
+    request.refresh_from_db()
+    assert request.status == "expired"
+    events = AuditEvent.objects.filter(action="grant.expired")
+    assert events.count() == 2
+    assert all(e.actor_kind == "system" and e.request_id.startswith("task-") for e in events)
+
+
+@pytest.mark.celery_worker
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_worker_activates_scheduled_grants(celery_worker: Any, submit: Any, approver: Any) -> None:
+    now = timezone.now()
+    request = submit(desired_start=now + timedelta(minutes=1))
+    [grant] = approve_request(actor=approver, request=request, now=now)
+    assert grant.status == "scheduled"
+    result = tasks.activate_due_grants.delay((now + timedelta(minutes=2)).isoformat())
+    assert result.get(timeout=60) == 1
+    grant.refresh_from_db()
+    assert grant.status == "active"
+
+
+def test_beat_schedules_both_jobs() -> None:
+    from django.conf import settings
+
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert scheduled == {tasks.expire_due_grants.name, tasks.activate_due_grants.name}

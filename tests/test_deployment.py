@@ -1,0 +1,94 @@
+"""The two commands' building blocks and the production configuration."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from audit.verification import verify_chain
+from exceptions.models import ExceptionRequest, Grant
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _production_env(tmp_path: Path) -> dict[str, str]:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(secrets.token_urlsafe(50))
+    return {
+        "DJANGO_SETTINGS_MODULE": "egress_portal.settings.production",
+        "SECRET_KEY_FILE": str(secret_file),
+        "ALLOWED_HOSTS": "egress.example.org",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.db'}",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+        "EGRESS_VAR_DIR": str(tmp_path),
+    }
+
+
+def test_production_settings_pass_check_deploy(tmp_path: Path) -> None:
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=_production_env(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
+    env = _production_env(tmp_path)
+    del env["SECRET_KEY_FILE"]
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert "SECRET_KEY (or SECRET_KEY_FILE) must be set" in result.stderr
+
+
+@pytest.mark.compose
+def test_docker_compose_file_is_valid() -> None:
+    result = subprocess.run(["docker-compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    services = subprocess.run(
+        ["docker-compose", "config", "--services"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    assert set(services.split()) >= {"postgres", "redis", "web", "worker", "beat"}
+
+
+@pytest.mark.django_db
+def test_seed_demo_is_idempotent_and_covers_every_state(settings: object, tmp_path: Path) -> None:
+    settings.VAR_DIR = tmp_path
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    first_requests, first_grants = ExceptionRequest.objects.count(), Grant.objects.count()
+    call_command("seed_demo", stdout=out)
+    assert (ExceptionRequest.objects.count(), Grant.objects.count()) == (first_requests, first_grants)
+    states = set(ExceptionRequest.objects.values_list("status", flat=True))
+    assert states == {"draft", "pending", "approved", "active", "expired", "revoked", "rejected", "cancelled"}
+    assert Grant.objects.filter(status="active", host__startswith="*.").exists()
+    assert Grant.objects.filter(status="active").exclude(host__startswith="*.").exists()
+    for name in ("requester", "approver", "security", "auditor", "admin"):
+        assert name in out.getvalue()
+    assert verify_chain().ok
+
+
+@pytest.mark.django_db
+def test_healthz(client: object) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
