@@ -55,26 +55,25 @@ def assess_risk(
     an excess is named among the reasons.
     """
     caps = caps or LifetimeCaps()
-    high: list[str] = []
-    medium: list[str] = []
     prod = environment == Environment.PROD
-    if data_class == DataClass.RESTRICTED:
-        high.append("restricted data leaves the network")
-    if prod and data_class == DataClass.CONFIDENTIAL:
-        high.append("confidential data from a production workload")
-    if prod and wildcard:
-        high.append("a wildcard destination from a production workload")
-    if prod:
-        medium.append("production workload")
-    if data_class == DataClass.CONFIDENTIAL:
-        medium.append("confidential data")
-    if wildcard:
-        medium.append("wildcard destination (*.domain)")
-    if purpose == Purpose.OTHER:
-        medium.append("purpose 'other' needs a closer read")
-
+    confidential = data_class == DataClass.CONFIDENTIAL
+    # (applies, reason, the medium factors a high rule already explains)
+    high_rules = [
+        (data_class == DataClass.RESTRICTED, "restricted data leaves the network", set()),
+        (prod and confidential, "confidential data from a production workload", {"prod", "confidential"}),
+        (prod and wildcard, "a wildcard destination from a production workload", {"prod", "wildcard"}),
+    ]
+    medium_rules = {
+        "prod": (prod, "production workload"),
+        "confidential": (confidential, "confidential data"),
+        "wildcard": (wildcard, "wildcard destination (*.domain)"),
+        "other": (purpose == Purpose.OTHER, "purpose 'other' needs a closer read"),
+    }
+    high = [(reason, covered) for applies, reason, covered in high_rules if applies]
+    explained = set().union(*(covered for _, covered in high)) if high else set()
+    medium = [reason for key, (applies, reason) in medium_rules.items() if applies and key not in explained]
     if high:
-        tier, reasons = RiskTier.HIGH, high + [r for r in medium if r not in {"production workload"}]
+        tier, reasons = RiskTier.HIGH, [reason for reason, _ in high] + medium
     elif medium:
         tier, reasons = RiskTier.MEDIUM, medium
     else:

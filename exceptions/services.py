@@ -299,7 +299,7 @@ def _close_finished_requests(
         .exclude(Exists(still_open))
         .values_list("id", "status")
     )
-    events = []
+    events: list[PendingEvent] = []
     for status in {status for _, status in finished}:
         ids = [request_id for request_id, s in finished if s == status]
         # Rows we read are updated only if still in the state we read; the

@@ -68,3 +68,8 @@ def test_caps_are_configurable() -> None:
     assert _assess(caps=caps).lifetime_cap == timedelta(days=10)
     assert _assess(caps=caps, environment="prod", wildcard=True).lifetime_cap == timedelta(days=1)
     assert _assess(caps=caps, purpose="diagnostics").lifetime_cap == timedelta(hours=2)
+
+
+def test_high_tier_reasons_do_not_repeat_what_they_explain() -> None:
+    result = _assess(environment="prod", data_class="confidential", purpose="other")
+    assert result.reasons == ("confidential data from a production workload", "purpose 'other' needs a closer read")
