@@ -72,3 +72,10 @@ def apply_service_errors(error: ValidationError, form: forms.Form, formset: form
 
 class ReasonForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+
+class ExplainForm(forms.Form):
+    identity = forms.CharField(max_length=300, help_text="SPIFFE ID, namespace/serviceaccount, role ARN or GCP e-mail.")
+    host = forms.CharField(max_length=300)
+    port = forms.IntegerField(min_value=1, max_value=65535, initial=443)
+    protocol = forms.ChoiceField(choices=Protocol.choices, initial=Protocol.TCP)

@@ -194,3 +194,30 @@ class Grant(models.Model):
             "expires_at": self.expires_at,
             "request": self.request_id,
         }
+
+
+class BundlePublication(models.Model):
+    """One attempt to publish the policy bundle to git."""
+
+    class Status(models.TextChoices):
+        PUBLISHED = "published", "Published"
+        UNCHANGED = "unchanged", "Unchanged (no commit)"
+        FAILED = "failed", "Failed"
+
+    status = models.CharField(max_length=16, choices=Status.choices)
+    revision = models.CharField(max_length=64, blank=True)
+    commit = models.CharField(max_length=64, blank=True)
+    trigger = models.CharField(max_length=100)
+    grant_count = models.PositiveIntegerField(default=0)
+    added = models.PositiveIntegerField(default=0)
+    removed = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    duration_ms = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.revision or '-'} ({self.trigger})"

@@ -11,6 +11,7 @@ from django.db.models import Count, QuerySet
 from audit.models import AuditEvent
 from audit.selectors import timeline
 from exceptions.access import roles_for, visible_grants, visible_requests
+from exceptions.bundle.records import GrantRecord
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant
 
@@ -61,3 +62,43 @@ def grant_list(user: Any, *, view: str, now: datetime) -> QuerySet[Grant]:
 def request_timeline(request: ExceptionRequest) -> QuerySet[AuditEvent]:
     grant_ids = list(request.grants.values_list("id", flat=True))
     return timeline({"exceptions.exceptionrequest": [request.pk], "exceptions.grant": grant_ids})
+
+
+def bundle_records(*, identity: str | None = None) -> list[GrantRecord]:
+    """Open grants (scheduled or active) as the compiler's frozen records."""
+    grants = Grant.objects.filter(status__in=[GrantStatus.SCHEDULED, GrantStatus.ACTIVE])
+    if identity is not None:
+        grants = grants.filter(identity=identity)
+    rows = grants.values_list(
+        "id",
+        "identity",
+        "host",
+        "port",
+        "protocol",
+        "valid_from",
+        "expires_at",
+        "tls_required",
+        "request_id",
+        "request__decided_by__username",
+        "workload__name",
+        "workload__namespace",
+        "workload__service_account",
+    ).order_by("id")
+    return [
+        GrantRecord(
+            id=row[0],
+            identity=row[1],
+            host=row[2],
+            port=row[3],
+            protocol=row[4],
+            valid_from=row[5],
+            expires_at=row[6],
+            tls_required=row[7],
+            request_id=row[8],
+            decided_by=row[9] or "",
+            workload=row[10],
+            namespace=row[11],
+            service_account=row[12],
+        )
+        for row in rows.iterator(chunk_size=5000)
+    ]

@@ -253,6 +253,13 @@ def cancel_request(*, actor: Any, request: ExceptionRequest, reason: str = "") -
     return locked
 
 
+def publish_on_commit(trigger: str) -> None:
+    """Queue a bundle publish once this transaction commits (imported late: publishing reads selectors)."""
+    from exceptions.publishing import publish_on_commit as queue
+
+    queue(trigger)
+
+
 def issue_grants(*, actor: Actor, request: ExceptionRequest, now: datetime) -> list[Grant]:
     """Create the grants of an approved request; the caller holds its transaction."""
     valid_from = max(now, request.desired_start or now)
@@ -284,6 +291,7 @@ def issue_grants(*, actor: Actor, request: ExceptionRequest, now: datetime) -> l
             for g in created
         ]
     )
+    publish_on_commit(f"request {request.pk} approved")
     return created
 
 
@@ -350,6 +358,7 @@ def revoke_grant(*, actor: Any, grant: Grant, reason: str, now: datetime | None 
             actor=actor, action="grant.revoked", obj=locked, before=before, after=locked.snapshot(), reason=reason
         )
         _close_finished_requests([locked.request_id], target=RequestStatus.REVOKED, actor=actor, now=now, reason=reason)
+        publish_on_commit(f"grant {locked.pk} revoked")
     return locked
 
 
@@ -440,6 +449,7 @@ def _move_grants_in_batches(
                     ]
                 )
             moved += len(batch)
+            publish_on_commit(f"{len(batch)} grant(s) {target}")
         if len(batch) < batch_size:
             return moved
 

@@ -8,7 +8,8 @@ from celery import Task, shared_task
 from django.db import OperationalError
 
 from egress_portal.context import request_id_scope
-from exceptions import services
+from exceptions import publishing, services
+from exceptions.bundle.publisher import PublishError
 
 
 def _parse_now(now: str | None) -> datetime | None:
@@ -44,3 +45,20 @@ def expire_due_grants(self: Task[..., int], now: str | None = None) -> int:
 def activate_due_grants(self: Task[..., int], now: str | None = None) -> int:
     with request_id_scope(f"task-{self.request.id or 'local'}"):
         return services.activate_due_grants(now=_parse_now(now))
+
+
+@shared_task(
+    name="exceptions.publish_bundle",
+    bind=True,
+    autoretry_for=(PublishError, OperationalError),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
+)
+def publish_bundle(self: Task[..., str], trigger: str = "manual", refresh: bool = False) -> str:
+    """Publish the whole current state; a retry after a failure carries everything."""
+    with request_id_scope(f"task-{self.request.id or 'local'}"):
+        # Later changes ask for another publish instead of being folded into a stale one.
+        publishing.clear_pending()
+        return publishing.publish_bundle(trigger=trigger, refresh=refresh).status

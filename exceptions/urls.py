@@ -1,6 +1,6 @@
 from django.urls import path
 
-from exceptions import views
+from exceptions import bundle_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -12,4 +12,7 @@ urlpatterns = [
     path("grants/", views.grant_list, name="grant-list"),
     path("grants/<int:pk>/", views.grant_detail, name="grant-detail"),
     path("grants/<int:pk>/revoke/", views.grant_revoke, name="grant-revoke"),
+    path("explain", bundle_views.explain_page, name="explain"),
+    path("bundles/egress.tar.gz", bundle_views.opa_bundle, name="opa-bundle"),
+    path("bundles/publications/", bundle_views.publications, name="bundle-publications"),
 ]

@@ -23,6 +23,7 @@ from exceptions.access import (
     revoke_denial,
     roles_for,
 )
+from exceptions.bundle.preview import preview_approval
 from exceptions.choices import RequestStatus
 from exceptions.forms import DestinationFormSet, ExceptionRequestForm, ReasonForm, apply_service_errors
 from exceptions.risk import format_duration
@@ -134,6 +135,12 @@ def request_preview(request: HttpRequest) -> JsonResponse:
 @login_required
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     exception_request = access_request(request.user, pk)
+    can_decide = (
+        exception_request.status == RequestStatus.PENDING and decide_denial(request.user, exception_request) is None
+    )
+    preview = None
+    if exception_request.status == RequestStatus.PENDING and (can_decide or roles_for(request.user).sees_everything):
+        preview = preview_approval(exception_request)
     return render(
         request,
         "exceptions/request_detail.html",
@@ -142,8 +149,8 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "destinations": exception_request.destinations.all(),
             "grants": exception_request.grants.all(),
             "timeline": selectors.request_timeline(exception_request),
-            "can_decide": exception_request.status == RequestStatus.PENDING
-            and decide_denial(request.user, exception_request) is None,
+            "can_decide": can_decide,
+            "preview": preview,
             "decide_denial": decide_denial(request.user, exception_request),
             "can_cancel": exception_request.status in (RequestStatus.DRAFT, RequestStatus.PENDING)
             and cancel_denial(request.user, exception_request) is None,

@@ -189,8 +189,16 @@ def submit(requester: Any, workload: Any) -> Any:
 
 
 @pytest.fixture
-def celery_worker(django_db_setup: Any, transactional_db: Any) -> Iterator[Any]:
-    """A real `celery worker` process over Redis, on the test database."""
+def policy_repo(settings: Any, tmp_path: Path) -> Path:
+    """A fresh bare policy repository (created by the first publish) and working copy."""
+    settings.POLICY_REPO_URL = str(tmp_path / "policy.git")
+    settings.POLICY_WORK_DIR = tmp_path / "policy-work"
+    return tmp_path / "policy.git"
+
+
+@pytest.fixture
+def celery_worker(django_db_setup: Any, transactional_db: Any, policy_repo: Path, settings: Any) -> Iterator[Any]:
+    """A real `celery worker` process over Redis, on the test database and policy repository."""
     from egress_portal.celery import app
 
     db = settings.DATABASES["default"]
@@ -200,6 +208,10 @@ def celery_worker(django_db_setup: Any, transactional_db: Any) -> Iterator[Any]:
         "DJANGO_SETTINGS_MODULE": "egress_portal.settings.test",
         "DATABASE_URL": database_url,
         "REDIS_URL": settings.REDIS_URL,
+        "POLICY_REPO_URL": settings.POLICY_REPO_URL,
+        "POLICY_WORK_DIR": str(settings.POLICY_WORK_DIR),
+        "EGRESS_AUTO_PUBLISH": "true",
+        "BUNDLE_PUBLISH_DELAY_SECONDS": "1",
     }
     app.control.purge()
     hostname = f"test-worker-{os.getpid()}@localhost"

@@ -145,6 +145,18 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "egress-portal@localhost")
 
+# --- Cache (coalesces bundle publishes across processes) -------------------
+CACHE_URL = env_str("CACHE_URL")
+if CACHE_URL.startswith("redis://"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+
 # --- REST API -------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
@@ -173,6 +185,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE = {
     "activate-due-grants": {"task": "exceptions.activate_due_grants", "schedule": crontab()},
     "expire-due-grants": {"task": "exceptions.expire_due_grants", "schedule": crontab()},
+    # The safety net: whatever was missed (a lost message, a failed push) is
+    # carried by the next full publish, which fetches the branch first.
+    "republish-bundle": {
+        "task": "exceptions.publish_bundle",
+        "schedule": crontab(minute="*/5"),
+        "kwargs": {"trigger": "schedule", "refresh": True},
+    },
 }
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -195,6 +214,18 @@ EGRESS_LIFETIME_CAP_HIGH_DAYS = env_int("EGRESS_LIFETIME_CAP_HIGH_DAYS", 7)
 EGRESS_LIFETIME_CAP_DIAGNOSTICS_HOURS = env_int("EGRESS_LIFETIME_CAP_DIAGNOSTICS_HOURS", 24)
 EGRESS_EXPIRING_SOON_DAYS = env_int("EGRESS_EXPIRING_SOON_DAYS", 14)
 POLICY_REPO_URL = env_str("POLICY_REPO_URL", str(VAR_DIR / "policy.git"))
+POLICY_REPO_BRANCH = env_str("POLICY_REPO_BRANCH", "main")
+POLICY_REPO_SUBDIR = env_str("POLICY_REPO_SUBDIR", "")
+POLICY_REPO_USERNAME = env_str("POLICY_REPO_USERNAME")
+POLICY_REPO_PASSWORD = env_str("POLICY_REPO_PASSWORD")
+POLICY_WORK_DIR = Path(env_str("POLICY_WORK_DIR", str(VAR_DIR / "policy-work")))
+POLICY_GIT_AUTHOR_NAME = env_str("POLICY_GIT_AUTHOR_NAME", "Egress Portal")
+POLICY_GIT_AUTHOR_EMAIL = env_str("POLICY_GIT_AUTHOR_EMAIL", "egress-portal@localhost")
+# Grant changes publish after this many seconds, so a burst becomes one commit.
+BUNDLE_PUBLISH_DELAY_SECONDS = env_int("BUNDLE_PUBLISH_DELAY_SECONDS", 2)
+EGRESS_AUTO_PUBLISH = env_bool("EGRESS_AUTO_PUBLISH", True)
+OPA_BUNDLE_TOKEN = env_str("OPA_BUNDLE_TOKEN")
+ISTIO_NAMESPACE = env_str("ISTIO_NAMESPACE", "istio-system")
 
 LOGGING = {
     "version": 1,

@@ -14,16 +14,18 @@ for _folder in (VAR_DIR, CELERY_BROKER_DIR / "queue", CELERY_BROKER_DIR / "proce
     _folder.mkdir(parents=True, exist_ok=True)
 
 
-def _local_secret_key() -> str:
-    """A key generated once per checkout, kept out of the repository in var/."""
-    path = VAR_DIR / "secret_key"
+def _generated_secret(name: str, nbytes: int) -> str:
+    """A secret generated once per checkout, kept out of the repository in var/."""
+    path = VAR_DIR / name
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50), encoding="utf-8")
+        path.write_text(secrets.token_urlsafe(nbytes), encoding="utf-8")
         path.chmod(0o600)
     return path.read_text(encoding="utf-8").strip()
 
 
-SECRET_KEY = env_str("SECRET_KEY") or _local_secret_key()
+SECRET_KEY = env_str("SECRET_KEY") or _generated_secret("secret_key", 50)
+# OPA polls /bundles/egress.tar.gz with this bearer token (var/opa_bundle_token).
+OPA_BUNDLE_TOKEN = env_str("OPA_BUNDLE_TOKEN") or _generated_secret("opa_bundle_token", 32)
 
 # Static files come from the app folders through the finders; no collectstatic needed.
 STATIC_ROOT = None

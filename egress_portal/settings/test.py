@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 from egress_portal.settings.base import *  # noqa: F403
 from egress_portal.settings.base import VAR_DIR, database_from_url
@@ -57,3 +58,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {}
 STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Tests that exercise publishing turn it on; the others need no broker.
+OPA_BUNDLE_TOKEN = "test-bundle-token"  # noqa: S105 - tests only
+POLICY_REPO_URL = env_str("POLICY_REPO_URL", str(VAR_DIR / "test-policy.git"))
+POLICY_WORK_DIR = Path(env_str("POLICY_WORK_DIR", str(VAR_DIR / "test-policy-work")))
+EGRESS_AUTO_PUBLISH = env_str("EGRESS_AUTO_PUBLISH", "false") == "true"

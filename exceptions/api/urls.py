@@ -1,6 +1,6 @@
 from django.urls import path
 
-from exceptions.api import views
+from exceptions.api import bundle, views
 
 urlpatterns = [
     path("workloads/", views.WorkloadList.as_view(), name="api-workloads"),
@@ -10,4 +10,7 @@ urlpatterns = [
     path("grants/", views.GrantList.as_view(), name="api-grants"),
     path("grants/<int:pk>/", views.GrantDetail.as_view(), name="api-grant-detail"),
     path("grants/<int:pk>/revoke/", views.GrantRevoke.as_view(), name="api-grant-revoke"),
+    path("explain/", bundle.Explain.as_view(), name="api-explain"),
+    path("requests/<int:pk>/preview/", bundle.RequestPreview.as_view(), name="api-request-preview"),
+    path("bundles/publications/", bundle.Publications.as_view(), name="api-publications"),
 ]

@@ -47,8 +47,9 @@ def test_worker_activates_scheduled_grants(celery_worker: Any, submit: Any, appr
     assert grant.status == "active"
 
 
-def test_beat_schedules_both_jobs() -> None:
+def test_beat_schedules_the_jobs_and_the_publish_safety_net() -> None:
     from django.conf import settings
 
-    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert scheduled == {tasks.expire_due_grants.name, tasks.activate_due_grants.name}
+    scheduled = {entry["task"]: entry for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert set(scheduled) == {tasks.expire_due_grants.name, tasks.activate_due_grants.name, tasks.publish_bundle.name}
+    assert scheduled[tasks.publish_bundle.name]["kwargs"] == {"trigger": "schedule", "refresh": True}

@@ -1,0 +1,92 @@
+"""REST endpoints for explain, the approval preview and bundle publications."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exceptions.access import access_request
+from exceptions.bundle.explain import explain
+from exceptions.bundle.preview import preview_approval
+from exceptions.choices import Protocol
+from exceptions.models import BundlePublication
+
+
+class ExplainInputSerializer(serializers.Serializer[dict[str, Any]]):
+    identity = serializers.CharField(max_length=300)
+    host = serializers.CharField(max_length=300)
+    port = serializers.IntegerField(min_value=1, max_value=65535)
+    protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.TCP)
+
+
+ExplainOutput = inline_serializer(
+    "Explanation",
+    {
+        "allow": serializers.BooleanField(),
+        "reason": serializers.CharField(),
+        "grant_id": serializers.IntegerField(allow_null=True),
+        "expires_at": serializers.CharField(allow_null=True),
+        "identity": serializers.CharField(),
+        "host": serializers.CharField(),
+        "port": serializers.IntegerField(),
+        "protocol": serializers.CharField(),
+        "policy_path": serializers.CharField(),
+        "matched_rule": serializers.CharField(allow_null=True),
+        "candidates": serializers.ListField(child=serializers.DictField()),
+        "request_url": serializers.CharField(allow_null=True),
+    },
+)
+
+
+class Explain(APIView):
+    @extend_schema(parameters=[ExplainInputSerializer], responses=ExplainOutput)
+    def get(self, request: Request) -> Response:
+        payload = ExplainInputSerializer(data=request.query_params)
+        payload.is_valid(raise_exception=True)
+        return Response(explain(**payload.validated_data).as_dict())
+
+
+class RequestPreview(APIView):
+    @extend_schema(
+        responses=inline_serializer(
+            "PreviewFile", {"path": serializers.CharField(), "diff": serializers.CharField()}, many=True
+        )
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        exception_request = access_request(request.user, pk)
+        if exception_request.status != "pending":
+            return Response({"detail": "Only a pending request has an approval preview."}, status=409)
+        return Response([{"path": d.path, "diff": d.diff} for d in preview_approval(exception_request)])
+
+
+class PublicationSerializer(serializers.ModelSerializer[BundlePublication]):
+    class Meta:
+        model = BundlePublication
+        fields = [
+            "id",
+            "status",
+            "revision",
+            "commit",
+            "trigger",
+            "grant_count",
+            "added",
+            "removed",
+            "attempts",
+            "duration_ms",
+            "error",
+            "created_at",
+        ]
+
+
+class Publications(APIView):
+    @extend_schema(responses=PublicationSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(BundlePublication.objects.all(), request, view=self)
+        return paginator.get_paginated_response(PublicationSerializer(page, many=True).data)

@@ -1,0 +1,76 @@
+"""The bundle compiler: frozen grant records and a time in, ``{path: bytes}`` out.
+
+Pure: no Django, no database, no network, no clock it was not given. Identical
+input gives identical bytes (sorted keys, stable order, no timestamps).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from exceptions.bundle import cilium, istio, opa
+from exceptions.bundle.records import BundleOptions, GrantRecord
+
+MANIFEST = "MANIFEST.json"
+OPA_MANIFEST = "opa/.manifest"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    files: dict[str, bytes]
+    revision: str
+    grant_count: int
+    grant_ids: frozenset[int] = field(default_factory=frozenset)
+
+    def opa_files(self) -> dict[str, bytes]:
+        """The OPA bundle's own files, relative to its root."""
+        return {path[len("opa/") :]: data for path, data in self.files.items() if path.startswith("opa/")}
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def compile_bundle(records: Iterable[GrantRecord], *, now: datetime, options: BundleOptions | None = None) -> Bundle:
+    """Compile the grants that are still open at ``now``.
+
+    OPA gets every open grant (it checks valid_from and expiry itself); Cilium and
+    Istio, which have no clock, get the grants valid at ``now``.
+    """
+    options = options or BundleOptions()
+    open_records = sorted(r for r in records if r.expires_at > now)
+    valid_now = [r for r in open_records if r.valid_from <= now]
+    files: dict[str, bytes] = {}
+    files.update(opa.emit(open_records))
+    cilium_files, cilium_skipped = cilium.emit(valid_now, options)
+    istio_files, istio_skipped = istio.emit(valid_now, options)
+    files.update(cilium_files)
+    files.update(istio_files)
+    content = hashlib.sha256()
+    for path in sorted(files):
+        content.update(f"{path}\0{digest(files[path])}\n".encode())
+    revision = content.hexdigest()[:20]
+    files[OPA_MANIFEST] = opa.manifest(revision)
+    manifest = {
+        "revision": revision,
+        "counts": {
+            "grants": len(open_records),
+            "grants_valid_now": len(valid_now),
+            "identities": len({r.identity for r in open_records}),
+            "cilium_policies": len(cilium_files),
+            "istio_service_entries": len(istio_files) - 1,
+        },
+        "skipped": {"cilium": cilium_skipped, "istio": istio_skipped},
+        "files": {path: digest(data) for path, data in sorted(files.items())},
+    }
+    files[MANIFEST] = (json.dumps(manifest, sort_keys=True, indent=2) + "\n").encode()
+    return Bundle(
+        files=dict(sorted(files.items())),
+        revision=revision,
+        grant_count=len(open_records),
+        grant_ids=frozenset(r.id for r in open_records),
+    )

@@ -1,0 +1,121 @@
+"""Explain a decision: may this workload reach this name, and why (not)?
+
+The verdict comes from the same decision function the Rego policy mirrors, over
+the same records the bundle is compiled from; the rest (matched rule, nearest
+candidates, a pre-filled request link) helps a person act on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from exceptions.bundle.decision import POLICY_PATH, build_index, candidate_keys, decide, normalise_host
+from exceptions.bundle.records import to_ns
+from exceptions.choices import GrantStatus
+from exceptions.models import Grant, Workload
+from exceptions.selectors import bundle_records
+from exceptions.validators import validate_identity
+
+
+@dataclass
+class Explanation:
+    allow: bool
+    reason: str
+    grant_id: int | None
+    expires_at: str | None
+    identity: str
+    host: str
+    port: object
+    protocol: str
+    policy_path: str = POLICY_PATH
+    matched_rule: str | None = None
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    request_url: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def canonical_identity(value: str) -> str:
+    from django.conf import settings
+
+    try:
+        return validate_identity(value, trust_domain=settings.EGRESS_TRUST_DOMAIN).canonical
+    except ValidationError:
+        return value.strip()
+
+
+def _describe(grant: Grant, why: str) -> dict[str, Any]:
+    return {
+        "why": why,
+        "grant_id": grant.pk,
+        "identity": grant.identity,
+        "destination": f"{grant.host}:{grant.port}/{grant.protocol}",
+        "status": grant.status,
+        "valid_from": grant.valid_from.isoformat(),
+        "expires_at": grant.expires_at.isoformat(),
+        "request_id": grant.request_id,
+    }
+
+
+def _nearest(identity: str, host: str, port: object, protocol: str, now: datetime) -> list[dict[str, Any]]:
+    keys = candidate_keys(host)
+    found: list[dict[str, Any]] = []
+    same_host = Grant.objects.filter(identity=identity, host__in=keys).order_by("-expires_at")[:10]
+    for grant in same_host:
+        if grant.status in (GrantStatus.EXPIRED, GrantStatus.REVOKED) or grant.expires_at <= now:
+            found.append(_describe(grant, f"this identity had a grant for this host; it is {grant.status}"))
+        elif grant.valid_from > now:
+            found.append(_describe(grant, "a grant for this host starts later"))
+        elif (grant.port, grant.protocol) != (port, protocol):
+            found.append(_describe(grant, "this identity may reach this host on another port or protocol"))
+    others = (
+        Grant.objects.filter(host__in=keys, status__in=[GrantStatus.ACTIVE, GrantStatus.SCHEDULED])
+        .exclude(identity=identity)
+        .order_by("identity", "id")[:5]
+    )
+    found += [_describe(grant, "another identity may reach this host") for grant in others]
+    return found
+
+
+def explain(
+    *, identity: str, host: str, port: object, protocol: str = "tcp", now: datetime | None = None
+) -> Explanation:
+    now = now or timezone.now()
+    identity = canonical_identity(identity)
+    host_n = normalise_host(host.strip())
+    protocol_n = (protocol or "tcp").lower()
+    index = build_index(bundle_records(identity=identity))
+    decision = decide(index, identity=identity, host=host_n, port=port, protocol=protocol_n, now_ns=to_ns(now))
+    result = Explanation(
+        allow=decision.allow,
+        reason=decision.reason,
+        grant_id=decision.grant_id,
+        expires_at=decision.expires_at,
+        identity=identity,
+        host=host_n,
+        port=port,
+        protocol=protocol_n,
+    )
+    if decision.allow and decision.matched_host:
+        result.matched_rule = (
+            f"wildcard {decision.matched_host} (exactly one extra label)"
+            if decision.matched_host.startswith("*.")
+            else f"exact host {decision.matched_host}"
+        )
+        return result
+    result.candidates = _nearest(identity, host_n, port, protocol_n, now)
+    workload = Workload.objects.filter(Q(identity=identity)).only("id").first()
+    params: dict[str, Any] = {"host": host_n, "port": port}
+    if workload is not None:
+        params["workload"] = workload.pk
+    result.request_url = f"{reverse('request-create')}?{urlencode(params)}"
+    return result

@@ -1,0 +1,81 @@
+"""The exact bundle diff that approving a pending request now would cause."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Max
+from django.utils import timezone
+
+from exceptions.bundle.compiler import compile_bundle
+from exceptions.bundle.records import GrantRecord
+from exceptions.models import ExceptionRequest, Grant
+from exceptions.publishing import bundle_options
+from exceptions.selectors import bundle_records
+
+IGNORED = {"MANIFEST.json", "opa/.manifest"}  # their only change is the revision
+
+
+@dataclass(frozen=True)
+class FileDiff:
+    path: str
+    diff: str
+
+
+def _pretty(path: str, data: bytes | None, identity: str) -> list[str]:
+    if data is None:
+        return []
+    if path == "opa/data.json":
+        # Only this identity's part can change; diffing the whole document would
+        # cost time proportional to every grant in the organisation.
+        part = json.loads(data)["egress"]["grants"].get(identity, {})
+        return (json.dumps({identity: part}, indent=1, sort_keys=True) + "\n").splitlines(keepends=True)
+    return data.decode("utf-8").splitlines(keepends=True)
+
+
+def preview_approval(request: ExceptionRequest, *, now: datetime | None = None) -> list[FileDiff]:
+    """Compile the bundle as it is and as it would be with this request approved now.
+
+    New grant ids are provisional (the next ids the database would hand out).
+    """
+    now = now or timezone.now()
+    current = bundle_records()
+    next_id = (Grant.objects.aggregate(top=Max("id"))["top"] or 0) + 1
+    valid_from = max(now, request.desired_start or now)
+    workload = request.workload
+    proposed = [
+        GrantRecord(
+            id=next_id + i,
+            identity=workload.identity,
+            host=d.host,
+            port=d.port,
+            protocol=d.protocol,
+            valid_from=valid_from,
+            expires_at=valid_from + request.lifetime,
+            tls_required=d.tls_required,
+            request_id=request.pk,
+            workload=workload.name,
+            namespace=workload.namespace,
+            service_account=workload.service_account,
+        )
+        for i, d in enumerate(request.destinations.all())
+    ]
+    before = compile_bundle(current, now=now, options=bundle_options()).files
+    after = compile_bundle([*current, *proposed], now=now, options=bundle_options()).files
+    diffs = []
+    for path in sorted((before.keys() | after.keys()) - IGNORED):
+        old, new = before.get(path), after.get(path)
+        if old == new:
+            continue
+        lines = difflib.unified_diff(
+            _pretty(path, old, workload.identity),
+            _pretty(path, new, workload.identity),
+            fromfile=f"a/{path}" if old else "/dev/null",
+            tofile=f"b/{path}" if new else "/dev/null",
+            n=2,
+        )
+        diffs.append(FileDiff(path, "".join(lines)))
+    return diffs

@@ -1,0 +1,68 @@
+"""Frozen inputs of the compiler. No Django here: the compiler runs without a database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_ns(value: datetime) -> int:
+    """Exact nanoseconds since the epoch (OPA's time.now_ns() unit)."""
+    return (value - EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def rfc3339(value: datetime) -> str:
+    return (
+        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if value.microsecond == 0
+        else (value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    )
+
+
+@dataclass(frozen=True, order=True)
+class GrantRecord:
+    """One grant as the enforcement engines see it."""
+
+    id: int
+    identity: str
+    host: str
+    port: int
+    protocol: str
+    valid_from: datetime
+    expires_at: datetime
+    tls_required: bool = True
+    request_id: int = 0
+    decided_by: str = ""
+    workload: str = ""
+    namespace: str = ""
+    service_account: str = ""
+
+    @property
+    def is_kubernetes(self) -> bool:
+        return bool(self.namespace and self.service_account)
+
+    @property
+    def wildcard(self) -> bool:
+        return self.host.startswith("*.")
+
+    @property
+    def valid_from_ns(self) -> int:
+        return to_ns(self.valid_from)
+
+    @property
+    def expires_at_ns(self) -> int:
+        return to_ns(self.expires_at)
+
+
+@dataclass(frozen=True)
+class BundleOptions:
+    """Where the emitted resources live in the cluster."""
+
+    istio_namespace: str = "istio-system"
+    egress_gateway_labels: tuple[tuple[str, str], ...] = (("istio", "egressgateway"),)
+    dns_namespace: str = "kube-system"
+    dns_labels: tuple[tuple[str, str], ...] = (("k8s-app", "kube-dns"),)
+    managed_by: str = "egress-portal"
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,62 @@
+"""Pages and endpoints around the policy bundle: explain, the OPA bundle service, publications."""
+
+from __future__ import annotations
+
+import hmac
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from exceptions.bundle.archive import opa_tarball
+from exceptions.bundle.explain import explain
+from exceptions.forms import ExplainForm
+from exceptions.models import BundlePublication
+from exceptions.publishing import current_bundle
+
+
+@login_required
+def explain_page(request: HttpRequest) -> HttpResponse:
+    form = ExplainForm(request.GET or None)
+    result = None
+    if form.is_valid():
+        result = explain(
+            identity=form.cleaned_data["identity"],
+            host=form.cleaned_data["host"],
+            port=form.cleaned_data["port"],
+            protocol=form.cleaned_data["protocol"],
+        )
+    return render(request, "exceptions/explain.html", {"form": form, "result": result})
+
+
+def _authorised(request: HttpRequest) -> bool:
+    expected = settings.OPA_BUNDLE_TOKEN
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), expected)
+
+
+@require_GET
+def opa_bundle(request: HttpRequest) -> HttpResponse:
+    """The current OPA bundle for OPA's bundle service (bearer token, ETag, 304)."""
+    if not _authorised(request):
+        response = HttpResponse("A valid bearer token is required.\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="egress-portal"'
+        return response
+    bundle = current_bundle()
+    etag = f'"{bundle.revision}"'
+    if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(opa_tarball(bundle.opa_files()), content_type="application/gzip")
+    response["ETag"] = etag
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
+@login_required
+def publications(request: HttpRequest) -> HttpResponse:
+    page = Paginator(BundlePublication.objects.all(), 50).get_page(request.GET.get("page"))
+    return render(request, "exceptions/publications.html", {"page": page})

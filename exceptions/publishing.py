@@ -1,0 +1,142 @@
+"""Publishing the policy bundle: compile the current state, commit it to git, record the attempt.
+
+One publisher at a time (a PostgreSQL advisory lock, or a file lock on the
+embedded SQLite setup). Grant changes ask for a publish on commit; requests
+within the coalescing window become one publish.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit.services import SYSTEM, record_event
+from exceptions.bundle.compiler import Bundle, compile_bundle
+from exceptions.bundle.publisher import GitPublisher, PublishError, PublishResult
+from exceptions.bundle.records import BundleOptions
+from exceptions.models import BundlePublication
+from exceptions.selectors import bundle_records
+
+logger = logging.getLogger(__name__)
+LOCK_KEY = zlib.crc32(b"egress-portal:publish-bundle")
+PENDING_KEY = "egress-portal:publish-pending"
+
+
+def bundle_options() -> BundleOptions:
+    return BundleOptions(istio_namespace=settings.ISTIO_NAMESPACE)
+
+
+def current_bundle(*, now: datetime | None = None) -> Bundle:
+    return compile_bundle(bundle_records(), now=now or timezone.now(), options=bundle_options())
+
+
+def publisher() -> GitPublisher:
+    return GitPublisher(
+        url=settings.POLICY_REPO_URL,
+        work_dir=Path(settings.POLICY_WORK_DIR),
+        branch=settings.POLICY_REPO_BRANCH,
+        subdir=settings.POLICY_REPO_SUBDIR,
+        author=(settings.POLICY_GIT_AUTHOR_NAME, settings.POLICY_GIT_AUTHOR_EMAIL),
+        username=settings.POLICY_REPO_USERNAME,
+        password=settings.POLICY_REPO_PASSWORD,
+    )
+
+
+@contextmanager
+def publisher_lock() -> Iterator[None]:
+    """Only one publisher at a time, across processes and machines sharing the database."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
+            try:
+                yield
+            finally:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+        return
+    lock_path = Path(settings.VAR_DIR) / "publish.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def publish_bundle(*, trigger: str, refresh: bool = False, git: GitPublisher | None = None) -> BundlePublication:
+    """Publish the whole current state; every attempt leaves a BundlePublication row.
+
+    A failure loses nothing: the next publish carries the complete state again.
+    Raises PublishError (after recording it) so a task can retry with backoff.
+    """
+    started = time.monotonic()
+    with publisher_lock():
+        bundle = current_bundle()
+        try:
+            result: PublishResult = (git or publisher()).publish(bundle, trigger=trigger, refresh=refresh)
+        except PublishError as exc:
+            BundlePublication.objects.create(
+                status=BundlePublication.Status.FAILED,
+                revision=bundle.revision,
+                trigger=trigger,
+                grant_count=bundle.grant_count,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                error=str(exc)[:4000],
+            )
+            logger.warning("bundle publish failed: %s", exc)
+            raise
+        with transaction.atomic():
+            publication = BundlePublication.objects.create(
+                status=result.status,
+                revision=result.revision,
+                commit=result.commit,
+                trigger=trigger,
+                grant_count=bundle.grant_count,
+                added=len(result.added),
+                removed=len(result.removed),
+                attempts=result.attempts,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+            if result.status == BundlePublication.Status.PUBLISHED:
+                record_event(
+                    actor=SYSTEM,
+                    action="bundle.published",
+                    obj=publication,
+                    after={
+                        "revision": result.revision,
+                        "commit": result.commit,
+                        "added": [g.id for g in result.added],
+                        "removed": [g.id for g in result.removed],
+                    },
+                    reason=trigger,
+                )
+    return publication
+
+
+def request_publish(trigger: str) -> None:
+    """Ask for a publish soon; a burst of grant changes within the window becomes one."""
+    if not settings.EGRESS_AUTO_PUBLISH:
+        return
+    from exceptions.tasks import publish_bundle as publish_task
+
+    if cache.add(PENDING_KEY, trigger, timeout=max(settings.BUNDLE_PUBLISH_DELAY_SECONDS * 10, 30)):
+        publish_task.apply_async(kwargs={"trigger": trigger}, countdown=settings.BUNDLE_PUBLISH_DELAY_SECONDS)
+
+
+def publish_on_commit(trigger: str) -> None:
+    transaction.on_commit(lambda: request_publish(trigger))
+
+
+def clear_pending() -> None:
+    cache.delete(PENDING_KEY)

@@ -1,0 +1,127 @@
+"""The pure compiler: golden files, determinism, and the engines' own schemas. No database."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from exceptions.bundle.compiler import MANIFEST, compile_bundle, digest
+from tests.exceptions.bundle.fixtures import CHECKOUT, NOW, SETTLEMENT, sample_records
+
+GOLDEN = Path(__file__).parent / "golden"
+SCHEMAS = Path(__file__).parent / "schemas"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+def test_bundle_matches_the_golden_files() -> None:
+    bundle = compile_bundle(sample_records(), now=NOW)
+    if UPDATE:
+        for path, data in bundle.files.items():
+            (GOLDEN / path).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / path).write_bytes(data)
+    golden = {str(p.relative_to(GOLDEN)): p.read_bytes() for p in GOLDEN.rglob("*") if p.is_file()}
+    assert sorted(golden) == sorted(bundle.files), "set UPDATE_GOLDEN=1 after an intended change"
+    for path, data in bundle.files.items():
+        assert data == golden[path], f"{path} differs from its golden file"
+
+
+def test_identical_input_gives_identical_bytes_whatever_the_order() -> None:
+    records = sample_records()
+    shuffled = records[:]
+    random.Random(7).shuffle(shuffled)
+    assert compile_bundle(records, now=NOW).files == compile_bundle(shuffled, now=NOW).files
+
+
+def test_revision_is_a_content_digest() -> None:
+    records = sample_records()
+    first = compile_bundle(records, now=NOW)
+    changed = compile_bundle(records[:-2], now=NOW)  # drop the scheduled and the expired grant
+    assert first.revision != changed.revision
+    manifest = json.loads(first.files["opa/.manifest"])
+    assert manifest == {"revision": first.revision, "roots": ["egress"], "rego_version": 1}
+
+
+def test_manifest_lists_counts_skips_and_digests() -> None:
+    bundle = compile_bundle(sample_records(), now=NOW)
+    manifest = json.loads(bundle.files[MANIFEST])
+    assert manifest["counts"]["grants"] == 6  # the expired one is left out
+    assert manifest["counts"]["grants_valid_now"] == 5
+    assert SETTLEMENT in manifest["skipped"]["cilium"]
+    assert any("udp" in entry for entry in manifest["skipped"]["istio"])
+    for path, sha in manifest["files"].items():
+        assert digest(bundle.files[path]) == sha
+
+
+def test_data_is_indexed_by_identity_then_host() -> None:
+    data = json.loads(compile_bundle(sample_records(), now=NOW).files["opa/data.json"])
+    grants = data["egress"]["grants"]
+    assert sorted(grants[CHECKOUT]) == ["*.cdn.partner.example", "api.stripe.com", "sandbox.partner.example"]
+    assert grants[CHECKOUT]["api.stripe.com"][0]["id"] == 1
+    assert "old.partner.example" not in grants[CHECKOUT]
+
+
+def test_cilium_policy_selects_the_service_account_and_allows_dns() -> None:
+    files = compile_bundle(sample_records(), now=NOW).files
+    policy = yaml.safe_load(files["cilium/payments/egress-checkout-api.yaml"])
+    assert policy["spec"]["endpointSelector"]["matchLabels"] == {
+        "io.kubernetes.pod.namespace": "payments",
+        "io.cilium.k8s.policy.serviceaccount": "checkout-api",
+    }
+    dns, fqdns = policy["spec"]["egress"]
+    assert dns["toPorts"][0]["rules"]["dns"] == [{"matchPattern": "*"}]
+    assert fqdns["toFQDNs"] == [{"matchPattern": "*.cdn.partner.example"}, {"matchName": "api.stripe.com"}]
+    assert "sandbox.partner.example" not in files["cilium/payments/egress-checkout-api.yaml"].decode()
+
+
+def _schema_errors(schema_file: str, document: dict) -> list[str]:
+    schema = json.loads((SCHEMAS / schema_file).read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+
+
+SCHEMA_FOR_KIND = {
+    "CiliumNetworkPolicy": "ciliumnetworkpolicy_v2.json",
+    "ServiceEntry": "serviceentry_v1.json",
+    "AuthorizationPolicy": "authorizationpolicy_v1.json",
+}
+
+
+def test_every_emitted_manifest_validates_against_the_engines_schema() -> None:
+    bundle = compile_bundle(sample_records(), now=NOW)
+    kinds = set()
+    for path, data in bundle.files.items():
+        if not path.endswith(".yaml"):
+            continue
+        document = yaml.safe_load(data)
+        kinds.add(document["kind"])
+        assert _schema_errors(SCHEMA_FOR_KIND[document["kind"]], document) == [], path
+    assert kinds == set(SCHEMA_FOR_KIND)
+
+
+def test_schema_check_would_catch_a_broken_manifest() -> None:
+    document = yaml.safe_load(
+        compile_bundle(sample_records(), now=NOW).files["cilium/payments/egress-checkout-api.yaml"]
+    )
+    document["spec"]["egress"][1]["toPorts"][0]["ports"][0]["protocol"] = "QUIC"
+    assert _schema_errors("ciliumnetworkpolicy_v2.json", document)
+
+
+def test_empty_state_denies_everything_at_the_gateway() -> None:
+    bundle = compile_bundle([], now=NOW)
+    policy = yaml.safe_load(bundle.files["istio/authorizationpolicy.yaml"])
+    assert policy["spec"]["action"] == "ALLOW" and policy["spec"]["rules"] == []
+    assert json.loads(bundle.files["opa/data.json"]) == {"egress": {"grants": {}}}
+
+
+@pytest.mark.parametrize("host", ["*.cdn.partner.example", "api.stripe.com"])
+def test_resource_names_are_dns_labels(host: str) -> None:
+    from exceptions.bundle.kubernetes import resource_name
+
+    name = resource_name("egress", host)
+    assert len(name) <= 63 and name.replace("-", "").isalnum() and name == name.lower()

@@ -1,0 +1,178 @@
+"""Publishing through the service: database state → git, with records, audit, lock and the worker."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from approvals.services import approve_request
+from audit.models import AuditEvent
+from exceptions.bundle.publisher import PublishError
+from exceptions.models import BundlePublication
+from exceptions.publishing import current_bundle, publish_bundle
+from exceptions.services import revoke_grant
+
+
+def remote_log(remote: Path) -> list[str]:
+    result = subprocess.run(
+        ["git", "--git-dir", str(remote), "log", "--format=%s", "main"], capture_output=True, text=True
+    )
+    return result.stdout.splitlines() if result.returncode == 0 else []
+
+
+def remote_data(remote: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        ["git", "--git-dir", str(remote), "show", "main:opa/data.json"], capture_output=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+@pytest.mark.django_db
+def test_publish_records_the_publication_and_one_audit_event(policy_repo: Path, submit: Any, approver: Any) -> None:
+    [grant] = approve_request(actor=approver, request=submit())
+    publication = publish_bundle(trigger="test")
+    assert (publication.status, publication.grant_count, publication.added) == ("published", 1, 1)
+    data = remote_data(policy_repo)
+    assert data["egress"]["grants"][grant.identity]["api.partner.example"][0]["id"] == grant.pk
+    [event] = AuditEvent.objects.filter(action="bundle.published")
+    assert event.after["commit"] == publication.commit and event.after["added"] == [grant.pk]
+    again = publish_bundle(trigger="test")
+    assert again.status == "unchanged" and len(remote_log(policy_repo)) == 1
+    assert AuditEvent.objects.filter(action="bundle.published").count() == 1
+
+
+@pytest.mark.django_db
+def test_revoked_grant_leaves_the_bundle(policy_repo: Path, submit: Any, approver: Any, security_officer: Any) -> None:
+    [grant] = approve_request(actor=approver, request=submit())
+    publish_bundle(trigger="approve")
+    revoke_grant(actor=security_officer, grant=grant, reason="vendor breached")
+    publication = publish_bundle(trigger="revoke")
+    assert (publication.added, publication.removed) == (0, 1)
+    assert remote_data(policy_repo)["egress"]["grants"] == {}
+
+
+@pytest.mark.django_db
+def test_a_failed_publish_is_recorded_and_the_next_one_carries_everything(
+    settings: Any, tmp_path: Path, submit: Any, approver: Any
+) -> None:
+    missing = tmp_path / "later.git"
+    settings.POLICY_REPO_URL = f"file://{missing}"
+    settings.POLICY_WORK_DIR = tmp_path / "work"
+    approve_request(actor=approver, request=submit())
+    with pytest.raises(PublishError):
+        publish_bundle(trigger="test")
+    failed = BundlePublication.objects.get()
+    assert failed.status == "failed" and "later.git" in failed.error
+    import git
+
+    git.Repo.init(missing, bare=True, initial_branch="main")
+    recovered = publish_bundle(trigger="retry")
+    assert recovered.status == "published" and recovered.grant_count == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_publishes_are_serialised_by_the_advisory_lock(
+    policy_repo: Path, submit: Any, approver: Any
+) -> None:
+    approve_request(actor=approver, request=submit())
+    statuses: list[str] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(3)
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            statuses.append(publish_bundle(trigger="race").status)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(statuses) == ["published", "unchanged", "unchanged"]
+    assert len(remote_log(policy_repo)) == 1
+
+
+@pytest.mark.celery_worker
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_approval_reaches_a_pushed_commit_through_the_worker(
+    celery_worker: Any, settings: Any, policy_repo: Path, submit: Any, approver: Any
+) -> None:
+    settings.EGRESS_AUTO_PUBLISH = True
+    settings.BUNDLE_PUBLISH_DELAY_SECONDS = 1
+    started = time.monotonic()
+    [grant] = approve_request(actor=approver, request=submit())
+    deadline = started + 30
+    while time.monotonic() < deadline and not remote_log(policy_repo):
+        time.sleep(0.1)
+    assert remote_log(policy_repo), "no commit reached the policy repository within 30 s"
+    assert str(grant.pk) in json.dumps(remote_data(policy_repo))
+    assert BundlePublication.objects.filter(status="published").count() == 1
+
+
+# --- the OPA bundle service ----------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_bundle_endpoint_requires_the_bearer_token(client: Client) -> None:
+    assert client.get("/bundles/egress.tar.gz").status_code == 401
+    wrong = client.get("/bundles/egress.tar.gz", HTTP_AUTHORIZATION="Bearer nope")
+    assert wrong.status_code == 401 and wrong["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.django_db
+def test_bundle_endpoint_serves_the_opa_bundle_with_etag_and_304(client: Client, submit: Any, approver: Any) -> None:
+    approve_request(actor=approver, request=submit())
+    auth = {"HTTP_AUTHORIZATION": "Bearer test-bundle-token"}
+    response = client.get("/bundles/egress.tar.gz", **auth)
+    assert response.status_code == 200 and response["Content-Type"] == "application/gzip"
+    revision = current_bundle().revision
+    assert response["ETag"] == f'"{revision}"'
+    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
+        names = sorted(tar.getnames())
+        manifest = json.loads(tar.extractfile("/.manifest").read())  # type: ignore[union-attr]
+    assert names == ["/.manifest", "/data.json", "/egress/policy.rego", "/egress/policy_test.rego"]
+    assert manifest["revision"] == revision
+    again = client.get("/bundles/egress.tar.gz", HTTP_IF_NONE_MATCH=f'"{revision}"', **auth)
+    assert again.status_code == 304 and again.content == b""
+    assert client.get("/bundles/egress.tar.gz", **auth).content == response.content  # deterministic bytes
+
+
+@pytest.mark.django_db
+def test_publications_page_shows_failures(client: Client, requester: Any) -> None:
+    BundlePublication.objects.create(status="failed", trigger="schedule", error="remote unreachable")
+    client.force_login(requester)
+    body = client.get("/bundles/publications/").content.decode()
+    assert "remote unreachable" in body and "Failed" in body
+
+
+@pytest.mark.django_db
+def test_grant_changes_queue_a_publish_on_commit(
+    submit: Any, approver: Any, security_officer: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    request = submit()
+    with django_capture_on_commit_callbacks() as on_submit:
+        submit(destinations=[{"host": "other.example", "port": 443}])
+    assert on_submit == []  # nothing to publish before a grant exists
+    with django_capture_on_commit_callbacks() as on_approve:
+        [grant] = approve_request(actor=approver, request=request)
+    with django_capture_on_commit_callbacks() as on_revoke:
+        revoke_grant(actor=security_officer, grant=grant, reason="no longer needed")
+    assert len(on_approve) == 1 and len(on_revoke) == 1
