@@ -44,6 +44,10 @@ def _reset() -> None:
     from django.db import connection
 
     tables = [
+        "approvals_approvergroup_members",
+        "approvals_approvergroup_teams",
+        "approvals_approvergroup",
+        "exceptions_bundlepublication",
         "audit_auditevent",
         "audit_auditchainhead",
         "exceptions_grant",
@@ -138,15 +142,257 @@ def bench_expire(grants: int) -> None:
     print(f"expire_due_grants second run (nothing due): {time.perf_counter() - again:.3f} s")
 
 
+def _records(count: int, now: object) -> list:
+    from datetime import timedelta
+
+    from exceptions.bundle.records import GrantRecord
+
+    records = []
+    for i in range(count):
+        workload = i // 20  # 20 grants per workload identity
+        records.append(
+            GrantRecord(
+                id=i + 1,
+                identity=f"spiffe://cluster.local/ns/team{workload % 50}/sa/svc{workload}",
+                host=f"*.svc{i % 7}.partner{i}.example" if i % 10 == 0 else f"api{i % 13}.partner{i}.example",
+                port=443 if i % 3 else 8443,
+                protocol="tcp",
+                valid_from=now - timedelta(days=1),  # type: ignore[operator]
+                expires_at=now + timedelta(days=30),  # type: ignore[operator]
+                request_id=i // 3 + 1,
+                decided_by="approver",
+                namespace=f"team{workload % 50}",
+                service_account=f"svc{workload}",
+            )
+        )
+    return records
+
+
+def bench_compile() -> None:
+    """Targets: 100k grants compile in <= 2 s and <= 300 MB."""
+    import tracemalloc
+    from datetime import UTC, datetime
+
+    from exceptions.bundle.compiler import compile_bundle
+
+    now = datetime.now(UTC)
+    for count in (1_000, 10_000, 100_000):
+        records = _records(count, now)
+        timings = []
+        for _ in range(2):  # cold (empty caches), then warm
+            started = time.perf_counter()
+            bundle = compile_bundle(records, now=now)
+            timings.append(time.perf_counter() - started)
+        tracemalloc.start()  # a separate pass: tracing slows the compile several times over
+        compile_bundle(records, now=now)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        size = sum(len(d) for d in bundle.files.values())
+        print(
+            f"compile {count:>7,} grants: {timings[0]:.2f} s cold, {timings[1]:.2f} s warm, "
+            f"peak {peak / 2**20:.0f} MB traced, {len(bundle.files):,} files, {size / 2**20:.1f} MB "
+            f"(target 100k <= 2 s, <= 300 MB)"
+        )
+
+
+def bench_publish() -> None:
+    """Targets: a no-op publish <= 0.5 s and no commit."""
+    import subprocess
+    import tempfile
+    from datetime import UTC, datetime
+
+    from exceptions.bundle.compiler import compile_bundle
+    from exceptions.bundle.publisher import GitPublisher
+
+    now = datetime.now(UTC)
+    for count in (10_000, 100_000):
+        bundle = compile_bundle(_records(count, now), now=now)
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+            publisher = GitPublisher(url=f"{tmp}/policy.git", work_dir=Path(tmp) / "work")
+            started = time.perf_counter()
+            first = publisher.publish(bundle, trigger="bench")
+            full = time.perf_counter() - started
+            started = time.perf_counter()
+            again = publisher.publish(bundle, trigger="bench")
+            noop = time.perf_counter() - started
+            commits = subprocess.run(
+                ["git", "--git-dir", f"{tmp}/policy.git", "rev-list", "--count", "main"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        print(
+            f"publish {count:>7,} grants: full {full:.2f} s ({first.status}), no-op {noop:.2f} s "
+            f"({again.status}), commits on the branch: {commits} (target no-op <= 0.5 s, no commit)"
+        )
+
+
+def bench_opa() -> None:
+    """Target: OPA decision cost at 100k grants / at 1k <= 1.5."""
+    import json
+    from datetime import UTC, datetime
+
+    from opa_bindings import OpaEngine
+
+    from exceptions.bundle.compiler import compile_bundle
+
+    now = datetime.now(UTC)
+    costs = {}
+    for count in (1_000, 100_000):
+        records = _records(count, now)
+        files = compile_bundle(records, now=now).files
+        engine = OpaEngine()
+        engine.add_policy("egress/policy.rego", files["opa/egress/policy.rego"].decode())
+        engine.add_data(json.loads(files["opa/data.json"]))
+        inputs = [
+            {"identity": r.identity, "host": r.host.replace("*", "img"), "port": r.port, "protocol": "tcp"}
+            for r in records[:: max(1, count // 500)]
+        ]
+        engine.eval_document("egress.decision", inputs[0])  # warm up
+        started = time.perf_counter()
+        rounds = 4
+        for _ in range(rounds):
+            for request in inputs:
+                engine.eval_document("egress.decision", request)
+        costs[count] = (time.perf_counter() - started) / (rounds * len(inputs))
+        print(f"OPA data.egress.decision at {count:>7,} grants: {costs[count] * 1e6:.0f} us per decision")
+    print(f"OPA decision cost ratio 100k/1k: {costs[100_000] / costs[1_000]:.2f} (target <= 1.5)")
+
+
+def bench_explain() -> None:
+    """Target: >= 50,000 decisions/s from the portal's decision function."""
+    from datetime import UTC, datetime
+
+    from exceptions.bundle.decision import build_index, decide
+    from exceptions.bundle.records import to_ns
+
+    now = datetime.now(UTC)
+    records = _records(100_000, now)
+    index = build_index(records)
+    inputs = [(r.identity, r.host.replace("*", "img"), r.port) for r in records[::7]]
+    now_ns = to_ns(now)
+    started = time.perf_counter()
+    allowed = 0
+    for identity, host, port in inputs:
+        allowed += decide(index, identity=identity, host=host, port=port, protocol="tcp", now_ns=now_ns).allow
+    elapsed = time.perf_counter() - started
+    print(
+        f"explain decisions over 100k grants: {len(inputs) / elapsed:,.0f} decisions/s "
+        f"({allowed:,} of {len(inputs):,} allowed; target >= 50,000/s)"
+    )
+
+
+def bench_approval_to_commit() -> None:
+    """Target: approval -> pushed commit <= 5 s with a worker running."""
+    import subprocess
+    import tempfile
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from approvals.models import ApproverGroup
+    from approvals.services import approve_request
+    from egress_portal.celery import app
+    from exceptions.models import Team, TeamMembership, Workload
+    from exceptions.services import submit_request
+
+    _reset()
+    with tempfile.TemporaryDirectory() as tmp:
+        remote, work = f"{tmp}/policy.git", f"{tmp}/work"
+        settings.POLICY_REPO_URL, settings.POLICY_WORK_DIR = remote, Path(work)
+        settings.EGRESS_AUTO_PUBLISH = True  # with the default coalescing window
+        env = {**os.environ, "POLICY_REPO_URL": remote, "POLICY_WORK_DIR": work, "EGRESS_AUTO_PUBLISH": "true"}
+        app.control.purge()
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "egress_portal",
+                "worker",
+                "--pool=solo",
+                "--loglevel=warning",
+                "-n",
+                "bench@localhost",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        try:
+            while not app.control.ping(destination=["bench@localhost"], timeout=1.0):
+                time.sleep(0.2)
+            users = get_user_model().objects
+            requester = users.get_or_create(username="bench-requester")[0]
+            approver = users.get_or_create(username="bench-approver")[0]
+            team = Team.objects.create(name="Bench", slug="bench")
+            TeamMembership.objects.create(team=team, user=requester)
+            group = ApproverGroup.objects.create(name="bench")
+            group.teams.add(team)
+            group.members.add(approver)
+            workload = Workload.objects.create(
+                team=team,
+                name="api",
+                identity="spiffe://cluster.local/ns/b/sa/api",
+                identity_kind="kubernetes",
+                namespace="b",
+                service_account="api",
+                environment="dev",
+            )
+            request = submit_request(
+                actor=requester,
+                workload=workload,
+                destinations=[{"host": "api.partner.example", "port": 443}],
+                purpose="partner_api",
+                data_class="internal",
+                justification="Benchmark of approval to pushed commit.",
+                lifetime=timedelta(days=1),
+            )
+            started = time.perf_counter()
+            approve_request(actor=approver, request=request)
+            while time.perf_counter() - started < 60:
+                log = subprocess.run(
+                    ["git", "--git-dir", remote, "log", "--format=%s", "main"], capture_output=True, text=True
+                )
+                if log.returncode == 0 and log.stdout:
+                    break
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - started
+            print(
+                f"approval -> pushed commit with a worker: {elapsed:.2f} s "
+                f"(includes the {settings.BUNDLE_PUBLISH_DELAY_SECONDS} s coalescing window; target <= 5 s)"
+            )
+            del timezone
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", nargs="?", default="all", choices=["all", "expire"])
+    parser.add_argument(
+        "which", nargs="?", default="all", choices=["all", "expire", "compile", "publish", "opa", "explain", "approval"]
+    )
     parser.add_argument("--grants", type=int, default=100_000)
     args = parser.parse_args()
     _setup_django()
     print(f"database: {BENCH_DB}")
+    if args.which in {"all", "compile"}:
+        bench_compile()
+    if args.which in {"all", "publish"}:
+        bench_publish()
+    if args.which in {"all", "opa"}:
+        bench_opa()
+    if args.which in {"all", "explain"}:
+        bench_explain()
     if args.which in {"all", "expire"}:
         bench_expire(args.grants)
+    if args.which in {"all", "approval"}:
+        bench_approval_to_commit()
 
 
 if __name__ == "__main__":

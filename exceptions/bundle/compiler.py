@@ -6,6 +6,7 @@ input gives identical bytes (sorted keys, stable order, no timestamps).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 from collections.abc import Iterable
@@ -42,7 +43,19 @@ def compile_bundle(records: Iterable[GrantRecord], *, now: datetime, options: Bu
     Istio, which have no clock, get the grants valid at ``now``.
     """
     options = options or BundleOptions()
-    open_records = sorted(r for r in records if r.expires_at > now)
+    # Millions of short-lived, acyclic objects: the cyclic collector would only
+    # rescan them (about a third of a 100,000-grant compile).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _compile(records, now=now, options=options)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _compile(records: Iterable[GrantRecord], *, now: datetime, options: BundleOptions) -> Bundle:
+    open_records = sorted((r for r in records if r.expires_at > now), key=lambda r: r.id)
     valid_now = [r for r in open_records if r.valid_from <= now]
     files: dict[str, bytes] = {}
     files.update(opa.emit(open_records))

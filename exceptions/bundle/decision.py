@@ -42,7 +42,7 @@ class Decision:
 def build_index(records: Iterable[GrantRecord]) -> dict[str, dict[str, list[GrantRecord]]]:
     """identity → host → grants (sorted by id): a decision costs the same at any size."""
     index: dict[str, dict[str, list[GrantRecord]]] = {}
-    for record in sorted(records):
+    for record in sorted(records, key=lambda r: r.id):
         index.setdefault(record.identity, {}).setdefault(record.host, []).append(record)
     return index
 

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from functools import lru_cache
 from typing import Any
-
-import yaml
-
-try:  # libyaml when the wheel has it: 10x faster on large bundles
-    from yaml import CSafeDumper as Dumper
-except ImportError:  # pragma: no cover - pure-Python fallback
-    from yaml import SafeDumper as Dumper  # type: ignore[assignment]
 
 _NOT_DNS1123 = re.compile(r"[^a-z0-9-]+")
 
 
+@lru_cache(maxsize=200_000)
 def resource_name(*parts: str, max_length: int = 63) -> str:
     """A DNS-1123 label made from ``parts``, with a digest suffix when it had to be shortened."""
     raw = "-".join(parts).lower().replace("*", "wildcard")
@@ -26,5 +22,72 @@ def resource_name(*parts: str, max_length: int = 63) -> str:
     return name
 
 
+quote = json.encoder.encode_basestring_ascii
+_quote = quote
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
+
+
+@lru_cache(maxsize=4096)
+def _key(key: str) -> str:
+    return key if _PLAIN_KEY.match(key) and key.lower() not in _YAML_WORDS else _quote(key)
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        # JSON strings are valid YAML double-quoted scalars: never mistaken for
+        # numbers, booleans or YAML syntax, whatever the host or label holds.
+        return _quote(value)
+    raise TypeError(f"cannot emit {type(value).__name__} as YAML")
+
+
+def _emit(value: Any, indent: str, lines: list[str]) -> None:
+    if isinstance(value, dict):
+        for key in sorted(value):
+            item = value[key]
+            if isinstance(item, dict | list) and item:
+                lines.append(f"{indent}{_key(key)}:")
+                _emit(item, indent + "  " if isinstance(item, dict) else indent, lines)
+            else:
+                lines.append(f"{indent}{_key(key)}: {_inline(item)}")
+        return
+    for item in value:
+        if isinstance(item, dict) and len(item) == 1:
+            # The common case (a toFQDNs entry, a port): one line, no recursion.
+            [(key, inner)] = item.items()
+            if not isinstance(inner, dict | list) or not inner:
+                lines.append(f"{indent}- {_key(key)}: {_inline(inner)}")
+                continue
+        if isinstance(item, dict | list) and item:
+            nested: list[str] = []
+            _emit(item, indent + "  ", nested)
+            lines.append(f"{indent}- {nested[0].lstrip()}")
+            lines.extend(nested[1:])
+        else:
+            lines.append(f"{indent}- {_inline(item)}")
+
+
+def _inline(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{}"
+    if isinstance(value, list):
+        return "[]"
+    return _scalar(value)
+
+
 def to_yaml(document: dict[str, Any]) -> bytes:
-    return yaml.dump(document, Dumper=Dumper, sort_keys=True, default_flow_style=False, allow_unicode=False).encode()
+    """Block-style YAML with sorted keys and double-quoted strings.
+
+    A small emitter for the plain data the bundle holds: PyYAML's representer
+    would cost most of a 100,000-grant compile. The tests load every file back
+    with PyYAML and compare.
+    """
+    lines: list[str] = []
+    _emit(document, "", lines)
+    return ("\n".join(lines) + "\n").encode("utf-8")

@@ -78,12 +78,21 @@ def grants_in(data_json: bytes | None) -> dict[int, GrantSummary]:
     }
 
 
+MAX_LISTED = 500  # per section; the data itself is in the commit
+
+
+def _section(title: str, grants: list[GrantSummary]) -> list[str]:
+    if not grants:
+        return []
+    lines = ["", f"{title}:", *(g.line() for g in grants[:MAX_LISTED])]
+    if len(grants) > MAX_LISTED:
+        lines.append(f"  ... and {len(grants) - MAX_LISTED} more")
+    return lines
+
+
 def commit_message(revision: str, added: list[GrantSummary], removed: list[GrantSummary], trigger: str) -> str:
     lines = [f"Egress policy bundle {revision}: +{len(added)} -{len(removed)} grants", "", f"Trigger: {trigger}"]
-    if added:
-        lines += ["", "Added:", *(g.line() for g in added)]
-    if removed:
-        lines += ["", "Removed:", *(g.line() for g in removed)]
+    lines += _section("Added", added) + _section("Removed", removed)
     return "\n".join(lines) + "\n"
 
 
@@ -148,6 +157,9 @@ class GitPublisher:
             shutil.rmtree(self.work_dir)
         self.work_dir.parent.mkdir(parents=True, exist_ok=True)
         repo = git.Repo.init(self.work_dir, initial_branch=self.branch)
+        with repo.config_writer() as config:
+            # No background "gc --auto" racing the next publish in this cache of a clone.
+            config.set_value("gc", "autoDetach", "false")
         repo.create_remote("origin", self.remote_url)
         self._sync(repo)
         return repo
@@ -192,9 +204,34 @@ class GitPublisher:
                 target.write_bytes(data)
         repo.git.add("-A", "--", self.subdir or ".")
 
-    def _previous_data(self) -> bytes | None:
-        path = self._root() / "opa" / "data.json"
-        return path.read_bytes() if path.exists() else None
+    def _pushed_file(self, repo: git.Repo, name: str) -> bytes | None:
+        """A file as the remote branch has it (the last fetch or push), or None."""
+        remote_ref = f"origin/{self.branch}"
+        if remote_ref not in [ref.name for ref in repo.remotes.origin.refs]:
+            return None
+        try:
+            blob = repo.commit(remote_ref).tree / (f"{self.subdir}/{name}" if self.subdir else name)
+        except KeyError:
+            return None
+        return bytes(blob.data_stream.read())
+
+    def _is_pushed(self, repo: git.Repo) -> bool:
+        remote_ref = f"origin/{self.branch}"
+        return (
+            repo.head.is_valid()
+            and remote_ref in [ref.name for ref in repo.remotes.origin.refs]
+            and repo.head.commit == repo.commit(remote_ref)
+        )
+
+    def _already_published(self, repo: git.Repo, bundle: Bundle) -> bool:
+        """The fast no-op: the pushed head already carries this exact bundle.
+
+        MANIFEST.json holds the content-digest revision and every file's digest,
+        so an identical manifest means identical files; no tree walk, no git add.
+        The refreshing safety-net run skips this and compares every file.
+        """
+        # Not pushed yet (a commit is waiting): not a no-op.
+        return self._is_pushed(repo) and self._pushed_file(repo, MANIFEST) == bundle.files[MANIFEST]
 
     def _has_changes(self, repo: git.Repo) -> bool:
         if not repo.head.is_valid():
@@ -217,18 +254,24 @@ class GitPublisher:
             repo = self._repo()
             if refresh:
                 self._sync(repo)
+            elif self._already_published(repo, bundle):
+                return PublishResult("unchanged", bundle.revision, repo.head.commit.hexsha)
             for attempt in range(1, self.max_attempts + 1):
-                previous = grants_in(self._previous_data())
-                self._write(repo, bundle)
-                if not self._has_changes(repo):
-                    return PublishResult(
-                        "unchanged", bundle.revision, repo.head.commit.hexsha if repo.head.is_valid() else "", attempt
-                    )
+                # Added and removed are counted against what the remote has, so a
+                # commit that failed to push is described again when it goes out.
+                previous = grants_in(self._pushed_file(repo, "opa/data.json"))
                 current = grants_in(bundle.files.get("opa/data.json"))
                 added = [current[i] for i in sorted(current.keys() - previous.keys())]
                 removed = [previous[i] for i in sorted(previous.keys() - current.keys())]
+                self._write(repo, bundle)
                 with repo.git.custom_environment(**self.env):
-                    repo.git.commit("-q", "-m", commit_message(bundle.revision, added, removed, trigger))
+                    if self._has_changes(repo):
+                        message = self.work_dir / ".git" / "EGRESS_COMMIT_MSG"
+                        message.write_text(commit_message(bundle.revision, added, removed, trigger), encoding="utf-8")
+                        repo.git.commit("-q", "-F", str(message))
+                    elif self._is_pushed(repo) or not repo.head.is_valid():
+                        head = repo.head.commit.hexsha if repo.head.is_valid() else ""
+                        return PublishResult("unchanged", bundle.revision, head, attempt)
                     if before_push:
                         before_push(attempt)
                     try:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@lru_cache(maxsize=65536)
 def to_ns(value: datetime) -> int:
     """Exact nanoseconds since the epoch (OPA's time.now_ns() unit)."""
     return (value - EPOCH) // timedelta(microseconds=1) * 1000
 
 
+@lru_cache(maxsize=65536)
 def rfc3339(value: datetime) -> str:
     return (
         value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -125,3 +125,34 @@ def test_resource_names_are_dns_labels(host: str) -> None:
 
     name = resource_name("egress", host)
     assert len(name) <= 63 and name.replace("-", "").isalnum() and name == name.lower()
+
+
+def test_yaml_emitter_round_trips_through_pyyaml() -> None:
+    from exceptions.bundle.kubernetes import to_yaml
+
+    document = {
+        "plain": "value",
+        "tricky": ["yes", "no", "null", "1.0", "0x1f", "- dash", "a: b", "# hash", "*.star", "ünï", "", "'q'", '"dq"'],
+        "yes": {"nested": [{"a": 1, "b": True}, [1, 2], [], {}], "empty": {}},
+        "weird key: x": None,
+        "numbers": [0, 65535, -1],
+    }
+    assert yaml.safe_load(to_yaml(document)) == document
+
+
+def test_every_yaml_file_loads_back_to_valid_kubernetes_objects() -> None:
+    for path, data in compile_bundle(sample_records(), now=NOW).files.items():
+        if path.endswith(".yaml"):
+            document = yaml.safe_load(data)
+            assert {"apiVersion", "kind", "metadata", "spec"} <= set(document), path
+
+
+@pytest.mark.parametrize("host", ["api.stripe.com", "*.cdn.partner.example"])
+def test_fast_service_entry_rendering_equals_the_generic_emitter(host: str) -> None:
+    from exceptions.bundle import istio
+    from exceptions.bundle.kubernetes import to_yaml
+    from exceptions.bundle.records import BundleOptions
+
+    ports = {(443, True), (8080, False)}
+    options = BundleOptions(istio_namespace="mesh-egress")
+    assert istio.service_entry_yaml(host, ports, options) == to_yaml(istio.service_entry(host, ports, options))

@@ -124,7 +124,7 @@ def test_preview_shows_the_exact_files_approval_would_change(
         return any(line.startswith("+") and text in line for line in files[path].splitlines())
 
     assert added("opa/data.json", '"host": "api.partner.example"')
-    assert added("cilium/payments-prod/egress-checkout.yaml", "matchName: api.partner.example")
+    assert added("cilium/payments-prod/egress-checkout.yaml", 'matchName: "api.partner.example"')
     assert added("istio/authorizationpolicy.yaml", "cluster.local/ns/payments-prod/sa/checkout")
     approve_request(actor=approver, request=request)
     assert api.get(f"/api/v1/requests/{request.pk}/preview/").status_code == 409

@@ -154,3 +154,36 @@ def test_concurrent_publishers_sharing_a_lock_make_one_commit(tmp_path: Path) ->
         thread.join()
     assert sorted(results) == ["published", "unchanged", "unchanged"]
     assert len(remote_log(tmp_path / "policy.git")) == 1
+
+
+def test_refresh_restores_files_someone_edited_on_the_branch(tmp_path: Path) -> None:
+    bundle = compile_bundle(sample_records(), now=NOW)
+    publisher = make_publisher(tmp_path)
+    publisher.publish(bundle, trigger="first")
+    other = tmp_path / "other"
+    repo = git.Repo.clone_from(str(tmp_path / "policy.git"), other)
+    (other / "opa" / "egress" / "policy.rego").write_text("package egress\nallow := true\n")
+    repo.index.add(["opa/egress/policy.rego"])
+    repo.index.commit("Open everything")
+    repo.remotes.origin.push("HEAD:main")
+    # The fast path trusts its own last push; the refreshing safety net compares every file.
+    assert publisher.publish(bundle, trigger="event").status == "unchanged"
+    repaired = publisher.publish(bundle, trigger="schedule", refresh=True)
+    assert repaired.status == "published"
+    assert remote_file(tmp_path / "policy.git", "opa/egress/policy.rego") == bundle.files["opa/egress/policy.rego"]
+
+
+def test_an_unpushed_commit_is_pushed_by_the_next_publish(tmp_path: Path) -> None:
+    bundle = compile_bundle(sample_records(), now=NOW)
+    publisher = make_publisher(tmp_path)
+    publisher.publish(compile_bundle(sample_records()[:1], now=NOW), trigger="first")
+
+    def fail_push(attempt: int) -> None:
+        raise git.GitCommandError(["git", "push"], 128, b"fatal: unable to access remote")
+
+    with pytest.raises(PublishError):
+        publisher.publish(bundle, trigger="second", before_push=fail_push)
+    assert remote_file(tmp_path / "policy.git", "MANIFEST.json") != bundle.files["MANIFEST.json"]
+    result = publisher.publish(bundle, trigger="retry")
+    assert result.status == "published"
+    assert remote_file(tmp_path / "policy.git", "MANIFEST.json") == bundle.files["MANIFEST.json"]
