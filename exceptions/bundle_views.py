@@ -28,6 +28,7 @@ def explain_page(request: HttpRequest) -> HttpResponse:
             host=form.cleaned_data["host"],
             port=form.cleaned_data["port"],
             protocol=form.cleaned_data["protocol"],
+            user=request.user,
         )
     return render(request, "exceptions/explain.html", {"form": form, "result": result})
 

@@ -140,7 +140,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
     preview = None
     if exception_request.status == RequestStatus.PENDING and (can_decide or roles_for(request.user).sees_everything):
-        preview = preview_approval(exception_request)
+        preview = preview_approval(exception_request, decided_by=request.user.get_username())
     return render(
         request,
         "exceptions/request_detail.html",

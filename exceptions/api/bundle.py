@@ -49,7 +49,7 @@ class Explain(APIView):
     def get(self, request: Request) -> Response:
         payload = ExplainInputSerializer(data=request.query_params)
         payload.is_valid(raise_exception=True)
-        return Response(explain(**payload.validated_data).as_dict())
+        return Response(explain(**payload.validated_data, user=request.user).as_dict())
 
 
 class RequestPreview(APIView):
@@ -62,7 +62,8 @@ class RequestPreview(APIView):
         exception_request = access_request(request.user, pk)
         if exception_request.status != "pending":
             return Response({"detail": "Only a pending request has an approval preview."}, status=409)
-        return Response([{"path": d.path, "diff": d.diff} for d in preview_approval(exception_request)])
+        diffs = preview_approval(exception_request, decided_by=request.user.get_username())
+        return Response([{"path": d.path, "diff": d.diff} for d in diffs])
 
 
 class PublicationSerializer(serializers.ModelSerializer[BundlePublication]):

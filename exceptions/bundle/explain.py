@@ -13,10 +13,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
+from exceptions.access import visible_grants
 from exceptions.bundle.decision import POLICY_PATH, build_index, candidate_keys, decide, normalise_host
 from exceptions.bundle.records import to_ns
 from exceptions.choices import GrantStatus
@@ -66,10 +67,12 @@ def _describe(grant: Grant, why: str) -> dict[str, Any]:
     }
 
 
-def _nearest(identity: str, host: str, port: object, protocol: str, now: datetime) -> list[dict[str, Any]]:
+def _nearest(
+    identity: str, host: str, port: object, protocol: str, now: datetime, grants: QuerySet[Grant]
+) -> list[dict[str, Any]]:
     keys = candidate_keys(host)
     found: list[dict[str, Any]] = []
-    same_host = Grant.objects.filter(identity=identity, host__in=keys).order_by("-expires_at")[:10]
+    same_host = grants.filter(identity=identity, host__in=keys).order_by("-expires_at")[:10]
     for grant in same_host:
         if grant.status in (GrantStatus.EXPIRED, GrantStatus.REVOKED) or grant.expires_at <= now:
             found.append(_describe(grant, f"this identity had a grant for this host; it is {grant.status}"))
@@ -78,7 +81,7 @@ def _nearest(identity: str, host: str, port: object, protocol: str, now: datetim
         elif (grant.port, grant.protocol) != (port, protocol):
             found.append(_describe(grant, "this identity may reach this host on another port or protocol"))
     others = (
-        Grant.objects.filter(host__in=keys, status__in=[GrantStatus.ACTIVE, GrantStatus.SCHEDULED])
+        grants.filter(host__in=keys, status__in=[GrantStatus.ACTIVE, GrantStatus.SCHEDULED])
         .exclude(identity=identity)
         .order_by("identity", "id")[:5]
     )
@@ -87,8 +90,10 @@ def _nearest(identity: str, host: str, port: object, protocol: str, now: datetim
 
 
 def explain(
-    *, identity: str, host: str, port: object, protocol: str = "tcp", now: datetime | None = None
+    *, identity: str, host: str, port: object, protocol: str = "tcp", now: datetime | None = None, user: Any = None
 ) -> Explanation:
+    """The verdict is the engine's, for anyone; the nearest grants listed are only
+    those ``user`` may see (all of them when no user is given: the CLI)."""
     now = now or timezone.now()
     identity = canonical_identity(identity)
     host_n = normalise_host(host.strip())
@@ -112,7 +117,8 @@ def explain(
             else f"exact host {decision.matched_host}"
         )
         return result
-    result.candidates = _nearest(identity, host_n, port, protocol_n, now)
+    visible = visible_grants(user) if user is not None else Grant.objects.all()
+    result.candidates = _nearest(identity, host_n, port, protocol_n, now, visible)
     workload = Workload.objects.filter(Q(identity=identity)).only("id").first()
     params: dict[str, Any] = {"host": host_n, "port": port}
     if workload is not None:

@@ -36,7 +36,7 @@ def _pretty(path: str, data: bytes | None, identity: str) -> list[str]:
     return data.decode("utf-8").splitlines(keepends=True)
 
 
-def preview_approval(request: ExceptionRequest, *, now: datetime | None = None) -> list[FileDiff]:
+def preview_approval(request: ExceptionRequest, *, now: datetime | None = None, decided_by: str = "") -> list[FileDiff]:
     """Compile the bundle as it is and as it would be with this request approved now.
 
     New grant ids are provisional (the next ids the database would hand out).
@@ -57,6 +57,7 @@ def preview_approval(request: ExceptionRequest, *, now: datetime | None = None) 
             expires_at=valid_from + request.lifetime,
             tls_required=d.tls_required,
             request_id=request.pk,
+            decided_by=decided_by,
             workload=workload.name,
             namespace=workload.namespace,
             service_account=workload.service_account,

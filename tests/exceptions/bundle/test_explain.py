@@ -128,3 +128,10 @@ def test_preview_shows_the_exact_files_approval_would_change(
     assert added("istio/authorizationpolicy.yaml", "cluster.local/ns/payments-prod/sa/checkout")
     approve_request(actor=approver, request=request)
     assert api.get(f"/api/v1/requests/{request.pk}/preview/").status_code == 409
+
+
+def test_candidates_are_limited_to_grants_the_user_may_see(granted: Any, outsider: Any, requester: Any) -> None:
+    stranger = "spiffe://cluster.local/ns/x/sa/y"
+    assert explain(identity=stranger, host="api.partner.example", port=443, user=requester).candidates
+    hidden = explain(identity=stranger, host="api.partner.example", port=443, user=outsider)
+    assert not hidden.allow and hidden.candidates == []
