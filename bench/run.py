@@ -295,6 +295,7 @@ def bench_approval_to_commit() -> None:
     from approvals.models import ApproverGroup
     from approvals.services import approve_request
     from egress_portal.celery import app
+    from egress_portal.worker_process import start_worker, stop_worker, wait_until_ready
     from exceptions.models import Team, TeamMembership, Workload
     from exceptions.services import submit_request
 
@@ -305,27 +306,9 @@ def bench_approval_to_commit() -> None:
         settings.EGRESS_AUTO_PUBLISH = True  # with the default coalescing window
         env = {**os.environ, "POLICY_REPO_URL": remote, "POLICY_WORK_DIR": work, "EGRESS_AUTO_PUBLISH": "true"}
         app.control.purge()
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "egress_portal",
-                "worker",
-                "--pool=solo",
-                "--loglevel=warning",
-                "-n",
-                "bench@localhost",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
+        worker = start_worker(hostname="bench@localhost", env=env)
         try:
-            while not app.control.ping(destination=["bench@localhost"], timeout=1.0):
-                time.sleep(0.2)
+            wait_until_ready(app, worker, "bench@localhost")
             users = get_user_model().objects
             requester = users.get_or_create(username="bench-requester")[0]
             approver = users.get_or_create(username="bench-approver")[0]
@@ -368,8 +351,7 @@ def bench_approval_to_commit() -> None:
             )
             del timezone
         finally:
-            worker.terminate()
-            worker.wait(timeout=30)
+            stop_worker(worker)
 
 
 def main() -> None:

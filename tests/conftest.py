@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +18,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group
 
+from egress_portal.worker_process import start_worker, stop_worker, wait_until_ready
 from exceptions.access import AUDITOR_GROUP, SECURITY_GROUP
 from tests.factories import ApproverGroupFactory, MembershipFactory, TeamFactory, UserFactory, WorkloadFactory
 
@@ -215,40 +213,15 @@ def celery_worker(django_db_setup: Any, transactional_db: Any, policy_repo: Path
     }
     app.control.purge()
     hostname = f"test-worker-{os.getpid()}@localhost"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "egress_portal",
-            "worker",
-            "--pool=solo",
-            "--loglevel=warning",
-            "--without-mingle",
-            "--without-gossip",
-            "-n",
-            hostname,
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    process = start_worker(hostname=hostname, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"the Celery worker exited with {process.returncode}")
-            if app.control.ping(destination=[hostname], timeout=1.0):
-                break
-        else:
-            pytest.fail("the Celery worker did not answer a ping within 60 s")
+        try:
+            wait_until_ready(app, process, hostname)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
         yield app
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_worker(process)
 
 
 @pytest.fixture(scope="session")

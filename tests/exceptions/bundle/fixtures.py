@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from exceptions.bundle.records import GrantRecord
@@ -13,99 +14,27 @@ RUNNER = "spiffe://cluster.local/ns/ci/sa/runner"
 SETTLEMENT = "arn:aws:iam::123456789012:role/settlement-batch"
 
 
+# id, identity, host, port, protocol, starts (days from NOW), ends, TLS, request, decider
+ROWS = [
+    (1, CHECKOUT, "api.stripe.com", 443, "tcp", -1, 7, True, 10, "bob"),
+    (2, CHECKOUT, "*.cdn.partner.example", 443, "tcp", -1, 3, True, 11, "bob"),
+    (3, RUNNER, "pypi.org", 443, "tcp", -1, 30, True, 12, "sec"),
+    (4, RUNNER, "ntp.partner.example", 123, "udp", -1, 30, False, 12, "sec"),
+    (5, SETTLEMENT, "sftp.bank.example", 22, "tcp", -1, 5, False, 13, "bob"),
+    # Starts tomorrow: in OPA's data (the policy checks the time), not yet in Cilium/Istio.
+    (6, CHECKOUT, "sandbox.partner.example", 8443, "tcp", 1, 8, True, 14, "bob"),
+    # Already expired at NOW: left out everywhere.
+    (7, CHECKOUT, "old.partner.example", 443, "tcp", -9, -1, True, 9, "bob"),
+]
+WORKLOADS = {CHECKOUT: ("checkout-api", "payments", "checkout-api"), RUNNER: ("ci-runner", "ci", "runner"),
+             SETTLEMENT: ("settlement-batch", "", "")}  # fmt: skip
+
+
 def sample_records() -> list[GrantRecord]:
-    return [
-        GrantRecord(
-            1,
-            CHECKOUT,
-            "api.stripe.com",
-            443,
-            "tcp",
-            NOW - DAY,
-            NOW + 7 * DAY,
-            True,
-            10,
-            "bob",
-            "checkout-api",
-            "payments",
-            "checkout-api",
-        ),
-        GrantRecord(
-            2,
-            CHECKOUT,
-            "*.cdn.partner.example",
-            443,
-            "tcp",
-            NOW - DAY,
-            NOW + 3 * DAY,
-            True,
-            11,
-            "bob",
-            "checkout-api",
-            "payments",
-            "checkout-api",
-        ),
-        GrantRecord(
-            3, RUNNER, "pypi.org", 443, "tcp", NOW - DAY, NOW + 30 * DAY, True, 12, "sec", "ci-runner", "ci", "runner"
-        ),
-        GrantRecord(
-            4,
-            RUNNER,
-            "ntp.partner.example",
-            123,
-            "udp",
-            NOW - DAY,
-            NOW + 30 * DAY,
-            False,
-            12,
-            "sec",
-            "ci-runner",
-            "ci",
-            "runner",
-        ),
-        GrantRecord(
-            5,
-            SETTLEMENT,
-            "sftp.bank.example",
-            22,
-            "tcp",
-            NOW - DAY,
-            NOW + 5 * DAY,
-            False,
-            13,
-            "bob",
-            "settlement-batch",
-        ),
-        # Starts tomorrow: in OPA's data (the policy checks the time), not yet in Cilium/Istio.
-        GrantRecord(
-            6,
-            CHECKOUT,
-            "sandbox.partner.example",
-            8443,
-            "tcp",
-            NOW + DAY,
-            NOW + 8 * DAY,
-            True,
-            14,
-            "bob",
-            "checkout-api",
-            "payments",
-            "checkout-api",
-        ),
-        # Already expired at NOW: left out everywhere.
-        GrantRecord(
-            7,
-            CHECKOUT,
-            "old.partner.example",
-            443,
-            "tcp",
-            NOW - 9 * DAY,
-            NOW - DAY,
-            True,
-            9,
-            "bob",
-            "checkout-api",
-            "payments",
-            "checkout-api",
-        ),
-    ]
+    records = []
+    for grant_id, identity, host, port, protocol, start, end, tls, request, decider in ROWS:
+        valid_from, expires_at = NOW + start * DAY, NOW + end * DAY
+        workload, namespace, service_account = WORKLOADS[identity]
+        record = GrantRecord(grant_id, identity, host, port, protocol, valid_from, expires_at, tls, request, decider)
+        records.append(replace(record, workload=workload, namespace=namespace, service_account=service_account))
+    return records
