@@ -9,6 +9,7 @@ urlpatterns = [
     path("requests/preview/", views.request_preview, name="request-preview"),
     path("requests/<int:pk>/", views.request_detail, name="request-detail"),
     path("requests/<int:pk>/cancel/", views.request_cancel, name="request-cancel"),
+    path("requests/<int:pk>/submit/", views.request_submit_draft, name="request-submit-draft"),
     path("grants/", views.grant_list, name="grant-list"),
     path("grants/<int:pk>/", views.grant_detail, name="grant-detail"),
     path("grants/<int:pk>/revoke/", views.grant_revoke, name="grant-revoke"),

@@ -152,11 +152,26 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "can_decide": can_decide,
             "preview": preview,
             "decide_denial": decide_denial(request.user, exception_request),
+            "can_submit_draft": exception_request.status == RequestStatus.DRAFT
+            and exception_request.requester_id == request.user.pk,
             "can_cancel": exception_request.status in (RequestStatus.DRAFT, RequestStatus.PENDING)
             and cancel_denial(request.user, exception_request) is None,
             "reason_form": ReasonForm(),
         },
     )
+
+
+@login_required
+@require_POST
+def request_submit_draft(request: HttpRequest, pk: int) -> HttpResponse:
+    exception_request = access_request(request.user, pk)
+    try:
+        services.submit_draft(actor=request.user, request=exception_request)
+    except (TransitionError, PermissionDenied) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Request #{pk} submitted for approval.")
+    return redirect(exception_request)
 
 
 @login_required

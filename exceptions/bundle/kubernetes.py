@@ -57,6 +57,9 @@ def _emit(value: Any, indent: str, lines: list[str]) -> None:
             else:
                 lines.append(f"{indent}{_key(key)}: {_inline(item)}")
         return
+    if all(type(item) is str for item in value):  # host lists: the bulk of large bundles
+        lines.extend(f"{indent}- {quote(item)}" for item in value)
+        return
     for item in value:
         if isinstance(item, dict) and len(item) == 1:
             # The common case (a toFQDNs entry, a port): one line, no recursion.

@@ -253,3 +253,19 @@ def test_list_page_query_count_does_not_grow_with_rows(
     populate(20)
     many = count()
     assert many == few, f"{url_name}: {few} queries with 2 rows, {many} with 22"
+
+
+def test_a_draft_is_submitted_from_its_page_by_its_author(
+    client: Client, submit: Any, requester: Any, teammate: Any
+) -> None:
+    draft = submit(draft=True)
+    login(client, teammate)
+    client.post(reverse("request-submit-draft", args=[draft.pk]))
+    draft.refresh_from_db()
+    assert draft.status == "draft"
+    login(client, requester)
+    page = client.get(reverse("request-detail", args=[draft.pk])).content.decode()
+    assert "submit_draft" in page
+    client.post(reverse("request-submit-draft", args=[draft.pk]))
+    draft.refresh_from_db()
+    assert draft.status == "pending"
