@@ -18,7 +18,7 @@ from django.db import models, transaction
 
 from audit.hashing import GENESIS_HASH, chain_hash, event_payload, to_jsonable
 from audit.models import ActorKind, AuditChainHead, AuditEvent
-from egress_portal.context import current_request_id
+from egress_portal.context import current_api_token, current_request_id
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ def _actor_fields(actor: Actor) -> tuple[int | None, str, str]:
         return None, ActorKind.SYSTEM, actor.label
     if isinstance(actor, AnonymousUser) or not actor.is_authenticated:
         raise ValueError("An anonymous user cannot change state; log in first.")
+    token = current_api_token()
+    if token:
+        return int(actor.pk), ActorKind.TOKEN, token
     return int(actor.pk), ActorKind.USER, actor.get_username()
 
 

@@ -8,7 +8,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from exceptions.models import ExceptionRequest, Grant, Team, TeamMembership, Workload
+from exceptions.models import ExceptionRequest, Grant, IntegrationToken, Team, TeamMembership, Workload
+from exceptions.tokens import revoke_token
 
 
 class MembershipInline(admin.TabularInline[TeamMembership, Team]):
@@ -52,3 +53,16 @@ class GrantAdmin(ReadOnlyAdmin):
     list_display = ["id", "identity", "host", "port", "protocol", "status", "valid_from", "expires_at"]
     list_filter = ["status", "protocol"]
     search_fields = ["identity", "host"]
+
+
+@admin.register(IntegrationToken)
+class IntegrationTokenAdmin(ReadOnlyAdmin):
+    """Tokens are created with ``manage.py create_api_token`` (the key is shown once) and revoked here."""
+
+    list_display = ["name", "user", "prefix", "scopes", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request: HttpRequest, queryset: Any) -> None:
+        for token in queryset:
+            revoke_token(actor=request.user, token=token, reason="revoked in the admin")

@@ -16,6 +16,8 @@ def _render(user: object, pk: int) -> Response:
 
 
 class Approve(APIView):
+    required_scopes = {"POST": "requests:decide"}
+
     @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer)
     def post(self, request: Request, pk: int) -> Response:
         exception_request = access_request(request.user, pk, "decide")
@@ -26,6 +28,8 @@ class Approve(APIView):
 
 
 class Reject(APIView):
+    required_scopes = {"POST": "requests:decide"}
+
     @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer)
     def post(self, request: Request, pk: int) -> Response:
         exception_request = access_request(request.user, pk, "decide")

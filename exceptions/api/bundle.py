@@ -45,6 +45,8 @@ ExplainOutput = inline_serializer(
 
 
 class Explain(APIView):
+    required_scopes = {"GET": "explain"}
+
     @extend_schema(parameters=[ExplainInputSerializer], responses=ExplainOutput)
     def get(self, request: Request) -> Response:
         payload = ExplainInputSerializer(data=request.query_params)
@@ -53,6 +55,8 @@ class Explain(APIView):
 
 
 class RequestPreview(APIView):
+    required_scopes = {"GET": "requests:read"}
+
     @extend_schema(
         responses=inline_serializer(
             "PreviewFile", {"path": serializers.CharField(), "diff": serializers.CharField()}, many=True
@@ -86,6 +90,8 @@ class PublicationSerializer(serializers.ModelSerializer[BundlePublication]):
 
 
 class Publications(APIView):
+    required_scopes = {"GET": "explain"}
+
     @extend_schema(responses=PublicationSerializer(many=True))
     def get(self, request: Request) -> Response:
         paginator = LimitOffsetPagination()

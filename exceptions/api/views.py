@@ -35,6 +35,7 @@ def _request_queryset(user: object) -> QuerySet[ExceptionRequest]:
 class WorkloadList(generics.ListAPIView[Workload]):
     """Workloads the caller may file requests for."""
 
+    required_scopes = {"GET": "requests:read"}
     serializer_class = WorkloadSerializer
 
     def get_queryset(self) -> QuerySet[Workload]:
@@ -42,6 +43,8 @@ class WorkloadList(generics.ListAPIView[Workload]):
 
 
 class RequestListCreate(APIView):
+    required_scopes = {"GET": "requests:read", "POST": "requests:write"}
+
     @extend_schema(responses=ExceptionRequestSerializer(many=True))
     def get(self, request: Request) -> Response:
         queryset = _request_queryset(request.user)
@@ -78,6 +81,8 @@ class RequestListCreate(APIView):
 
 
 class RequestDetail(APIView):
+    required_scopes = {"GET": "requests:read"}
+
     @extend_schema(responses=ExceptionRequestSerializer)
     def get(self, request: Request, pk: int) -> Response:
         access_request(request.user, pk)
@@ -85,6 +90,8 @@ class RequestDetail(APIView):
 
 
 class RequestCancel(APIView):
+    required_scopes = {"POST": "requests:write"}
+
     @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer)
     def post(self, request: Request, pk: int) -> Response:
         exception_request = access_request(request.user, pk, "cancel")
@@ -95,6 +102,8 @@ class RequestCancel(APIView):
 
 
 class GrantList(APIView):
+    required_scopes = {"GET": "grants:read"}
+
     @extend_schema(responses=GrantSerializer(many=True))
     def get(self, request: Request) -> Response:
         view = request.query_params.get("view", "active")
@@ -107,12 +116,16 @@ class GrantList(APIView):
 
 
 class GrantDetail(APIView):
+    required_scopes = {"GET": "grants:read"}
+
     @extend_schema(responses=GrantSerializer)
     def get(self, request: Request, pk: int) -> Response:
         return Response(GrantSerializer(access_grant(request.user, pk)).data)
 
 
 class GrantRevoke(APIView):
+    required_scopes = {"POST": "grants:revoke"}
+
     @extend_schema(request=ReasonInputSerializer, responses=GrantSerializer)
     def post(self, request: Request, pk: int) -> Response:
         grant = access_grant(request.user, pk, "revoke")

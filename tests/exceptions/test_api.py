@@ -73,8 +73,9 @@ def test_illegal_transition_is_a_409(requester: Any, approver: Any, workload: An
     assert response.status_code == 409 and "cancelled" in response.json()["detail"]
 
 
-def test_anonymous_calls_are_refused() -> None:
-    assert APIClient().get("/api/v1/requests/").status_code == 403
+def test_anonymous_calls_are_refused_with_a_bearer_challenge() -> None:
+    response = APIClient().get("/api/v1/requests/")
+    assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_openapi_schema_is_served(requester: Any) -> None:
