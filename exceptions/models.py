@@ -250,3 +250,18 @@ class IntegrationToken(models.Model):
 
     def is_usable(self, *, at: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or at < self.expires_at)
+
+
+class ExpiryReminder(models.Model):
+    """A reminder sent before a grant expires: at most one per grant and threshold."""
+
+    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="reminders")
+    days_before = models.PositiveSmallIntegerField()
+    sent_at = models.DateTimeField()
+    recipients = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["grant", "days_before"], name="one_reminder_per_threshold")]
+
+    def __str__(self) -> str:
+        return f"grant {self.grant_id}: {self.days_before} days before"

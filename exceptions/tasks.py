@@ -8,7 +8,7 @@ from celery import Task, shared_task
 from django.db import OperationalError
 
 from egress_portal.context import request_id_scope
-from exceptions import publishing, services
+from exceptions import publishing, reminders, services
 from exceptions.bundle.publisher import PublishError
 
 
@@ -62,3 +62,16 @@ def publish_bundle(self: Task[..., str], trigger: str = "manual", refresh: bool 
         # Later changes ask for another publish instead of being folded into a stale one.
         publishing.clear_pending()
         return publishing.publish_bundle(trigger=trigger, refresh=refresh).status
+
+
+@shared_task(
+    name="exceptions.send_expiry_reminders",
+    bind=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def send_expiry_reminders(self: Task[..., int], now: str | None = None) -> int:
+    with request_id_scope(f"task-{self.request.id or 'local'}"):
+        return reminders.send_expiry_reminders(now=_parse_now(now))

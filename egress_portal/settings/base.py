@@ -191,6 +191,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE = {
     "activate-due-grants": {"task": "exceptions.activate_due_grants", "schedule": crontab()},
     "expire-due-grants": {"task": "exceptions.expire_due_grants", "schedule": crontab()},
+    "send-expiry-reminders": {"task": "exceptions.send_expiry_reminders", "schedule": crontab(minute=5)},
     # The safety net: whatever was missed (a lost message, a failed push) is
     # carried by the next full publish, which fetches the branch first.
     "republish-bundle": {
@@ -219,6 +220,8 @@ EGRESS_LIFETIME_CAP_MEDIUM_DAYS = env_int("EGRESS_LIFETIME_CAP_MEDIUM_DAYS", 30)
 EGRESS_LIFETIME_CAP_HIGH_DAYS = env_int("EGRESS_LIFETIME_CAP_HIGH_DAYS", 7)
 EGRESS_LIFETIME_CAP_DIAGNOSTICS_HOURS = env_int("EGRESS_LIFETIME_CAP_DIAGNOSTICS_HOURS", 24)
 EGRESS_EXPIRING_SOON_DAYS = env_int("EGRESS_EXPIRING_SOON_DAYS", 14)
+EGRESS_REMINDER_DAYS = sorted({int(d) for d in env_list("EGRESS_REMINDER_DAYS", ["7", "1"])}, reverse=True)
+EGRESS_BASE_URL = env_str("EGRESS_BASE_URL", "http://127.0.0.1:8000")
 POLICY_REPO_URL = env_str("POLICY_REPO_URL", str(VAR_DIR / "policy.git"))
 POLICY_REPO_BRANCH = env_str("POLICY_REPO_BRANCH", "main")
 POLICY_REPO_SUBDIR = env_str("POLICY_REPO_SUBDIR", "")

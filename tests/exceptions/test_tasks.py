@@ -51,5 +51,10 @@ def test_beat_schedules_the_jobs_and_the_publish_safety_net() -> None:
     from django.conf import settings
 
     scheduled = {entry["task"]: entry for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert set(scheduled) == {tasks.expire_due_grants.name, tasks.activate_due_grants.name, tasks.publish_bundle.name}
+    assert set(scheduled) == {
+        tasks.expire_due_grants.name,
+        tasks.activate_due_grants.name,
+        tasks.publish_bundle.name,
+        tasks.send_expiry_reminders.name,
+    }
     assert scheduled[tasks.publish_bundle.name]["kwargs"] == {"trigger": "schedule", "refresh": True}
