@@ -25,6 +25,7 @@ class ExceptionRequestForm(forms.Form):
     ticket_ref = forms.CharField(max_length=100, required=False, label="Ticket reference")
     lifetime_value = forms.IntegerField(min_value=1, max_value=24 * 365, initial=7, label="Lifetime")
     lifetime_unit = forms.ChoiceField(choices=LIFETIME_UNITS, initial="days", label="Lifetime unit")
+    renews = forms.IntegerField(required=False, widget=forms.HiddenInput)
     desired_start = forms.DateTimeField(
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),

@@ -26,7 +26,7 @@ def recipients_for(grant: Grant) -> list[str]:
 
 
 def renewal_url(grant: Grant) -> str:
-    query = urlencode({"workload": grant.workload_id, "host": grant.host, "port": grant.port})
+    query = urlencode({"renews": grant.pk})
     return f"{settings.EGRESS_BASE_URL.rstrip('/')}{reverse('request-create')}?{query}"
 
 

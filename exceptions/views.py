@@ -59,9 +59,23 @@ def request_list(request: HttpRequest) -> HttpResponse:
 def request_create(request: HttpRequest) -> HttpResponse:
     workloads = requestable_workloads(request.user)
     data = request.POST if request.method == "POST" else None
-    initial_workload = request.GET.get("workload")
-    form = ExceptionRequestForm(data, workloads=workloads, initial={"workload": initial_workload})
+    initial: dict[str, Any] = {"workload": request.GET.get("workload")}
     initial_rows = [{"host": request.GET.get("host", ""), "port": request.GET.get("port", 443), "protocol": "tcp"}]
+    renews_id = (request.POST if data else request.GET).get("renews", "")
+    renews = access_grant(request.user, int(renews_id)) if renews_id.isdigit() else None
+    if renews is not None:
+        # A renewal is a new request for the same workload and destination, linked to the grant it extends.
+        initial.update(
+            workload=renews.workload_id,
+            renews=renews.pk,
+            purpose=renews.request.purpose,
+            data_class=renews.request.data_class,
+            ticket_ref=renews.request.ticket_ref,
+        )
+        initial_rows = [
+            {"host": renews.host, "port": renews.port, "protocol": renews.protocol, "tls_required": renews.tls_required}
+        ]
+    form = ExceptionRequestForm(data, workloads=workloads, initial=initial)
     formset = DestinationFormSet(data, prefix="dest", initial=None if data else initial_rows)
     if request.method == "POST" and form.is_valid() and formset.is_valid():
         lifetime = form.lifetime()
@@ -78,6 +92,7 @@ def request_create(request: HttpRequest) -> HttpResponse:
                 ticket_ref=form.cleaned_data["ticket_ref"],
                 lifetime=lifetime,
                 desired_start=form.cleaned_data["desired_start"],
+                renews=renews,
                 draft="save_draft" in request.POST,
             )
         except ValidationError as exc:
@@ -91,7 +106,7 @@ def request_create(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "exceptions/request_form.html",
-        {"form": form, "formset": formset, "has_workloads": workloads.exists()},
+        {"form": form, "formset": formset, "has_workloads": workloads.exists(), "renews": renews},
         status=status,
     )
 

@@ -27,6 +27,9 @@ class RequestInputSerializer(serializers.Serializer[dict[str, Any]]):
     ticket_ref = serializers.CharField(required=False, allow_blank=True, default="")
     lifetime_hours = serializers.IntegerField(min_value=1)
     desired_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    renews = serializers.IntegerField(
+        required=False, allow_null=True, default=None, help_text="id of the grant renewed"
+    )
     draft = serializers.BooleanField(default=False)
 
     def lifetime(self) -> timedelta:

@@ -72,6 +72,7 @@ class RequestListCreate(APIView):
             ticket_ref=data["ticket_ref"],
             lifetime=payload.lifetime(),
             desired_start=data["desired_start"],
+            renews=access_grant(request.user, data["renews"]) if data["renews"] else None,
             draft=data["draft"],
         )
         return Response(

@@ -82,3 +82,15 @@ def test_openapi_schema_is_served(requester: Any) -> None:
     response = api(requester).get("/api/v1/schema/")
     assert response.status_code == 200
     assert b"/api/v1/requests/{id}/approve/" in response.content
+
+
+def test_a_renewal_names_the_grant_it_extends(requester: Any, approver: Any, workload: Any, outsider: Any) -> None:
+    first = api(requester).post("/api/v1/requests/", _payload(workload), format="json").json()
+    grant_id = (
+        api(approver).post(f"/api/v1/requests/{first['id']}/approve/", {}, format="json").json()["grants"][0]["id"]
+    )
+    renewal = api(requester).post("/api/v1/requests/", _payload(workload, renews=grant_id), format="json")
+    assert renewal.status_code == 201
+    assert ExceptionRequest.objects.get(pk=renewal.json()["id"]).renews_id == grant_id
+    other_team_workload = api(outsider).post("/api/v1/requests/", _payload(workload, renews=grant_id), format="json")
+    assert other_team_workload.status_code == 404

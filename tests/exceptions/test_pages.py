@@ -269,3 +269,25 @@ def test_a_draft_is_submitted_from_its_page_by_its_author(
     client.post(reverse("request-submit-draft", args=[draft.pk]))
     draft.refresh_from_db()
     assert draft.status == "pending"
+
+
+def test_renewal_is_prefilled_from_the_grant_and_linked_to_it(
+    client: Client, submit: Any, approver: Any, requester: Any, outsider: Any
+) -> None:
+    [grant] = approve_request(
+        actor=approver, request=submit(destinations=[{"host": "files.partner.example", "port": 8443}])
+    )
+    login(client, outsider)
+    assert client.get(reverse("request-create") + f"?renews={grant.pk}").status_code == 404
+    login(client, requester)
+    page = client.get(reverse("request-create") + f"?renews={grant.pk}")
+    assert page.context["formset"].forms[0].initial["host"] == "files.partner.example"
+    assert page.context["form"].initial["renews"] == grant.pk
+    data = _form_data(
+        grant.workload,
+        **{"renews": grant.pk, "dest-TOTAL_FORMS": 1, "dest-0-host": "files.partner.example", "dest-0-port": 8443},
+    )
+    response = client.post(reverse("request-create"), data)
+    renewal = ExceptionRequest.objects.exclude(pk=grant.request_id).get()
+    assert response.status_code == 302 and renewal.renews == grant
+    assert f"grant #{grant.pk}" in client.get(renewal.get_absolute_url()).content.decode()

@@ -35,7 +35,7 @@ def test_owners_are_reminded_once_per_threshold(
     message = mail.outbox[0]
     assert sorted(message.to) == ["alice@example.org", "dave@example.org"]
     assert "api.partner.example:443" in message.subject
-    assert f"/requests/new/?workload={grant.workload_id}&host=api.partner.example&port=443" in message.body
+    assert f"/requests/new/?renews={grant.pk}" in message.body
     assert AuditEvent.objects.filter(action="grant.reminder_sent").count() == 2
     assert verify_chain().ok
 
