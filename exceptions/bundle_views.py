@@ -11,11 +11,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from exceptions.bundle.archive import opa_tarball
 from exceptions.bundle.explain import explain
 from exceptions.forms import ExplainForm
 from exceptions.models import BundlePublication
-from exceptions.publishing import current_bundle
+from exceptions.publishing import opa_archive
 
 
 @login_required
@@ -46,12 +45,12 @@ def opa_bundle(request: HttpRequest) -> HttpResponse:
         response = HttpResponse("A valid bearer token is required.\n", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = 'Bearer realm="egress-portal"'
         return response
-    bundle = current_bundle()
-    etag = f'"{bundle.revision}"'
+    revision, archive = opa_archive()
+    etag = f'"{revision}"'
     if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
         response = HttpResponse(status=304)
     else:
-        response = HttpResponse(opa_tarball(bundle.opa_files()), content_type="application/gzip")
+        response = HttpResponse(archive, content_type="application/gzip")
     response["ETag"] = etag
     response["Cache-Control"] = "no-cache"
     return response

@@ -19,13 +19,16 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import Count, Max, Sum
 from django.utils import timezone
 
 from audit.services import SYSTEM, record_event
+from exceptions.bundle.archive import opa_tarball
 from exceptions.bundle.compiler import Bundle, compile_bundle
 from exceptions.bundle.publisher import GitPublisher, PublishError, PublishResult
 from exceptions.bundle.records import BundleOptions
-from exceptions.models import BundlePublication
+from exceptions.choices import GrantStatus
+from exceptions.models import BundlePublication, Grant
 from exceptions.selectors import bundle_records
 
 logger = logging.getLogger(__name__)
@@ -39,6 +42,26 @@ def bundle_options() -> BundleOptions:
 
 def current_bundle(*, now: datetime | None = None) -> Bundle:
     return compile_bundle(bundle_records(), now=now or timezone.now(), options=bundle_options())
+
+
+def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:
+    """The OPA bundle as (revision, tar.gz), compiled only when the open grants changed.
+
+    Many OPA agents poll the same portal; the fingerprint (count, id sum and top
+    id of the grants still open at ``now``) changes with every grant that is
+    issued, revoked, expires or is dropped, so the cached archive is never stale.
+    """
+    now = now or timezone.now()
+    open_grants = Grant.objects.filter(
+        status__in=[GrantStatus.SCHEDULED, GrantStatus.ACTIVE], expires_at__gt=now
+    ).aggregate(count=Count("id"), total=Sum("id"), top=Max("id"))
+    key = f"egress-portal:opa-archive:{open_grants['count']}:{open_grants['total']}:{open_grants['top']}"
+    cached = cache.get(key)
+    if cached is None:
+        bundle = current_bundle(now=now)
+        cached = (bundle.revision, opa_tarball(bundle.opa_files()))
+        cache.set(key, cached, timeout=3600)
+    return cached
 
 
 def publisher() -> GitPublisher:

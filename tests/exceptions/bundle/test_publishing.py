@@ -176,3 +176,16 @@ def test_grant_changes_queue_a_publish_on_commit(
     with django_capture_on_commit_callbacks() as on_revoke:
         revoke_grant(actor=security_officer, grant=grant, reason="no longer needed")
     assert len(on_approve) == 1 and len(on_revoke) == 1
+
+
+@pytest.mark.django_db
+def test_bundle_endpoint_cache_follows_grant_changes(
+    client: Client, submit: Any, approver: Any, security_officer: Any
+) -> None:
+    auth = {"HTTP_AUTHORIZATION": "Bearer test-bundle-token"}
+    empty = client.get("/bundles/egress.tar.gz", **auth)["ETag"]
+    [grant] = approve_request(actor=approver, request=submit())
+    granted = client.get("/bundles/egress.tar.gz", **auth)["ETag"]
+    assert granted != empty and granted == f'"{current_bundle().revision}"'
+    revoke_grant(actor=security_officer, grant=grant, reason="done")
+    assert client.get("/bundles/egress.tar.gz", **auth)["ETag"] == empty
