@@ -2,4 +2,7 @@ from django.urls import path
 
 from audit import views
 
-urlpatterns = [path("", views.audit_log, name="audit-log")]
+urlpatterns = [
+    path("", views.audit_log, name="audit-log"),
+    path("export.jsonl", views.audit_export, name="audit-export"),
+]

@@ -34,7 +34,7 @@ def test_events_are_chained_in_sequence(submit: Any, approver: Any) -> None:
     assert all(later.prev_hash == earlier.hash for earlier, later in pairwise(rows))
     assert [e.action for e in rows] == ["request.submitted", "request.approved", "grant.issued"]
     assert rows[1].actor_label == "bob" and rows[1].actor_kind == "user"
-    assert "Audit chain intact: 3 events verified." in _verify()
+    assert "Audit chain intact: 3 events verified (database)." in _verify()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -115,3 +115,25 @@ def test_concurrent_writers_never_fork_the_chain() -> None:
     assert not errors
     assert AuditEvent.objects.count() == 40
     assert verify_chain().ok
+
+
+@pytest.mark.django_db
+def test_export_verifies_offline_and_a_tampered_export_fails(
+    client: Any, submit: Any, approver: Any, auditor: Any, requester: Any, tmp_path: Any
+) -> None:
+    approve_request(actor=approver, request=submit(), reason="fine")
+    client.force_login(requester)
+    assert client.get("/audit/export.jsonl").status_code == 404
+    client.force_login(auditor)
+    response = client.get("/audit/export.jsonl")
+    body = b"".join(response.streaming_content).decode()
+    export = tmp_path / "audit.jsonl"
+    export.write_text(body)
+    out = StringIO()
+    call_command("verify_audit", "--export", str(export), stdout=out)
+    assert "3 events verified" in out.getvalue()
+    lines = body.splitlines()
+    lines[1] = lines[1].replace('"request.approved"', '"request.rejected"')
+    export.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CommandError, match=r"#2: content does not match"):
+        call_command("verify_audit", "--export", str(export), stdout=StringIO())
