@@ -48,8 +48,10 @@ def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:
     """The OPA bundle as (revision, tar.gz), compiled only when the open grants changed.
 
     Many OPA agents poll the same portal; the fingerprint (count, id sum and top
-    id of the grants still open at ``now``) changes with every grant that is
-    issued, revoked, expires or is dropped, so the cached archive is never stale.
+    id of the grants still open at ``now``) tells every reachable open set apart:
+    grants are immutable, closed grants never reopen and new ids are always
+    higher, so a later set either has a higher top id or is a strict subset
+    (fewer grants). The cached archive is therefore never stale.
     """
     now = now or timezone.now()
     open_grants = Grant.objects.filter(
