@@ -2,9 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 
 from egress_portal.health import healthz
+from egress_portal.metrics import metrics
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("egress_portal.api")),

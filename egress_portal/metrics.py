@@ -1,0 +1,73 @@
+"""Prometheus metrics, computed from the database at scrape time (every worker sees the same numbers)."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.db.models import Count, Min
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from audit.models import AuditChainHead
+from exceptions.choices import GrantStatus, RequestStatus
+from exceptions.models import BundlePublication, ExceptionRequest, Grant
+
+
+class PortalCollector(Collector):
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        now = timezone.now()
+        grants = GaugeMetricFamily("egress_grants", "Grants by status.", labels=["status"])
+        counts = dict(Grant.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+        for status in GrantStatus.values:
+            grants.add_metric([status], counts.get(status, 0))
+        yield grants
+
+        requests = GaugeMetricFamily("egress_requests", "Exception requests by status.", labels=["status"])
+        counts = dict(ExceptionRequest.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+        for status in RequestStatus.values:
+            requests.add_metric([status], counts.get(status, 0))
+        yield requests
+
+        oldest = ExceptionRequest.objects.filter(status=RequestStatus.PENDING).aggregate(at=Min("created_at"))["at"]
+        yield GaugeMetricFamily(
+            "egress_pending_oldest_age_seconds",
+            "Age of the oldest request waiting for a decision (0 when none).",
+            value=(now - oldest).total_seconds() if oldest else 0,
+        )
+        overdue = Grant.objects.filter(status=GrantStatus.ACTIVE, expires_at__lte=now).count()
+        yield GaugeMetricFamily(
+            "egress_grants_past_expiry", "Active grants past their expiry (the expire job is late).", value=overdue
+        )
+
+        publications = CounterMetricFamily("egress_bundle_publications", "Bundle publish attempts.", labels=["status"])
+        counts = dict(
+            BundlePublication.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n")
+        )
+        for status in BundlePublication.Status.values:
+            publications.add_metric([status], counts.get(status, 0))
+        yield publications
+        last = BundlePublication.objects.exclude(status=BundlePublication.Status.FAILED).first()
+        yield GaugeMetricFamily(
+            "egress_bundle_last_success_timestamp_seconds",
+            "When the bundle was last published or confirmed unchanged.",
+            value=last.created_at.timestamp() if last else 0,
+        )
+        head = AuditChainHead.objects.filter(pk=1).first()
+        yield CounterMetricFamily("egress_audit_events", "Audit events written.", value=head.last_seq if head else 0)
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """``/metrics`` for Prometheus; with METRICS_TOKEN set, a bearer token is required."""
+    expected = settings.METRICS_TOKEN
+    if expected:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
+            return HttpResponse("A valid bearer token is required.\n", status=401, content_type="text/plain")
+    registry = CollectorRegistry()
+    registry.register(PortalCollector())
+    return HttpResponse(generate_latest(registry), content_type="text/plain; version=0.0.4; charset=utf-8")
