@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
-from exceptions.bundle.kubernetes import resource_name, to_yaml
+from exceptions.bundle.kubernetes import emit_lines, quote, resource_name
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
 
@@ -59,6 +60,46 @@ def policy(
     }
 
 
+def dns_rule(options: BundleOptions) -> dict[str, Any]:
+    return policy("-", "-", [], options)["spec"]["egress"][0]
+
+
+@lru_cache(maxsize=8)
+def _dns_rule_lines(options: BundleOptions) -> str:
+    lines: list[str] = []
+    emit_lines([dns_rule(options)], "  ", lines)
+    return "\n".join(lines) + "\n"
+
+
+def policy_yaml(namespace: str, service_account: str, grants: Sequence[GrantRecord], options: BundleOptions) -> bytes:
+    """``to_yaml(policy(...))``, rendered directly: a bundle holds a policy per workload.
+
+    The tests hold the two to the same bytes.
+    """
+    by_port: dict[tuple[int, str], set[str]] = defaultdict(set)
+    for grant in grants:
+        by_port[(grant.port, grant.protocol)].add(grant.host)
+    out = [
+        'apiVersion: "cilium.io/v2"\nkind: "CiliumNetworkPolicy"\nmetadata:\n  labels:\n',
+        f"    app.kubernetes.io/managed-by: {quote(options.managed_by)}\n",
+        f"  name: {quote(resource_name('egress', service_account))}\n  namespace: {quote(namespace)}\n",
+        "spec:\n  egress:\n",
+        _dns_rule_lines(options),
+    ]
+    for (port, protocol), hosts in sorted(by_port.items()):
+        out.append("  - toFQDNs:\n")
+        out.extend(
+            f"    - {'matchPattern' if host.startswith('*.') else 'matchName'}: {quote(host)}\n"
+            for host in sorted(hosts)
+        )
+        out.append(f"    toPorts:\n    - ports:\n      - port: {quote(str(port))}\n")
+        out.append(f"        protocol: {quote(protocol.upper())}\n")
+    out.append("  endpointSelector:\n    matchLabels:\n")
+    out.append(f"      io.cilium.k8s.policy.serviceaccount: {quote(service_account)}\n")
+    out.append(f"      io.kubernetes.pod.namespace: {quote(namespace)}\n")
+    return "".join(out).encode("utf-8")
+
+
 def emit(records: Sequence[GrantRecord], options: BundleOptions) -> tuple[dict[str, bytes], list[str]]:
     """Files by path, and the identities skipped because they are not Kubernetes workloads."""
     workloads: dict[tuple[str, str], list[GrantRecord]] = defaultdict(list)
@@ -69,7 +110,7 @@ def emit(records: Sequence[GrantRecord], options: BundleOptions) -> tuple[dict[s
         else:
             skipped.add(record.identity)
     files = {
-        f"cilium/{namespace}/{resource_name('egress', sa)}.yaml": to_yaml(policy(namespace, sa, grants, options))
+        f"cilium/{namespace}/{resource_name('egress', sa)}.yaml": policy_yaml(namespace, sa, grants, options)
         for (namespace, sa), grants in sorted(workloads.items())
     }
     return files, sorted(skipped)

@@ -47,13 +47,13 @@ def _scalar(value: Any) -> str:
     raise TypeError(f"cannot emit {type(value).__name__} as YAML")
 
 
-def _emit(value: Any, indent: str, lines: list[str]) -> None:
+def emit_lines(value: Any, indent: str, lines: list[str]) -> None:
     if isinstance(value, dict):
         for key in sorted(value):
             item = value[key]
             if isinstance(item, dict | list) and item:
                 lines.append(f"{indent}{_key(key)}:")
-                _emit(item, indent + "  " if isinstance(item, dict) else indent, lines)
+                emit_lines(item, indent + "  " if isinstance(item, dict) else indent, lines)
             else:
                 lines.append(f"{indent}{_key(key)}: {_inline(item)}")
         return
@@ -69,7 +69,7 @@ def _emit(value: Any, indent: str, lines: list[str]) -> None:
                 continue
         if isinstance(item, dict | list) and item:
             nested: list[str] = []
-            _emit(item, indent + "  ", nested)
+            emit_lines(item, indent + "  ", nested)
             lines.append(f"{indent}- {nested[0].lstrip()}")
             lines.extend(nested[1:])
         else:
@@ -92,5 +92,5 @@ def to_yaml(document: dict[str, Any]) -> bytes:
     with PyYAML and compare.
     """
     lines: list[str] = []
-    _emit(document, "", lines)
+    emit_lines(document, "", lines)
     return ("\n".join(lines) + "\n").encode("utf-8")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -68,4 +68,3 @@ class BundleOptions:
     dns_namespace: str = "kube-system"
     dns_labels: tuple[tuple[str, str], ...] = (("k8s-app", "kube-dns"),)
     managed_by: str = "egress-portal"
-    extra: dict[str, str] = field(default_factory=dict)

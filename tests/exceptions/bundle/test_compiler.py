@@ -156,3 +156,23 @@ def test_fast_service_entry_rendering_equals_the_generic_emitter(host: str) -> N
     ports = {(443, True), (8080, False)}
     options = BundleOptions(istio_namespace="mesh-egress")
     assert istio.service_entry_yaml(host, ports, options) == to_yaml(istio.service_entry(host, ports, options))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        None,
+        {"dns_namespace": "dns", "dns_labels": (("app", "coredns"), ("tier", "infra")), "managed_by": "portal-prod"},
+    ],
+)
+def test_fast_cilium_rendering_equals_the_generic_emitter(options: dict | None) -> None:
+    from exceptions.bundle import cilium
+    from exceptions.bundle.kubernetes import to_yaml
+    from exceptions.bundle.records import BundleOptions
+
+    bundle_options = BundleOptions(**(options or {}))
+    grants = [r for r in sample_records() if r.namespace == "payments"] + [
+        r for r in sample_records() if r.protocol == "udp"
+    ]
+    fast = cilium.policy_yaml("payments", "checkout-api", grants, bundle_options)
+    assert fast == to_yaml(cilium.policy("payments", "checkout-api", grants, bundle_options))
