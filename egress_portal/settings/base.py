@@ -177,6 +177,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Self-service egress exceptions: request, approve, grant, expire.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The API surface is for the organisation's people and tools, not the world.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 # --- Celery ---------------------------------------------------------------

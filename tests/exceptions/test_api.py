@@ -78,7 +78,8 @@ def test_anonymous_calls_are_refused_with_a_bearer_challenge() -> None:
     assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_openapi_schema_is_served(requester: Any) -> None:
+def test_openapi_schema_is_served_to_signed_in_users_only(requester: Any) -> None:
+    assert APIClient().get("/api/v1/schema/").status_code == 401
     response = api(requester).get("/api/v1/schema/")
     assert response.status_code == 200
     assert b"/api/v1/requests/{id}/approve/" in response.content
