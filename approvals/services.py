@@ -13,11 +13,11 @@ from audit.services import record_event
 from exceptions.access import decide_denial
 from exceptions.choices import RequestStatus
 from exceptions.models import ExceptionRequest, Grant
-from exceptions.services import issue_grants, move_request
+from exceptions.services import issue_grants, lock_request, move_request
 
 
 def _lock_for_decision(actor: Any, request: ExceptionRequest) -> ExceptionRequest:
-    locked = ExceptionRequest.objects.select_for_update().select_related("workload__team").get(pk=request.pk)
+    locked = lock_request(request)
     denial = decide_denial(actor, locked)
     if denial:
         raise PermissionDenied(denial)

@@ -7,10 +7,6 @@ from django.db.models import Q, QuerySet
 from audit.models import AuditEvent
 
 
-def events_for_objects(object_type: str, object_ids: Iterable[object]) -> QuerySet[AuditEvent]:
-    return AuditEvent.objects.filter(object_type=object_type, object_id__in=[str(i) for i in object_ids])
-
-
 def timeline(refs: dict[str, Iterable[object]]) -> QuerySet[AuditEvent]:
     """Events of several objects (for example a request and its grants), oldest first."""
     query = Q(pk__in=[])

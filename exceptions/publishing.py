@@ -99,7 +99,7 @@ def publisher_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def publish_bundle(*, trigger: str, refresh: bool = False, git: GitPublisher | None = None) -> BundlePublication:
+def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
     """Publish the whole current state; every attempt leaves a BundlePublication row.
 
     A failure loses nothing: the next publish carries the complete state again.
@@ -109,7 +109,7 @@ def publish_bundle(*, trigger: str, refresh: bool = False, git: GitPublisher | N
     with publisher_lock():
         bundle = current_bundle()
         try:
-            result: PublishResult = (git or publisher()).publish(bundle, trigger=trigger, refresh=refresh)
+            result: PublishResult = publisher().publish(bundle, trigger=trigger, refresh=refresh)
         except PublishError as exc:
             BundlePublication.objects.create(
                 status=BundlePublication.Status.FAILED,

@@ -21,6 +21,7 @@ from audit.services import SYSTEM, Actor, PendingEvent, record_event, record_eve
 from exceptions.access import cancel_denial, revoke_denial, roles_for
 from exceptions.choices import DataClass, GrantStatus, Purpose, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
+from exceptions.publishing import publish_on_commit
 from exceptions.risk import LifetimeCaps, RiskAssessment, assess_risk, format_duration
 from exceptions.state import (
     OPEN_GRANT_STATUSES,
@@ -200,7 +201,8 @@ def submit_request(
     return request
 
 
-def _lock_request(request: ExceptionRequest) -> ExceptionRequest:
+def lock_request(request: ExceptionRequest) -> ExceptionRequest:
+    """The request row, locked for the rest of the transaction, with its workload and team."""
     return ExceptionRequest.objects.select_for_update().select_related("workload__team").get(pk=request.pk)
 
 
@@ -219,7 +221,7 @@ def move_request(request: ExceptionRequest, target: str, *, now: datetime, **fie
 
 def submit_draft(*, actor: Any, request: ExceptionRequest) -> ExceptionRequest:
     with transaction.atomic():
-        locked = _lock_request(request)
+        locked = lock_request(request)
         if locked.requester_id != actor.pk:
             raise PermissionDenied("Only the author of a draft may submit it.")
         before = locked.status
@@ -236,7 +238,7 @@ def submit_draft(*, actor: Any, request: ExceptionRequest) -> ExceptionRequest:
 
 def cancel_request(*, actor: Any, request: ExceptionRequest, reason: str = "") -> ExceptionRequest:
     with transaction.atomic():
-        locked = _lock_request(request)
+        locked = lock_request(request)
         denial = cancel_denial(actor, locked)
         if denial:
             raise PermissionDenied(denial)
@@ -251,13 +253,6 @@ def cancel_request(*, actor: Any, request: ExceptionRequest, reason: str = "") -
             reason=reason.strip(),
         )
     return locked
-
-
-def publish_on_commit(trigger: str) -> None:
-    """Queue a bundle publish once this transaction commits (imported late: publishing reads selectors)."""
-    from exceptions.publishing import publish_on_commit as queue
-
-    queue(trigger)
 
 
 def issue_grants(*, actor: Actor, request: ExceptionRequest, now: datetime) -> list[Grant]:

@@ -171,7 +171,6 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
             and exception_request.requester_id == request.user.pk,
             "can_cancel": exception_request.status in (RequestStatus.DRAFT, RequestStatus.PENDING)
             and cancel_denial(request.user, exception_request) is None,
-            "reason_form": ReasonForm(),
         },
     )
 
@@ -230,7 +229,6 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "grant": grant,
             "now": timezone.now(),
             "can_revoke": grant.status in ("active", "scheduled") and revoke_denial(request.user, grant) is None,
-            "reason_form": ReasonForm(),
         },
     )
 

@@ -10,7 +10,7 @@ import gc
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from exceptions.bundle import cilium, istio, opa
@@ -25,7 +25,6 @@ class Bundle:
     files: dict[str, bytes]
     revision: str
     grant_count: int
-    grant_ids: frozenset[int] = field(default_factory=frozenset)
 
     def opa_files(self) -> dict[str, bytes]:
         """The OPA bundle's own files, relative to its root."""
@@ -85,5 +84,4 @@ def _compile(records: Iterable[GrantRecord], *, now: datetime, options: BundleOp
         files=dict(sorted(files.items())),
         revision=revision,
         grant_count=len(open_records),
-        grant_ids=frozenset(r.id for r in open_records),
     )

@@ -23,14 +23,13 @@ def resource_name(*parts: str, max_length: int = 63) -> str:
 
 
 quote = json.encoder.encode_basestring_ascii
-_quote = quote
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
 _YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
 
 
 @lru_cache(maxsize=4096)
 def _key(key: str) -> str:
-    return key if _PLAIN_KEY.match(key) and key.lower() not in _YAML_WORDS else _quote(key)
+    return key if _PLAIN_KEY.match(key) and key.lower() not in _YAML_WORDS else quote(key)
 
 
 def _scalar(value: Any) -> str:
@@ -43,7 +42,7 @@ def _scalar(value: Any) -> str:
     if isinstance(value, str):
         # JSON strings are valid YAML double-quoted scalars: never mistaken for
         # numbers, booleans or YAML syntax, whatever the host or label holds.
-        return _quote(value)
+        return quote(value)
     raise TypeError(f"cannot emit {type(value).__name__} as YAML")
 
 
