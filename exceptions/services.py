@@ -6,6 +6,7 @@ transitions, and records one audit event per object it changes.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -290,40 +291,56 @@ def issue_grants(*, actor: Actor, request: ExceptionRequest, now: datetime) -> l
     return created
 
 
-def _close_finished_requests(
-    request_ids: Iterable[int], *, target: str, actor: Actor, now: datetime, reason: str = ""
+def _move_requests(
+    ids: Iterable[int], *, from_status: str, target: str, actor: Actor, now: datetime, reason: str = ""
 ) -> int:
-    """Requests whose grants are all closed take the state of the change that closed the last one."""
-    still_open = Grant.objects.filter(request_id=OuterRef("pk"), status__in=OPEN_GRANT_STATUSES)
-    finished = list(
-        ExceptionRequest.objects.filter(
-            id__in=set(request_ids), status__in=[RequestStatus.APPROVED, RequestStatus.ACTIVE]
-        )
-        .exclude(Exists(still_open))
-        .values_list("id", "status")
+    """Move the requests still in ``from_status`` to ``target``: lock, update, one audit event each."""
+    check_request_transition(from_status, target)
+    moved_ids = list(
+        ExceptionRequest.objects.filter(pk__in=list(ids), status=from_status)
+        .select_for_update()
+        .values_list("id", flat=True)
     )
-    events: list[PendingEvent] = []
-    for status in {status for _, status in finished}:
-        ids = [request_id for request_id, s in finished if s == status]
-        # Rows we read are updated only if still in the state we read; the
-        # returned ids are the ones this call actually moved.
-        moved = ExceptionRequest.objects.filter(pk__in=ids, status=status)
-        moved_ids = list(moved.select_for_update().values_list("id", flat=True))
-        moved.filter(pk__in=moved_ids).update(status=target, updated_at=now)
-        events.extend(
+    if not moved_ids:
+        return 0
+    ExceptionRequest.objects.filter(pk__in=moved_ids).update(status=target, updated_at=now)
+    record_events(
+        [
             PendingEvent(
                 actor=actor,
                 action=f"request.{target}",
                 object_type=REQUEST_TYPE,
                 object_id=str(request_id),
-                before={"status": status},
+                before={"status": from_status},
                 after={"status": target},
                 reason=reason,
             )
             for request_id in moved_ids
-        )
-    record_events(events)
-    return len(events)
+        ]
+    )
+    return len(moved_ids)
+
+
+def _close_finished_requests(
+    request_ids: Iterable[int] | None, *, target: str, actor: Actor, now: datetime, reason: str = ""
+) -> int:
+    """Requests whose grants are all closed take the state of the change that closed the last one.
+
+    ``request_ids=None`` looks at every approved or active request (the sweep after a run).
+    """
+    still_open = Grant.objects.filter(request_id=OuterRef("pk"), status__in=OPEN_GRANT_STATUSES)
+    finished = ExceptionRequest.objects.filter(status__in=[RequestStatus.APPROVED, RequestStatus.ACTIVE]).exclude(
+        Exists(still_open)
+    )
+    if request_ids is not None:
+        finished = finished.filter(id__in=set(request_ids))
+    by_status: dict[str, list[int]] = defaultdict(list)
+    for request_id, status in finished.values_list("id", "status"):
+        by_status[status].append(request_id)
+    return sum(
+        _move_requests(ids, from_status=status, target=target, actor=actor, now=now, reason=reason)
+        for status, ids in by_status.items()
+    )
 
 
 def revoke_grant(*, actor: Any, grant: Grant, reason: str, now: datetime | None = None) -> Grant:
@@ -422,27 +439,7 @@ def _move_grants_in_batches(
             if request_from is None:
                 _close_finished_requests(request_ids, target=request_target, actor=actor, now=now)
             else:
-                opened = list(
-                    ExceptionRequest.objects.filter(id__in=request_ids, status=request_from).values_list(
-                        "id", flat=True
-                    )
-                )
-                ExceptionRequest.objects.filter(id__in=opened, status=request_from).update(
-                    status=request_target, updated_at=now
-                )
-                record_events(
-                    [
-                        PendingEvent(
-                            actor=actor,
-                            action=f"request.{request_target}",
-                            object_type=REQUEST_TYPE,
-                            object_id=str(rid),
-                            before={"status": request_from},
-                            after={"status": request_target},
-                        )
-                        for rid in opened
-                    ]
-                )
+                _move_requests(request_ids, from_status=request_from, target=request_target, actor=actor, now=now)
             moved += len(batch)
             publish_on_commit(f"{len(batch)} grant(s) {target}")
         if len(batch) < batch_size:
@@ -480,10 +477,5 @@ def expire_due_grants(*, now: datetime | None = None, batch_size: int = 2000) ->
     # A concurrent run may have closed the last grants of a request we both
     # saw as still open; this sweep closes such requests.
     with transaction.atomic():
-        stragglers = ExceptionRequest.objects.filter(
-            status__in=[RequestStatus.APPROVED, RequestStatus.ACTIVE], grants__isnull=False
-        ).exclude(grants__status__in=OPEN_GRANT_STATUSES)
-        _close_finished_requests(
-            stragglers.values_list("id", flat=True).distinct(), target=RequestStatus.EXPIRED, actor=SYSTEM, now=now
-        )
+        _close_finished_requests(None, target=RequestStatus.EXPIRED, actor=SYSTEM, now=now)
     return expired
