@@ -6,13 +6,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from approvals import services
-from exceptions.access import access_request, visible_requests
+from exceptions.access import access_request
 from exceptions.api.serializers import ExceptionRequestSerializer, ReasonInputSerializer
-
-
-def _render(user: object, pk: int) -> Response:
-    request = visible_requests(user).select_related("workload__team", "requester", "decided_by").get(pk=pk)
-    return Response(ExceptionRequestSerializer(request).data)
+from exceptions.api.views import render_request
 
 
 class Approve(APIView):
@@ -24,7 +20,7 @@ class Approve(APIView):
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         services.approve_request(actor=request.user, request=exception_request, reason=payload.validated_data["reason"])
-        return _render(request.user, pk)
+        return render_request(request.user, pk)
 
 
 class Reject(APIView):
@@ -36,4 +32,4 @@ class Reject(APIView):
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         services.reject_request(actor=request.user, request=exception_request, reason=payload.validated_data["reason"])
-        return _render(request.user, pk)
+        return render_request(request.user, pk)

@@ -32,6 +32,11 @@ def _request_queryset(user: object) -> QuerySet[ExceptionRequest]:
     )
 
 
+def render_request(user: object, pk: int, *, status_code: int = status.HTTP_200_OK) -> Response:
+    """The request as the API returns it, read fresh after any change."""
+    return Response(ExceptionRequestSerializer(_request_queryset(user).get(pk=pk)).data, status=status_code)
+
+
 class WorkloadList(generics.ListAPIView[Workload]):
     """Workloads the caller may file requests for."""
 
@@ -75,10 +80,7 @@ class RequestListCreate(APIView):
             renews=access_grant(request.user, data["renews"]) if data["renews"] else None,
             draft=data["draft"],
         )
-        return Response(
-            ExceptionRequestSerializer(_request_queryset(request.user).get(pk=created.pk)).data,
-            status=status.HTTP_201_CREATED,
-        )
+        return render_request(request.user, created.pk, status_code=status.HTTP_201_CREATED)
 
 
 class RequestDetail(APIView):
@@ -87,7 +89,7 @@ class RequestDetail(APIView):
     @extend_schema(responses=ExceptionRequestSerializer)
     def get(self, request: Request, pk: int) -> Response:
         access_request(request.user, pk)
-        return Response(ExceptionRequestSerializer(_request_queryset(request.user).get(pk=pk)).data)
+        return render_request(request.user, pk)
 
 
 class RequestCancel(APIView):
@@ -99,7 +101,7 @@ class RequestCancel(APIView):
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         services.cancel_request(actor=request.user, request=exception_request, reason=payload.validated_data["reason"])
-        return Response(ExceptionRequestSerializer(_request_queryset(request.user).get(pk=pk)).data)
+        return render_request(request.user, pk)
 
 
 class GrantList(APIView):
