@@ -107,6 +107,56 @@ def clean_destinations(raw: Sequence[Mapping[str, Any] | DestinationInput]) -> l
     return cleaned
 
 
+def lifetime_error(risk: RiskAssessment, lifetime: timedelta | None) -> str | None:
+    """Why ``lifetime`` is too long for the assessed tier, or None when it fits."""
+    if lifetime is None or risk.within_cap:
+        return None
+    tier_reasons = "; ".join(r for r in risk.reasons if "exceeds" not in r)
+    cap = format_duration(risk.lifetime_cap)
+    return (
+        f"{format_duration(lifetime)} exceeds the {cap} cap for {risk.tier}-risk requests ({tier_reasons}). "
+        f"Ask for {cap} or less and renew later."
+    )
+
+
+@dataclass(frozen=True)
+class SubmissionPreview:
+    hosts: list[str]
+    errors: dict[str, list[str]]
+    risk: RiskAssessment | None
+
+
+def preview_submission(
+    *,
+    workload: Workload | None,
+    destinations: Sequence[Mapping[str, Any]],
+    purpose: str,
+    data_class: str,
+    lifetime: timedelta | None,
+) -> SubmissionPreview:
+    """What submit_request would say about these destinations and this lifetime; writes nothing."""
+    errors: dict[str, list[str]] = {}
+    hosts: list[str] = []
+    if destinations:
+        try:
+            hosts = [d.host for d in clean_destinations(destinations)]
+        except ValidationError as exc:
+            errors = dict(exc.message_dict)
+    risk = None
+    if workload is not None:
+        risk = assess_request_risk(
+            environment=workload.environment,
+            hosts=hosts or [str(d.get("host", "")) for d in destinations],
+            purpose=purpose,
+            data_class=data_class,
+            lifetime=lifetime,
+        )
+        cap_error = lifetime_error(risk, lifetime)
+        if cap_error:
+            errors["lifetime"] = [cap_error]
+    return SubmissionPreview(hosts, errors, risk)
+
+
 def _check_choice(errors: dict[str, list[str]], field: str, value: str, choices: Any) -> None:
     if value not in choices.values:
         options = ", ".join(choices.values)
@@ -166,12 +216,9 @@ def submit_request(
         data_class=data_class,
         lifetime=lifetime,
     )
-    if "lifetime" not in errors and not risk.within_cap:
-        tier_reasons = "; ".join(r for r in risk.reasons if "exceeds" not in r)
-        errors["lifetime"] = [
-            f"{format_duration(lifetime)} exceeds the {format_duration(risk.lifetime_cap)} cap for {risk.tier}-risk "
-            f"requests ({tier_reasons}). Ask for {format_duration(risk.lifetime_cap)} or less and renew later."
-        ]
+    cap_error = lifetime_error(risk, lifetime)
+    if "lifetime" not in errors and cap_error:
+        errors["lifetime"] = [cap_error]
     if errors:
         raise ValidationError(errors)
 

@@ -121,29 +121,18 @@ def request_preview(request: HttpRequest) -> JsonResponse:
     )
     hosts = [h for h in request.GET.getlist("host") if h.strip()]
     ports = request.GET.getlist("port")
-    errors: dict[str, list[str]] = {}
-    canonical: list[str] = []
-    rows = [{"host": h, "port": ports[i] if i < len(ports) else "443"} for i, h in enumerate(hosts)]
-    if rows:
-        try:
-            canonical = [d.host for d in services.clean_destinations(rows)]
-        except ValidationError as exc:
-            errors = exc.message_dict
     form = ExceptionRequestForm(request.GET, workloads=requestable_workloads(request.user))
     form.is_valid()
-    lifetime = form.lifetime() if "lifetime_value" in form.cleaned_data else None
-    body: dict[str, Any] = {"errors": errors, "hosts": canonical}
-    if workload is not None:
-        risk = services.assess_request_risk(
-            environment=workload.environment,
-            hosts=canonical or hosts,
-            purpose=request.GET.get("purpose", ""),
-            data_class=request.GET.get("data_class", ""),
-            lifetime=lifetime,
-        )
-        body["risk"] = {**risk.as_dict(), "lifetime_cap": format_duration(risk.lifetime_cap)}
-        if lifetime is not None and lifetime > risk.lifetime_cap:
-            body["errors"]["lifetime"] = [f"Exceeds the {format_duration(risk.lifetime_cap)} cap for {risk.tier} risk."]
+    preview = services.preview_submission(
+        workload=workload,
+        destinations=[{"host": h, "port": ports[i] if i < len(ports) else "443"} for i, h in enumerate(hosts)],
+        purpose=request.GET.get("purpose", ""),
+        data_class=request.GET.get("data_class", ""),
+        lifetime=form.lifetime() if "lifetime_value" in form.cleaned_data else None,
+    )
+    body: dict[str, Any] = {"errors": preview.errors, "hosts": preview.hosts}
+    if preview.risk is not None:
+        body["risk"] = {**preview.risk.as_dict(), "lifetime_cap": format_duration(preview.risk.lifetime_cap)}
     return JsonResponse(body)
 
 
