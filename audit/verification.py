@@ -33,20 +33,7 @@ class VerificationResult:
 
 def export_record(event: AuditEvent) -> dict[str, Any]:
     """One event as exported: the hashed payload plus its chain links."""
-    payload = event_payload(
-        seq=event.seq,
-        created_at=event.created_at,
-        actor_id=event.actor_id,
-        actor_kind=event.actor_kind,
-        actor_label=event.actor_label,
-        action=event.action,
-        object_type=event.object_type,
-        object_id=event.object_id,
-        before=event.before,
-        after=event.after,
-        reason=event.reason,
-        request_id=event.request_id,
-    )
+    payload = event_payload(**{name: getattr(event, name) for name in PAYLOAD_FIELDS})
     return {**payload, "prev_hash": event.prev_hash, "hash": event.hash}
 
 

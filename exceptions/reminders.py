@@ -19,9 +19,8 @@ from exceptions.models import ExpiryReminder, Grant
 
 
 def recipients_for(grant: Grant) -> list[str]:
-    """The requester and the owning team, by e-mail address."""
-    addresses = {grant.request.requester.email}
-    addresses.update(grant.workload.team.members.exclude(email="").values_list("email", flat=True))
+    """The requester and the owning team, by e-mail address (team members prefetched by the caller)."""
+    addresses = {grant.request.requester.email, *(member.email for member in grant.workload.team.members.all())}
     return sorted(a for a in addresses if a)
 
 
@@ -30,11 +29,14 @@ def renewal_url(grant: Grant) -> str:
     return f"{settings.EGRESS_BASE_URL.rstrip('/')}{reverse('request-create')}?{query}"
 
 
-def _send(grant_ids: Iterable[int], days_before: int) -> None:
-    for grant in Grant.objects.filter(pk__in=list(grant_ids)).select_related("request__requester", "workload__team"):
+def _send(reminder_ids: Iterable[int]) -> None:
+    """Mail the reminders just recorded, to exactly the recipients their audit events name."""
+    reminders = ExpiryReminder.objects.filter(pk__in=list(reminder_ids)).select_related("grant__workload__team")
+    for reminder in reminders:
+        grant = reminder.grant
         context = {
             "grant": grant,
-            "days_before": days_before,
+            "days_before": reminder.days_before,
             "renewal_url": renewal_url(grant),
             "grant_url": f"{settings.EGRESS_BASE_URL.rstrip('/')}{grant.get_absolute_url()}",
         }
@@ -43,7 +45,7 @@ def _send(grant_ids: Iterable[int], days_before: int) -> None:
             f"{grant.expires_at:%Y-%m-%d %H:%M} UTC",
             message=render_to_string("emails/expiry_reminder.txt", context),
             from_email=None,
-            recipient_list=recipients_for(grant),
+            recipient_list=reminder.recipients,
             fail_silently=False,
         )
 
@@ -64,11 +66,12 @@ def send_expiry_reminders(*, now: datetime | None = None) -> int:
                 )
                 .exclude(reminders__days_before=days_before)
                 .select_related("request__requester", "workload__team")
+                .prefetch_related("workload__team__members")
                 .order_by("id")
             )
             if not due:
                 continue
-            ExpiryReminder.objects.bulk_create(
+            reminders = ExpiryReminder.objects.bulk_create(
                 ExpiryReminder(grant=g, days_before=days_before, sent_at=now, recipients=recipients_for(g)) for g in due
             )
             record_events(
@@ -77,13 +80,19 @@ def send_expiry_reminders(*, now: datetime | None = None) -> int:
                         actor=SYSTEM,
                         action="grant.reminder_sent",
                         object_type="exceptions.grant",
-                        object_id=str(g.pk),
-                        after={"days_before": days_before, "expires_at": g.expires_at, "recipients": recipients_for(g)},
+                        object_id=str(r.grant.pk),
+                        after={
+                            "days_before": days_before,
+                            "expires_at": r.grant.expires_at,
+                            "recipients": r.recipients,
+                        },
                     )
-                    for g in due
+                    for r in reminders
                 ]
             )
-            ids = [g.pk for g in due]
-            transaction.on_commit(lambda ids=ids, days=days_before: _send(ids, days))  # type: ignore[misc]
+            if any(r.pk is None for r in reminders):  # backends without RETURNING
+                reminders = list(ExpiryReminder.objects.filter(grant__in=due, days_before=days_before))
+            ids = [r.pk for r in reminders]
+            transaction.on_commit(lambda ids=ids: _send(ids))  # type: ignore[misc]
             sent += len(due)
     return sent

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import datetime
+from typing import Any
 
 from celery import Task, shared_task
 from django.db import OperationalError
@@ -10,6 +12,11 @@ from django.db import OperationalError
 from egress_portal.context import request_id_scope
 from exceptions import publishing, reminders, services
 from exceptions.bundle.publisher import PublishError
+
+
+def task_scope(task: Task[..., Any]) -> AbstractContextManager[str]:
+    """Audit events written by a task carry its id as their request id."""
+    return request_id_scope(f"task-{task.request.id or 'local'}")
 
 
 def _parse_now(now: str | None) -> datetime | None:
@@ -30,7 +37,7 @@ TRANSIENT = (OperationalError,)
     max_retries=5,
 )
 def expire_due_grants(self: Task[..., int], now: str | None = None) -> int:
-    with request_id_scope(f"task-{self.request.id or 'local'}"):
+    with task_scope(self):
         return services.expire_due_grants(now=_parse_now(now))
 
 
@@ -43,7 +50,7 @@ def expire_due_grants(self: Task[..., int], now: str | None = None) -> int:
     max_retries=5,
 )
 def activate_due_grants(self: Task[..., int], now: str | None = None) -> int:
-    with request_id_scope(f"task-{self.request.id or 'local'}"):
+    with task_scope(self):
         return services.activate_due_grants(now=_parse_now(now))
 
 
@@ -58,7 +65,7 @@ def activate_due_grants(self: Task[..., int], now: str | None = None) -> int:
 )
 def publish_bundle(self: Task[..., str], trigger: str = "manual", refresh: bool = False) -> str:
     """Publish the whole current state; a retry after a failure carries everything."""
-    with request_id_scope(f"task-{self.request.id or 'local'}"):
+    with task_scope(self):
         # Later changes ask for another publish instead of being folded into a stale one.
         publishing.clear_pending()
         return publishing.publish_bundle(trigger=trigger, refresh=refresh).status
@@ -73,5 +80,5 @@ def publish_bundle(self: Task[..., str], trigger: str = "manual", refresh: bool 
     max_retries=5,
 )
 def send_expiry_reminders(self: Task[..., int], now: str | None = None) -> int:
-    with request_id_scope(f"task-{self.request.id or 'local'}"):
+    with task_scope(self):
         return reminders.send_expiry_reminders(now=_parse_now(now))
