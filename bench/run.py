@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,7 +142,7 @@ def bench_expire(grants: int) -> None:
     print(f"expire_due_grants second run (nothing due): {time.perf_counter() - again:.3f} s")
 
 
-def _records(count: int, now: object, hosts: int | None = None) -> list:
+def _records(count: int, now: datetime, hosts: int | None = None) -> list:
     """``count`` grants, 20 per workload; every grant its own host unless ``hosts`` caps them."""
     from datetime import timedelta
 
@@ -162,8 +162,8 @@ def _records(count: int, now: object, hosts: int | None = None) -> list:
                 ),
                 port=443 if i % 3 else 8443,
                 protocol="tcp",
-                valid_from=now - timedelta(days=1),  # type: ignore[operator]
-                expires_at=now + timedelta(days=30),  # type: ignore[operator]
+                valid_from=now - timedelta(days=1),
+                expires_at=now + timedelta(days=30),
                 request_id=i // 3 + 1,
                 decided_by="approver",
                 namespace=f"team{workload % 50}",
@@ -296,7 +296,6 @@ def bench_approval_to_commit() -> None:
 
     from django.conf import settings
     from django.contrib.auth import get_user_model
-    from django.utils import timezone
 
     from approvals.models import ApproverGroup
     from approvals.services import approve_request
@@ -355,7 +354,6 @@ def bench_approval_to_commit() -> None:
                 f"approval -> pushed commit with a worker: {elapsed:.2f} s "
                 f"(includes the {settings.BUNDLE_PUBLISH_DELAY_SECONDS} s coalescing window; target <= 5 s)"
             )
-            del timezone
         finally:
             stop_worker(worker)
 
