@@ -13,7 +13,8 @@ from audit.services import record_event
 from exceptions.access import decide_denial
 from exceptions.choices import RequestStatus
 from exceptions.models import ExceptionRequest, Grant
-from exceptions.services import issue_grants, lock_request, move_request
+from exceptions.services.grants import issue_grants
+from exceptions.services.requests import lock_request, move_request
 
 
 def _lock_for_decision(actor: Any, request: ExceptionRequest) -> ExceptionRequest:
@@ -36,7 +37,7 @@ def approve_request(
     with transaction.atomic():
         locked = _lock_for_decision(actor, request)
         before = locked.status
-        starts_now = (locked.desired_start or now) <= now
+        starts_now = locked.grant_window(now)[0] <= now
         target = RequestStatus.ACTIVE if starts_now else RequestStatus.APPROVED
         move_request(locked, target, now=now, decided_by=actor, decided_at=now, decision_reason=reason.strip())
         record_event(

@@ -72,7 +72,7 @@ def bench_expire(grants: int) -> None:
 
     from audit.verification import verify_chain
     from exceptions.models import ExceptionRequest, Grant, Team, Workload
-    from exceptions.services import expire_due_grants
+    from exceptions.services.batches import expire_due_grants
 
     _reset()
     now = timezone.now()
@@ -302,7 +302,7 @@ def bench_approval_to_commit() -> None:
     from egress_portal.celery import app
     from egress_portal.worker_process import start_worker, stop_worker, wait_until_ready
     from exceptions.models import Team, TeamMembership, Workload
-    from exceptions.services import submit_request
+    from exceptions.services.requests import submit_request
 
     _reset()
     with tempfile.TemporaryDirectory() as tmp:

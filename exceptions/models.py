@@ -102,6 +102,11 @@ class ExceptionRequest(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("request-detail", args=[self.pk])
 
+    def grant_window(self, now: datetime) -> tuple[datetime, datetime]:
+        """When grants issued at ``now`` would start and end: the one rule for it."""
+        valid_from = max(now, self.desired_start or now)
+        return valid_from, valid_from + self.lifetime
+
     def snapshot(self) -> dict[str, object]:
         return {
             "status": self.status,

@@ -10,8 +10,9 @@ from celery import Task, shared_task
 from django.db import OperationalError
 
 from egress_portal.context import request_id_scope
-from exceptions import publishing, reminders, services
+from exceptions import publishing, reminders
 from exceptions.bundle.publisher import PublishError
+from exceptions.services import batches
 
 
 def task_scope(task: Task[..., Any]) -> AbstractContextManager[str]:
@@ -38,7 +39,7 @@ TRANSIENT = (OperationalError,)
 )
 def expire_due_grants(self: Task[..., int], now: str | None = None) -> int:
     with task_scope(self):
-        return services.expire_due_grants(now=_parse_now(now))
+        return batches.expire_due_grants(now=_parse_now(now))
 
 
 @shared_task(
@@ -51,7 +52,7 @@ def expire_due_grants(self: Task[..., int], now: str | None = None) -> int:
 )
 def activate_due_grants(self: Task[..., int], now: str | None = None) -> int:
     with task_scope(self):
-        return services.activate_due_grants(now=_parse_now(now))
+        return batches.activate_due_grants(now=_parse_now(now))
 
 
 @shared_task(

@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from exceptions import selectors, services
+from exceptions import selectors
 from exceptions.access import (
     access_grant,
     access_request,
@@ -27,6 +27,7 @@ from exceptions.bundle.preview import preview_approval
 from exceptions.choices import RequestStatus
 from exceptions.forms import DestinationFormSet, ExceptionRequestForm, ReasonForm, apply_service_errors
 from exceptions.risk import format_duration
+from exceptions.services import grants, requests, submissions
 from exceptions.state import TransitionError
 
 PAGE_SIZE = 25
@@ -82,7 +83,7 @@ def request_create(request: HttpRequest) -> HttpResponse:
         assert lifetime is not None
         destinations = [f.cleaned_data for f in formset.forms if f.cleaned_data]
         try:
-            created = services.submit_request(
+            created = requests.submit_request(
                 actor=request.user,
                 workload=form.cleaned_data["workload"],
                 destinations=destinations,
@@ -123,7 +124,7 @@ def request_preview(request: HttpRequest) -> JsonResponse:
     ports = request.GET.getlist("port")
     form = ExceptionRequestForm(request.GET, workloads=requestable_workloads(request.user))
     form.is_valid()
-    preview = services.preview_submission(
+    preview = submissions.preview_submission(
         workload=workload,
         destinations=[{"host": h, "port": ports[i] if i < len(ports) else "443"} for i, h in enumerate(hosts)],
         purpose=request.GET.get("purpose", ""),
@@ -169,7 +170,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def request_submit_draft(request: HttpRequest, pk: int) -> HttpResponse:
     exception_request = access_request(request.user, pk)
     try:
-        services.submit_draft(actor=request.user, request=exception_request)
+        requests.submit_draft(actor=request.user, request=exception_request)
     except (TransitionError, PermissionDenied) as exc:
         messages.error(request, str(exc))
     else:
@@ -184,7 +185,7 @@ def request_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     form = ReasonForm(request.POST)
     form.is_valid()
     try:
-        services.cancel_request(
+        requests.cancel_request(
             actor=request.user, request=exception_request, reason=form.cleaned_data.get("reason", "")
         )
     except TransitionError as exc:
@@ -229,7 +230,7 @@ def grant_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     form = ReasonForm(request.POST)
     form.is_valid()
     try:
-        services.revoke_grant(actor=request.user, grant=grant, reason=form.cleaned_data.get("reason", ""))
+        grants.revoke_grant(actor=request.user, grant=grant, reason=form.cleaned_data.get("reason", ""))
     except (ValidationError, TransitionError, PermissionDenied) as exc:
         messages.error(request, " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc))
     else:

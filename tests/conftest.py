@@ -164,7 +164,7 @@ def prod_workload(team: Any) -> Any:
 @pytest.fixture
 def submit(requester: Any, workload: Any) -> Any:
     """Submit a request through the service with sensible defaults."""
-    from exceptions.services import submit_request
+    from exceptions.services.requests import submit_request
 
     def _submit(**overrides: Any) -> Any:
         values: dict[str, Any] = {

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from exceptions import selectors, services
+from exceptions import selectors
 from exceptions.access import access_grant, access_request, requestable_workloads, visible_requests
 from exceptions.api.serializers import (
     ExceptionRequestSerializer,
@@ -22,6 +22,7 @@ from exceptions.api.serializers import (
     WorkloadSerializer,
 )
 from exceptions.models import ExceptionRequest, Grant, Workload
+from exceptions.services import grants, requests
 
 
 def _request_queryset(user: object) -> QuerySet[ExceptionRequest]:
@@ -67,7 +68,7 @@ class RequestListCreate(APIView):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         workload = data["workload"]
-        created = services.submit_request(
+        created = requests.submit_request(
             actor=request.user,
             workload=workload,
             destinations=data["destinations"],
@@ -100,7 +101,7 @@ class RequestCancel(APIView):
         exception_request = access_request(request.user, pk, "cancel")
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        services.cancel_request(actor=request.user, request=exception_request, reason=payload.validated_data["reason"])
+        requests.cancel_request(actor=request.user, request=exception_request, reason=payload.validated_data["reason"])
         return render_request(request.user, pk)
 
 
@@ -134,5 +135,5 @@ class GrantRevoke(APIView):
         grant = access_grant(request.user, pk, "revoke")
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        revoked = services.revoke_grant(actor=request.user, grant=grant, reason=payload.validated_data["reason"])
+        revoked = grants.revoke_grant(actor=request.user, grant=grant, reason=payload.validated_data["reason"])
         return Response(GrantSerializer(get_object_or_404(Grant, pk=revoked.pk)).data)

@@ -44,7 +44,7 @@ def preview_approval(request: ExceptionRequest, *, now: datetime | None = None, 
     now = now or timezone.now()
     current = bundle_records()
     next_id = (Grant.objects.aggregate(top=Max("id"))["top"] or 0) + 1
-    valid_from = max(now, request.desired_start or now)
+    valid_from, expires_at = request.grant_window(now)
     workload = request.workload
     proposed = [
         GrantRecord(
@@ -54,7 +54,7 @@ def preview_approval(request: ExceptionRequest, *, now: datetime | None = None, 
             port=d.port,
             protocol=d.protocol,
             valid_from=valid_from,
-            expires_at=valid_from + request.lifetime,
+            expires_at=expires_at,
             tls_required=d.tls_required,
             request_id=request.pk,
             decided_by=decided_by,

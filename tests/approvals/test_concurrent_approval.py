@@ -12,7 +12,7 @@ from approvals.services import approve_request
 from audit.models import AuditEvent
 from audit.verification import verify_chain
 from exceptions.models import ExceptionRequest, Grant
-from exceptions.services import expire_due_grants
+from exceptions.services.batches import expire_due_grants
 from exceptions.state import TransitionError
 from tests.factories import ApproverGroupFactory, UserFactory
 

@@ -12,13 +12,9 @@ from django.utils import timezone
 from approvals.services import approve_request, reject_request
 from audit.models import AuditEvent
 from exceptions.models import ExceptionRequest, Grant, RequestDestination
-from exceptions.services import (
-    activate_due_grants,
-    cancel_request,
-    expire_due_grants,
-    revoke_grant,
-    submit_draft,
-)
+from exceptions.services.batches import activate_due_grants, expire_due_grants
+from exceptions.services.grants import revoke_grant
+from exceptions.services.requests import cancel_request, submit_draft
 from exceptions.state import REQUEST_TRANSITIONS, TransitionError, check_request_transition
 
 pytestmark = pytest.mark.django_db

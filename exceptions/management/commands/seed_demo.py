@@ -24,7 +24,9 @@ from approvals.models import ApproverGroup
 from approvals.services import approve_request, reject_request
 from exceptions.access import AUDITOR_GROUP, SECURITY_GROUP
 from exceptions.models import ExceptionRequest, Team, TeamMembership, Workload
-from exceptions.services import cancel_request, expire_due_grants, revoke_grant, submit_request
+from exceptions.services.batches import expire_due_grants
+from exceptions.services.grants import revoke_grant
+from exceptions.services.requests import cancel_request, submit_request
 from exceptions.validators import validate_identity
 
 USERS = ["requester", "approver", "security", "auditor", "admin", "platform-dev"]

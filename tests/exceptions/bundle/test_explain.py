@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from approvals.services import approve_request
 from exceptions.bundle.explain import explain
-from exceptions.services import expire_due_grants
+from exceptions.services.batches import expire_due_grants
 
 pytestmark = pytest.mark.django_db
 

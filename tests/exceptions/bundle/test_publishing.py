@@ -20,7 +20,7 @@ from audit.models import AuditEvent
 from exceptions.bundle.publisher import PublishError
 from exceptions.models import BundlePublication
 from exceptions.publishing import current_bundle, publish_bundle
-from exceptions.services import revoke_grant
+from exceptions.services.grants import revoke_grant
 
 
 def remote_log(remote: Path) -> list[str]:

@@ -1,0 +1,146 @@
+"""Checking what a requester submits: destination rows, lifetime caps, the risk tier.
+
+Pure reads shared by the request service, the HTML form's live preview and the API;
+nothing here writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from exceptions.models import Workload
+from exceptions.risk import LifetimeCaps, RiskAssessment, assess_risk, format_duration
+from exceptions.validators import is_wildcard, validate_destination_host, validate_port, validate_protocol
+
+
+@dataclass(frozen=True)
+class DestinationInput:
+    host: str
+    port: int
+    protocol: str = "tcp"
+    tls_required: bool = True
+
+
+def lifetime_caps() -> LifetimeCaps:
+    return LifetimeCaps(
+        low=timedelta(days=settings.EGRESS_LIFETIME_CAP_LOW_DAYS),
+        medium=timedelta(days=settings.EGRESS_LIFETIME_CAP_MEDIUM_DAYS),
+        high=timedelta(days=settings.EGRESS_LIFETIME_CAP_HIGH_DAYS),
+        diagnostics=timedelta(hours=settings.EGRESS_LIFETIME_CAP_DIAGNOSTICS_HOURS),
+    )
+
+
+def assess_request_risk(
+    *, environment: str, hosts: Iterable[str], purpose: str, data_class: str, lifetime: timedelta | None
+) -> RiskAssessment:
+    return assess_risk(
+        environment=environment,
+        data_class=data_class,
+        wildcard=any(is_wildcard(h) for h in hosts),
+        purpose=purpose,
+        lifetime=lifetime,
+        caps=lifetime_caps(),
+    )
+
+
+def clean_destinations(raw: Sequence[Mapping[str, Any] | DestinationInput]) -> list[DestinationInput]:
+    """Validate destination rows; errors are keyed ``destinations[i].field``."""
+    errors: dict[str, list[str]] = {}
+    cleaned: list[DestinationInput] = []
+    seen: dict[tuple[str, int, str], int] = {}
+    if not raw:
+        raise ValidationError({"destinations": ["Add at least one destination (host, port, protocol)."]})
+    for index, row in enumerate(raw):
+        data = row.__dict__ if isinstance(row, DestinationInput) else row
+        prefix = f"destinations[{index}]"
+        values: dict[str, Any] = {}
+        for field, validator, default in (
+            ("host", validate_destination_host, None),
+            ("port", validate_port, None),
+            ("protocol", validate_protocol, "tcp"),
+        ):
+            value = data.get(field, default)
+            if value is None or value == "":
+                errors.setdefault(f"{prefix}.{field}", []).append(f"Destination {index + 1}: {field} is required.")
+                continue
+            try:
+                values[field] = validator(value)
+            except ValidationError as exc:
+                errors.setdefault(f"{prefix}.{field}", []).extend(f"Destination {index + 1}: {m}" for m in exc.messages)
+        if len(values) == 3:
+            key = (values["host"], values["port"], values["protocol"])
+            if key in seen:
+                errors.setdefault(f"{prefix}.host", []).append(
+                    f"Destination {index + 1} repeats destination {seen[key] + 1} "
+                    f"({key[0]}:{key[1]}/{key[2]}); remove one."
+                )
+                continue
+            seen[key] = index
+            cleaned.append(DestinationInput(tls_required=bool(data.get("tls_required", True)), **values))
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def lifetime_error(risk: RiskAssessment, lifetime: timedelta | None) -> str | None:
+    """Why ``lifetime`` is too long for the assessed tier, or None when it fits."""
+    if lifetime is None or risk.within_cap:
+        return None
+    tier_reasons = "; ".join(r for r in risk.reasons if "exceeds" not in r)
+    cap = format_duration(risk.lifetime_cap)
+    return (
+        f"{format_duration(lifetime)} exceeds the {cap} cap for {risk.tier}-risk requests ({tier_reasons}). "
+        f"Ask for {cap} or less and renew later."
+    )
+
+
+@dataclass(frozen=True)
+class SubmissionPreview:
+    hosts: list[str]
+    errors: dict[str, list[str]]
+    risk: RiskAssessment | None
+
+
+def preview_submission(
+    *,
+    workload: Workload | None,
+    destinations: Sequence[Mapping[str, Any]],
+    purpose: str,
+    data_class: str,
+    lifetime: timedelta | None,
+) -> SubmissionPreview:
+    """What submit_request would say about these destinations and this lifetime; writes nothing."""
+    errors: dict[str, list[str]] = {}
+    hosts: list[str] = []
+    if destinations:
+        try:
+            hosts = [d.host for d in clean_destinations(destinations)]
+        except ValidationError as exc:
+            errors = dict(exc.message_dict)
+    risk = None
+    if workload is not None:
+        risk = assess_request_risk(
+            environment=workload.environment,
+            hosts=hosts or [str(d.get("host", "")) for d in destinations],
+            purpose=purpose,
+            data_class=data_class,
+            lifetime=lifetime,
+        )
+        cap_error = lifetime_error(risk, lifetime)
+        if cap_error:
+            errors["lifetime"] = [cap_error]
+    return SubmissionPreview(hosts, errors, risk)
+
+
+def check_choice(errors: dict[str, list[str]], field: str, value: str, choices: Any) -> None:
+    if value not in choices.values:
+        options = ", ".join(choices.values)
+        errors.setdefault(field, []).append(
+            f"'{value}' is not a valid {field.replace('_', ' ')}; choose one of: {options}."
+        )
