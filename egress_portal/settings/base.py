@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "audit",
     "exceptions",
     "approvals",
+    "egress_portal.outbox",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,36 @@
+"""Outbox rows: one side effect each (a mail, a bundle publish, a webhook, a broadcast)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class OutboxStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    PARKED = "parked", "Parked"
+
+
+class OutboxMessage(models.Model):
+    """A side effect waiting for the relay, written in the transaction of the change that causes it.
+
+    ``idempotency_key`` is unique: enqueueing the same effect twice keeps one row, and a
+    handler passes the key on so a repeated delivery is harmless.
+    """
+
+    kind = models.CharField(max_length=64)
+    payload = models.JSONField(default=dict)
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    status = models.CharField(max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    available_at = models.DateTimeField(help_text="Not delivered before this time (the next try).")
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "available_at", "id"], name="outbox_due_idx")]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.status})"
