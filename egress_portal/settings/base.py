@@ -225,6 +225,8 @@ EGRESS_LIFETIME_CAP_DIAGNOSTICS_HOURS = env_int("EGRESS_LIFETIME_CAP_DIAGNOSTICS
 EGRESS_EXPIRING_SOON_DAYS = env_int("EGRESS_EXPIRING_SOON_DAYS", 14)
 EGRESS_REMINDER_DAYS = sorted({int(d) for d in env_list("EGRESS_REMINDER_DAYS", ["7", "1"])}, reverse=True)
 EGRESS_BASE_URL = env_str("EGRESS_BASE_URL", "http://127.0.0.1:8000")
+# PEM private key (EC P-256 or RSA) that signs bundles and audit checkpoints; see egress_portal/signing.py.
+EGRESS_SIGNING_KEY = env_str("EGRESS_SIGNING_KEY")
 POLICY_REPO_URL = env_str("POLICY_REPO_URL", str(VAR_DIR / "policy.git"))
 POLICY_REPO_BRANCH = env_str("POLICY_REPO_BRANCH", "main")
 POLICY_REPO_SUBDIR = env_str("POLICY_REPO_SUBDIR", "")

@@ -7,6 +7,7 @@ import secrets
 from egress_portal.settings.base import *  # noqa: F403
 from egress_portal.settings.base import CELERY_BROKER_DIR, VAR_DIR
 from egress_portal.settings.env import env_bool, env_str
+from egress_portal.signing import generate_key_file
 
 DEBUG = env_bool("DEBUG", True)
 
@@ -26,6 +27,8 @@ def _generated_secret(name: str, nbytes: int) -> str:
 SECRET_KEY = env_str("SECRET_KEY") or _generated_secret("secret_key", 50)
 # OPA polls /bundles/egress.tar.gz with this bearer token (var/opa_bundle_token).
 OPA_BUNDLE_TOKEN = env_str("OPA_BUNDLE_TOKEN") or _generated_secret("opa_bundle_token", 32)
+
+EGRESS_SIGNING_KEY = env_str("EGRESS_SIGNING_KEY") or generate_key_file(VAR_DIR / "signing-key.pem")
 
 # Static files come from the app folders through the finders; no collectstatic needed.
 STATIC_ROOT = None

@@ -14,6 +14,7 @@ from pathlib import Path
 from egress_portal.settings.base import *  # noqa: F403
 from egress_portal.settings.base import VAR_DIR, database_from_url
 from egress_portal.settings.env import env_str
+from egress_portal.signing import generate_key_file
 
 SECRET_KEY = "test-only-not-secret"  # noqa: S105 - tests only
 DEBUG = False
@@ -61,6 +62,7 @@ WHITENOISE_AUTOREFRESH = True
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # Tests that exercise publishing turn it on; the others need no broker.
+EGRESS_SIGNING_KEY = env_str("EGRESS_SIGNING_KEY") or generate_key_file(VAR_DIR / "test-signing-key.pem")
 OPA_BUNDLE_TOKEN = "test-bundle-token"  # noqa: S105 - tests only
 POLICY_REPO_URL = env_str("POLICY_REPO_URL", str(VAR_DIR / "test-policy.git"))
 POLICY_WORK_DIR = Path(env_str("POLICY_WORK_DIR", str(VAR_DIR / "test-policy-work")))
