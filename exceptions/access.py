@@ -72,6 +72,15 @@ def requestable_workloads(user: Any) -> QuerySet[Workload]:
     return Workload.objects.filter(team_id__in=roles_for(user).member_team_ids).select_related("team")
 
 
+def visible_workloads(user: Any) -> QuerySet[Workload]:
+    """Workloads a user may know about: those of teams they belong to or approve for."""
+    roles = roles_for(user)
+    workloads = Workload.objects.select_related("team")
+    if roles.sees_everything:
+        return workloads
+    return workloads.filter(team_id__in=roles.visible_team_ids)
+
+
 # --- Requests -----------------------------------------------------------------
 
 

@@ -248,3 +248,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Issue 10: preflight ---
+# How many destinations one POST /api/v1/preflight/ may check (an application's egress.yaml).
+EGRESS_PREFLIGHT_MAX_DESTINATIONS = env_int("EGRESS_PREFLIGHT_MAX_DESTINATIONS", 100)

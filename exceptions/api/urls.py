@@ -1,6 +1,7 @@
 from django.urls import path
 
 from exceptions.api import bundle, views
+from exceptions.api.preflight import Preflight
 
 urlpatterns = [
     path("workloads/", views.WorkloadList.as_view(), name="api-workloads"),
@@ -12,5 +13,6 @@ urlpatterns = [
     path("grants/<int:pk>/revoke/", views.GrantRevoke.as_view(), name="api-grant-revoke"),
     path("explain/", bundle.Explain.as_view(), name="api-explain"),
     path("requests/<int:pk>/preview/", bundle.RequestPreview.as_view(), name="api-request-preview"),
+    path("preflight/", Preflight.as_view(), name="api-preflight"),
     path("bundles/publications/", bundle.Publications.as_view(), name="api-publications"),
 ]
