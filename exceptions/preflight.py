@@ -143,6 +143,13 @@ def _clean_row(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, s
     return values, errors
 
 
+def _probe(host: str) -> str:
+    """The name to ask the decision about. The contract decides concrete names; for a
+    wildcard row ask about a name no exact grant can hold ('_' is not a valid label), so
+    only a grant for that same wildcard can allow it."""
+    return "_." + host[2:] if host.startswith("*.") else host
+
+
 def _covers(host: str, port: int, protocol: str, destination: Any) -> bool:
     return destination.host in candidate_keys(host) and (destination.port, destination.protocol) == (port, protocol)
 
@@ -203,7 +210,8 @@ def preflight(
             row.errors = errors
             continue
         host, port, protocol = values["host"], values["port"], values["protocol"]
-        decision = decide(index, identity=workload.identity, host=host, port=port, protocol=protocol, now_ns=now_ns)
+        probe = _probe(host)
+        decision = decide(index, identity=workload.identity, host=probe, port=port, protocol=protocol, now_ns=now_ns)
         if decision.allow and decision.grant_id is not None:
             grant = next(r for r in records if r.id == decision.grant_id)
             row.status, row.reason, row.until, row.grant_id = ALLOWED, decision.reason, decision.expires_at, grant.id
@@ -212,7 +220,7 @@ def preflight(
             )
             row.request = _request_link(base_url, grant.request_id, request_status[grant.request_id])
             continue
-        later = _scheduled(records, host, port, protocol, now_ns)
+        later = _scheduled(records, probe, port, protocol, now_ns)
         if later is not None:
             row.status, row.grant_id = PENDING, later.id
             row.request = _request_link(base_url, later.request_id, request_status[later.request_id])
@@ -220,7 +228,7 @@ def preflight(
             row.reason = f"approved in request {later.request_id}; grant {later.id} starts at {starts_at}"
             continue
         waiting = next(
-            (r for r in open_requests if any(_covers(host, port, protocol, d) for d in r.destinations.all())), None
+            (r for r in open_requests if any(_covers(probe, port, protocol, d) for d in r.destinations.all())), None
         )
         if waiting is not None:
             row.status = PENDING
@@ -228,7 +236,7 @@ def preflight(
             row.request = _request_link(base_url, waiting.pk, waiting.status)
             continue
         destination = {"host": host, "port": port, "protocol": protocol}
-        row.status, row.reason = NEEDS_REQUEST, decision.reason
+        row.status, row.reason = NEEDS_REQUEST, decision.reason.replace(probe, host)
         row.request_body = _request_body(workload, [destination], fill)
         query = urlencode({"workload": workload.pk, "host": host, "port": port})
         row.new_request_url = f"{base_url}{reverse('request-create')}?{query}"

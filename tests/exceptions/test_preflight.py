@@ -6,6 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -162,13 +164,50 @@ def test_a_grant_on_another_port_does_not_allow_this_one(requester: Any, workloa
     assert row["status"] == "needs_request"
 
 
+def test_a_wildcard_row_is_allowed_only_by_a_grant_for_that_wildcard(
+    requester: Any, approver: Any, workload: Any, submit: Any
+) -> None:
+    approve_request(actor=approver, request=submit(destinations=[{"host": "*.cdn.vendor.example", "port": 443}]))
+    submit(destinations=[{"host": "*.img.vendor.example", "port": 443}])
+    rows = by_host(
+        check(
+            api(requester),
+            workload,
+            {"host": "*.cdn.vendor.example", "port": 443},
+            {"host": "*.vendor.example", "port": 443},
+            {"host": "*.img.vendor.example", "port": 443},
+            {"host": "edge.cdn.vendor.example", "port": 443},
+        )
+    )
+    assert rows["*.cdn.vendor.example:443"]["status"] == "allowed"
+    assert rows["*.cdn.vendor.example:443"]["matched_rule"].startswith("wildcard *.cdn.vendor.example")
+    broader = rows["*.vendor.example:443"]
+    assert broader["status"] == "needs_request" and "_" not in broader["reason"]
+    assert broader["request_body"]["destinations"][0]["host"] == "*.vendor.example"
+    assert rows["*.img.vendor.example:443"]["status"] == "pending"
+    assert rows["edge.cdn.vendor.example:443"]["status"] == "allowed"
+
+
+def test_the_query_count_does_not_grow_with_the_destinations(
+    requester: Any, workload: Any, active_grant: Any, submit: Any, django_assert_max_num_queries: Any
+) -> None:
+    submit(destinations=[{"host": f"h{i}.vendor.example", "port": 443} for i in range(5)])
+    one = [{"host": "api.partner.example", "port": 443}]
+    many = one + [{"host": f"h{i}.vendor.example", "port": 443 + i % 3} for i in range(60)]
+    client = api(requester)
+    with CaptureQueriesContext(connection) as few:
+        assert check(client, workload, *one).status_code == 200
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        assert check(client, workload, *many).status_code == 200
+
+
 # --- Who may ask ------------------------------------------------------------------
 
 
-def test_teammate_and_approver_see_the_answer_but_only_members_may_file(
-    teammate: Any, approver: Any, workload: Any, active_grant: Any
+def test_teammate_approver_security_and_auditor_see_the_answer_but_only_members_may_file(
+    teammate: Any, approver: Any, security_officer: Any, auditor: Any, workload: Any, active_grant: Any
 ) -> None:
-    for user, can_file in ((teammate, True), (approver, False)):
+    for user, can_file in ((teammate, True), (approver, False), (security_officer, False), (auditor, False)):
         response = check(api(user), workload, {"host": "api.partner.example", "port": 443})
         assert by_host(response)["api.partner.example:443"]["status"] == "allowed"
         assert response.json()["can_file"] is can_file
