@@ -36,6 +36,15 @@ class PreflightDestinationInput(_ClosedSerializer):
     protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.TCP)
 
 
+class _DestinationList(serializers.ListField):
+    def to_internal_value(self, data: Any) -> list[Any]:
+        # Counted before any row is validated: an oversized body costs nothing more.
+        limit = settings.EGRESS_PREFLIGHT_MAX_DESTINATIONS
+        if isinstance(data, list) and len(data) > limit:
+            raise ValidationError(f"{len(data)} destinations given; check at most {limit} per call.")
+        return super().to_internal_value(data)
+
+
 class PreflightInput(_ClosedSerializer):
     workload = serializers.IntegerField(required=False, min_value=1, help_text="Workload id; or give 'identity'.")
     identity = serializers.CharField(
@@ -43,17 +52,11 @@ class PreflightInput(_ClosedSerializer):
         max_length=300,
         help_text="Workload identity: SPIFFE ID, namespace/serviceaccount, AWS role ARN or GCP SA e-mail.",
     )
-    destinations = serializers.ListField(
+    destinations = _DestinationList(
         child=PreflightDestinationInput(),
         allow_empty=False,
         help_text="Intended destinations; at most EGRESS_PREFLIGHT_MAX_DESTINATIONS (100 by default).",
     )
-
-    def validate_destinations(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        limit = settings.EGRESS_PREFLIGHT_MAX_DESTINATIONS
-        if len(value) > limit:
-            raise ValidationError(f"{len(value)} destinations given; check at most {limit} per call.")
-        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("workload" in attrs) == ("identity" in attrs):
