@@ -248,3 +248,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Issue 6: hardening ---------------------------------------------------
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Kombu's filesystem transport keeps its exchange table in ./control by
+    # default; running the portal must leave no files outside var/.
+    CELERY_BROKER_TRANSPORT_OPTIONS["control_folder"] = str(CELERY_BROKER_DIR / "control")
