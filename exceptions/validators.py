@@ -75,10 +75,16 @@ def _to_ascii(name: str, original: str) -> str:
     return encoded.lower()
 
 
+# One wording per rule: the form, the live preview and the API say these.
+HOST_REQUIRED = "Enter a destination host name, for example api.partner.example."
+PORT_REQUIRED = "Enter the port, a whole number from 1 to 65535."
+PROTOCOL_REQUIRED = "Choose the protocol: tcp or udp."
+
+
 def validate_destination_host(value: str) -> str:
     """Return the canonical (lower-case A-label) host or raise a ValidationError."""
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError("Enter a destination host name, for example api.partner.example.", code="required")
+        raise ValidationError(HOST_REQUIRED, code="required")
     original = value.strip()
     host = original.lower()
     if " " in host or "/" in host or "@" in host:
@@ -163,16 +169,61 @@ def validate_destination_host(value: str) -> str:
     return canonical
 
 
-def validate_port(value: object) -> int:
-    try:
-        port = int(str(value).strip())
-    except (TypeError, ValueError) as exc:
+# --- Whole numbers -----------------------------------------------------------
+
+# ASCII digits only: str.isdigit() and int() also take '²', '٤٤٣' or '1_000'.
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+", re.ASCII)
+MAX_ID = 2**63 - 1  # a bigint primary key
+
+
+@dataclass(frozen=True)
+class IntBounds:
+    """The whole numbers one field accepts, named for its error messages."""
+
+    label: str
+    minimum: int
+    maximum: int
+
+
+PORT = IntBounds("port", 1, 65535)
+OBJECT_ID = IntBounds("id", 1, MAX_ID)
+LIFETIME_HOURS = IntBounds("lifetime in hours", 1, 24 * 366)
+LIFETIME_VALUE = IntBounds("lifetime", 1, 24 * 366)
+PAGE_LIMIT = IntBounds("limit", 1, 200)
+PAGE_OFFSET = IntBounds("offset", 0, 10**9)
+PAGE_NUMBER = IntBounds("page", 1, 10**7)
+
+
+def parse_bounded_int(value: object, bounds: IntBounds) -> int:
+    """The one parser for every number from a query string, a form or a JSON body.
+
+    Accepts a JSON integer or a string of ASCII digits (an optional leading
+    minus), within ``bounds``; anything else raises a ValidationError that names
+    the field and its range.
+    """
+    expected = f"enter a whole number from {bounds.minimum} to {bounds.maximum}"
+    if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValidationError(
-            f"'{value}' is not a port number; enter a whole number from 1 to 65535.", code="invalid_port"
-        ) from exc
-    if not 1 <= port <= 65535:
-        raise ValidationError(f"Port {port} is out of range; enter a number from 1 to 65535.", code="port_range")
-    return port
+            f"The {bounds.label} must be a whole number; {expected}.", code="invalid_number", params={"value": value}
+        )
+    text = value.strip() if isinstance(value, str) else str(value)
+    if not _WHOLE_NUMBER.fullmatch(text):
+        shown = text if len(text) <= 20 else f"{text[:20]}…"
+        raise ValidationError(
+            f"'{shown}' is not a valid {bounds.label}; {expected}, in the digits 0-9.", code="invalid_number"
+        )
+    digits = text.lstrip("-").lstrip("0")
+    # Compare lengths first: int() of a 100,000-digit string is slow by design.
+    if len(digits) > len(str(max(abs(bounds.minimum), abs(bounds.maximum)))) or not (
+        bounds.minimum <= int(text) <= bounds.maximum
+    ):
+        direction = "small" if text.startswith("-") or int(text[:40]) < bounds.minimum else "large"
+        raise ValidationError(f"The {bounds.label} is too {direction}; {expected}.", code="out_of_range")
+    return int(text)
+
+
+def validate_port(value: object) -> int:
+    return parse_bounded_int(value, PORT)
 
 
 def validate_protocol(value: object) -> str:

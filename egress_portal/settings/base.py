@@ -169,7 +169,7 @@ REST_FRAMEWORK = {
         "exceptions.tokens.TokenScopePermission",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "exceptions.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "egress_portal.api.exception_handler",
 }
@@ -254,3 +254,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     # Kombu's filesystem transport keeps its exchange table in ./control by
     # default; running the portal must leave no files outside var/.
     CELERY_BROKER_TRANSPORT_OPTIONS["control_folder"] = str(CELERY_BROKER_DIR / "control")
+# Limits the request service enforces, so the form and the API say the same thing.
+EGRESS_MAX_DESTINATIONS = env_int("EGRESS_MAX_DESTINATIONS", 50)
+EGRESS_TICKET_REF_MAX_LENGTH = env_int("EGRESS_TICKET_REF_MAX_LENGTH", 100)
+EGRESS_JUSTIFICATION_MAX_LENGTH = env_int("EGRESS_JUSTIFICATION_MAX_LENGTH", 10_000)
