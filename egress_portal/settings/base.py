@@ -258,3 +258,24 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 EGRESS_MAX_DESTINATIONS = env_int("EGRESS_MAX_DESTINATIONS", 50)
 EGRESS_TICKET_REF_MAX_LENGTH = env_int("EGRESS_TICKET_REF_MAX_LENGTH", 100)
 EGRESS_JUSTIFICATION_MAX_LENGTH = env_int("EGRESS_JUSTIFICATION_MAX_LENGTH", 10_000)
+# Destination names that are never egress (exact names, suffixes) and wildcard
+# DNS services that answer with the IP address written in the name.
+EGRESS_REFUSED_HOSTS = env_list(
+    "EGRESS_REFUSED_HOSTS",
+    [
+        "metadata.google.internal",
+        "metadata",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.azure.com",
+        "metadata.packet.net",
+        "metadata.platformequinix.com",
+    ],
+)
+EGRESS_REFUSED_SUFFIXES = env_list(
+    "EGRESS_REFUSED_SUFFIXES", ["internal", "local", "localhost", "svc", "svc.cluster.local", "cluster.local"]
+)
+EGRESS_IP_ECHO_DOMAINS = env_list(
+    "EGRESS_IP_ECHO_DOMAINS",
+    ["nip.io", "sslip.io", "xip.io", "traefik.me", "localtest.me", "lvh.me", "vcap.me", "lndo.site", "backname.io"],
+)
