@@ -21,6 +21,7 @@ from exceptions.validators import (
     PROTOCOL_REQUIRED,
     IntBounds,
     parse_bounded_int,
+    validate_identity,
 )
 
 LIFETIME_UNITS = [("days", "days"), ("hours", "hours")]
@@ -156,7 +157,19 @@ class ReasonForm(forms.Form):
 
 
 class ExplainForm(forms.Form):
-    identity = forms.CharField(max_length=300, help_text="SPIFFE ID, namespace/serviceaccount, role ARN or GCP e-mail.")
+    identity = forms.CharField(
+        max_length=300,
+        help_text="Pick one of your workloads or type a SPIFFE ID, namespace/serviceaccount, role ARN or GCP e-mail.",
+        widget=forms.TextInput(attrs={"list": "identity-options", "autocomplete": "off"}),
+    )
     host = forms.CharField(max_length=300)
     port = BoundedIntegerField(bounds=PORT, initial=443)
-    protocol = forms.ChoiceField(choices=Protocol.choices, initial=Protocol.TCP)
+    protocol = forms.ChoiceField(choices=Protocol.choices, initial=Protocol.TCP, required=False)
+
+    def clean_identity(self) -> str:
+        # A malformed identity is a format error, not a "denied".
+        identity = validate_identity(self.cleaned_data["identity"], trust_domain=settings.EGRESS_TRUST_DOMAIN)
+        return identity.canonical
+
+    def clean_protocol(self) -> str:
+        return self.cleaned_data.get("protocol") or Protocol.TCP

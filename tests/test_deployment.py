@@ -44,6 +44,7 @@ def _production_env(tmp_path: Path) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.db'}",
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
         "EGRESS_VAR_DIR": str(tmp_path),
+        "METRICS_TOKEN": secrets.token_urlsafe(32),
     }
 
 
@@ -92,3 +93,11 @@ def test_seed_demo_is_idempotent_and_covers_every_state(settings: object, tmp_pa
 def test_healthz(client: object) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_production_refuses_to_start_without_a_metrics_token(tmp_path: Path) -> None:
+    env = _production_env(tmp_path)
+    del env["METRICS_TOKEN"]
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert "METRICS_TOKEN (or METRICS_TOKEN_FILE) must be set" in result.stderr

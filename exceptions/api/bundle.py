@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -17,7 +19,7 @@ from exceptions.bundle.explain import explain
 from exceptions.bundle.preview import preview_approval
 from exceptions.choices import Protocol
 from exceptions.models import BundlePublication
-from exceptions.validators import PORT
+from exceptions.validators import PORT, validate_identity
 
 
 class ExplainInputSerializer(serializers.Serializer[dict[str, Any]]):
@@ -25,6 +27,13 @@ class ExplainInputSerializer(serializers.Serializer[dict[str, Any]]):
     host = serializers.CharField(max_length=300)
     port = BoundedIntegerField(bounds=PORT)
     protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.TCP)
+
+    def validate_identity(self, value: str) -> str:
+        # A malformed identity is a format error, not a "denied".
+        try:
+            return validate_identity(value, trust_domain=settings.EGRESS_TRUST_DOMAIN).canonical
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
 
 
 ExplainOutput = inline_serializer(
@@ -42,6 +51,7 @@ ExplainOutput = inline_serializer(
         "matched_rule": serializers.CharField(allow_null=True),
         "candidates": serializers.ListField(child=serializers.DictField()),
         "request_url": serializers.CharField(allow_null=True),
+        "granted_by_team": serializers.CharField(allow_null=True),
     },
 )
 

@@ -3,6 +3,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django import template
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
+from django.utils.dateparse import parse_datetime
 
 from exceptions.risk import format_duration
 
@@ -13,3 +16,14 @@ register = template.Library()
 def duration(value: timedelta | None) -> str:
     """7 days, 36 hours: lifetimes as people say them."""
     return format_duration(value) if value is not None else ""
+
+
+@register.filter
+def iso_time(value: str | None) -> str:
+    """An ISO 8601 / RFC 3339 time as people read it, in the portal's zone with the zone named."""
+    if not value:
+        return ""
+    parsed = parse_datetime(value.replace("Z", "+00:00"))
+    if parsed is None:
+        return value
+    return date_format(timezone.localtime(parsed), "Y-m-d H:i T")

@@ -54,3 +54,16 @@ def test_the_filesystem_broker_keeps_its_control_folder_under_var() -> None:
     if base.CELERY_BROKER_URL.startswith("filesystem://"):
         folder = base.CELERY_BROKER_TRANSPORT_OPTIONS["control_folder"]
         assert str(folder).startswith(str(settings.VAR_DIR))
+
+
+def test_the_base_url_follows_the_host_and_port_by_default() -> None:
+    import subprocess
+    import sys
+
+    code = "from egress_portal.settings import base; print(base.EGRESS_BASE_URL)"
+    env = {"PATH": "/usr/bin:/bin", "EGRESS_HOST": "portal.lan", "EGRESS_PORT": "8123"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "http://portal.lan:8123"
+    env["EGRESS_BASE_URL"] = "https://egress.example.org"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "https://egress.example.org"
