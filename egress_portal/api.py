@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpResponseBase
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -50,14 +50,9 @@ class SwaggerDocs(_LoginFirst, SpectacularSwaggerSplitView):
     template_name = "api/swagger_ui.html"
 
 
-class RedocDocs(_LoginFirst, SpectacularRedocView):
-    template_name = "api/redoc.html"
-
-
 urlpatterns = [
     path("", include("exceptions.api.urls")),
     path("", include("approvals.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SwaggerDocs.as_view(url_name="api-schema"), name="api-docs"),
-    path("redoc/", RedocDocs.as_view(url_name="api-schema"), name="api-redoc"),
 ]

@@ -302,6 +302,7 @@ ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 # API docs from the installed package, never a CDN.
 INSTALLED_APPS += ["drf_spectacular_sidecar", "csp"]
 SPECTACULAR_SETTINGS.update(SWAGGER_UI_DIST="SIDECAR", SWAGGER_UI_FAVICON_HREF="SIDECAR", REDOC_DIST="SIDECAR")
+# Swagger UI only: ReDoc's bundle fetches its logo from a CDN and needs inline styles.
 
 # Content-Security-Policy (django-csp): scripts and styles only from our own
 # origin, no inline script anywhere. Every environment sends it, so a violation

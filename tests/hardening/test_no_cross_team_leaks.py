@@ -94,4 +94,3 @@ def test_filing_for_another_teams_workload_answers_like_an_unknown_id(
 def test_anonymous_people_opening_the_api_docs_are_sent_to_log_in(client: Client) -> None:
     response = client.get("/api/v1/docs/")
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/?next=/api/v1/docs/")
-    assert client.get("/api/v1/redoc/").status_code == 302
