@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from django.db.models import Q, QuerySet
 
@@ -15,10 +16,31 @@ def timeline(refs: dict[str, Iterable[object]]) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(query).order_by("seq")
 
 
-def recent_events(*, action: str = "", object_type: str = "") -> QuerySet[AuditEvent]:
+def recent_events(
+    *,
+    action: str = "",
+    object_type: str = "",
+    actor: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[AuditEvent]:
+    """Newest first, narrowed by the audit log page's filters (``until`` is exclusive)."""
     events = AuditEvent.objects.order_by("-seq")
     if action:
         events = events.filter(action=action)
     if object_type:
         events = events.filter(object_type=object_type)
+    if actor:
+        events = events.filter(actor_label__iexact=actor)
+    if since is not None:
+        events = events.filter(created_at__gte=since)
+    if until is not None:
+        events = events.filter(created_at__lt=until)
     return events
+
+
+def event_choices() -> tuple[list[str], list[str]]:
+    """The actions and object types the log holds, for the page's filter menus."""
+    actions = AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct()
+    object_types = AuditEvent.objects.order_by("object_type").values_list("object_type", flat=True).distinct()
+    return list(actions), list(object_types)

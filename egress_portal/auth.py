@@ -11,6 +11,18 @@ from django.http import HttpRequest
 
 
 class AccountAdapter(DefaultAccountAdapter):
+    @property
+    def error_messages(self) -> dict[str, Any]:
+        # Say when to try again: allauth's own words only say "later".
+        minutes = settings.EGRESS_LOGIN_LOCKOUT_MINUTES
+        return {
+            **DefaultAccountAdapter.error_messages,
+            "too_many_login_attempts": (
+                f"Too many failed sign-ins for this account or from your network. Try again in {minutes} minutes; "
+                "if you forgot your password, ask an administrator to reset it."
+            ),
+        }
+
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         return bool(settings.ACCOUNT_ALLOW_SIGNUPS)
 

@@ -15,6 +15,7 @@ from exceptions.bundle.explain import explain
 from exceptions.forms import ExplainForm
 from exceptions.models import BundlePublication
 from exceptions.publishing import opa_archive
+from exceptions.selectors import explainable_identities
 
 
 @login_required
@@ -29,7 +30,12 @@ def explain_page(request: HttpRequest) -> HttpResponse:
             protocol=form.cleaned_data["protocol"],
             user=request.user,
         )
-    return render(request, "exceptions/explain.html", {"form": form, "result": result})
+    return render(
+        request,
+        "exceptions/explain.html",
+        {"form": form, "result": result, "identities": explainable_identities(request.user)},
+        status=400 if form.errors else 200,
+    )
 
 
 def _authorised(request: HttpRequest) -> bool:

@@ -6,26 +6,82 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from exceptions.choices import DataClass, Protocol, Purpose
 from exceptions.models import Workload
+from exceptions.services.submissions import NO_DESTINATIONS, UNKNOWN_WORKLOAD
+from exceptions.validators import (
+    HOST_REQUIRED,
+    LIFETIME_VALUE,
+    OBJECT_ID,
+    PORT,
+    PORT_REQUIRED,
+    PROTOCOL_REQUIRED,
+    IntBounds,
+    parse_bounded_int,
+    validate_identity,
+)
 
 LIFETIME_UNITS = [("days", "days"), ("hours", "hours")]
 
 
+class BoundedIntegerField(forms.Field):
+    """A whole number read by the portal's one bounded parser (ASCII digits only)."""
+
+    widget = forms.NumberInput
+
+    def __init__(self, *, bounds: IntBounds, **kwargs: Any) -> None:
+        self.bounds = bounds
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> int | None:
+        if value in self.empty_values:
+            return None
+        return parse_bounded_int(value, self.bounds)
+
+    def widget_attrs(self, widget: forms.Widget) -> dict[str, Any]:
+        attrs = super().widget_attrs(widget)
+        if isinstance(widget, forms.NumberInput):
+            attrs.update(min=self.bounds.minimum, max=self.bounds.maximum)
+        return attrs
+
+
+class WorkloadChoiceField(forms.ModelChoiceField):
+    """A workload the user may file for; any other id, existing or not, gets the same answer."""
+
+    def to_python(self, value: Any) -> Any:
+        if value in self.empty_values:
+            return None
+        try:
+            pk = parse_bounded_int(value, OBJECT_ID)
+        except ValidationError as exc:
+            raise ValidationError(UNKNOWN_WORKLOAD, code="invalid_choice") from exc
+        workload = self.queryset.filter(pk=pk).first() if self.queryset is not None else None
+        if workload is None:
+            raise ValidationError(UNKNOWN_WORKLOAD, code="invalid_choice")
+        return workload
+
+
 class ExceptionRequestForm(forms.Form):
-    workload = forms.ModelChoiceField(queryset=Workload.objects.none(), empty_label="Choose a workload…")
+    workload = WorkloadChoiceField(queryset=Workload.objects.none(), empty_label="Choose a workload…")
     purpose = forms.ChoiceField(choices=Purpose.choices)
     data_class = forms.ChoiceField(choices=DataClass.choices, label="Data class", initial=DataClass.INTERNAL)
+    # The length limits live in the service (one message for form and API); the
+    # maxlength attributes only stop a browser from typing past them.
     justification = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4}),
+        widget=forms.Textarea(attrs={"rows": 4, "maxlength": settings.EGRESS_JUSTIFICATION_MAX_LENGTH}),
         help_text="What the workload does at the destination and what breaks without it.",
     )
-    ticket_ref = forms.CharField(max_length=100, required=False, label="Ticket reference")
-    lifetime_value = forms.IntegerField(min_value=1, max_value=24 * 365, initial=7, label="Lifetime")
+    ticket_ref = forms.CharField(
+        required=False,
+        label="Ticket reference",
+        widget=forms.TextInput(attrs={"maxlength": settings.EGRESS_TICKET_REF_MAX_LENGTH}),
+    )
+    lifetime_value = BoundedIntegerField(bounds=LIFETIME_VALUE, initial=7, label="Lifetime")
     lifetime_unit = forms.ChoiceField(choices=LIFETIME_UNITS, initial="days", label="Lifetime unit")
-    renews = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    renews = BoundedIntegerField(bounds=OBJECT_ID, required=False, widget=forms.HiddenInput)
     desired_start = forms.DateTimeField(
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
@@ -47,13 +103,38 @@ class ExceptionRequestForm(forms.Form):
 
 
 class DestinationForm(forms.Form):
-    host = forms.CharField(max_length=300, widget=forms.TextInput(attrs={"placeholder": "api.partner.example"}))
-    port = forms.IntegerField(min_value=1, max_value=65535, initial=443)
-    protocol = forms.ChoiceField(choices=Protocol.choices, initial=Protocol.TCP)
+    host = forms.CharField(
+        max_length=300,
+        widget=forms.TextInput(attrs={"placeholder": "api.partner.example"}),
+        error_messages={"required": HOST_REQUIRED},
+    )
+    port = BoundedIntegerField(bounds=PORT, initial=443, error_messages={"required": PORT_REQUIRED})
+    protocol = forms.ChoiceField(
+        choices=Protocol.choices,
+        initial=Protocol.TCP,
+        error_messages={"required": PROTOCOL_REQUIRED, "invalid_choice": PROTOCOL_REQUIRED},
+    )
     tls_required = forms.BooleanField(required=False, initial=True, label="TLS required")
 
 
-DestinationFormSet = forms.formset_factory(DestinationForm, extra=0, min_num=1, validate_min=True, max_num=20)
+# The limit on destinations is the service's (one message for form and API);
+# max_num only stops the page's "Add destination" at that many rows.
+class BaseDestinationFormSet(forms.BaseFormSet):
+    default_error_messages = {
+        "missing_management_form": "The destination rows were not sent; reload the page and try again.",
+        "too_few_forms": NO_DESTINATIONS,
+        "too_many_forms": NO_DESTINATIONS,
+    }
+
+
+DestinationFormSet = forms.formset_factory(
+    DestinationForm,
+    formset=BaseDestinationFormSet,
+    extra=0,
+    min_num=1,
+    validate_min=True,
+    max_num=settings.EGRESS_MAX_DESTINATIONS,
+)
 
 
 def apply_service_errors(error: ValidationError, form: forms.Form, formset: forms.BaseFormSet[Any]) -> None:
@@ -76,7 +157,19 @@ class ReasonForm(forms.Form):
 
 
 class ExplainForm(forms.Form):
-    identity = forms.CharField(max_length=300, help_text="SPIFFE ID, namespace/serviceaccount, role ARN or GCP e-mail.")
+    identity = forms.CharField(
+        max_length=300,
+        help_text="Pick one of your workloads or type a SPIFFE ID, namespace/serviceaccount, role ARN or GCP e-mail.",
+        widget=forms.TextInput(attrs={"list": "identity-options", "autocomplete": "off"}),
+    )
     host = forms.CharField(max_length=300)
-    port = forms.IntegerField(min_value=1, max_value=65535, initial=443)
-    protocol = forms.ChoiceField(choices=Protocol.choices, initial=Protocol.TCP)
+    port = BoundedIntegerField(bounds=PORT, initial=443)
+    protocol = forms.ChoiceField(choices=Protocol.choices, initial=Protocol.TCP, required=False)
+
+    def clean_identity(self) -> str:
+        # A malformed identity is a format error, not a "denied".
+        identity = validate_identity(self.cleaned_data["identity"], trust_domain=settings.EGRESS_TRUST_DOMAIN)
+        return identity.canonical
+
+    def clean_protocol(self) -> str:
+        return self.cleaned_data.get("protocol") or Protocol.TCP

@@ -8,6 +8,7 @@ within the coalescing window become one publish.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import time
 import zlib
@@ -19,16 +20,14 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, Max, Sum
 from django.utils import timezone
 
 from audit.services import SYSTEM, record_event
 from exceptions.bundle.archive import opa_tarball
 from exceptions.bundle.compiler import Bundle, compile_bundle
 from exceptions.bundle.publisher import GitPublisher, PublishError, PublishResult
-from exceptions.bundle.records import BundleOptions
-from exceptions.choices import GrantStatus
-from exceptions.models import BundlePublication, Grant
+from exceptions.bundle.records import BundleOptions, GrantRecord
+from exceptions.models import BundlePublication
 from exceptions.selectors import bundle_records
 
 logger = logging.getLogger(__name__)
@@ -44,23 +43,33 @@ def current_bundle(*, now: datetime | None = None) -> Bundle:
     return compile_bundle(bundle_records(), now=now or timezone.now(), options=bundle_options())
 
 
-def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:
-    """The OPA bundle as (revision, tar.gz), compiled only when the open grants changed.
+def content_revision(records: list[GrantRecord], *, now: datetime) -> str:
+    """A digest of everything the compiled bundle depends on at ``now``.
 
-    Many OPA agents poll the same portal; the fingerprint (count, id sum and top
-    id of the grants still open at ``now``) tells every reachable open set apart:
-    grants are immutable, closed grants never reopen and new ids are always
-    higher, so a later set either has a higher top id or is a strict subset
-    (fewer grants). The cached archive is therefore never stale.
+    The open grants' contents plus which of them are already valid (Cilium and
+    Istio carry only those). Two states with the same digest compile to the same
+    bytes, whatever ids a database reuses after a rollback.
+    """
+    content = hashlib.sha256(f"{bundle_options()!r}\n".encode())
+    for record in records:
+        if record.expires_at > now:
+            content.update(f"{record!r} {record.valid_from <= now}\n".encode())
+    return content.hexdigest()
+
+
+def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:
+    """The OPA bundle as (revision, tar.gz), compiled only when its content changed.
+
+    Many OPA agents poll the same portal: reading the open grants is cheap,
+    compiling and compressing them is not, so the archive is cached under the
+    content revision of the grants it is compiled from.
     """
     now = now or timezone.now()
-    open_grants = Grant.objects.filter(
-        status__in=[GrantStatus.SCHEDULED, GrantStatus.ACTIVE], expires_at__gt=now
-    ).aggregate(count=Count("id"), total=Sum("id"), top=Max("id"))
-    key = f"egress-portal:opa-archive:{open_grants['count']}:{open_grants['total']}:{open_grants['top']}"
+    records = bundle_records()
+    key = f"egress-portal:opa-archive:{content_revision(records, now=now)}"
     cached = cache.get(key)
     if cached is None:
-        bundle = current_bundle(now=now)
+        bundle = compile_bundle(records, now=now, options=bundle_options())
         cached = (bundle.revision, opa_tarball(bundle.opa_files()))
         cache.set(key, cached, timeout=3600)
     return cached

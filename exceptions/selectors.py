@@ -13,7 +13,7 @@ from audit.selectors import timeline
 from exceptions.access import roles_for, visible_grants, visible_requests
 from exceptions.bundle.records import GrantRecord
 from exceptions.choices import GrantStatus, RequestStatus
-from exceptions.models import ExceptionRequest, Grant
+from exceptions.models import ExceptionRequest, Grant, Workload
 
 GRANT_VIEWS = ("active", "expiring", "scheduled", "expired", "revoked")
 
@@ -102,3 +102,12 @@ def bundle_records(*, identity: str | None = None) -> list[GrantRecord]:
         )
         for row in rows.iterator(chunk_size=5000)
     ]
+
+
+def explainable_identities(user: Any) -> QuerySet[Workload]:
+    """Workloads whose identity the explain page offers this user: their teams' (all for security)."""
+    roles = roles_for(user)
+    workloads = (
+        Workload.objects.all() if roles.sees_everything else Workload.objects.filter(team_id__in=roles.visible_team_ids)
+    )
+    return workloads.select_related("team").order_by("team__name", "name")

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
 import idna
+from confusable_homoglyphs import categories, confusables
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from publicsuffixlist import PublicSuffixList
 
@@ -57,29 +60,171 @@ def is_wildcard(host: str) -> bool:
     return host.startswith("*.")
 
 
+_CODEPOINT = re.compile(r"U\+([0-9A-Fa-f]{4,6})")
+
+
+def _describe_char(char: str) -> str:
+    return f"'{char}' (U+{ord(char):04X} {unicodedata.name(char, 'unnamed character')})"
+
+
 def _to_ascii(name: str, original: str) -> str:
+    # The IDNA library's own messages are for programmers; these are the portal's words.
     try:
         encoded = idna.encode(name, uts46=True, std3_rules=True, transitional=False).decode("ascii")
     except idna.InvalidCodepoint as exc:
+        found = _CODEPOINT.search(str(exc))
+        what = _describe_char(chr(int(found.group(1), 16))) if found else "a character"
         raise ValidationError(
-            f"'{original}' contains a character that is not allowed in a host name ({exc}). "
-            "Use letters, digits and hyphens only.",
+            f"'{original}' contains {what}, which is not allowed in a host name. Use letters, digits and hyphens only.",
             code="invalid_character",
         ) from exc
     except (idna.IDNAError, UnicodeError) as exc:
-        message = str(exc) or "not a valid internationalised name"
         raise ValidationError(
-            f"'{original}' is not a valid DNS name: {message}. Check each dot-separated label.",
+            f"'{original}' is not a valid internationalised host name: one of its labels breaks the rules for "
+            "such names (for example a hyphen in the third and fourth places, a label that starts with an accent, "
+            "or right-to-left and left-to-right letters mixed). Check each dot-separated label.",
             code="invalid_name",
         ) from exc
     return encoded.lower()
 
 
+def to_unicode(ascii_host: str) -> str:
+    """The Unicode form of a canonical (A-label) host, for people to read; the input if it cannot be decoded."""
+    labels = []
+    for label in ascii_host.split("."):
+        if label.startswith("xn--"):
+            try:
+                label = idna.decode(label)
+            except (idna.IDNAError, UnicodeError):
+                return ascii_host
+        labels.append(label)
+    return ".".join(labels)
+
+
+# --- Look-alikes, invisible characters, names that are not egress ------------
+
+# Scripts that legitimately share one label (UTS #39 "highly restrictive").
+_SCRIPT_SETS = (
+    frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
+    frozenset({"LATIN", "HAN", "BOPOMOFO"}),
+    frozenset({"LATIN", "HAN", "HANGUL"}),
+)
+_NEUTRAL_SCRIPTS = {"COMMON", "INHERITED"}
+
+
+def _script_name(alias: str) -> str:
+    return alias.replace("_", " ").title()
+
+
+def _scripts(label: str) -> set[str]:
+    return {categories.alias(char) for char in label} - _NEUTRAL_SCRIPTS
+
+
+def _both_forms(unicode_host: str, ascii_host: str) -> str:
+    return f"'{unicode_host}' (punycode {ascii_host})"
+
+
+def _check_invisible(original: str) -> None:
+    # IDNA mapping would drop some of these (a soft hyphen, a zero-width joiner)
+    # and the user would get a name other than the one they saw.
+    invisible = [(i, c) for i, c in enumerate(original) if unicodedata.category(c) in {"Cf", "Zl", "Zp"}]
+    if invisible:
+        where = ", ".join(f"{_describe_char(c)} at position {i + 1}" for i, c in invisible[:3])
+        raise ValidationError(
+            f"The host contains an invisible character: {where}. Such characters are never removed for you; "
+            "retype the name by hand.",
+            code="invisible_character",
+        )
+
+
+def _check_scripts(ascii_host: str) -> None:
+    unicode_host = to_unicode(ascii_host)
+    if unicode_host == ascii_host and not any(label.startswith("xn--") for label in ascii_host.split(".")):
+        return
+    for label in unicode_host.split("."):
+        scripts = _scripts(label)
+        if len(scripts) > 1 and not any(scripts <= allowed for allowed in _SCRIPT_SETS):
+            names = " and ".join(sorted(_script_name(s) for s in scripts))
+            raise ValidationError(
+                f"{_both_forms(unicode_host, ascii_host)} mixes scripts in one label ({names} in '{label}'). "
+                "Look-alike names are made this way; type the name exactly as the service publishes it.",
+                code="mixed_script",
+            )
+        if scripts and scripts != {"LATIN"} and _looks_latin(label):
+            [script] = scripts
+            raise ValidationError(
+                f"{_both_forms(unicode_host, ascii_host)} is written in {_script_name(script)}, but every letter "
+                f"of '{label}' looks like a Latin letter, so it can pass for a different, Latin name. "
+                "If this really is the service's name, ask the security team to add it.",
+                code="whole_script_confusable",
+            )
+
+
+def _looks_latin(label: str) -> bool:
+    """Whole-script confusable: every letter has an ASCII look-alike in the Unicode confusables data
+    (so the label can pass for an ASCII name, which is what a spoof needs)."""
+    letters = [c for c in label if categories.alias(c) not in _NEUTRAL_SCRIPTS]
+    return bool(letters) and all(_has_ascii_lookalike(c) for c in letters)
+
+
+@lru_cache(maxsize=4096)
+def _has_ascii_lookalike(char: str) -> bool:
+    found = confusables.is_confusable(char, greedy=True, preferred_aliases=["latin"]) or []
+    return any(
+        glyph["c"].isascii() and glyph["c"].isalnum() for entry in found for glyph in entry.get("homoglyphs", [])
+    )
+
+
+def _under(host: str, suffix: str) -> bool:
+    return host == suffix or host.endswith(f".{suffix}")
+
+
+def _check_not_egress(ascii_host: str, original: str) -> None:
+    for name in settings.EGRESS_REFUSED_HOSTS:
+        if ascii_host == name.lower().rstrip("."):
+            raise ValidationError(
+                f"'{original}' is a cloud metadata or instance name, not an external service; "
+                "it is never allowed as an egress destination.",
+                code="metadata_name",
+            )
+    # The longest suffix first, so the message names the most specific one (svc.cluster.local, not local).
+    for suffix in sorted(settings.EGRESS_REFUSED_SUFFIXES, key=len, reverse=True):
+        if _under(ascii_host, suffix.lower().strip(".")):
+            raise ValidationError(
+                f"'{original}' ends in '.{suffix.strip('.')}', a name that only resolves inside a network or "
+                "cluster. Egress exceptions are for external services; in-cluster traffic needs no exception.",
+                code="internal_name",
+            )
+    for domain in settings.EGRESS_IP_ECHO_DOMAINS:
+        if _under(ascii_host, domain.lower().strip(".")):
+            raise ValidationError(
+                f"'{original}' is under {domain}, a wildcard DNS service that answers with the address written "
+                "in the name, so it would get around the ban on IP addresses. Enter the service's real DNS name.",
+                code="ip_in_name",
+            )
+    labels = ascii_host.split(".")
+    for start in range(len(labels) - 3):
+        quad = labels[start : start + 4]
+        if all(label.isdigit() and int(label) <= 255 for label in quad):
+            raise ValidationError(
+                f"'{original}' embeds the IP address {'.'.join(quad)}; egress rules are written for DNS names, "
+                "not addresses. Enter the service's real DNS name.",
+                code="ip_in_name",
+            )
+
+
+# One wording per rule: the form, the live preview and the API say these.
+HOST_REQUIRED = "Enter a destination host name, for example api.partner.example."
+PORT_REQUIRED = "Enter the port, a whole number from 1 to 65535."
+PROTOCOL_REQUIRED = "Choose the protocol: tcp or udp."
+
+
 def validate_destination_host(value: str) -> str:
     """Return the canonical (lower-case A-label) host or raise a ValidationError."""
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError("Enter a destination host name, for example api.partner.example.", code="required")
+        raise ValidationError(HOST_REQUIRED, code="required")
     original = value.strip()
+    _check_invisible(original)
     host = original.lower()
     if " " in host or "/" in host or "@" in host:
         raise ValidationError(
@@ -148,6 +293,8 @@ def validate_destination_host(value: str) -> str:
         raise ValidationError(
             f"'{original}' names this machine. Egress exceptions are for external services.", code="localhost"
         )
+    _check_not_egress(ascii_rest, original)
+    _check_scripts(ascii_rest)
     if wildcard and _public_suffixes().is_public(ascii_rest):
         raise ValidationError(
             f"'{original}' would allow every domain under the public suffix '{ascii_rest}'. "
@@ -163,16 +310,61 @@ def validate_destination_host(value: str) -> str:
     return canonical
 
 
-def validate_port(value: object) -> int:
-    try:
-        port = int(str(value).strip())
-    except (TypeError, ValueError) as exc:
+# --- Whole numbers -----------------------------------------------------------
+
+# ASCII digits only: str.isdigit() and int() also take '²', '٤٤٣' or '1_000'.
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+", re.ASCII)
+MAX_ID = 2**63 - 1  # a bigint primary key
+
+
+@dataclass(frozen=True)
+class IntBounds:
+    """The whole numbers one field accepts, named for its error messages."""
+
+    label: str
+    minimum: int
+    maximum: int
+
+
+PORT = IntBounds("port", 1, 65535)
+OBJECT_ID = IntBounds("id", 1, MAX_ID)
+LIFETIME_HOURS = IntBounds("lifetime in hours", 1, 24 * 366)
+LIFETIME_VALUE = IntBounds("lifetime", 1, 24 * 366)
+PAGE_LIMIT = IntBounds("limit", 1, 200)
+PAGE_OFFSET = IntBounds("offset", 0, 10**9)
+PAGE_NUMBER = IntBounds("page", 1, 10**7)
+
+
+def parse_bounded_int(value: object, bounds: IntBounds) -> int:
+    """The one parser for every number from a query string, a form or a JSON body.
+
+    Accepts a JSON integer or a string of ASCII digits (an optional leading
+    minus), within ``bounds``; anything else raises a ValidationError that names
+    the field and its range.
+    """
+    expected = f"enter a whole number from {bounds.minimum} to {bounds.maximum}"
+    if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValidationError(
-            f"'{value}' is not a port number; enter a whole number from 1 to 65535.", code="invalid_port"
-        ) from exc
-    if not 1 <= port <= 65535:
-        raise ValidationError(f"Port {port} is out of range; enter a number from 1 to 65535.", code="port_range")
-    return port
+            f"The {bounds.label} must be a whole number; {expected}.", code="invalid_number", params={"value": value}
+        )
+    text = value.strip() if isinstance(value, str) else str(value)
+    if not _WHOLE_NUMBER.fullmatch(text):
+        shown = text if len(text) <= 20 else f"{text[:20]}…"
+        raise ValidationError(
+            f"'{shown}' is not a valid {bounds.label}; {expected}, in the digits 0-9.", code="invalid_number"
+        )
+    digits = text.lstrip("-").lstrip("0")
+    # Compare lengths first: int() of a 100,000-digit string is slow by design.
+    if len(digits) > len(str(max(abs(bounds.minimum), abs(bounds.maximum)))) or not (
+        bounds.minimum <= int(text) <= bounds.maximum
+    ):
+        direction = "small" if text.startswith("-") or int(text[:40]) < bounds.minimum else "large"
+        raise ValidationError(f"The {bounds.label} is too {direction}; {expected}.", code="out_of_range")
+    return int(text)
+
+
+def validate_port(value: object) -> int:
+    return parse_bounded_int(value, PORT)
 
 
 def validate_protocol(value: object) -> str:

@@ -22,6 +22,7 @@ from exceptions.access import (
     requestable_workloads,
     revoke_denial,
     roles_for,
+    visible_grants,
 )
 from exceptions.bundle.preview import preview_approval
 from exceptions.choices import RequestStatus
@@ -29,6 +30,7 @@ from exceptions.forms import DestinationFormSet, ExceptionRequestForm, ReasonFor
 from exceptions.risk import format_duration
 from exceptions.services import grants, requests, submissions
 from exceptions.state import TransitionError
+from exceptions.validators import OBJECT_ID, PORT, IntBounds, parse_bounded_int
 
 PAGE_SIZE = 25
 
@@ -56,14 +58,52 @@ def request_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+def bad_parameter(request: HttpRequest, name: str, messages_: list[str]) -> HttpResponse:
+    """A 400 page that names the parameter and says how to fix it."""
+    return render(request, "bad_parameter.html", {"name": name, "problems": messages_}, status=400)
+
+
+class BadParameter(Exception):
+    def __init__(self, name: str, messages_: list[str]) -> None:
+        super().__init__(name)
+        self.name = name
+        self.messages = messages_
+
+
+def query_number(params: Any, name: str, bounds: IntBounds) -> int | None:
+    """A number from the query string (or POST), parsed by the one bounded parser."""
+    raw = params.get(name, "")
+    if raw == "":
+        return None
+    try:
+        return parse_bounded_int(raw, bounds)
+    except ValidationError as exc:
+        raise BadParameter(name, exc.messages) from exc
+
+
 @login_required
 def request_create(request: HttpRequest) -> HttpResponse:
+    try:
+        return _request_create(request)
+    except BadParameter as exc:
+        return bad_parameter(request, exc.name, exc.messages)
+
+
+def _request_create(request: HttpRequest) -> HttpResponse:
     workloads = requestable_workloads(request.user)
     data = request.POST if request.method == "POST" else None
-    initial: dict[str, Any] = {"workload": request.GET.get("workload")}
-    initial_rows = [{"host": request.GET.get("host", ""), "port": request.GET.get("port", 443), "protocol": "tcp"}]
-    renews_id = (request.POST if data else request.GET).get("renews", "")
-    renews = access_grant(request.user, int(renews_id)) if renews_id.isdigit() else None
+    initial: dict[str, Any] = {"workload": query_number(request.GET, "workload", OBJECT_ID)}
+    initial_rows = [
+        {"host": request.GET.get("host", ""), "port": query_number(request.GET, "port", PORT) or 443, "protocol": "tcp"}
+    ]
+    renews_id = query_number(request.POST if data else request.GET, "renews", OBJECT_ID)
+    renews = None
+    if renews_id is not None:
+        renews = visible_grants(request.user).filter(pk=renews_id).first()
+        if renews is None:
+            raise BadParameter(
+                "renews", ["No grant with this id that you may renew; open the grant and renew it there."]
+            )
     if renews is not None:
         # A renewal is a new request for the same workload and destination, linked to the grant it extends.
         initial.update(
@@ -116,22 +156,23 @@ def request_create(request: HttpRequest) -> HttpResponse:
 @require_GET
 def request_preview(request: HttpRequest) -> JsonResponse:
     """Live validation for the request form: risk tier, lifetime cap and field errors."""
-    workload_id = request.GET.get("workload", "")
-    workload = (
-        requestable_workloads(request.user).filter(pk=int(workload_id)).first() if workload_id.isdigit() else None
-    )
     hosts = [h for h in request.GET.getlist("host") if h.strip()]
     ports = request.GET.getlist("port")
     form = ExceptionRequestForm(request.GET, workloads=requestable_workloads(request.user))
     form.is_valid()
     preview = submissions.preview_submission(
-        workload=workload,
+        workload=form.cleaned_data.get("workload"),
         destinations=[{"host": h, "port": ports[i] if i < len(ports) else "443"} for i, h in enumerate(hosts)],
         purpose=request.GET.get("purpose", ""),
         data_class=request.GET.get("data_class", ""),
         lifetime=form.lifetime() if "lifetime_value" in form.cleaned_data else None,
     )
-    body: dict[str, Any] = {"errors": preview.errors, "hosts": preview.hosts}
+    errors = dict(preview.errors)
+    # Only what was typed and is wrong: an empty field is not an error while filling in.
+    for field in ("workload", "lifetime_value"):
+        if request.GET.get(field) and field in form.errors:
+            errors.setdefault("lifetime" if field == "lifetime_value" else field, [str(e) for e in form.errors[field]])
+    body: dict[str, Any] = {"errors": errors, "hosts": preview.hosts}
     if preview.risk is not None:
         body["risk"] = {**preview.risk.as_dict(), "lifetime_cap": format_duration(preview.risk.lifetime_cap)}
     return JsonResponse(body)

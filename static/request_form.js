@@ -34,21 +34,66 @@
     preview();
   });
 
-  function showErrors(errors) {
-    form.querySelectorAll(".live-error").forEach(function (el) { el.remove(); });
+  // The fields the live preview checks. Its answer replaces whatever errors
+  // those fields showed (server-side or earlier live ones), so each error
+  // appears once, in one wording.
+  function previewedInputs() {
+    return Array.from(form.querySelectorAll(
+      "input[name$='-host'], input[name$='-port'], [name='lifetime_value'], [name='workload']"
+    )).filter(function (input) { return !input.closest("template"); });
+  }
+
+  function describe(input, errorsId) {
+    const ids = (input.getAttribute("aria-describedby") || "").split(" ").filter(function (id) {
+      return id && !id.endsWith("_errors");
+    });
+    if (errorsId) ids.push(errorsId);
+    if (ids.length) input.setAttribute("aria-describedby", ids.join(" "));
+    else input.removeAttribute("aria-describedby");
+    if (errorsId) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+
+  // Whether the preview's answer covers this input: a destination it checked, a
+  // lifetime it compared with the cap, a workload it refused. An empty field's
+  // "required" from the server stays until the form is sent again.
+  function answered(input, errors, risk) {
+    if (!input.value.trim()) return false;
+    if (/-(host|port)$/.test(input.name)) return true;
+    if (input.name === "lifetime_value") return Boolean(risk || errors.lifetime);
+    return Boolean(errors[input.name]);
+  }
+
+  function showErrors(errors, risk) {
+    previewedInputs().forEach(function (input) {
+      const field = input.closest(".field");
+      if (!answered(input, errors, risk) && !field.querySelector(".live-error")) return;
+      field.querySelectorAll(".errors").forEach(function (el) { el.remove(); });
+      field.classList.remove("has-error");
+      describe(input, null);
+    });
     Object.keys(errors).forEach(function (key) {
       let input = null;
       const match = key.match(/^destinations\[(\d+)\]\.(\w+)$/);
       if (match) input = form.querySelector("[name='dest-" + match[1] + "-" + match[2] + "']");
       else if (key === "lifetime") input = form.querySelector("[name='lifetime_value']");
+      else input = form.querySelector("[name='" + key + "']");
       if (!input) return;
+      const field = input.closest(".field");
+      const box = document.createElement("div");
+      box.className = "errors live-error";
+      box.id = input.id + "_errors";
       errors[key].forEach(function (message) {
         const p = document.createElement("p");
-        p.className = "error live-error";
+        p.className = "error";
         p.setAttribute("role", "alert");
+        p.dataset.field = input.name.replace(/^dest-\d+-/, "");
         p.textContent = message;
-        input.closest(".field").appendChild(p);
+        box.appendChild(p);
       });
+      field.appendChild(box);
+      field.classList.add("has-error");
+      describe(input, box.id);
     });
   }
 
@@ -68,11 +113,15 @@
       fetch(form.dataset.previewUrl + "?" + params.toString(), { credentials: "same-origin" })
         .then(function (r) { return r.json(); })
         .then(function (body) {
-          showErrors(body.errors || {});
+          showErrors(body.errors || {}, body.risk);
           const summary = document.getElementById("risk-summary");
           const reasons = document.getElementById("risk-reasons");
           reasons.innerHTML = "";
-          if (!body.risk) return;
+          if (!body.risk) {
+            // No tier until the workload is chosen and every destination is valid.
+            summary.textContent = summary.dataset.prompt;
+            return;
+          }
           summary.innerHTML = "";
           const tier = document.createElement("span");
           tier.className = "tier tier-" + body.risk.tier;

@@ -92,6 +92,19 @@ def _require_real_parts(request: pytest.FixtureRequest) -> None:
                 pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    """Every test starts with empty caches: a value cached by one test (a bundle
+    archive, a rate-limit counter) must never answer for another."""
+    from django.core.cache import caches
+
+    for alias in settings.CACHES:
+        caches[alias].clear()
+    yield
+    for alias in settings.CACHES:
+        caches[alias].clear()
+
+
 # --- People -------------------------------------------------------------------
 
 

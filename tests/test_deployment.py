@@ -44,6 +44,7 @@ def _production_env(tmp_path: Path) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.db'}",
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
         "EGRESS_VAR_DIR": str(tmp_path),
+        "METRICS_TOKEN": secrets.token_urlsafe(32),
     }
 
 
@@ -53,12 +54,13 @@ def test_production_settings_pass_check_deploy(tmp_path: Path) -> None:
     assert "no issues" in result.stdout
 
 
-def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("variable", "name"), [("SECRET_KEY_FILE", "SECRET_KEY"), ("METRICS_TOKEN", "METRICS_TOKEN")])
+def test_production_refuses_to_start_without_a_secret(tmp_path: Path, variable: str, name: str) -> None:
     env = _production_env(tmp_path)
-    del env["SECRET_KEY_FILE"]
+    del env[variable]
     result = _manage("check", env=env)
     assert result.returncode != 0
-    assert "SECRET_KEY (or SECRET_KEY_FILE) must be set" in result.stderr
+    assert f"{name} (or {name}_FILE) must be set" in result.stderr
 
 
 @pytest.mark.compose

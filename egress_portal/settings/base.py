@@ -169,7 +169,7 @@ REST_FRAMEWORK = {
         "exceptions.tokens.TokenScopePermission",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "exceptions.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "egress_portal.api.exception_handler",
 }
@@ -252,3 +252,80 @@ LOGGING = {
 # --- Issue 10: preflight ---
 # How many destinations one POST /api/v1/preflight/ may check (an application's egress.yaml).
 EGRESS_PREFLIGHT_MAX_DESTINATIONS = env_int("EGRESS_PREFLIGHT_MAX_DESTINATIONS", 100)
+# --- Issue 6: hardening ---------------------------------------------------
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Kombu's filesystem transport keeps its exchange table in ./control by
+    # default; running the portal must leave no files outside var/.
+    CELERY_BROKER_TRANSPORT_OPTIONS["control_folder"] = str(CELERY_BROKER_DIR / "control")
+# Limits the request service enforces, so the form and the API say the same thing.
+EGRESS_MAX_DESTINATIONS = env_int("EGRESS_MAX_DESTINATIONS", 50)
+EGRESS_TICKET_REF_MAX_LENGTH = env_int("EGRESS_TICKET_REF_MAX_LENGTH", 100)
+EGRESS_JUSTIFICATION_MAX_LENGTH = env_int("EGRESS_JUSTIFICATION_MAX_LENGTH", 10_000)
+# Destination names that are never egress (exact names, suffixes) and wildcard
+# DNS services that answer with the IP address written in the name.
+EGRESS_REFUSED_HOSTS = env_list(
+    "EGRESS_REFUSED_HOSTS",
+    [
+        "metadata.google.internal",
+        "metadata",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.azure.com",
+        "metadata.packet.net",
+        "metadata.platformequinix.com",
+    ],
+)
+EGRESS_REFUSED_SUFFIXES = env_list(
+    "EGRESS_REFUSED_SUFFIXES", ["internal", "local", "localhost", "svc", "svc.cluster.local", "cluster.local"]
+)
+EGRESS_IP_ECHO_DOMAINS = env_list(
+    "EGRESS_IP_ECHO_DOMAINS",
+    ["nip.io", "sslip.io", "xip.io", "traefik.me", "localtest.me", "lvh.me", "vcap.me", "lndo.site", "backname.io"],
+)
+
+# Failed logins are limited per account first, then per client address: once an
+# account is locked its further attempts are refused before they count against
+# the address, so hammering one account does not lock out its neighbours behind
+# the same NAT. (allauth counts the rates in the order given.)
+EGRESS_LOGIN_FAILURES_PER_ACCOUNT = env_int("EGRESS_LOGIN_FAILURES_PER_ACCOUNT", 5)
+EGRESS_LOGIN_FAILURES_PER_ADDRESS = env_int("EGRESS_LOGIN_FAILURES_PER_ADDRESS", 30)
+EGRESS_LOGIN_LOCKOUT_MINUTES = env_int("EGRESS_LOGIN_LOCKOUT_MINUTES", 5)
+ACCOUNT_RATE_LIMITS = {
+    # allauth's default flood guard (30 login posts a minute per address) would
+    # itself lock out everyone behind an attacked address; keep it for floods only.
+    "login": env_str("EGRESS_LOGIN_FLOOD_LIMIT", "300/m/ip"),
+    "login_failed": (
+        f"{EGRESS_LOGIN_FAILURES_PER_ACCOUNT}/{EGRESS_LOGIN_LOCKOUT_MINUTES}m/key,"
+        f"{EGRESS_LOGIN_FAILURES_PER_ADDRESS}/{EGRESS_LOGIN_LOCKOUT_MINUTES}m/ip"
+    ),
+}
+# Behind a reverse proxy, how many hops of X-Forwarded-For to trust for the client address.
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
+# API docs from the installed package, never a CDN.
+INSTALLED_APPS += ["drf_spectacular_sidecar", "csp"]
+SPECTACULAR_SETTINGS.update(SWAGGER_UI_DIST="SIDECAR", SWAGGER_UI_FAVICON_HREF="SIDECAR", REDOC_DIST="SIDECAR")
+# Swagger UI only: ReDoc's bundle fetches its logo from a CDN and needs inline styles.
+
+# Content-Security-Policy (django-csp): scripts and styles only from our own
+# origin, no inline script anywhere. Every environment sends it, so a violation
+# shows up on a laptop before it reaches production.
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'self'"],
+        "object-src": ["'none'"],
+    }
+}
+
+# Links in e-mails point where `make run` listens unless EGRESS_BASE_URL says otherwise.
+if not env_str("EGRESS_BASE_URL"):
+    EGRESS_BASE_URL = f"http://{env_str('EGRESS_HOST', '127.0.0.1')}:{env_str('EGRESS_PORT', '8000')}"

@@ -14,6 +14,9 @@ if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must list the portal's host names in production.")
 env_required("DATABASE_URL")
 CELERY_BROKER_URL = env_required("CELERY_BROKER_URL")
+# /metrics tells anyone who can reach it how many grants exist and how old the
+# queue is: in production it always requires its bearer token.
+METRICS_TOKEN = env_required("METRICS_TOKEN")
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)

@@ -25,7 +25,14 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-LOCAL_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/egress_portal"
+# A fresh clone has no var/ yet (only `make run` used to create it); the SQLite
+# fallback, the signing key and the policy repository all live there.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+# Where a local PostgreSQL is looked for when DATABASE_URL is unset. `.ci/run`
+# points it at a closed port to run the suite as a fresh clone without the server.
+LOCAL_POSTGRES_ADDRESS = env_str("EGRESS_TEST_POSTGRES_ADDRESS", "127.0.0.1:5432")
+LOCAL_POSTGRES_URL = f"postgres://postgres@{LOCAL_POSTGRES_ADDRESS}/egress_portal"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/14"
 
 
@@ -37,10 +44,15 @@ def reachable(host: str, port: int) -> bool:
         return False
 
 
+def _split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
 _explicit_db = env_str("DATABASE_URL")
 if _explicit_db:
     DATABASE_URL = _explicit_db
-elif os.environ.get("CI") == "true" or reachable("127.0.0.1", 5432):
+elif os.environ.get("CI") == "true" or reachable(*_split_address(LOCAL_POSTGRES_ADDRESS)):
     DATABASE_URL = LOCAL_POSTGRES_URL
 else:
     DATABASE_URL = f"sqlite:///{VAR_DIR / 'test.sqlite3'}"

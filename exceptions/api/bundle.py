@@ -4,25 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exceptions.access import access_request
+from exceptions.api.pagination import BoundedLimitOffsetPagination
+from exceptions.api.serializers import BoundedIntegerField
 from exceptions.bundle.explain import explain
 from exceptions.bundle.preview import preview_approval
 from exceptions.choices import Protocol
 from exceptions.models import BundlePublication
+from exceptions.validators import PORT, validate_identity
 
 
 class ExplainInputSerializer(serializers.Serializer[dict[str, Any]]):
     identity = serializers.CharField(max_length=300)
     host = serializers.CharField(max_length=300)
-    port = serializers.IntegerField(min_value=1, max_value=65535)
+    port = BoundedIntegerField(bounds=PORT)
     protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.TCP)
+
+    def validate_identity(self, value: str) -> str:
+        # A malformed identity is a format error, not a "denied".
+        try:
+            return validate_identity(value, trust_domain=settings.EGRESS_TRUST_DOMAIN).canonical
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
 
 
 ExplainOutput = inline_serializer(
@@ -40,6 +51,7 @@ ExplainOutput = inline_serializer(
         "matched_rule": serializers.CharField(allow_null=True),
         "candidates": serializers.ListField(child=serializers.DictField()),
         "request_url": serializers.CharField(allow_null=True),
+        "granted_by_team": serializers.CharField(allow_null=True),
     },
 )
 
@@ -94,6 +106,6 @@ class Publications(APIView):
 
     @extend_schema(responses=PublicationSerializer(many=True))
     def get(self, request: Request) -> Response:
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(BundlePublication.objects.all(), request, view=self)
         return paginator.get_paginated_response(PublicationSerializer(page, many=True).data)

@@ -5,30 +5,71 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from exceptions.access import requestable_workloads
 from exceptions.choices import DataClass, Protocol, Purpose
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
+from exceptions.services.submissions import UNKNOWN_WORKLOAD
+from exceptions.validators import LIFETIME_HOURS, OBJECT_ID, PORT, IntBounds, parse_bounded_int
+
+
+class BoundedIntegerField(serializers.IntegerField):
+    """A JSON integer (or a string of ASCII digits) read by the portal's one bounded parser."""
+
+    def __init__(self, *, bounds: IntBounds, **kwargs: Any) -> None:
+        self.bounds = bounds
+        super().__init__(min_value=bounds.minimum, max_value=bounds.maximum, **kwargs)
+
+    def to_internal_value(self, data: Any) -> int:
+        try:
+            return parse_bounded_int(data, self.bounds)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class RequestableWorkloadField(serializers.PrimaryKeyRelatedField[Workload]):
+    """A workload the caller may file for; any other id, existing or not, gets the same answer."""
+
+    def get_queryset(self) -> Any:
+        request = self.context.get("request")
+        return requestable_workloads(request.user if request is not None else None)
+
+    def to_internal_value(self, data: Any) -> Workload:
+        try:
+            pk = parse_bounded_int(data, OBJECT_ID)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(UNKNOWN_WORKLOAD) from exc
+        workload = self.get_queryset().filter(pk=pk).first()
+        if workload is None:
+            raise serializers.ValidationError(UNKNOWN_WORKLOAD)
+        return workload
 
 
 class DestinationInputSerializer(serializers.Serializer[dict[str, Any]]):
     host = serializers.CharField(max_length=300)
-    port = serializers.IntegerField()
+    port = BoundedIntegerField(bounds=PORT)
     protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.TCP)
     tls_required = serializers.BooleanField(default=True)
 
 
 class RequestInputSerializer(serializers.Serializer[dict[str, Any]]):
-    workload = serializers.PrimaryKeyRelatedField(queryset=Workload.objects.all())
+    workload = RequestableWorkloadField()
+    # No max_length on the list or the texts: the service owns those limits and
+    # words them the same for the HTML form.
     destinations = DestinationInputSerializer(many=True, allow_empty=False)
     purpose = serializers.ChoiceField(choices=Purpose.choices)
     data_class = serializers.ChoiceField(choices=DataClass.choices)
     justification = serializers.CharField()
     ticket_ref = serializers.CharField(required=False, allow_blank=True, default="")
-    lifetime_hours = serializers.IntegerField(min_value=1)
+    lifetime_hours = BoundedIntegerField(bounds=LIFETIME_HOURS)
     desired_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    renews = serializers.IntegerField(
-        required=False, allow_null=True, default=None, help_text="id of the grant renewed"
+    renews = BoundedIntegerField(
+        bounds=OBJECT_ID, required=False, allow_null=True, default=None, help_text="id of the grant renewed"
     )
     draft = serializers.BooleanField(default=False)
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exceptions import selectors
-from exceptions.access import access_grant, access_request, requestable_workloads, visible_requests
+from exceptions.access import access_grant, access_request, requestable_workloads, visible_grants, visible_requests
+from exceptions.api.pagination import BoundedLimitOffsetPagination
 from exceptions.api.serializers import (
     ExceptionRequestSerializer,
     GrantSerializer,
@@ -21,6 +24,7 @@ from exceptions.api.serializers import (
     RequestInputSerializer,
     WorkloadSerializer,
 )
+from exceptions.choices import RequestStatus
 from exceptions.models import ExceptionRequest, Grant, Workload
 from exceptions.services import grants, requests
 
@@ -56,21 +60,39 @@ class RequestListCreate(APIView):
         queryset = _request_queryset(request.user)
         status_filter = request.query_params.get("status")
         if status_filter:
+            if status_filter not in RequestStatus.values:
+                raise serializers.ValidationError({"status": [f"Use one of: {', '.join(RequestStatus.values)}."]})
             queryset = queryset.filter(status=status_filter)
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         data = ExceptionRequestSerializer(page, many=True).data
         return paginator.get_paginated_response(data)
 
     @extend_schema(request=RequestInputSerializer, responses={201: ExceptionRequestSerializer})
     def post(self, request: Request) -> Response:
-        payload = RequestInputSerializer(data=request.data)
+        payload = RequestInputSerializer(data=request.data, context={"request": request})
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        workload = data["workload"]
-        created = requests.submit_request(
+        renews = None
+        if data["renews"] is not None:
+            renews = visible_grants(request.user).filter(pk=data["renews"]).first()
+            if renews is None:
+                raise serializers.ValidationError({"renews": ["No grant with this id that you may renew."]})
+        try:
+            created = self._submit(request, data, payload, renews)
+        except DjangoValidationError as exc:
+            # The service speaks of "lifetime"; this endpoint's field is lifetime_hours.
+            raise DjangoValidationError(
+                {("lifetime_hours" if key == "lifetime" else key): value for key, value in exc.message_dict.items()}
+            ) from exc
+        return render_request(request.user, created.pk, status_code=status.HTTP_201_CREATED)
+
+    def _submit(
+        self, request: Request, data: dict[str, Any], payload: RequestInputSerializer, renews: Grant | None
+    ) -> ExceptionRequest:
+        return requests.submit_request(
             actor=request.user,
-            workload=workload,
+            workload=data["workload"],
             destinations=data["destinations"],
             purpose=data["purpose"],
             data_class=data["data_class"],
@@ -78,10 +100,9 @@ class RequestListCreate(APIView):
             ticket_ref=data["ticket_ref"],
             lifetime=payload.lifetime(),
             desired_start=data["desired_start"],
-            renews=access_grant(request.user, data["renews"]) if data["renews"] else None,
+            renews=renews,
             draft=data["draft"],
         )
-        return render_request(request.user, created.pk, status_code=status.HTTP_201_CREATED)
 
 
 class RequestDetail(APIView):
@@ -114,7 +135,7 @@ class GrantList(APIView):
         if view not in selectors.GRANT_VIEWS:
             return Response({"view": [f"Use one of: {', '.join(selectors.GRANT_VIEWS)}."]}, status=400)
         queryset = selectors.grant_list(request.user, view=view, now=timezone.now())
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(GrantSerializer(page, many=True).data)
 

@@ -17,7 +17,7 @@ from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
-from exceptions.access import visible_grants
+from exceptions.access import requestable_workloads, visible_grants
 from exceptions.bundle.decision import POLICY_PATH, build_index, candidate_keys, decide, normalise_host
 from exceptions.bundle.records import to_ns
 from exceptions.choices import GrantStatus
@@ -40,18 +40,21 @@ class Explanation:
     matched_rule: str | None = None
     candidates: list[dict[str, Any]] = field(default_factory=list)
     request_url: str | None = None
+    # Set instead of the grant's id, expiry and rule when the caller may not see the grant.
+    granted_by_team: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def canonical_identity(value: str) -> str:
+    """The canonical form of an identity; a malformed one is a format error, never a plain deny."""
     from django.conf import settings
 
     try:
         return validate_identity(value, trust_domain=settings.EGRESS_TRUST_DOMAIN).canonical
-    except ValidationError:
-        return value.strip()
+    except ValidationError as exc:
+        raise ValidationError({"identity": exc.messages}) from exc
 
 
 def _describe(grant: Grant, why: str) -> dict[str, Any]:
@@ -110,7 +113,16 @@ def explain(
         port=port,
         protocol=protocol_n,
     )
-    if decision.allow and decision.matched_host:
+    if decision.allow and decision.matched_host and decision.grant_id is not None:
+        if user is not None and not visible_grants(user).filter(pk=decision.grant_id).exists():
+            # The verdict is for anyone; which grant, until when, is for those who may see it.
+            team = Grant.objects.filter(pk=decision.grant_id).values_list("workload__team__name", flat=True).first()
+            result.grant_id = result.expires_at = None
+            result.granted_by_team = team or "another team"
+            result.reason = (
+                f"a grant of team {result.granted_by_team} allows {identity} to reach {host_n}:{port}/{protocol_n}"
+            )
+            return result
         result.matched_rule = (
             f"wildcard {decision.matched_host} (exactly one extra label)"
             if decision.matched_host.startswith("*.")
@@ -119,9 +131,10 @@ def explain(
         return result
     visible = visible_grants(user) if user is not None else Grant.objects.all()
     result.candidates = _nearest(identity, host_n, port, protocol_n, now, visible)
-    workload = Workload.objects.filter(Q(identity=identity)).only("id").first()
+    workloads = requestable_workloads(user) if user is not None else Workload.objects.all()
+    workload = workloads.filter(Q(identity=identity)).values_list("id", flat=True).first()
     params: dict[str, Any] = {"host": host_n, "port": port}
     if workload is not None:
-        params["workload"] = workload.pk
+        params["workload"] = workload
     result.request_url = f"{reverse('request-create')}?{urlencode(params)}"
     return result

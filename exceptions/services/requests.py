@@ -22,9 +22,11 @@ from exceptions.access import cancel_denial, roles_for
 from exceptions.choices import DataClass, Purpose, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
 from exceptions.services.submissions import (
+    UNKNOWN_WORKLOAD,
     DestinationInput,
     assess_request_risk,
     check_choice,
+    check_text_limits,
     clean_destinations,
     lifetime_error,
 )
@@ -54,12 +56,13 @@ def submit_request(
     now = now or timezone.now()
     errors: dict[str, list[str]] = {}
     if workload.team_id not in roles_for(actor).member_team_ids:
-        errors["workload"] = [f"You are not a member of team {workload.team.name}, which owns {workload.name}."]
+        errors["workload"] = [UNKNOWN_WORKLOAD]
     check_choice(errors, "purpose", purpose, Purpose)
     check_choice(errors, "data_class", data_class, DataClass)
     justification = (justification or "").strip()
+    check_text_limits(errors, justification=justification, ticket_ref=(ticket_ref or "").strip())
     minimum = settings.EGRESS_JUSTIFICATION_MIN_LENGTH
-    if len(justification) < minimum:
+    if "justification" not in errors and len(justification) < minimum:
         errors["justification"] = [
             f"Explain why this workload needs the destination in at least {minimum} characters "
             f"({len(justification)} given): what it does there and what breaks without it."

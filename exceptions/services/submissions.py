@@ -16,7 +16,22 @@ from django.core.exceptions import ValidationError
 
 from exceptions.models import Workload
 from exceptions.risk import LifetimeCaps, RiskAssessment, assess_risk, format_duration
-from exceptions.validators import is_wildcard, validate_destination_host, validate_port, validate_protocol
+from exceptions.validators import (
+    HOST_REQUIRED,
+    PORT_REQUIRED,
+    PROTOCOL_REQUIRED,
+    is_wildcard,
+    validate_destination_host,
+    validate_port,
+    validate_protocol,
+)
+
+# The one answer for a workload id the user may not file for, whether it exists
+# or not: naming the team or workload would tell an outsider that it does.
+UNKNOWN_WORKLOAD = "No workload with this id that you may file requests for; choose one of your team's workloads."
+
+
+NO_DESTINATIONS = "Add at least one destination (host, port, protocol)."
 
 
 @dataclass(frozen=True)
@@ -55,24 +70,35 @@ def clean_destinations(raw: Sequence[Mapping[str, Any] | DestinationInput]) -> l
     cleaned: list[DestinationInput] = []
     seen: dict[tuple[str, int, str], int] = {}
     if not raw:
-        raise ValidationError({"destinations": ["Add at least one destination (host, port, protocol)."]})
+        raise ValidationError({"destinations": [NO_DESTINATIONS]})
+    limit = settings.EGRESS_MAX_DESTINATIONS
+    if len(raw) > limit:
+        raise ValidationError(
+            {
+                "destinations": [
+                    f"A request may name at most {limit} destinations ({len(raw)} given); "
+                    "split the rest into another request or use one *.domain wildcard."
+                ]
+            }
+        )
     for index, row in enumerate(raw):
         data = row.__dict__ if isinstance(row, DestinationInput) else row
         prefix = f"destinations[{index}]"
         values: dict[str, Any] = {}
-        for field, validator, default in (
-            ("host", validate_destination_host, None),
-            ("port", validate_port, None),
-            ("protocol", validate_protocol, "tcp"),
+        for field, validator, default, required in (
+            ("host", validate_destination_host, None, HOST_REQUIRED),
+            ("port", validate_port, None, PORT_REQUIRED),
+            ("protocol", validate_protocol, "tcp", PROTOCOL_REQUIRED),
         ):
             value = data.get(field, default)
             if value is None or value == "":
-                errors.setdefault(f"{prefix}.{field}", []).append(f"Destination {index + 1}: {field} is required.")
+                errors.setdefault(f"{prefix}.{field}", []).append(required)
                 continue
             try:
                 values[field] = validator(value)
             except ValidationError as exc:
-                errors.setdefault(f"{prefix}.{field}", []).extend(f"Destination {index + 1}: {m}" for m in exc.messages)
+                # The key names the row; the page shows the message inside it.
+                errors.setdefault(f"{prefix}.{field}", []).extend(exc.messages)
         if len(values) == 3:
             key = (values["host"], values["port"], values["protocol"])
             if key in seen:
@@ -124,10 +150,12 @@ def preview_submission(
         except ValidationError as exc:
             errors = dict(exc.message_dict)
     risk = None
-    if workload is not None:
+    # No tier until the destinations are valid: a tier for a host that will be
+    # refused would be a guess.
+    if workload is not None and hosts and not errors:
         risk = assess_request_risk(
             environment=workload.environment,
-            hosts=hosts or [str(d.get("host", "")) for d in destinations],
+            hosts=hosts,
             purpose=purpose,
             data_class=data_class,
             lifetime=lifetime,
@@ -136,6 +164,19 @@ def preview_submission(
         if cap_error:
             errors["lifetime"] = [cap_error]
     return SubmissionPreview(hosts, errors, risk)
+
+
+def check_text_limits(errors: dict[str, list[str]], *, justification: str, ticket_ref: str) -> None:
+    """The length limits on a request's free text (the HTML form and the API share these words)."""
+    for field, value, limit, what in (
+        ("justification", justification, settings.EGRESS_JUSTIFICATION_MAX_LENGTH, "justification"),
+        ("ticket_ref", ticket_ref, settings.EGRESS_TICKET_REF_MAX_LENGTH, "ticket reference"),
+    ):
+        if len(value) > limit:
+            errors.setdefault(field, []).append(
+                f"The {what} may be at most {limit:,} characters ({len(value):,} given); shorten it "
+                "or link to a document."
+            )
 
 
 def check_choice(errors: dict[str, list[str]], field: str, value: str, choices: Any) -> None:

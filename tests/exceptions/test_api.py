@@ -94,4 +94,7 @@ def test_a_renewal_names_the_grant_it_extends(requester: Any, approver: Any, wor
     assert renewal.status_code == 201
     assert ExceptionRequest.objects.get(pk=renewal.json()["id"]).renews_id == grant_id
     other_team_workload = api(outsider).post("/api/v1/requests/", _payload(workload, renews=grant_id), format="json")
-    assert other_team_workload.status_code == 404
+    # Another team's workload gets the answer an unknown id gets.
+    assert other_team_workload.status_code == 400
+    unknown = api(outsider).post("/api/v1/requests/", {**_payload(workload), "workload": 10**9}, format="json")
+    assert other_team_workload.json()["workload"] == unknown.json()["workload"]

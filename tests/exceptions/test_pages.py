@@ -165,22 +165,22 @@ def test_exception_template_prefills_the_destination(client: Client, requester: 
 
 
 def test_live_preview_returns_tier_cap_and_row_errors(client: Client, requester: Any, prod_workload: Any) -> None:
-    response = login(client, requester).get(
-        reverse("request-preview"),
-        {
-            "workload": prod_workload.pk,
-            "purpose": "partner_api",
-            "data_class": "internal",
-            "lifetime_value": 40,
-            "lifetime_unit": "days",
-            "host": ["*.partner.example", "10.1.1.1"],
-            "port": ["443", "443"],
-        },
-    )
-    body = response.json()
+    params = {
+        "workload": prod_workload.pk,
+        "purpose": "partner_api",
+        "data_class": "internal",
+        "lifetime_value": 40,
+        "lifetime_unit": "days",
+        "host": ["*.partner.example", "10.1.1.1"],
+        "port": ["443", "443"],
+    }
+    body = login(client, requester).get(reverse("request-preview"), params).json()
+    assert "destinations[1].host" in body["errors"]
+    # No tier while a destination is invalid: it would be a guess.
+    assert "risk" not in body
+    body = client.get(reverse("request-preview"), {**params, "host": ["*.partner.example"], "port": ["443"]}).json()
     assert body["risk"]["tier"] == "high"
     assert body["risk"]["lifetime_cap"] == "7 days"
-    assert "destinations[1].host" in body["errors"]
     assert "lifetime" in body["errors"]
 
 
@@ -278,7 +278,8 @@ def test_renewal_is_prefilled_from_the_grant_and_linked_to_it(
         actor=approver, request=submit(destinations=[{"host": "files.partner.example", "port": 8443}])
     )
     login(client, outsider)
-    assert client.get(reverse("request-create") + f"?renews={grant.pk}").status_code == 404
+    refused = client.get(reverse("request-create") + f"?renews={grant.pk}")
+    assert refused.status_code == 400 and b"renews" in refused.content
     login(client, requester)
     page = client.get(reverse("request-create") + f"?renews={grant.pk}")
     assert page.context["formset"].forms[0].initial["host"] == "files.partner.example"

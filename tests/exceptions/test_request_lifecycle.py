@@ -75,7 +75,10 @@ def test_duplicate_destinations_are_refused(submit: Any) -> None:
 def test_requester_must_belong_to_the_workload_team(submit: Any, outsider: Any) -> None:
     with pytest.raises(ValidationError) as info:
         submit(actor=outsider)
-    assert "not a member of team Payments" in info.value.message_dict["workload"][0]
+    [message] = info.value.message_dict["workload"]
+    # The same answer as for an unknown id: no team or workload name leaks.
+    assert "No workload with this id" in message
+    assert "Payments" not in message and "checkout" not in message
 
 
 def test_approval_issues_one_active_grant_per_destination(submit: Any, approver: Any) -> None:

@@ -3,7 +3,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exceptions.bundle.explain import explain
 
@@ -17,11 +19,29 @@ class Command(BaseCommand):
         parser.add_argument("--port", required=True, type=int)
         parser.add_argument("--protocol", default="tcp", choices=["tcp", "udp"])
         parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
+        parser.add_argument(
+            "--as-user",
+            metavar="USERNAME",
+            help="answer as this user would see it (grant ids and expiries only for grants they may see); "
+            "without it, the operator's full view",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        result = explain(
-            identity=options["identity"], host=options["host"], port=options["port"], protocol=options["protocol"]
-        )
+        user = None
+        if options["as_user"]:
+            user = get_user_model().objects.filter(username=options["as_user"]).first()
+            if user is None:
+                raise CommandError(f"No user named {options['as_user']!r}.")
+        try:
+            result = explain(
+                identity=options["identity"],
+                host=options["host"],
+                port=options["port"],
+                protocol=options["protocol"],
+                user=user,
+            )
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from exc
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict(), indent=2, sort_keys=True))
             return
@@ -30,6 +50,9 @@ class Command(BaseCommand):
         self.stdout.write(f"  policy path:  {result.policy_path}")
         self.stdout.write(f"  identity:     {result.identity}")
         self.stdout.write(f"  destination:  {result.host}:{result.port}/{result.protocol}")
+        if result.allow and result.granted_by_team:
+            self.stdout.write(f"  granted by:   team {result.granted_by_team}")
+            return
         if result.allow:
             self.stdout.write(f"  matched rule: {result.matched_rule}")
             self.stdout.write(f"  grant:        #{result.grant_id} until {result.expires_at}")

@@ -1,0 +1,73 @@
+"""One bounded parser reads every number: ASCII digits only, a named range per field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+from rest_framework.test import APIClient
+
+from exceptions.validators import LIFETIME_HOURS, PAGE_LIMIT, PORT, parse_bounded_int
+
+
+@pytest.mark.parametrize(
+    "value", ["²", "٤٤٣", "1.0", "1e3", "0x1bb", "1_000", "+443", "", " ", True, 443.0, None, [443]]
+)
+def test_only_ascii_digits_are_numbers(value: Any) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_bounded_int(value, PORT)
+    assert "port" in info.value.messages[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "word"), [("0", "small"), ("-5", "small"), ("65536", "large"), ("9" * 5000, "large")]
+)
+def test_numbers_outside_the_range_name_the_field_and_the_range(value: str, word: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_bounded_int(value, PORT)
+    assert info.value.messages == [f"The port is too {word}; enter a whole number from 1 to 65535."]
+
+
+def test_whole_numbers_in_range_are_read() -> None:
+    assert parse_bounded_int(" 443 ", PORT) == 443
+    assert parse_bounded_int(200, PAGE_LIMIT) == 200
+
+
+@pytest.mark.django_db
+def test_a_huge_lifetime_is_a_400_naming_the_field(requester: Any, workload: Any) -> None:
+    client = APIClient()
+    client.force_authenticate(requester)
+    body = {
+        "workload": workload.pk,
+        "destinations": [{"host": "api.partner.example", "port": 443}],
+        "purpose": "partner_api",
+        "data_class": "internal",
+        "justification": "Settles card payments with the partner every night at 02:00.",
+        "lifetime_hours": 10**40,
+    }
+    response = client.post("/api/v1/requests/", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["lifetime_hours"] == [
+        f"The lifetime in hours is too large; enter a whole number from 1 to {LIFETIME_HOURS.maximum}."
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/v1/requests/", "/api/v1/grants/", "/api/v1/workloads/"])
+def test_list_limits_are_capped(path: str, requester: Any) -> None:
+    client = APIClient()
+    client.force_authenticate(requester)
+    assert client.get(path, {"limit": 200}).status_code == 200
+    refused = client.get(path, {"limit": 201})
+    assert refused.status_code == 400 and "limit" in refused.json()
+    assert "offset" in client.get(path, {"offset": "²"}).json()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["renews=²", "workload=²", "renews=99999999999999999999999"])
+def test_request_page_names_a_bad_number_in_the_address(client: Any, requester: Any, query: str) -> None:
+    client.force_login(requester)
+    response = client.get(f"/requests/new/?{query}")
+    assert response.status_code == 400
+    assert query.split("=")[0] in response.content.decode()

@@ -1,0 +1,69 @@
+"""A fresh clone runs and tests without leftovers: caches, var/, broker folders."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+
+from exceptions.bundle.records import GrantRecord
+from exceptions.publishing import content_revision
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _record(**overrides: Any) -> GrantRecord:
+    values: dict[str, Any] = {
+        "id": 1,
+        "identity": "spiffe://cluster.local/ns/a/sa/b",
+        "host": "api.partner.example",
+        "port": 443,
+        "protocol": "tcp",
+        "valid_from": NOW - timedelta(hours=1),
+        "expires_at": NOW + timedelta(days=1),
+    }
+    values.update(overrides)
+    return GrantRecord(**values)
+
+
+def test_archive_cache_key_is_the_content_not_the_ids() -> None:
+    # SQLite reuses a rolled-back id: same id, different grant, different bundle.
+    assert content_revision([_record()], now=NOW) != content_revision([_record(host="other.example")], now=NOW)
+    assert content_revision([_record()], now=NOW) == content_revision([_record()], now=NOW)
+
+
+def test_archive_cache_key_changes_when_a_grant_becomes_valid_or_expires() -> None:
+    scheduled = _record(valid_from=NOW + timedelta(hours=1))
+    assert content_revision([scheduled], now=NOW) != content_revision([scheduled], now=NOW + timedelta(hours=2))
+    assert content_revision([_record()], now=NOW + timedelta(days=2)) == content_revision([], now=NOW)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_each_test_starts_with_an_empty_cache(order: int) -> None:
+    # Whichever of the two runs second would see the first one's value.
+    assert cache.get("tests:leftover") is None
+    cache.set("tests:leftover", order)
+
+
+def test_the_filesystem_broker_keeps_its_control_folder_under_var() -> None:
+    from egress_portal.settings import base
+
+    if base.CELERY_BROKER_URL.startswith("filesystem://"):
+        folder = base.CELERY_BROKER_TRANSPORT_OPTIONS["control_folder"]
+        assert str(folder).startswith(str(settings.VAR_DIR))
+
+
+def test_the_base_url_follows_the_host_and_port_by_default() -> None:
+    import subprocess
+    import sys
+
+    code = "from egress_portal.settings import base; print(base.EGRESS_BASE_URL)"
+    env = {"PATH": "/usr/bin:/bin", "EGRESS_HOST": "portal.lan", "EGRESS_PORT": "8123"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "http://portal.lan:8123"
+    env["EGRESS_BASE_URL"] = "https://egress.example.org"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "https://egress.example.org"
