@@ -83,16 +83,6 @@ def visible_requests(user: Any) -> QuerySet[ExceptionRequest]:
     return requests.filter(Q(workload__team_id__in=roles.visible_team_ids) | Q(requester_id=user.pk))
 
 
-def decide_denial(user: Any, request: ExceptionRequest) -> str | None:
-    """Why ``user`` may not approve or reject ``request``; None when they may."""
-    roles = roles_for(user)
-    if request.requester_id == user.pk:
-        return "Separation of duties: you filed this request, so someone else must decide it."
-    if request.workload.team_id not in roles.approver_team_ids:
-        return f"Only approvers for team {request.workload.team.name} may decide this request."
-    return None
-
-
 def cancel_denial(user: Any, request: ExceptionRequest) -> str | None:
     roles = roles_for(user)
     if request.requester_id == user.pk or request.workload.team_id in roles.member_team_ids:
@@ -102,7 +92,8 @@ def cancel_denial(user: Any, request: ExceptionRequest) -> str | None:
     return "Only the requester, their team or a security officer may cancel this request."
 
 
-REQUEST_ACTIONS = {"view", "decide", "cancel"}
+# Who may decide is the approval policy's question: approvals.access.access_request_to_decide.
+REQUEST_ACTIONS = {"view", "cancel"}
 
 
 def access_request(user: Any, pk: int | str, action: str = "view") -> ExceptionRequest:
@@ -111,16 +102,13 @@ def access_request(user: Any, pk: int | str, action: str = "view") -> ExceptionR
     request = (
         visible_requests(user)
         .select_related("workload__team", "requester", "decided_by", "renews")
+        .prefetch_related("destinations")
         .filter(pk=pk)
         .first()
     )
     if request is None:
         raise Http404("No such request.")
-    denial = None
-    if action == "decide":
-        denial = decide_denial(user, request)
-    elif action == "cancel":
-        denial = cancel_denial(user, request)
+    denial = cancel_denial(user, request) if action == "cancel" else None
     if denial:
         raise PermissionDenied(denial)
     return request

@@ -248,3 +248,21 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Issue 8: approvals as policy-as-code ---
+# The approval policy file (validated at start-up; its SHA-256 is the policy revision).
+EGRESS_APPROVAL_POLICY_FILE = Path(
+    env_str("EGRESS_APPROVAL_POLICY_FILE", str(BASE_DIR / "approvals" / "policies" / "default.yaml"))
+)
+# A pending request with no decision for this many days expires, and the requester is told.
+EGRESS_PENDING_EXPIRY_DAYS = env_int("EGRESS_PENDING_EXPIRY_DAYS", 14)
+# How far ahead the next change window is looked for before saying there is none.
+EGRESS_CHANGE_WINDOW_HORIZON_DAYS = env_int("EGRESS_CHANGE_WINDOW_HORIZON_DAYS", 366)
+CELERY_BEAT_SCHEDULE["approvals-expire-stale-requests"] = {
+    "task": "approvals.expire_stale_requests",
+    "schedule": crontab(minute=15),
+}
+CELERY_BEAT_SCHEDULE["approvals-activate-due-requests"] = {
+    "task": "approvals.activate_due_requests",
+    "schedule": crontab(),
+}

@@ -29,13 +29,14 @@ def _request_queryset(user: object) -> QuerySet[ExceptionRequest]:
     return (
         visible_requests(user)
         .select_related("workload__team", "requester", "decided_by")
-        .prefetch_related("destinations", "grants")
+        .prefetch_related("destinations", "grants", "decisions__actor")
     )
 
 
 def render_request(user: object, pk: int, *, status_code: int = status.HTTP_200_OK) -> Response:
     """The request as the API returns it, read fresh after any change."""
-    return Response(ExceptionRequestSerializer(_request_queryset(user).get(pk=pk)).data, status=status_code)
+    serializer = ExceptionRequestSerializer(_request_queryset(user).get(pk=pk), context={"user": user})
+    return Response(serializer.data, status=status_code)
 
 
 class WorkloadList(generics.ListAPIView[Workload]):
@@ -59,7 +60,7 @@ class RequestListCreate(APIView):
             queryset = queryset.filter(status=status_filter)
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
-        data = ExceptionRequestSerializer(page, many=True).data
+        data = ExceptionRequestSerializer(page, many=True, context={"user": request.user}).data
         return paginator.get_paginated_response(data)
 
     @extend_schema(request=RequestInputSerializer, responses={201: ExceptionRequestSerializer})

@@ -20,9 +20,14 @@ from exceptions.state import TransitionError, check_grant_transition
 GRANT_TYPE = "exceptions.grant"
 
 
-def issue_grants(*, actor: Actor, request: ExceptionRequest, now: datetime) -> list[Grant]:
-    """Create the grants of an approved request; the caller holds its transaction."""
-    valid_from, expires_at = request.grant_window(now)
+def issue_grants(
+    *, actor: Actor, request: ExceptionRequest, now: datetime, not_before: datetime | None = None
+) -> list[Grant]:
+    """Create the grants of an approved request; the caller holds its transaction.
+
+    ``not_before`` is the go-live time of a change window (see ``grant_window``).
+    """
+    valid_from, expires_at = request.grant_window(now, not_before=not_before)
     status = GrantStatus.ACTIVE if valid_from <= now else GrantStatus.SCHEDULED
     grants = [
         Grant(
