@@ -58,6 +58,7 @@ def tell_requester(request: ExceptionRequest, *, what: str, key: str, **extra: A
         "changes_requested": f"[egress] Request #{request.pk}: changes requested",
         "scheduled": f"[egress] Request #{request.pk} scheduled for its change window",
         "activated": f"[egress] Request #{request.pk} is live",
+        "rescheduled": f"[egress] Request #{request.pk}: go-live moved by a freeze",
         "expired": f"[egress] Request #{request.pk} expired without a decision",
     }
     enqueue_mail(
