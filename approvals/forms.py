@@ -39,3 +39,8 @@ class QueueFilterForm(forms.Form):
     team = forms.SlugField(required=False)
     purpose = forms.ChoiceField(required=False, choices=ANY + Purpose.choices)
     mine = forms.BooleanField(required=False, label="Needs my group")
+
+
+class ShortenForm(forms.Form):
+    expires_at = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))

@@ -28,7 +28,7 @@ from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant
 from exceptions.publishing import publish_on_commit
 from exceptions.services.batches import activate_due_grants
-from exceptions.services.grants import issue_grants
+from exceptions.services.grants import issue_grants, supersede_renewed_grant
 from exceptions.services.requests import lock_request, move_request, narrow_request
 from exceptions.state import TransitionError
 
@@ -190,6 +190,7 @@ def approve_request(
             reason=reason,
         )
         grants = issue_grants(actor=actor, request=locked, now=now, not_before=go_live.at)
+        supersede_renewed_grant(actor=actor, request=locked, starts_at=valid_from, now=now)
         notifications.tell_requester(
             locked,
             what="approved" if target == RequestStatus.ACTIVE else "scheduled",

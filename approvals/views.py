@@ -16,12 +16,13 @@ from django.views.decorators.http import require_POST
 from approvals import selectors, services
 from approvals.access import access_request_to_decide, approval_state
 from approvals.actions import request_actions
-from approvals.forms import DecisionForm, QueueFilterForm
+from approvals.forms import DecisionForm, QueueFilterForm, ShortenForm
 from approvals.policy import current_policy
-from exceptions.access import access_request
+from exceptions.access import access_grant, access_request
 from exceptions.choices import RiskTier
 from exceptions.forms import DestinationFormSet, ExceptionRequestForm, apply_service_errors
 from exceptions.models import ExceptionRequest
+from exceptions.services import grants
 from exceptions.services.requests import resubmit_request
 from exceptions.state import TransitionError
 
@@ -190,3 +191,38 @@ def resubmit(request: HttpRequest, pk: int) -> HttpResponse:
 def policy_page(request: HttpRequest) -> HttpResponse:
     """The approval policy in force, read-only, with its revision."""
     return render(request, "approvals/policy.html", {"policy": current_policy()})
+
+
+@login_required
+@require_POST
+def grant_do_not_renew(request: HttpRequest, pk: int) -> HttpResponse:
+    grant = access_grant(request.user, pk)
+    try:
+        grants.mark_do_not_renew(actor=request.user, grant=grant, reason=request.POST.get("reason", ""))
+    except (ValidationError, TransitionError, PermissionDenied) as exc:
+        messages.error(request, _error_text(exc))
+    else:
+        messages.success(request, f"Grant #{pk} will lapse: no reminders, no renewal offered.")
+    return redirect(grant)
+
+
+@login_required
+@require_POST
+def grant_shorten(request: HttpRequest, pk: int) -> HttpResponse:
+    grant = access_grant(request.user, pk)
+    form = ShortenForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in form.errors.items()))
+        return redirect(grant)
+    try:
+        grants.shorten_grant(
+            actor=request.user,
+            grant=grant,
+            expires_at=form.cleaned_data["expires_at"],
+            reason=form.cleaned_data["reason"],
+        )
+    except (ValidationError, TransitionError, PermissionDenied) as exc:
+        messages.error(request, _error_text(exc))
+    else:
+        messages.success(request, f"Grant #{pk} now expires {form.cleaned_data['expires_at']:%Y-%m-%d %H:%M %Z}.")
+    return redirect(grant)

@@ -13,10 +13,16 @@ from rest_framework.views import APIView
 
 from approvals import services
 from approvals.access import access_request_to_decide
-from exceptions.access import access_request
-from exceptions.api.serializers import DestinationInputSerializer, ExceptionRequestSerializer, ReasonInputSerializer
+from exceptions.access import access_grant, access_request
+from exceptions.api.serializers import (
+    DestinationInputSerializer,
+    ExceptionRequestSerializer,
+    GrantSerializer,
+    ReasonInputSerializer,
+)
 from exceptions.api.views import render_request
 from exceptions.choices import DataClass, Purpose
+from exceptions.services import grants
 from exceptions.services.requests import resubmit_request
 
 
@@ -110,3 +116,37 @@ class Resubmit(APIView):
             desired_start=data["desired_start"],
         )
         return render_request(request.user, pk)
+
+
+class ShortenInputSerializer(serializers.Serializer[dict[str, Any]]):
+    expires_at = serializers.DateTimeField()
+    reason = serializers.CharField()
+
+
+class GrantDoNotRenew(APIView):
+    required_scopes = {"POST": "grants:revoke"}
+
+    @extend_schema(request=ReasonInputSerializer, responses=GrantSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        grant = access_grant(request.user, pk)
+        payload = ReasonInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        changed = grants.mark_do_not_renew(actor=request.user, grant=grant, reason=payload.validated_data["reason"])
+        return Response(GrantSerializer(changed, context={"user": request.user}).data)
+
+
+class GrantShorten(APIView):
+    required_scopes = {"POST": "grants:revoke"}
+
+    @extend_schema(request=ShortenInputSerializer, responses=GrantSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        grant = access_grant(request.user, pk)
+        payload = ShortenInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        changed = grants.shorten_grant(
+            actor=request.user,
+            grant=grant,
+            expires_at=payload.validated_data["expires_at"],
+            reason=payload.validated_data["reason"],
+        )
+        return Response(GrantSerializer(changed, context={"user": request.user}).data)

@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from approvals.access import approval_state
-from approvals.actions import request_actions
+from approvals.actions import grant_actions, request_actions
 from approvals.windows import load_calendar
 from exceptions.choices import DataClass, Protocol, Purpose, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
@@ -60,6 +60,8 @@ class WorkloadSerializer(serializers.ModelSerializer[Workload]):
 
 
 class GrantSerializer(serializers.ModelSerializer[Grant]):
+    allowed_actions = serializers.SerializerMethodField()
+
     class Meta:
         model = Grant
         fields = [
@@ -75,7 +77,14 @@ class GrantSerializer(serializers.ModelSerializer[Grant]):
             "request",
             "revoked_at",
             "revoke_reason",
+            "do_not_renew",
+            "allowed_actions",
         ]
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_allowed_actions(self, obj: Grant) -> list[str]:
+        user = self.context.get("user")
+        return grant_actions(user, obj).allowed if user is not None else []
 
 
 class ExceptionRequestSerializer(serializers.ModelSerializer[ExceptionRequest]):

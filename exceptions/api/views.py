@@ -29,7 +29,7 @@ def _request_queryset(user: object) -> QuerySet[ExceptionRequest]:
     return (
         visible_requests(user)
         .select_related("workload__team", "requester", "decided_by")
-        .prefetch_related("destinations", "grants", "decisions__actor")
+        .prefetch_related("destinations", "grants__workload__team", "decisions__actor")
     )
 
 
@@ -117,7 +117,7 @@ class GrantList(APIView):
         queryset = selectors.grant_list(request.user, view=view, now=timezone.now())
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(GrantSerializer(page, many=True).data)
+        return paginator.get_paginated_response(GrantSerializer(page, many=True, context={"user": request.user}).data)
 
 
 class GrantDetail(APIView):
@@ -125,7 +125,7 @@ class GrantDetail(APIView):
 
     @extend_schema(responses=GrantSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(GrantSerializer(access_grant(request.user, pk)).data)
+        return Response(GrantSerializer(access_grant(request.user, pk), context={"user": request.user}).data)
 
 
 class GrantRevoke(APIView):
@@ -137,4 +137,4 @@ class GrantRevoke(APIView):
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         revoked = grants.revoke_grant(actor=request.user, grant=grant, reason=payload.validated_data["reason"])
-        return Response(GrantSerializer(get_object_or_404(Grant, pk=revoked.pk)).data)
+        return Response(GrantSerializer(get_object_or_404(Grant, pk=revoked.pk), context={"user": request.user}).data)
