@@ -21,40 +21,73 @@ from django.utils import timezone
 from approvals import notifications
 from approvals.access import ApprovalState, approval_slot, approval_state, decide_denial
 from approvals.models import Decision, DecisionKind
-from approvals.policy import Policy, current_policy
+from approvals.policy import Policy, RequestFacts, Rule, current_policy
 from approvals.windows import Calendar, GoLive, frozen_environments, load_calendar
 from audit.services import SYSTEM, record_event
 from exceptions.choices import GrantStatus, RequestStatus
-from exceptions.models import ExceptionRequest, Grant
+from exceptions.models import ExceptionRequest, Grant, Workload
 from exceptions.publishing import publish_on_commit
 from exceptions.services.batches import activate_due_grants
 from exceptions.services.grants import issue_grants, supersede_renewed_grant
 from exceptions.services.requests import lock_request, move_request, narrow_request
 from exceptions.state import TransitionError
+from exceptions.validators import is_wildcard
 
 
-def go_live_for(
-    request: ExceptionRequest, *, now: datetime, state: ApprovalState, calendar: Calendar | None = None
+def go_live_at(
+    *, rule: Rule, environment: str, desired_start: datetime | None, now: datetime, calendar: Calendar
 ) -> GoLive:
-    """When the request would go live if its approvals were complete at ``now``, and why.
+    """When a request under ``rule`` would go live if its approvals were complete at ``now``, and why.
 
     The rule decides whether a change window applies; a freeze on the
     environment pushes the start past its end either way.
     """
-    calendar = calendar or load_calendar(now)
-    environment = request.workload.environment
-    earliest = max(now, request.desired_start or now)
-    if state.rule.change_window:
+    earliest = max(now, desired_start or now)
+    if rule.change_window:
         result = calendar.next_window(environment, earliest)
         return GoLive(
-            at=result.at,
-            reason=f"rule {state.rule.name} waits for a change window: {result.reason}",
-            window=result.window,
+            at=result.at, reason=f"rule {rule.name} waits for a change window: {result.reason}", window=result.window
         )
     unfrozen = calendar.unfrozen(environment, earliest)
     if unfrozen.at == now:
         return GoLive(at=now, reason="on approval")
     return unfrozen
+
+
+def go_live_for(
+    request: ExceptionRequest, *, now: datetime, state: ApprovalState, calendar: Calendar | None = None
+) -> GoLive:
+    return go_live_at(
+        rule=state.rule,
+        environment=request.workload.environment,
+        desired_start=request.desired_start,
+        now=now,
+        calendar=calendar or load_calendar(now),
+    )
+
+
+def form_preview(
+    *, workload: Workload, hosts: Sequence[str], purpose: str, data_class: str, risk_tier: str, now: datetime
+) -> dict[str, object]:
+    """For the request form: the rule that would apply, who must approve, when it would go live."""
+    rule = current_policy().rule_for(
+        RequestFacts(
+            environment=workload.environment,
+            data_class=data_class,
+            risk_tier=risk_tier,
+            purpose=purpose,
+            team=workload.team.slug,
+            wildcard=any(is_wildcard(h) for h in hosts),
+        )
+    )
+    go_live = go_live_at(
+        rule=rule, environment=workload.environment, desired_start=None, now=now, calendar=load_calendar(now)
+    )
+    return {
+        "rule": rule.name,
+        "needs": " and ".join(r.describe() for r in rule.requires) + (", MFA enrolled" if rule.mfa else ""),
+        "go_live": go_live.as_dict(),
+    }
 
 
 def _lock_pending(request: ExceptionRequest) -> ExceptionRequest:

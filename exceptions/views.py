@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from approvals import selectors as approval_selectors
 from approvals.actions import grant_actions
 from approvals.policy import current_policy
+from approvals.services import form_preview
 from exceptions import selectors
 from exceptions.access import access_grant, access_request, requestable_workloads, roles_for
 from exceptions.choices import RequestStatus
@@ -131,6 +132,16 @@ def request_preview(request: HttpRequest) -> JsonResponse:
     body: dict[str, Any] = {"errors": preview.errors, "hosts": preview.hosts}
     if preview.risk is not None:
         body["risk"] = {**preview.risk.as_dict(), "lifetime_cap": format_duration(preview.risk.lifetime_cap)}
+    if preview.risk is not None and workload is not None:
+        # Issue 8: which approval rule would apply and when the request would go live.
+        body["approval"] = form_preview(
+            workload=workload,
+            hosts=preview.hosts,
+            purpose=request.GET.get("purpose", ""),
+            data_class=request.GET.get("data_class", ""),
+            risk_tier=preview.risk.tier,
+            now=timezone.now(),
+        )
     return JsonResponse(body)
 
 

@@ -175,3 +175,26 @@ def test_beat_job_on_a_real_worker_activates_at_the_window(
     request.refresh_from_db()
     assert (grant.status, request.status) == ("active", "active")
     assert AuditEvent.objects.filter(action="grant.activated", actor_kind="system").count() == 1
+
+
+def test_request_form_preview_names_the_rule_and_when_it_would_go_live(
+    client: Any, requester: Any, prod_workload: Any
+) -> None:
+    window("tue", "FREQ=WEEKLY;BYDAY=TU", datetime(2026, 1, 6, 2, 0), "Europe/Berlin")
+    client.force_login(requester)
+    body = client.get(
+        "/requests/preview/",
+        {
+            "workload": prod_workload.pk,
+            "purpose": "partner_api",
+            "data_class": "confidential",
+            "lifetime_value": 3,
+            "lifetime_unit": "days",
+            "host": ["api.partner.example"],
+            "port": ["443"],
+        },
+    ).json()
+    assert body["approval"]["rule"] == "high-risk-production"
+    assert "security-officers from outside the requesting team, MFA enrolled" in body["approval"]["needs"]
+    assert body["approval"]["go_live"]["window"] == "tue"
+    assert "Europe/Berlin" in body["approval"]["go_live"]["reason"]
