@@ -187,7 +187,10 @@ def approval_slot(user: Any, request: ExceptionRequest, state: ApprovalState) ->
     if any(d.actor_id == profile.user_id for d in current_approvals(request)):
         return None, "You already approved this request; one person counts once."
     by_group = {g.requirement.group: g for g in state.given}
-    for requirement in allowed:
+    # Someone in two required groups fills the scarcer, named group (security
+    # officers) before the owning team's: the team has more people who can
+    # supply its approval, so the other order could leave the quorum stuck.
+    for requirement in sorted(allowed, key=lambda r: r.group == OWNING_TEAM):
         if by_group[requirement.group].missing:
             return requirement, None
     return None, (
