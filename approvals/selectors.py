@@ -23,11 +23,13 @@ from exceptions.choices import RequestStatus
 from exceptions.models import ExceptionRequest, RequestDestination
 
 NOTHING = Q(pk__in=[])
+# An empty Q() vanishes when OR-ed (Q(a) | Q() is Q(a)), so "every request" is spelled out.
+EVERYTHING = Q(pk__isnull=False)
 HOSTS_SHOWN = 3
 
 
 def _match_q(rule: Rule) -> Q:
-    q = Q()
+    q = EVERYTHING
     for key, expected in rule.match.items():
         if key == "wildcard":
             q &= Q(has_wildcard=expected)
@@ -46,7 +48,7 @@ def _match_q(rule: Rule) -> Q:
 def _rule_applies(policy: Policy) -> list[tuple[Rule, Q]]:
     """Each rule with the Q that selects exactly the requests it applies to (first match wins)."""
     result = []
-    earlier = Q()
+    earlier = EVERYTHING
     for rule in policy.rules:
         match = _match_q(rule)
         result.append((rule, match & earlier))
@@ -60,7 +62,7 @@ def _may_fill(profile: ApproverProfile, requirement: Requirement, rule: Rule) ->
     if requirement.group == OWNING_TEAM:
         q = Q(workload__team_id__in=sorted(profile.approver_team_ids))
     elif requirement.group in profile.groups:
-        q = Q()
+        q = EVERYTHING
     else:
         return NOTHING
     if requirement.outside_team:

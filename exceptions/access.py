@@ -80,7 +80,16 @@ def visible_requests(user: Any) -> QuerySet[ExceptionRequest]:
     requests = ExceptionRequest.objects.all()
     if roles.sees_everything:
         return requests
-    return requests.filter(Q(workload__team_id__in=roles.visible_team_ids) | Q(requester_id=user.pk))
+    visible = Q(workload__team_id__in=roles.visible_team_ids) | Q(requester_id=user.pk)
+    # Members of a group the approval policy names (not a team's approvers) see
+    # what they may decide and what they decided. Deferred import: approvals
+    # sits above this app.
+    from approvals.access import named_group_visibility
+
+    extra = named_group_visibility(user)
+    if extra is not None:
+        visible |= extra
+    return requests.filter(visible)
 
 
 def cancel_denial(user: Any, request: ExceptionRequest) -> str | None:

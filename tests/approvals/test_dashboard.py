@@ -233,3 +233,26 @@ def test_resubmit_page_edits_and_resubmits(client: Client, submit: Any, approver
     assert (request.status, request.ticket_ref, request.lifetime) == ("pending", "CHG-77", timedelta(days=3))
     client.force_login(approver)
     assert client.get(f"/approvals/{request.pk}/resubmit/").status_code == 403
+
+
+def test_a_named_policy_group_member_sees_and_decides_what_the_policy_gives_them(
+    settings: Any, tmp_path: Any, client: Client, submit: Any, team: Any
+) -> None:
+    from approvals.models import ApproverGroup
+    from approvals.services import approve_request
+    from tests.factories import UserFactory
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nrules:\n  - name: default\n    require: [{group: egress-leads}]\n")
+    settings.EGRESS_APPROVAL_POLICY_FILE = policy
+    lead = UserFactory(username="lena")
+    ApproverGroup.objects.create(name="egress-leads").members.add(lead)
+    request = submit()
+    client.force_login(lead)
+    assert f"queue-{request.pk}" in client.get("/approvals/").content.decode()
+    assert client.get(f"/requests/{request.pk}/").status_code == 200
+    assert approve_request(actor=type(lead).objects.get(pk=lead.pk), request=request)
+    assert client.get(f"/requests/{request.pk}/").status_code == 200  # decided: still visible
+    stranger = UserFactory(username="stan")
+    client.force_login(stranger)
+    assert client.get(f"/requests/{request.pk}/").status_code == 404
