@@ -62,3 +62,46 @@ def test_admin_cannot_edit_teams_or_workloads_directly(client: Client, team: Any
     client.force_login(admin)
     assert client.get("/admin/exceptions/team/add/").status_code == 403
     assert client.get("/admin/exceptions/workload/add/").status_code == 403
+
+
+def test_commands_save_windows_and_freezes_with_audit_and_clear_errors() -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    from approvals.models import ChangeWindow, Freeze
+
+    out = StringIO()
+    call_command(
+        "change_window",
+        "Weekly prod",
+        "--env=prod",
+        "--rrule=FREQ=WEEKLY;BYDAY=TU",
+        "--start=2026-01-06 02:00",
+        "--duration=4h",
+        "--tz=Europe/Berlin",
+        stdout=out,
+    )
+    assert ChangeWindow.objects.get().describe() == "FREQ=WEEKLY;BYDAY=TU at 02:00 Europe/Berlin for 4 h"
+    call_command(
+        "declare_freeze",
+        "--start=2026-12-20T00:00+01:00",
+        "--end=2027-01-04T00:00+01:00",
+        "--env=prod",
+        "--reason=Year end",
+        stdout=out,
+    )
+    assert Freeze.objects.get().reason == "Year end"
+    assert set(AuditEvent.objects.values_list("action", flat=True)) == {"change_window.saved", "freeze.declared"}
+    with pytest.raises(CommandError, match="time_zone"):
+        call_command(
+            "change_window",
+            "x",
+            "--env=prod",
+            "--rrule=FREQ=DAILY",
+            "--start=2026-01-06 02:00",
+            "--duration=1h",
+            "--tz=Nowhere/Land",
+        )
+    with pytest.raises(CommandError, match="UTC offset"):
+        call_command("declare_freeze", "--start=2026-12-20T00:00", "--end=2027-01-04T00:00", "--env=prod", "--reason=x")
