@@ -167,7 +167,7 @@ def _eligible(profile: ApproverProfile, request: ExceptionRequest, rule: Rule) -
     if rule.mfa and not profile.mfa_enrolled:
         return [], (
             f"Rule {rule.name} needs approvers with MFA enrolled; add an authenticator app under "
-            "Account → Two-factor authentication first."
+            "Security (top right) first."
         )
     return allowed, None
 

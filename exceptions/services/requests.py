@@ -212,6 +212,10 @@ def resubmit_request(
             risk_tier=risk.tier,
             risk_reasons=list(risk.reasons),
             revision=locked.revision + 1,
+            # The request-changes decision stays in the decisions; the request is undecided again.
+            decided_by=None,
+            decided_at=None,
+            decision_reason="",
         )
         locked.destinations.all().delete()
         RequestDestination.objects.bulk_create(RequestDestination(request=locked, **d.__dict__) for d in cleaned)

@@ -186,6 +186,7 @@ def test_request_changes_then_resubmit_resets_earlier_approvals(
     )
     request.refresh_from_db()
     assert (request.status, request.revision, request.lifetime) == ("pending", 2, timedelta(days=3))
+    assert request.decided_by is None and request.decision_reason == ""
     event = AuditEvent.objects.get(action="request.resubmitted")
     assert event.before["revision"] == 1 and event.after["revision"] == 2
     state = approval_state(request)
