@@ -212,3 +212,15 @@ def test_policy_page_shows_the_revision_and_rules(client: Client, requester: Any
     page = client.get("/approvals/policy/").content.decode()
     assert current_policy().revision in page
     assert "high-risk-production" in page and "1 member of security-officers from outside the requesting team" in page
+
+
+def test_production_start_up_fails_on_a_bad_policy_file_naming_file_and_line(tmp_path: Path) -> None:
+    from tests.test_deployment import _manage, _production_env
+
+    bad = tmp_path / "approvals.yaml"
+    bad.write_text(
+        "version: 1\nrules:\n  - name: default\n    require:\n      - group: owning-team\n        count: -1\n"
+    )
+    result = _manage("check", env={**_production_env(tmp_path), "EGRESS_APPROVAL_POLICY_FILE": str(bad)})
+    assert result.returncode != 0
+    assert f"Approval policy: {bad}:6: count must be a whole number of at least 1" in result.stderr
