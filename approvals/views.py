@@ -29,6 +29,10 @@ from exceptions.state import TransitionError
 PAGE_SIZE = 25
 
 
+def _form_errors(form: Any) -> str:
+    return "; ".join(f"{field}: {' '.join(map(str, errors))}" for field, errors in form.errors.items())
+
+
 def _error_text(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return " ".join(exc.messages)
@@ -77,7 +81,7 @@ def approve(request: HttpRequest, pk: int) -> HttpResponse:
     destination_ids = [d.pk for d in exception_request.destinations.all()]
     form = DecisionForm(request.POST, destination_ids=destination_ids)
     if not form.is_valid():
-        messages.error(request, "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in form.errors.items()))
+        messages.error(request, _form_errors(form))
         return redirect(exception_request)
     if exception_request.risk_tier == RiskTier.HIGH and not form.cleaned_data["confirm"]:
         return _confirmation(request, exception_request, form)
@@ -212,7 +216,7 @@ def grant_shorten(request: HttpRequest, pk: int) -> HttpResponse:
     grant = access_grant(request.user, pk)
     form = ShortenForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in form.errors.items()))
+        messages.error(request, _form_errors(form))
         return redirect(grant)
     try:
         grants.shorten_grant(

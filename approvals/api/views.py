@@ -69,30 +69,31 @@ class Approve(APIView):
         return render_request(request.user, pk)
 
 
-class Reject(APIView):
+class _DecideAgainst(APIView):
+    """Reject or request changes: a reason is required, the approval services check who may."""
+
     required_scopes = {"POST": "requests:decide"}
+    action = ""
 
     @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer)
     def post(self, request: Request, pk: int) -> Response:
-        exception_request = access_request_to_decide(request.user, pk, "reject")
+        exception_request = access_request_to_decide(request.user, pk, self.action)
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        services.reject_request(actor=request.user, request=exception_request, reason=payload.validated_data["reason"])
+        reason = payload.validated_data["reason"]
+        if self.action == "reject":
+            services.reject_request(actor=request.user, request=exception_request, reason=reason)
+        else:
+            services.request_changes(actor=request.user, request=exception_request, comment=reason)
         return render_request(request.user, pk)
 
 
-class RequestChanges(APIView):
-    required_scopes = {"POST": "requests:decide"}
+class Reject(_DecideAgainst):
+    action = "reject"
 
-    @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer)
-    def post(self, request: Request, pk: int) -> Response:
-        exception_request = access_request_to_decide(request.user, pk, "request_changes")
-        payload = ReasonInputSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        services.request_changes(
-            actor=request.user, request=exception_request, comment=payload.validated_data["reason"]
-        )
-        return render_request(request.user, pk)
+
+class RequestChanges(_DecideAgainst):
+    action = "request_changes"
 
 
 class Resubmit(APIView):
