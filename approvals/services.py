@@ -24,6 +24,7 @@ from approvals.models import Decision, DecisionKind
 from approvals.policy import Policy, RequestFacts, Rule, current_policy
 from approvals.windows import Calendar, GoLive, frozen_environments, load_calendar
 from audit.services import SYSTEM, record_event
+from egress_portal.outbox.models import OutboxMessage
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, Workload
 from exceptions.publishing import publish_on_commit
@@ -344,6 +345,34 @@ def expire_stale_requests(*, now: datetime | None = None) -> int:
             notifications.tell_requester(locked, what="expired", key=f"r{locked.revision}", days=days)
             expired += 1
     return expired
+
+
+def remind_missing_approvals(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Ask again, once a day, the people who can supply an approval still missing after a day of silence."""
+    now = now or timezone.now()
+    quiet = now - timedelta(hours=settings.EGRESS_APPROVAL_REMINDER_HOURS)
+    recent = Decision.objects.filter(request=OuterRef("pk"), created_at__gt=quiet)
+    waiting = (
+        ExceptionRequest.objects.filter(status=RequestStatus.PENDING, updated_at__lte=quiet)
+        .exclude(Exists(recent))
+        .select_related("workload__team", "requester")
+        .prefetch_related("destinations", "decisions__actor")
+        .order_by("updated_at", "id")[:limit]
+    )
+    policy = current_policy()
+    sent = 0
+    event = f"reminder-{now:%Y-%m-%d}"
+    for request in waiting:
+        already = OutboxMessage.objects.filter(
+            idempotency_key__startswith=f"approval-needed:{request.pk}:r{request.revision}:",
+            idempotency_key__endswith=f":{event}",
+        )
+        if already.exists():
+            continue
+        with transaction.atomic():
+            state = approval_state(request, policy=policy)
+            sent += notifications.ask_for_missing_approvals(request, state=state, event=event)
+    return sent
 
 
 def reschedule_frozen_requests(*, now: datetime | None = None) -> int:

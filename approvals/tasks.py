@@ -34,3 +34,16 @@ def expire_stale_requests(self: Task[..., int], now: str | None = None) -> int:
 def activate_due_requests(self: Task[..., Any], now: str | None = None) -> int:
     with task_scope(self):
         return services.activate_due_requests(now=_parse_now(now))
+
+
+@shared_task(
+    name="approvals.remind_missing_approvals",
+    bind=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def remind_missing_approvals(self: Task[..., int], now: str | None = None) -> int:
+    with task_scope(self):
+        return services.remind_missing_approvals(now=_parse_now(now))

@@ -262,6 +262,12 @@ CELERY_BEAT_SCHEDULE["approvals-expire-stale-requests"] = {
     "task": "approvals.expire_stale_requests",
     "schedule": crontab(minute=15),
 }
+# Approvers who can supply a still-missing approval are asked again after this many quiet hours (once a day).
+EGRESS_APPROVAL_REMINDER_HOURS = env_int("EGRESS_APPROVAL_REMINDER_HOURS", 24)
+CELERY_BEAT_SCHEDULE["approvals-remind-missing-approvals"] = {
+    "task": "approvals.remind_missing_approvals",
+    "schedule": crontab(minute=30, hour=8),
+}
 CELERY_BEAT_SCHEDULE["approvals-activate-due-requests"] = {
     "task": "approvals.activate_due_requests",
     "schedule": crontab(),

@@ -103,3 +103,25 @@ def test_an_outbox_mail_is_delivered_through_a_real_smtp_server(
         if not part.is_multipart()
     }
     assert "approved and live" in parts["text/plain"] and "<p>" in parts["text/html"]
+
+
+def test_a_still_missing_approval_is_asked_for_again_once_a_day(
+    submit_high: Any, mfa_approver: Any, mfa_security: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from approvals.services import remind_missing_approvals
+    from exceptions.models import ExceptionRequest
+
+    request = submit_high()
+    now = timezone.now()
+    approve_request(actor=mfa_approver, request=request, now=now - timedelta(hours=30))
+    ExceptionRequest.objects.filter(pk=request.pk).update(updated_at=now - timedelta(hours=30))
+    assert remind_missing_approvals(now=now) == 1
+    assert remind_missing_approvals(now=now + timedelta(hours=1)) == 0  # same day: the outbox key holds
+    [reminder] = _mails(f"approval-needed:{request.pk}:r1:security-officers:reminder-")
+    assert reminder.payload["to"] == ["sec@example.org"]
+    ExceptionRequest.objects.filter(pk=request.pk).update(updated_at=now + timedelta(hours=1))
+    assert remind_missing_approvals(now=now + timedelta(days=1)) == 0  # activity within the last day: quiet
