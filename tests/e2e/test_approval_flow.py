@@ -87,6 +87,7 @@ def test_high_risk_production_request_needs_team_and_security_then_goes_live_in_
     page.click("button[name=approve]")
     page.click("button[name=confirm_approve]")  # high risk asks for confirmation
     page.wait_for_selector("text=security officer missing")
+    page.screenshot(path=str(tmp_path / "after-team-approval.png"), full_page=True)
     assert "Pending approval" in page.inner_text("h1")
     assert "Approved by bob" in page.inner_text("#approved-by")
     context.close()
