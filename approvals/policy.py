@@ -11,6 +11,7 @@ This module reads no database: a rule is matched against ``RequestFacts``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -302,18 +303,32 @@ def load_policy(path: Path | str) -> Policy:
 
 
 _cache: dict[tuple[str, float], Policy] = {}
+logger = logging.getLogger(__name__)
 
 
 def current_policy() -> Policy:
-    """The policy in force: the configured file, re-read when it changes on disk."""
+    """The policy in force: the configured file, re-read when it changes on disk.
+
+    Start-up refuses a bad file; a file broken while running keeps the last
+    good policy of that path in force (and says so in the log) rather than
+    failing every page that asks who may approve.
+    """
     path = Path(settings.EGRESS_APPROVAL_POLICY_FILE)
+    last_good = next((p for (cached_path, _), p in _cache.items() if cached_path == str(path)), None)
     try:
         key = (str(path), path.stat().st_mtime)
-    except OSError as exc:
-        raise PolicyError(path, None, f"cannot read the policy file: {exc.strerror}") from exc
-    policy = _cache.get(key)
-    if policy is None:
-        policy = load_policy(path)
-        _cache.clear()
-        _cache[key] = policy
+        policy = _cache.get(key)
+        if policy is None:
+            policy = load_policy(path)
+    except (OSError, PolicyError) as exc:
+        if last_good is None:
+            if isinstance(exc, PolicyError):
+                raise
+            raise PolicyError(path, None, f"cannot read the policy file: {exc.strerror}") from exc
+        logger.error(
+            "Approval policy %s is unusable (%s); revision %s stays in force.", path, exc, last_good.short_revision
+        )
+        return last_good
+    _cache.clear()
+    _cache[key] = policy
     return policy

@@ -224,3 +224,18 @@ def test_production_start_up_fails_on_a_bad_policy_file_naming_file_and_line(tmp
     result = _manage("check", env={**_production_env(tmp_path), "EGRESS_APPROVAL_POLICY_FILE": str(bad)})
     assert result.returncode != 0
     assert f"Approval policy: {bad}:6: count must be a whole number of at least 1" in result.stderr
+
+
+def test_a_policy_broken_while_running_keeps_the_last_good_revision(settings: Any, tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(DEFAULT.read_text())
+    settings.EGRESS_APPROVAL_POLICY_FILE = path
+    good = current_policy()
+    path.write_text("version: 1\nrules: nope\n")
+    os.utime(path, (good_time := path.stat().st_mtime + 5, good_time))
+    assert current_policy().revision == good.revision
+    path.write_text(DEFAULT.read_text() + "\n# reviewed change\n")
+    os.utime(path, (good_time + 5, good_time + 5))
+    assert current_policy().revision != good.revision
