@@ -1,59 +1,232 @@
-"""The approver dashboard and the decision endpoints of the request page."""
+"""The approver dashboard, the decision endpoints, resubmission and the policy page."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from approvals import services
-from exceptions import selectors
-from exceptions.access import access_request
-from exceptions.forms import ReasonForm
+from approvals import selectors, services
+from approvals.access import access_request_to_decide, approval_state
+from approvals.actions import request_actions
+from approvals.forms import DecisionForm, QueueFilterForm, ShortenForm
+from approvals.policy import current_policy
+from exceptions.access import access_grant, access_request
+from exceptions.choices import RiskTier
+from exceptions.forms import DestinationFormSet, ExceptionRequestForm, apply_service_errors
+from exceptions.models import ExceptionRequest
+from exceptions.services import grants
+from exceptions.services.requests import resubmit_request
 from exceptions.state import TransitionError
+
+PAGE_SIZE = 25
+
+
+def _form_errors(form: Any) -> str:
+    return "; ".join(f"{field}: {' '.join(map(str, errors))}" for field, errors in form.errors.items())
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return " ".join(exc.messages)
+    if isinstance(exc, PermissionDenied):
+        return str(exc) or "You may not do that."
+    return str(exc)
 
 
 @login_required
 def approval_queue(request: HttpRequest) -> HttpResponse:
-    page = Paginator(selectors.approval_queue(request.user), 25).get_page(request.GET.get("page"))
-    return render(request, "approvals/queue.html", {"page": page})
+    form = QueueFilterForm(request.GET or None)
+    data = form.cleaned_data if form.is_valid() else {}
+    filters = selectors.QueueFilters(
+        environment=data.get("environment", ""),
+        tier=data.get("tier", ""),
+        team=data.get("team", ""),
+        purpose=data.get("purpose", ""),
+        needs_my_group=bool(data.get("mine")),
+    )
+    policy = current_policy()
+    queryset = selectors.with_decision_data(selectors.decidable_requests(request.user, policy=policy, filters=filters))
+    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = selectors.queue_rows(request.user, list(page.object_list), policy=policy, now=timezone.now())
+    return render(request, "approvals/queue.html", {"page": page, "rows": rows, "form": form, "policy": policy})
+
+
+def _confirmation(request: HttpRequest, exception_request: ExceptionRequest, form: DecisionForm) -> HttpResponse:
+    """Approving a high-risk request takes a second, deliberate click."""
+    return render(
+        request,
+        "approvals/confirm.html",
+        {
+            "req": exception_request,
+            "form": form,
+            "state": approval_state(exception_request),
+            "post": request.POST,
+            "keep": form.cleaned_data.get("keep") or [],
+        },
+    )
 
 
 @login_required
 @require_POST
 def approve(request: HttpRequest, pk: int) -> HttpResponse:
-    exception_request = access_request(request.user, pk, "decide")
-    form = ReasonForm(request.POST)
-    form.is_valid()
+    exception_request = access_request_to_decide(request.user, pk, "approve")
+    destination_ids = [d.pk for d in exception_request.destinations.all()]
+    form = DecisionForm(request.POST, destination_ids=destination_ids)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return redirect(exception_request)
+    if exception_request.risk_tier == RiskTier.HIGH and not form.cleaned_data["confirm"]:
+        return _confirmation(request, exception_request, form)
+    lifetime, keep = form.narrowing()
     try:
         grants = services.approve_request(
-            actor=request.user, request=exception_request, reason=form.cleaned_data.get("reason", "")
+            actor=request.user,
+            request=exception_request,
+            reason=form.cleaned_data["reason"],
+            lifetime=lifetime,
+            keep_destination_ids=keep,
         )
-    except TransitionError as exc:
-        messages.error(request, str(exc))
-    else:
+    except (ValidationError, TransitionError, PermissionDenied) as exc:
+        messages.error(request, _error_text(exc))
+        return redirect(exception_request)
+    state = approval_state(ExceptionRequest.objects.get(pk=pk))
+    if grants:
         messages.success(request, f"Request #{pk} approved: {len(grants)} grant(s) issued.")
+    else:
+        messages.success(request, f"Your approval of request #{pk} counts; {state.missing_summary()}.")
+    return redirect(request.POST.get("next") or exception_request.get_absolute_url())
+
+
+def _decide_against(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    exception_request = access_request_to_decide(request.user, pk, action)
+    form = DecisionForm(request.POST)
+    form.is_valid()
+    reason = form.cleaned_data.get("reason", "")
+    try:
+        if action == "reject":
+            services.reject_request(actor=request.user, request=exception_request, reason=reason)
+        else:
+            services.request_changes(actor=request.user, request=exception_request, comment=reason)
+    except (ValidationError, TransitionError, PermissionDenied) as exc:
+        messages.error(request, _error_text(exc))
+    else:
+        done = "rejected" if action == "reject" else "sent back to the requester with changes requested"
+        messages.success(request, f"Request #{pk} {done}.")
     return redirect(exception_request)
 
 
 @login_required
 @require_POST
 def reject(request: HttpRequest, pk: int) -> HttpResponse:
-    exception_request = access_request(request.user, pk, "decide")
-    form = ReasonForm(request.POST)
-    form.is_valid()
+    return _decide_against(request, pk, "reject")
+
+
+@login_required
+@require_POST
+def request_changes(request: HttpRequest, pk: int) -> HttpResponse:
+    return _decide_against(request, pk, "request_changes")
+
+
+@login_required
+def resubmit(request: HttpRequest, pk: int) -> HttpResponse:
+    """The requester edits a request sent back with changes requested, and resubmits it."""
+    exception_request = access_request(request.user, pk)
+    actions = request_actions(request.user, exception_request)
+    if not actions.allows("resubmit"):
+        raise PermissionDenied(actions.why_not("resubmit"))
+    hours = int(exception_request.lifetime.total_seconds() // 3600)
+    by_days = hours % 24 == 0
+    initial: dict[str, Any] = {
+        "workload": exception_request.workload_id,
+        "purpose": exception_request.purpose,
+        "data_class": exception_request.data_class,
+        "justification": exception_request.justification,
+        "ticket_ref": exception_request.ticket_ref,
+        "lifetime_value": hours // 24 if by_days else hours,
+        "lifetime_unit": "days" if by_days else "hours",
+        "desired_start": exception_request.desired_start,
+    }
+    rows = [d.as_dict() for d in exception_request.destinations.all()]
+    data = request.POST if request.method == "POST" else None
+    workloads = type(exception_request.workload)._default_manager.filter(pk=exception_request.workload_id)
+    form = ExceptionRequestForm(data, workloads=workloads, initial=initial)
+    formset = DestinationFormSet(data, prefix="dest", initial=None if data else rows)
+    if data is not None and form.is_valid() and formset.is_valid():
+        lifetime = form.lifetime()
+        assert lifetime is not None
+        try:
+            resubmit_request(
+                actor=request.user,
+                request=exception_request,
+                destinations=[f.cleaned_data for f in formset.forms if f.cleaned_data],
+                purpose=form.cleaned_data["purpose"],
+                data_class=form.cleaned_data["data_class"],
+                justification=form.cleaned_data["justification"],
+                ticket_ref=form.cleaned_data["ticket_ref"],
+                lifetime=lifetime,
+                desired_start=form.cleaned_data["desired_start"],
+            )
+        except ValidationError as exc:
+            apply_service_errors(exc, form, formset)
+        except (TransitionError, PermissionDenied) as exc:
+            messages.error(request, _error_text(exc))
+            return redirect(exception_request)
+        else:
+            messages.success(request, f"Request #{pk} resubmitted; earlier approvals no longer count.")
+            return redirect(exception_request)
+    changes = exception_request.decisions.filter(kind="request_changes").select_related("actor").last()
+    return render(
+        request,
+        "approvals/resubmit.html",
+        {"req": exception_request, "form": form, "formset": formset, "changes": changes},
+        status=400 if data is not None else 200,
+    )
+
+
+@login_required
+def policy_page(request: HttpRequest) -> HttpResponse:
+    """The approval policy in force, read-only, with its revision."""
+    return render(request, "approvals/policy.html", {"policy": current_policy()})
+
+
+@login_required
+@require_POST
+def grant_do_not_renew(request: HttpRequest, pk: int) -> HttpResponse:
+    grant = access_grant(request.user, pk)
     try:
-        services.reject_request(
-            actor=request.user, request=exception_request, reason=form.cleaned_data.get("reason", "")
-        )
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    except TransitionError as exc:
-        messages.error(request, str(exc))
+        grants.mark_do_not_renew(actor=request.user, grant=grant, reason=request.POST.get("reason", ""))
+    except (ValidationError, TransitionError, PermissionDenied) as exc:
+        messages.error(request, _error_text(exc))
     else:
-        messages.success(request, f"Request #{pk} rejected.")
-    return redirect(exception_request)
+        messages.success(request, f"Grant #{pk} will lapse: no reminders, no renewal offered.")
+    return redirect(grant)
+
+
+@login_required
+@require_POST
+def grant_shorten(request: HttpRequest, pk: int) -> HttpResponse:
+    grant = access_grant(request.user, pk)
+    form = ShortenForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return redirect(grant)
+    try:
+        grants.shorten_grant(
+            actor=request.user,
+            grant=grant,
+            expires_at=form.cleaned_data["expires_at"],
+            reason=form.cleaned_data["reason"],
+        )
+    except (ValidationError, TransitionError, PermissionDenied) as exc:
+        messages.error(request, _error_text(exc))
+    else:
+        messages.success(request, f"Grant #{pk} now expires {form.cleaned_data['expires_at']:%Y-%m-%d %H:%M %Z}.")
+    return redirect(grant)

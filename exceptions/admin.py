@@ -1,5 +1,6 @@
-"""Admin: reference data is editable; requests and grants are read-only
-(their state changes go through the services and the audit log)."""
+"""Admin: read-only for requests, grants and the reference data that decides who
+may request and approve (teams, memberships, workloads): their changes go through
+audited services (approvals.reference), so none happens without an audit event."""
 
 from __future__ import annotations
 
@@ -12,25 +13,6 @@ from exceptions.models import ExceptionRequest, Grant, IntegrationToken, Team, T
 from exceptions.tokens import revoke_token
 
 
-class MembershipInline(admin.TabularInline[TeamMembership, Team]):
-    model = TeamMembership
-    extra = 1
-
-
-@admin.register(Team)
-class TeamAdmin(admin.ModelAdmin[Team]):
-    list_display = ["name", "slug"]
-    prepopulated_fields = {"slug": ["name"]}
-    inlines = [MembershipInline]
-
-
-@admin.register(Workload)
-class WorkloadAdmin(admin.ModelAdmin[Workload]):
-    list_display = ["name", "team", "environment", "identity", "role", "sensitivity"]
-    list_filter = ["environment", "team", "role"]
-    search_fields = ["name", "identity"]
-
-
 class ReadOnlyAdmin(admin.ModelAdmin[Any]):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -40,6 +22,24 @@ class ReadOnlyAdmin(admin.ModelAdmin[Any]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(Team)
+class TeamAdmin(ReadOnlyAdmin):
+    list_display = ["name", "slug"]
+
+
+@admin.register(TeamMembership)
+class TeamMembershipAdmin(ReadOnlyAdmin):
+    list_display = ["team", "user", "created_at"]
+    list_filter = ["team"]
+
+
+@admin.register(Workload)
+class WorkloadAdmin(ReadOnlyAdmin):
+    list_display = ["name", "team", "environment", "identity", "role", "sensitivity"]
+    list_filter = ["environment", "team", "role"]
+    search_fields = ["name", "identity"]
 
 
 @admin.register(ExceptionRequest)

@@ -49,6 +49,7 @@ class DataClass(models.TextChoices):
 class RequestStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     PENDING = "pending", "Pending approval"
+    CHANGES_REQUESTED = "changes_requested", "Changes requested"
     APPROVED = "approved", "Approved (scheduled)"
     ACTIVE = "active", "Active"
     EXPIRED = "expired", "Expired"

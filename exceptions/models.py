@@ -80,8 +80,11 @@ class ExceptionRequest(models.Model):
     lifetime = models.DurationField()
     desired_start = models.DateTimeField(null=True, blank=True)
     status = models.CharField(
-        max_length=16, choices=RequestStatus.choices, default=RequestStatus.PENDING, db_index=True
+        max_length=20, choices=RequestStatus.choices, default=RequestStatus.PENDING, db_index=True
     )
+    # Bumped when the requester resubmits after "request changes": approvals of
+    # an earlier revision no longer count (see approvals.Decision).
+    revision = models.PositiveIntegerField(default=1)
     risk_tier = models.CharField(max_length=8, choices=RiskTier.choices)
     risk_reasons = models.JSONField(default=list)
     renews = models.ForeignKey("Grant", null=True, blank=True, on_delete=models.SET_NULL, related_name="renewals")
@@ -102,9 +105,13 @@ class ExceptionRequest(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("request-detail", args=[self.pk])
 
-    def grant_window(self, now: datetime) -> tuple[datetime, datetime]:
-        """When grants issued at ``now`` would start and end: the one rule for it."""
-        valid_from = max(now, self.desired_start or now)
+    def grant_window(self, now: datetime, *, not_before: datetime | None = None) -> tuple[datetime, datetime]:
+        """When grants issued at ``now`` would start and end: the one rule for it.
+
+        ``not_before`` is the go-live time a change window sets; the lifetime
+        runs from the start, so a grant that waits for its window loses nothing.
+        """
+        valid_from = max(now, self.desired_start or now, not_before or now)
         return valid_from, valid_from + self.lifetime
 
     def snapshot(self) -> dict[str, object]:
@@ -158,6 +165,7 @@ class Grant(models.Model):
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoke_reason = models.TextField(blank=True)
+    do_not_renew = models.BooleanField(default=False, help_text="The owners let it lapse: no expiry reminders.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

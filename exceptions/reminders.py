@@ -62,7 +62,10 @@ def send_expiry_reminders(*, now: datetime | None = None) -> int:
             due = list(
                 Grant.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(
-                    status=GrantStatus.ACTIVE, expires_at__gt=now, expires_at__lte=now + timedelta(days=days_before)
+                    status=GrantStatus.ACTIVE,
+                    expires_at__gt=now,
+                    expires_at__lte=now + timedelta(days=days_before),
+                    do_not_renew=False,  # the team lets it lapse: no reminders
                 )
                 .exclude(reminders__days_before=days_before)
                 .select_related("request__requester", "workload__team")

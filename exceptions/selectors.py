@@ -12,7 +12,7 @@ from audit.models import AuditEvent
 from audit.selectors import timeline
 from exceptions.access import roles_for, visible_grants, visible_requests
 from exceptions.bundle.records import GrantRecord
-from exceptions.choices import GrantStatus, RequestStatus
+from exceptions.choices import GrantStatus
 from exceptions.models import ExceptionRequest, Grant, Workload
 
 GRANT_VIEWS = ("active", "expiring", "scheduled", "expired", "revoked")
@@ -28,18 +28,6 @@ def request_list(user: Any, *, scope: str = "mine", status: str = "") -> QuerySe
         requests.select_related("workload__team", "requester")
         .annotate(destination_count=Count("destinations"))
         .order_by("-created_at", "-id")
-    )
-
-
-def approval_queue(user: Any) -> QuerySet[ExceptionRequest]:
-    """Pending requests this user may decide (never their own)."""
-    roles = roles_for(user)
-    return (
-        ExceptionRequest.objects.filter(status=RequestStatus.PENDING, workload__team_id__in=roles.approver_team_ids)
-        .exclude(requester_id=user.pk)
-        .select_related("workload__team", "requester")
-        .annotate(destination_count=Count("destinations"))
-        .order_by("created_at", "id")
     )
 
 

@@ -12,8 +12,17 @@ class TransitionError(Exception):
 REQUEST_TRANSITIONS: dict[str, frozenset[str]] = {
     RequestStatus.DRAFT: frozenset({RequestStatus.PENDING, RequestStatus.CANCELLED}),
     RequestStatus.PENDING: frozenset(
-        {RequestStatus.APPROVED, RequestStatus.ACTIVE, RequestStatus.REJECTED, RequestStatus.CANCELLED}
+        {
+            RequestStatus.APPROVED,
+            RequestStatus.ACTIVE,
+            RequestStatus.REJECTED,
+            RequestStatus.CANCELLED,
+            RequestStatus.CHANGES_REQUESTED,
+            # No decision for EGRESS_PENDING_EXPIRY_DAYS: the request lapses.
+            RequestStatus.EXPIRED,
+        }
     ),
+    RequestStatus.CHANGES_REQUESTED: frozenset({RequestStatus.PENDING, RequestStatus.CANCELLED}),
     RequestStatus.APPROVED: frozenset({RequestStatus.ACTIVE, RequestStatus.EXPIRED, RequestStatus.REVOKED}),
     RequestStatus.ACTIVE: frozenset({RequestStatus.EXPIRED, RequestStatus.REVOKED}),
     RequestStatus.EXPIRED: frozenset(),
@@ -29,7 +38,7 @@ GRANT_TRANSITIONS: dict[str, frozenset[str]] = {
     GrantStatus.REVOKED: frozenset(),
 }
 
-OPEN_REQUEST_STATUSES = frozenset({RequestStatus.DRAFT, RequestStatus.PENDING})
+OPEN_REQUEST_STATUSES = frozenset({RequestStatus.DRAFT, RequestStatus.PENDING, RequestStatus.CHANGES_REQUESTED})
 OPEN_GRANT_STATUSES = frozenset({GrantStatus.SCHEDULED, GrantStatus.ACTIVE})
 
 

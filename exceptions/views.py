@@ -13,18 +13,12 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from approvals import selectors as approval_selectors
+from approvals.actions import grant_actions
+from approvals.policy import current_policy
+from approvals.services import form_preview
 from exceptions import selectors
-from exceptions.access import (
-    access_grant,
-    access_request,
-    cancel_denial,
-    decide_denial,
-    requestable_workloads,
-    revoke_denial,
-    roles_for,
-    visible_grants,
-)
-from exceptions.bundle.preview import preview_approval
+from exceptions.access import access_grant, access_request, requestable_workloads, roles_for, visible_grants
 from exceptions.choices import RequestStatus
 from exceptions.forms import DestinationFormSet, ExceptionRequestForm, ReasonForm, apply_service_errors
 from exceptions.risk import format_duration
@@ -37,7 +31,10 @@ PAGE_SIZE = 25
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    if roles_for(request.user).is_approver and selectors.approval_queue(request.user).exists():
+    roles = roles_for(request.user)
+    if (roles.is_approver or roles.is_security) and approval_selectors.decidable_requests(
+        request.user, policy=current_policy()
+    ).exists():
         return redirect("approval-queue")
     return redirect("request-list")
 
@@ -175,18 +172,23 @@ def request_preview(request: HttpRequest) -> JsonResponse:
     body: dict[str, Any] = {"errors": errors, "hosts": preview.hosts}
     if preview.risk is not None:
         body["risk"] = {**preview.risk.as_dict(), "lifetime_cap": format_duration(preview.risk.lifetime_cap)}
+    workload = form.cleaned_data.get("workload")
+    if preview.risk is not None and workload is not None:
+        # Issue 8: which approval rule would apply and when the request would go live.
+        body["approval"] = form_preview(
+            workload=workload,
+            hosts=preview.hosts,
+            purpose=request.GET.get("purpose", ""),
+            data_class=request.GET.get("data_class", ""),
+            risk_tier=preview.risk.tier,
+            now=timezone.now(),
+        )
     return JsonResponse(body)
 
 
 @login_required
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     exception_request = access_request(request.user, pk)
-    can_decide = (
-        exception_request.status == RequestStatus.PENDING and decide_denial(request.user, exception_request) is None
-    )
-    preview = None
-    if exception_request.status == RequestStatus.PENDING and (can_decide or roles_for(request.user).sees_everything):
-        preview = preview_approval(exception_request, decided_by=request.user.get_username())
     return render(
         request,
         "exceptions/request_detail.html",
@@ -195,13 +197,8 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "destinations": exception_request.destinations.all(),
             "grants": exception_request.grants.all(),
             "timeline": selectors.request_timeline(exception_request),
-            "can_decide": can_decide,
-            "preview": preview,
-            "decide_denial": decide_denial(request.user, exception_request),
-            "can_submit_draft": exception_request.status == RequestStatus.DRAFT
-            and exception_request.requester_id == request.user.pk,
-            "can_cancel": exception_request.status in (RequestStatus.DRAFT, RequestStatus.PENDING)
-            and cancel_denial(request.user, exception_request) is None,
+            # Approval rule, missing approvals, go-live and what this user may do: approvals owns them.
+            **approval_selectors.request_page(request.user, exception_request, now=timezone.now()),
         },
     )
 
@@ -259,7 +256,7 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "grant": grant,
             "now": timezone.now(),
-            "can_revoke": grant.status in ("active", "scheduled") and revoke_denial(request.user, grant) is None,
+            "actions": grant_actions(request.user, grant),
         },
     )
 

@@ -132,6 +132,16 @@
             li.textContent = reason;
             reasons.appendChild(li);
           });
+          if (body.approval) {
+            const rule = document.createElement("li");
+            rule.id = "approval-preview";
+            rule.textContent = "Approval rule " + body.approval.rule + ": needs " + body.approval.needs + ".";
+            const live = document.createElement("li");
+            live.id = "go-live-preview";
+            live.textContent = "If approved now, goes live " +
+              (body.approval.go_live.at ? new Date(body.approval.go_live.at).toLocaleString() + " (" + body.approval.go_live.reason + ")" : "not yet: " + body.approval.go_live.reason) + ".";
+            reasons.append(rule, live);
+          }
         })
         .catch(function () { /* preview is advisory; submit still validates */ });
     }, 250);

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,21 @@ def workload(team: Any) -> Any:
 def prod_workload(team: Any) -> Any:
     return WorkloadFactory(
         team=team, name="checkout-prod", namespace="payments-prod", service_account="checkout", environment="prod"
+    )
+
+
+@pytest.fixture
+def open_prod_window(db: Any) -> Any:
+    """A production change window that is always open (daily, 24 h), for tests about other things."""
+    from approvals.models import ChangeWindow
+
+    return ChangeWindow.objects.create(
+        name="always",
+        environments=["prod"],
+        rrule="FREQ=DAILY",
+        first_start=datetime(2020, 1, 1, tzinfo=UTC),
+        duration=timedelta(hours=24),
+        time_zone="UTC",
     )
 
 

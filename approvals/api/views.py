@@ -1,35 +1,153 @@
+"""Decision endpoints and resubmission: thin wrappers around the approval services."""
+
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from approvals import services
-from exceptions.access import access_request
-from exceptions.api.serializers import ExceptionRequestSerializer, ReasonInputSerializer
+from approvals.access import access_request_to_decide
+from exceptions.access import access_grant, access_request
+from exceptions.api.serializers import (
+    DestinationInputSerializer,
+    ExceptionRequestSerializer,
+    GrantSerializer,
+    ReasonInputSerializer,
+)
 from exceptions.api.views import render_request
+from exceptions.choices import DataClass, Purpose
+from exceptions.services import grants
+from exceptions.services.requests import resubmit_request
+
+
+class ApproveInputSerializer(serializers.Serializer[dict[str, Any]]):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    lifetime_hours = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=1, help_text="Narrow: a shorter lifetime."
+    )
+    keep_destinations = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Narrow: ids of the destinations to keep (the others are dropped).",
+    )
+
+
+class ResubmitInputSerializer(serializers.Serializer[dict[str, Any]]):
+    destinations = DestinationInputSerializer(many=True, allow_empty=False)
+    purpose = serializers.ChoiceField(choices=Purpose.choices)
+    data_class = serializers.ChoiceField(choices=DataClass.choices)
+    justification = serializers.CharField()
+    ticket_ref = serializers.CharField(required=False, allow_blank=True, default="")
+    lifetime_hours = serializers.IntegerField(min_value=1)
+    desired_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 
 class Approve(APIView):
     required_scopes = {"POST": "requests:decide"}
 
-    @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer)
+    @extend_schema(request=ApproveInputSerializer, responses=ExceptionRequestSerializer)
     def post(self, request: Request, pk: int) -> Response:
-        exception_request = access_request(request.user, pk, "decide")
-        payload = ReasonInputSerializer(data=request.data)
+        exception_request = access_request_to_decide(request.user, pk, "approve")
+        payload = ApproveInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        services.approve_request(actor=request.user, request=exception_request, reason=payload.validated_data["reason"])
+        data = payload.validated_data
+        services.approve_request(
+            actor=request.user,
+            request=exception_request,
+            reason=data["reason"],
+            lifetime=timedelta(hours=data["lifetime_hours"]) if data["lifetime_hours"] else None,
+            keep_destination_ids=data["keep_destinations"],
+        )
         return render_request(request.user, pk)
 
 
-class Reject(APIView):
+class _DecideAgainst(APIView):
+    """Reject or request changes: a reason is required, the approval services check who may."""
+
     required_scopes = {"POST": "requests:decide"}
+    action = ""
 
     @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer)
     def post(self, request: Request, pk: int) -> Response:
-        exception_request = access_request(request.user, pk, "decide")
+        exception_request = access_request_to_decide(request.user, pk, self.action)
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        services.reject_request(actor=request.user, request=exception_request, reason=payload.validated_data["reason"])
+        reason = payload.validated_data["reason"]
+        if self.action == "reject":
+            services.reject_request(actor=request.user, request=exception_request, reason=reason)
+        else:
+            services.request_changes(actor=request.user, request=exception_request, comment=reason)
         return render_request(request.user, pk)
+
+
+class Reject(_DecideAgainst):
+    action = "reject"
+
+
+class RequestChanges(_DecideAgainst):
+    action = "request_changes"
+
+
+class Resubmit(APIView):
+    required_scopes = {"POST": "requests:write"}
+
+    @extend_schema(request=ResubmitInputSerializer, responses=ExceptionRequestSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        exception_request = access_request(request.user, pk)
+        payload = ResubmitInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        resubmit_request(
+            actor=request.user,
+            request=exception_request,
+            destinations=data["destinations"],
+            purpose=data["purpose"],
+            data_class=data["data_class"],
+            justification=data["justification"],
+            ticket_ref=data["ticket_ref"],
+            lifetime=timedelta(hours=data["lifetime_hours"]),
+            desired_start=data["desired_start"],
+        )
+        return render_request(request.user, pk)
+
+
+class ShortenInputSerializer(serializers.Serializer[dict[str, Any]]):
+    expires_at = serializers.DateTimeField()
+    reason = serializers.CharField()
+
+
+class GrantDoNotRenew(APIView):
+    required_scopes = {"POST": "grants:revoke"}
+
+    @extend_schema(request=ReasonInputSerializer, responses=GrantSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        grant = access_grant(request.user, pk)
+        payload = ReasonInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        changed = grants.mark_do_not_renew(actor=request.user, grant=grant, reason=payload.validated_data["reason"])
+        return Response(GrantSerializer(changed, context={"user": request.user}).data)
+
+
+class GrantShorten(APIView):
+    required_scopes = {"POST": "grants:revoke"}
+
+    @extend_schema(request=ShortenInputSerializer, responses=GrantSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        grant = access_grant(request.user, pk)
+        payload = ShortenInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        changed = grants.shorten_grant(
+            actor=request.user,
+            grant=grant,
+            expires_at=payload.validated_data["expires_at"],
+            reason=payload.validated_data["reason"],
+        )
+        return Response(GrantSerializer(changed, context={"user": request.user}).data)

@@ -329,3 +329,26 @@ CONTENT_SECURITY_POLICY = {
 # Links in e-mails point where `make run` listens unless EGRESS_BASE_URL says otherwise.
 if not env_str("EGRESS_BASE_URL"):
     EGRESS_BASE_URL = f"http://{env_str('EGRESS_HOST', '127.0.0.1')}:{env_str('EGRESS_PORT', '8000')}"
+# --- Issue 8: approvals as policy-as-code ---
+# The approval policy file (validated at start-up; its SHA-256 is the policy revision).
+EGRESS_APPROVAL_POLICY_FILE = Path(
+    env_str("EGRESS_APPROVAL_POLICY_FILE", str(BASE_DIR / "approvals" / "policies" / "default.yaml"))
+)
+# A pending request with no decision for this many days expires, and the requester is told.
+EGRESS_PENDING_EXPIRY_DAYS = env_int("EGRESS_PENDING_EXPIRY_DAYS", 14)
+# How far ahead the next change window is looked for before saying there is none.
+EGRESS_CHANGE_WINDOW_HORIZON_DAYS = env_int("EGRESS_CHANGE_WINDOW_HORIZON_DAYS", 366)
+CELERY_BEAT_SCHEDULE["approvals-expire-stale-requests"] = {
+    "task": "approvals.expire_stale_requests",
+    "schedule": crontab(minute=15),
+}
+# Approvers who can supply a still-missing approval are asked again after this many quiet hours (once a day).
+EGRESS_APPROVAL_REMINDER_HOURS = env_int("EGRESS_APPROVAL_REMINDER_HOURS", 24)
+CELERY_BEAT_SCHEDULE["approvals-remind-missing-approvals"] = {
+    "task": "approvals.remind_missing_approvals",
+    "schedule": crontab(minute=30, hour=8),
+}
+CELERY_BEAT_SCHEDULE["approvals-activate-due-requests"] = {
+    "task": "approvals.activate_due_requests",
+    "schedule": crontab(),
+}

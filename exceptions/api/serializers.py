@@ -6,12 +6,16 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from approvals.access import approval_state
+from approvals.actions import grant_actions, request_actions
+from approvals.windows import load_calendar
 from exceptions.access import requestable_workloads
-from exceptions.choices import DataClass, Protocol, Purpose
+from exceptions.choices import DataClass, Protocol, Purpose, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
 from exceptions.services.submissions import UNKNOWN_WORKLOAD
 from exceptions.validators import LIFETIME_HOURS, OBJECT_ID, PORT, IntBounds, parse_bounded_int
@@ -96,6 +100,8 @@ class WorkloadSerializer(serializers.ModelSerializer[Workload]):
 
 
 class GrantSerializer(serializers.ModelSerializer[Grant]):
+    allowed_actions = serializers.SerializerMethodField()
+
     class Meta:
         model = Grant
         fields = [
@@ -111,7 +117,14 @@ class GrantSerializer(serializers.ModelSerializer[Grant]):
             "request",
             "revoked_at",
             "revoke_reason",
+            "do_not_renew",
+            "allowed_actions",
         ]
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_allowed_actions(self, obj: Grant) -> list[str]:
+        user = self.context.get("user")
+        return grant_actions(user, obj).allowed if user is not None else []
 
 
 class ExceptionRequestSerializer(serializers.ModelSerializer[ExceptionRequest]):
@@ -121,6 +134,10 @@ class ExceptionRequestSerializer(serializers.ModelSerializer[ExceptionRequest]):
     requester = serializers.CharField(source="requester.get_username")
     decided_by = serializers.CharField(source="decided_by.get_username", default=None)
     lifetime_hours = serializers.SerializerMethodField()
+    # Issue 8: the approval rule and what is missing, when it would go live, what the caller may do.
+    approval = serializers.SerializerMethodField()
+    go_live = serializers.SerializerMethodField()
+    allowed_actions = serializers.SerializerMethodField()
 
     class Meta:
         model = ExceptionRequest
@@ -144,7 +161,37 @@ class ExceptionRequestSerializer(serializers.ModelSerializer[ExceptionRequest]):
             "grants",
             "created_at",
             "updated_at",
+            "revision",
+            "approval",
+            "go_live",
+            "allowed_actions",
         ]
 
     def get_lifetime_hours(self, obj: ExceptionRequest) -> int:
         return int(obj.lifetime.total_seconds() // 3600)
+
+    @extend_schema_field(serializers.JSONField())
+    def get_approval(self, obj: ExceptionRequest) -> dict[str, object]:
+        """Rule, why it applied, required, given and missing approvals (see approvals.access)."""
+        return approval_state(obj).as_dict()
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_go_live(self, obj: ExceptionRequest) -> dict[str, object] | None:
+        """When it would go live if approved now (open requests) or is scheduled to (approved ones)."""
+        from approvals.services import go_live_for
+
+        if obj.status == RequestStatus.APPROVED:
+            starts = min((g.valid_from for g in obj.grants.all()), default=None)
+            return {"at": starts.isoformat() if starts else None, "reason": "scheduled", "window": ""}
+        if obj.status not in (RequestStatus.PENDING, RequestStatus.DRAFT, RequestStatus.CHANGES_REQUESTED):
+            return None
+        now = timezone.now()
+        if "calendar" not in self.context:
+            self.context["calendar"] = load_calendar(now)
+        state = approval_state(obj)
+        return go_live_for(obj, now=now, state=state, calendar=self.context["calendar"]).as_dict()
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_allowed_actions(self, obj: ExceptionRequest) -> list[str]:
+        user = self.context.get("user")
+        return request_actions(user, obj).allowed if user is not None else []

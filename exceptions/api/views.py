@@ -33,13 +33,14 @@ def _request_queryset(user: object) -> QuerySet[ExceptionRequest]:
     return (
         visible_requests(user)
         .select_related("workload__team", "requester", "decided_by")
-        .prefetch_related("destinations", "grants")
+        .prefetch_related("destinations", "grants__workload__team", "decisions__actor")
     )
 
 
 def render_request(user: object, pk: int, *, status_code: int = status.HTTP_200_OK) -> Response:
     """The request as the API returns it, read fresh after any change."""
-    return Response(ExceptionRequestSerializer(_request_queryset(user).get(pk=pk)).data, status=status_code)
+    serializer = ExceptionRequestSerializer(_request_queryset(user).get(pk=pk), context={"user": user})
+    return Response(serializer.data, status=status_code)
 
 
 class WorkloadList(generics.ListAPIView[Workload]):
@@ -65,7 +66,7 @@ class RequestListCreate(APIView):
             queryset = queryset.filter(status=status_filter)
         paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
-        data = ExceptionRequestSerializer(page, many=True).data
+        data = ExceptionRequestSerializer(page, many=True, context={"user": request.user}).data
         return paginator.get_paginated_response(data)
 
     @extend_schema(request=RequestInputSerializer, responses={201: ExceptionRequestSerializer})
@@ -137,7 +138,7 @@ class GrantList(APIView):
         queryset = selectors.grant_list(request.user, view=view, now=timezone.now())
         paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(GrantSerializer(page, many=True).data)
+        return paginator.get_paginated_response(GrantSerializer(page, many=True, context={"user": request.user}).data)
 
 
 class GrantDetail(APIView):
@@ -145,7 +146,7 @@ class GrantDetail(APIView):
 
     @extend_schema(responses=GrantSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(GrantSerializer(access_grant(request.user, pk)).data)
+        return Response(GrantSerializer(access_grant(request.user, pk), context={"user": request.user}).data)
 
 
 class GrantRevoke(APIView):
@@ -157,4 +158,4 @@ class GrantRevoke(APIView):
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         revoked = grants.revoke_grant(actor=request.user, grant=grant, reason=payload.validated_data["reason"])
-        return Response(GrantSerializer(get_object_or_404(Grant, pk=revoked.pk)).data)
+        return Response(GrantSerializer(get_object_or_404(Grant, pk=revoked.pk), context={"user": request.user}).data)

@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import SYSTEM, Actor, PendingEvent, record_events
-from exceptions.choices import GrantStatus, RequestStatus
+from exceptions.choices import Environment, GrantStatus, RequestStatus
 from exceptions.models import Grant
 from exceptions.publishing import publish_on_commit
 from exceptions.services.grants import GRANT_TYPE
@@ -93,10 +93,21 @@ def _move_grants_in_batches(
 
 
 def activate_due_grants(*, now: datetime | None = None, batch_size: int = 2000) -> int:
-    """Scheduled grants whose start has come become active (and so do their requests)."""
+    """Scheduled grants whose start has come become active (and so do their requests).
+
+    Grants of an environment under a change freeze wait: a freeze blocks going
+    live (approvals.services.activate_due_requests moves them past it).
+    """
+    # approvals sits above this app; deferred import, read-only.
+    from approvals.windows import frozen_environments
+
     now = now or timezone.now()
+    due: dict[str, Any] = {"status": GrantStatus.SCHEDULED, "valid_from__lte": now, "expires_at__gt": now}
+    frozen = frozen_environments(now)
+    if frozen:
+        due["workload__environment__in"] = sorted(set(Environment.values) - frozen)
     return _move_grants_in_batches(
-        filter_kwargs={"status": GrantStatus.SCHEDULED, "valid_from__lte": now, "expires_at__gt": now},
+        filter_kwargs=due,
         target=GrantStatus.ACTIVE,
         action="grant.activated",
         request_target=RequestStatus.ACTIVE,

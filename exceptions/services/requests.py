@@ -21,6 +21,7 @@ from audit.services import Actor, PendingEvent, record_event, record_events
 from exceptions.access import cancel_denial, roles_for
 from exceptions.choices import DataClass, Purpose, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
+from exceptions.risk import RiskAssessment, format_duration
 from exceptions.services.submissions import (
     UNKNOWN_WORKLOAD,
     DestinationInput,
@@ -37,7 +38,7 @@ DESIRED_START_SLACK = timedelta(minutes=5)
 MAX_DESIRED_START_AHEAD = timedelta(days=90)
 
 
-def submit_request(
+def _check_submission(
     *,
     actor: Any,
     workload: Workload,
@@ -45,15 +46,13 @@ def submit_request(
     purpose: str,
     data_class: str,
     justification: str,
+    ticket_ref: str,
     lifetime: timedelta,
-    ticket_ref: str = "",
-    desired_start: datetime | None = None,
-    renews: Grant | None = None,
-    draft: bool = False,
-    now: datetime | None = None,
-) -> ExceptionRequest:
-    """File an exception request (pending, or a draft to finish later)."""
-    now = now or timezone.now()
+    desired_start: datetime | None,
+    renews: Grant | None,
+    now: datetime,
+) -> tuple[str, list[DestinationInput], RiskAssessment]:
+    """Every check a filed or resubmitted request passes; ValidationError names each bad field."""
     errors: dict[str, list[str]] = {}
     if workload.team_id not in roles_for(actor).member_team_ids:
         errors["workload"] = [UNKNOWN_WORKLOAD]
@@ -94,7 +93,47 @@ def submit_request(
         errors["lifetime"] = [cap_error]
     if errors:
         raise ValidationError(errors)
+    return justification, cleaned, risk
 
+
+def _ask_approvers(request: ExceptionRequest, *, event: str) -> None:
+    # Approvals sits above this app; the import is deferred so the request
+    # lifecycle can tell approvers without a module-level cycle.
+    from approvals.notifications import ask_for_missing_approvals
+
+    ask_for_missing_approvals(request, event=event)
+
+
+def submit_request(
+    *,
+    actor: Any,
+    workload: Workload,
+    destinations: Sequence[Mapping[str, Any] | DestinationInput],
+    purpose: str,
+    data_class: str,
+    justification: str,
+    lifetime: timedelta,
+    ticket_ref: str = "",
+    desired_start: datetime | None = None,
+    renews: Grant | None = None,
+    draft: bool = False,
+    now: datetime | None = None,
+) -> ExceptionRequest:
+    """File an exception request (pending, or a draft to finish later)."""
+    now = now or timezone.now()
+    justification, cleaned, risk = _check_submission(
+        actor=actor,
+        workload=workload,
+        destinations=destinations,
+        purpose=purpose,
+        data_class=data_class,
+        justification=justification,
+        ticket_ref=ticket_ref,
+        lifetime=lifetime,
+        desired_start=desired_start,
+        renews=renews,
+        now=now,
+    )
     status = RequestStatus.DRAFT if draft else RequestStatus.PENDING
     with transaction.atomic():
         request = ExceptionRequest.objects.create(
@@ -119,6 +158,148 @@ def submit_request(
             after={**request.snapshot(), "destinations": [d.__dict__ for d in cleaned]},
             reason=justification,
         )
+        if not draft:
+            _ask_approvers(request, event="submitted")
+    return request
+
+
+def resubmit_request(
+    *,
+    actor: Any,
+    request: ExceptionRequest,
+    destinations: Sequence[Mapping[str, Any] | DestinationInput],
+    purpose: str,
+    data_class: str,
+    justification: str,
+    lifetime: timedelta,
+    ticket_ref: str = "",
+    desired_start: datetime | None = None,
+    now: datetime | None = None,
+) -> ExceptionRequest:
+    """The requester's edit after "request changes": a new revision, pending again.
+
+    Approvals given to the earlier revision no longer count (they are kept,
+    as decisions of that revision).
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = lock_request(request)
+        if locked.requester_id != actor.pk:
+            raise PermissionDenied("Only the requester may edit and resubmit this request.")
+        if locked.status != RequestStatus.CHANGES_REQUESTED:
+            raise TransitionError(
+                f"Request #{locked.pk} is {locked.get_status_display().lower()}; "
+                "only a request sent back with changes requested can be edited and resubmitted."
+            )
+        justification, cleaned, risk = _check_submission(
+            actor=actor,
+            workload=locked.workload,
+            destinations=destinations,
+            purpose=purpose,
+            data_class=data_class,
+            justification=justification,
+            ticket_ref=ticket_ref,
+            lifetime=lifetime,
+            desired_start=desired_start,
+            renews=locked.renews,
+            now=now,
+        )
+        before = {**locked.snapshot(), "revision": locked.revision, "destinations": _destinations_of(locked)}
+        move_request(
+            locked,
+            RequestStatus.PENDING,
+            now=now,
+            purpose=purpose,
+            data_class=data_class,
+            justification=justification,
+            ticket_ref=(ticket_ref or "").strip(),
+            lifetime=lifetime,
+            desired_start=desired_start,
+            risk_tier=risk.tier,
+            risk_reasons=list(risk.reasons),
+            revision=locked.revision + 1,
+            # The request-changes decision stays in the decisions; the request is undecided again.
+            decided_by=None,
+            decided_at=None,
+            decision_reason="",
+        )
+        locked.destinations.all().delete()
+        RequestDestination.objects.bulk_create(RequestDestination(request=locked, **d.__dict__) for d in cleaned)
+        record_event(
+            actor=actor,
+            action="request.resubmitted",
+            obj=locked,
+            before=before,
+            after={**locked.snapshot(), "revision": locked.revision, "destinations": [d.__dict__ for d in cleaned]},
+            reason=justification,
+        )
+        _ask_approvers(locked, event="resubmitted")
+    return locked
+
+
+def _destinations_of(request: ExceptionRequest) -> list[dict[str, object]]:
+    return [d.as_dict() for d in request.destinations.all()]
+
+
+def narrow_request(
+    *,
+    actor: Any,
+    request: ExceptionRequest,
+    lifetime: timedelta | None = None,
+    keep_destination_ids: Sequence[int] | None = None,
+    reason: str = "",
+    now: datetime,
+) -> ExceptionRequest:
+    """An approver's narrowing before approving: a shorter lifetime, fewer destinations; never wider.
+
+    The caller holds the transaction and the row lock (``lock_request``) and has
+    checked that ``actor`` may decide. The risk tier is kept: narrowing cannot
+    raise it, and the stricter rule already matched keeps counting.
+    """
+    errors: dict[str, list[str]] = {}
+    current = list(request.destinations.all())
+    if lifetime is not None:
+        if lifetime <= timedelta(0):
+            errors["lifetime"] = ["A narrowed lifetime must still be positive."]
+        elif lifetime > request.lifetime:
+            errors["lifetime"] = [
+                f"Narrowing cannot lengthen the lifetime ({format_duration(request.lifetime)} requested); "
+                "request changes instead."
+            ]
+    keep = {d.pk for d in current} if keep_destination_ids is None else set(keep_destination_ids)
+    unknown = keep - {d.pk for d in current}
+    if unknown:
+        errors["destinations"] = [
+            f"Destination id(s) {', '.join(map(str, sorted(unknown)))} are not part of this request; "
+            "narrowing can only drop destinations, never add them."
+        ]
+    elif not keep:
+        errors["destinations"] = ["Keep at least one destination, or reject the request instead."]
+    if errors:
+        raise ValidationError(errors)
+    dropped = [d for d in current if d.pk not in keep]
+    new_lifetime = lifetime if lifetime is not None else request.lifetime
+    if not dropped and new_lifetime == request.lifetime:
+        return request
+    before = {
+        "lifetime_hours": int(request.lifetime.total_seconds() // 3600),
+        "destinations": [d.as_dict() for d in current],
+    }
+    RequestDestination.objects.filter(pk__in=[d.pk for d in dropped]).delete()
+    ExceptionRequest.objects.filter(pk=request.pk).update(lifetime=new_lifetime, updated_at=now)
+    request.lifetime = new_lifetime
+    record_event(
+        actor=actor,
+        action="request.narrowed",
+        obj=request,
+        before=before,
+        after={
+            "lifetime_hours": int(new_lifetime.total_seconds() // 3600),
+            "destinations": [d.as_dict() for d in current if d.pk in keep],
+            "dropped": [str(d) for d in dropped],
+        },
+        reason=reason,
+    )
     return request
 
 
@@ -154,6 +335,7 @@ def submit_draft(*, actor: Any, request: ExceptionRequest) -> ExceptionRequest:
             before={"status": before},
             after={"status": locked.status},
         )
+        _ask_approvers(locked, event="submitted")
     return locked
 
 
@@ -189,6 +371,11 @@ def move_requests(
     if not moved_ids:
         return 0
     ExceptionRequest.objects.filter(pk__in=moved_ids).update(status=target, updated_at=now)
+    if from_status == RequestStatus.APPROVED and target == RequestStatus.ACTIVE:
+        # The requester hears when a scheduled request goes live (deferred import: approvals is above us).
+        from approvals.notifications import tell_activated
+
+        tell_activated(moved_ids)
     record_events(
         [
             PendingEvent(

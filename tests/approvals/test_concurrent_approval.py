@@ -75,3 +75,26 @@ def test_two_expiry_runs_at_once_expire_each_grant_once(submit: Any, approver: A
     assert AuditEvent.objects.filter(action="request.expired").count() == 6
     assert set(ExceptionRequest.objects.values_list("status", flat=True)) == {"expired"}
     assert verify_chain().ok
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_team_and_security_approving_at_once_complete_the_quorum_exactly_once(
+    submit: Any, approver: Any, security_officer: Any
+) -> None:
+    from approvals.models import Decision
+    from tests.approvals.conftest import enrol_mfa
+
+    enrol_mfa(approver)
+    enrol_mfa(security_officer)
+    request = submit(data_class="restricted", lifetime=timedelta(days=5))
+    results, errors = _run_together(
+        lambda: approve_request(actor=approver, request=ExceptionRequest.objects.get(pk=request.pk)),
+        lambda: approve_request(actor=security_officer, request=ExceptionRequest.objects.get(pk=request.pk)),
+    )
+    assert not errors
+    assert sorted(len(r) for r in results) == [0, 1]  # one partial approval, then the one that completes it
+    assert Decision.objects.filter(kind="approve").count() == 2
+    assert AuditEvent.objects.filter(action="request.approved").count() == 1
+    assert Grant.objects.count() == 1
+    assert verify_chain().ok

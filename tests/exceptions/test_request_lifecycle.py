@@ -25,7 +25,15 @@ def events(action: str) -> list[AuditEvent]:
 
 
 def test_transition_table_allows_only_the_documented_paths() -> None:
-    assert REQUEST_TRANSITIONS["pending"] == {"approved", "active", "rejected", "cancelled"}
+    assert REQUEST_TRANSITIONS["pending"] == {
+        "approved",
+        "active",
+        "rejected",
+        "cancelled",
+        "changes_requested",
+        "expired",
+    }
+    assert REQUEST_TRANSITIONS["changes_requested"] == {"pending", "cancelled"}
     for final in ("expired", "revoked", "rejected", "cancelled"):
         assert REQUEST_TRANSITIONS[final] == frozenset()
     with pytest.raises(TransitionError, match="cannot go from rejected to active"):
@@ -127,7 +135,7 @@ def test_reject_requires_a_reason_and_is_final(submit: Any, approver: Any) -> No
     reject_request(actor=approver, request=request, reason="Use the mirror.")
     request.refresh_from_db()
     assert (request.status, request.decision_reason) == ("rejected", "Use the mirror.")
-    with pytest.raises(TransitionError, match="from rejected to active"):
+    with pytest.raises(TransitionError, match="is rejected now; only pending requests are decided"):
         approve_request(actor=approver, request=request)
     assert len(events("request.rejected")) == 1
 

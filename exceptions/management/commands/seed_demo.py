@@ -2,17 +2,23 @@
 
 Idempotent: users and reference data are reconciled on every run, requests are
 created only once. Passwords are generated on the first run, kept in
-var/demo-logins.json (outside git) and printed every time.
+var/demo-logins.json (outside git) and printed every time. The approver and the
+security officer have TOTP enrolled (the default approval policy asks for MFA
+on high-risk requests); their secrets sit beside the passwords, under
+``totp``. A weekly production change window (Tuesdays 02:00 Europe/Berlin)
+lets production requests go live under the default policy.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from allauth.mfa.models import Authenticator
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -20,16 +26,19 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-from approvals.models import ApproverGroup
+from approvals import reference
 from approvals.services import approve_request, reject_request
+from audit.services import SYSTEM
 from exceptions.access import AUDITOR_GROUP, SECURITY_GROUP
-from exceptions.models import ExceptionRequest, Team, TeamMembership, Workload
+from exceptions.models import ExceptionRequest, Workload
 from exceptions.services.batches import expire_due_grants
 from exceptions.services.grants import revoke_grant
 from exceptions.services.requests import cancel_request, submit_request
 from exceptions.validators import validate_identity
 
 USERS = ["requester", "approver", "security", "auditor", "admin", "platform-dev"]
+TOTP_USERS = ["approver", "security"]
+PROD_WINDOW_NAME = "Weekly production window"
 TEAMS = {"payments": "Payments", "platform": "Platform"}
 WORKLOADS = [
     # team, name, identity input, environment, role, sensitivity
@@ -67,6 +76,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             users = self._users(passwords)
             workloads = self._reference_data(users)
+            secrets_by_user = self._totp(users)
         if not ExceptionRequest.objects.exists():
             self._requests(users, workloads)
             self.stdout.write(self.style.SUCCESS("Demo requests created through the services."))
@@ -75,16 +85,36 @@ class Command(BaseCommand):
         self.stdout.write("\nDemo logins (username / password):")
         for name in USERS:
             self.stdout.write(f"  {name:<14} {passwords[name]}")
+        self.stdout.write("TOTP secrets (add to an authenticator app; also in var/demo-logins.json):")
+        for name, secret in secrets_by_user.items():
+            self.stdout.write(f"  {name:<14} {secret}")
+
+    def _totp(self, users: dict[str, Any]) -> dict[str, str]:
+        """Enrol TOTP for the demo approvers, keeping each secret beside the passwords."""
+        path = Path(settings.VAR_DIR) / "demo-logins.json"
+        stored: dict[str, Any] = json.loads(path.read_text())
+        secrets_by_user: dict[str, str] = stored.setdefault("totp", {})
+        for name in TOTP_USERS:
+            user = users[name]
+            enrolled = Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
+            if enrolled and name in secrets_by_user:
+                continue
+            Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).delete()
+            secrets_by_user[name] = generate_totp_secret()
+            TOTP.activate(user, secrets_by_user[name])
+        path.write_text(json.dumps(stored, indent=2))
+        path.chmod(0o600)
+        return {name: secrets_by_user[name] for name in TOTP_USERS}
 
     def _passwords(self) -> dict[str, str]:
         path = Path(settings.VAR_DIR) / "demo-logins.json"
-        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        stored: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
         for name in USERS:
             stored.setdefault(name, f"{name}-{secrets.token_urlsafe(9)}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(stored, indent=2))
         path.chmod(0o600)
-        return stored
+        return {name: str(stored[name]) for name in USERS}
 
     def _users(self, passwords: dict[str, str]) -> dict[str, Any]:
         user_model = get_user_model()
@@ -100,20 +130,28 @@ class Command(BaseCommand):
         return users
 
     def _reference_data(self, users: dict[str, Any]) -> dict[tuple[str, str, str], Workload]:
-        teams = {
-            slug: Team.objects.get_or_create(slug=slug, defaults={"name": name})[0] for slug, name in TEAMS.items()
-        }
-        TeamMembership.objects.get_or_create(team=teams["payments"], user=users["requester"])
-        TeamMembership.objects.get_or_create(team=teams["platform"], user=users["platform-dev"])
-        group, _ = ApproverGroup.objects.get_or_create(name="Egress approvers")
-        group.teams.add(*teams.values())
-        group.members.add(users["approver"], users["security"])
+        teams = {slug: reference.ensure_team(actor=SYSTEM, slug=slug, name=name) for slug, name in TEAMS.items()}
+        reference.add_team_member(actor=SYSTEM, team=teams["payments"], user=users["requester"])
+        reference.add_team_member(actor=SYSTEM, team=teams["platform"], user=users["platform-dev"])
+        group = reference.ensure_approver_group(actor=SYSTEM, name="Egress approvers", teams=list(teams.values()))
+        reference.add_approver(actor=SYSTEM, group=group, user=users["approver"])
+        reference.add_approver(actor=SYSTEM, group=group, user=users["security"])
+        reference.save_change_window(
+            actor=SYSTEM,
+            name=PROD_WINDOW_NAME,
+            environments=["prod"],
+            rrule="FREQ=WEEKLY;BYDAY=TU",
+            first_start_local=datetime(2026, 1, 6, 2, 0),
+            duration=timedelta(hours=4),
+            time_zone="Europe/Berlin",
+        )
         workloads = {}
         for team, name, identity, environment, role, sensitivity in WORKLOADS:
             parsed = validate_identity(identity, trust_domain=settings.EGRESS_TRUST_DOMAIN)
-            workload, _ = Workload.objects.update_or_create(
+            workload = reference.save_workload(
+                actor=SYSTEM,
                 identity=parsed.canonical,
-                defaults={
+                values={
                     "team": teams[team],
                     "name": name,
                     "identity_kind": parsed.kind,
@@ -177,9 +215,10 @@ class Command(BaseCommand):
             what="Python packages",
         )
         approve_request(actor=approver, request=wildcard, reason="Build dependencies; public data only.")
+        # Staging, so it is live at once (production waits for the Tuesday window).
         expiring = submit(
             requester,
-            ("payments", "settlement-batch", "prod"),
+            ("payments", "checkout-api", "staging"),
             [("sftp.bank.example", 22)],
             data_class="internal",
             days=5,

@@ -101,7 +101,7 @@ def test_explain_page_and_api(client: Client, granted: Any, workload: Any, reque
 
 
 def test_preview_shows_the_exact_files_approval_would_change(
-    client: Client, submit: Any, approver: Any, prod_workload: Any
+    client: Client, submit: Any, approver: Any, prod_workload: Any, open_prod_window: Any
 ) -> None:
     request = submit(workload=prod_workload, destinations=[{"host": "api.partner.example", "port": 443}])
     client.force_login(approver)
