@@ -1,8 +1,9 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from egress_portal.health import healthz
 from egress_portal.metrics import metrics
+from egress_portal.problems import UnknownRoute
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
@@ -10,6 +11,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("egress_portal.api")),
+    re_path(r"^api/", UnknownRoute.as_view()),
     path("audit/", include("audit.urls")),
     path("approvals/", include("approvals.urls")),
     path("", include("exceptions.urls")),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -15,6 +14,7 @@ from approvals import services
 from approvals.access import access_request_to_decide
 from exceptions.access import access_grant, access_request
 from exceptions.api.serializers import (
+    ClosedSerializer,
     DestinationInputSerializer,
     ExceptionRequestSerializer,
     GrantSerializer,
@@ -26,7 +26,7 @@ from exceptions.services import grants
 from exceptions.services.requests import resubmit_request
 
 
-class ApproveInputSerializer(serializers.Serializer[dict[str, Any]]):
+class ApproveInputSerializer(ClosedSerializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="")
     lifetime_hours = serializers.IntegerField(
         required=False, allow_null=True, default=None, min_value=1, help_text="Narrow: a shorter lifetime."
@@ -40,7 +40,7 @@ class ApproveInputSerializer(serializers.Serializer[dict[str, Any]]):
     )
 
 
-class ResubmitInputSerializer(serializers.Serializer[dict[str, Any]]):
+class ResubmitInputSerializer(ClosedSerializer):
     destinations = DestinationInputSerializer(many=True, allow_empty=False)
     purpose = serializers.ChoiceField(choices=Purpose.choices)
     data_class = serializers.ChoiceField(choices=DataClass.choices)
@@ -119,7 +119,7 @@ class Resubmit(APIView):
         return render_request(request.user, pk)
 
 
-class ShortenInputSerializer(serializers.Serializer[dict[str, Any]]):
+class ShortenInputSerializer(ClosedSerializer):
     expires_at = serializers.DateTimeField()
     reason = serializers.CharField()
 

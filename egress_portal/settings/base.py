@@ -171,7 +171,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "exceptions.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "egress_portal.api.exception_handler",
+    "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Egress Portal API",
@@ -351,4 +351,12 @@ CELERY_BEAT_SCHEDULE["approvals-remind-missing-approvals"] = {
 CELERY_BEAT_SCHEDULE["approvals-activate-due-requests"] = {
     "task": "approvals.activate_due_requests",
     "schedule": crontab(),
+}
+# --- Issue 10: REST API for ticketing tools and CI ---
+# Every API error is an RFC 9457 problem (egress_portal.problems via drf-standardized-errors).
+DRF_STANDARDIZED_ERRORS = {
+    "EXCEPTION_HANDLER_CLASS": "egress_portal.problems.ProblemExceptionHandler",
+    "EXCEPTION_FORMATTER_CLASS": "egress_portal.problems.ProblemFormatter",
+    # A 500 is a problem document too, in every environment (the traceback is still logged).
+    "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True,
 }

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -14,7 +12,7 @@ from rest_framework.views import APIView
 
 from exceptions.access import access_request
 from exceptions.api.pagination import BoundedLimitOffsetPagination
-from exceptions.api.serializers import BoundedIntegerField
+from exceptions.api.serializers import BoundedIntegerField, ClosedSerializer
 from exceptions.bundle.explain import explain
 from exceptions.bundle.preview import preview_approval
 from exceptions.choices import Protocol
@@ -22,7 +20,7 @@ from exceptions.models import BundlePublication
 from exceptions.validators import PORT, validate_identity
 
 
-class ExplainInputSerializer(serializers.Serializer[dict[str, Any]]):
+class ExplainInputSerializer(ClosedSerializer):
     identity = serializers.CharField(max_length=300)
     host = serializers.CharField(max_length=300)
     port = BoundedIntegerField(bounds=PORT)

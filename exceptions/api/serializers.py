@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,25 @@ from exceptions.choices import DataClass, Protocol, Purpose, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
 from exceptions.services.submissions import UNKNOWN_WORKLOAD
 from exceptions.validators import LIFETIME_HOURS, OBJECT_ID, PORT, IntBounds, parse_bounded_int
+
+
+class ClosedSerializer(serializers.Serializer[dict[str, Any]]):
+    """Refuses fields it does not know, by name, instead of ignoring a typo; reported
+    together with every other field's error."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, Mapping) else []
+        known = ", ".join(name for name, field in self.fields.items() if not field.read_only)
+        refused = {name: [f"Unknown field; the fields are: {known}."] for name in unknown}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if refused and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **refused}) from exc
+            raise
+        if refused:
+            raise serializers.ValidationError(refused)
+        return value
 
 
 class BoundedIntegerField(serializers.IntegerField):
@@ -54,14 +74,14 @@ class RequestableWorkloadField(serializers.PrimaryKeyRelatedField[Workload]):
         return workload
 
 
-class DestinationInputSerializer(serializers.Serializer[dict[str, Any]]):
+class DestinationInputSerializer(ClosedSerializer):
     host = serializers.CharField(max_length=300)
     port = BoundedIntegerField(bounds=PORT)
     protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.TCP)
     tls_required = serializers.BooleanField(default=True)
 
 
-class RequestInputSerializer(serializers.Serializer[dict[str, Any]]):
+class RequestInputSerializer(ClosedSerializer):
     workload = RequestableWorkloadField()
     # No max_length on the list or the texts: the service owns those limits and
     # words them the same for the HTML form.
@@ -81,7 +101,7 @@ class RequestInputSerializer(serializers.Serializer[dict[str, Any]]):
         return timedelta(hours=self.validated_data["lifetime_hours"])
 
 
-class ReasonInputSerializer(serializers.Serializer[dict[str, Any]]):
+class ReasonInputSerializer(ClosedSerializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
 

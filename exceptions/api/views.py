@@ -134,7 +134,7 @@ class GrantList(APIView):
     def get(self, request: Request) -> Response:
         view = request.query_params.get("view", "active")
         if view not in selectors.GRANT_VIEWS:
-            return Response({"view": [f"Use one of: {', '.join(selectors.GRANT_VIEWS)}."]}, status=400)
+            raise serializers.ValidationError({"view": [f"Use one of: {', '.join(selectors.GRANT_VIEWS)}."]})
         queryset = selectors.grant_list(request.user, view=view, now=timezone.now())
         paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
