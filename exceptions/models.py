@@ -73,6 +73,10 @@ class Workload(models.Model):
 class ExceptionRequest(models.Model):
     workload = models.ForeignKey(Workload, on_delete=models.PROTECT, related_name="requests")
     requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="exception_requests")
+    # Set when an integration filed the request for the requester (issue 10): it may follow what it filed.
+    filed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="filed_requests"
+    )
     purpose = models.CharField(max_length=32, choices=Purpose.choices)
     data_class = models.CharField(max_length=16, choices=DataClass.choices)
     justification = models.TextField()

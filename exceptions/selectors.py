@@ -99,3 +99,17 @@ def explainable_identities(user: Any) -> QuerySet[Workload]:
         Workload.objects.all() if roles.sees_everything else Workload.objects.filter(team_id__in=roles.visible_team_ids)
     )
     return workloads.select_related("team").order_by("team__name", "name")
+
+
+def active_person(name_or_email: str) -> Any | None:
+    """The active user with this username, or else the one with this e-mail (case-insensitive);
+    None when there is none, or when several people share the e-mail."""
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects.filter(is_active=True)
+    value = name_or_email.strip()
+    by_name = users.filter(username=value).first()
+    if by_name is not None or "@" not in value:
+        return by_name
+    matches = list(users.filter(email__iexact=value)[:2])
+    return matches[0] if len(matches) == 1 else None

@@ -18,7 +18,9 @@ from approvals.windows import load_calendar
 from exceptions.access import requestable_workloads
 from exceptions.choices import DataClass, Protocol, Purpose, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
+from exceptions.selectors import active_person
 from exceptions.services.submissions import UNKNOWN_WORKLOAD
+from exceptions.tokens import token_has_scope
 from exceptions.validators import LIFETIME_HOURS, OBJECT_ID, PORT, IntBounds, parse_bounded_int
 
 
@@ -55,11 +57,39 @@ class BoundedIntegerField(serializers.IntegerField):
             raise serializers.ValidationError(exc.messages) from exc
 
 
+ON_BEHALF_OF_SCOPE = "requests:on-behalf-of"
+
+
+class RequesterField(serializers.CharField):
+    """The person a request is filed for (username or e-mail); only tokens with the
+    ``requests:on-behalf-of`` scope may name one."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        request = self.context.get("request")
+        if request is None or not token_has_scope(request, ON_BEHALF_OF_SCOPE):
+            raise serializers.ValidationError(
+                f"Only an integration token with the '{ON_BEHALF_OF_SCOPE}' scope may file for someone else; "
+                "leave 'requester' out to file as yourself."
+            )
+        value = super().to_internal_value(data)
+        if len(value) > 254:
+            raise serializers.ValidationError("A username or e-mail has at most 254 characters.")
+        person = active_person(value)
+        if person is None:
+            raise serializers.ValidationError(
+                f"No active person with the username or e-mail '{value}'; give the ticket reporter's portal username."
+            )
+        return person
+
+
 @extend_schema_field(OpenApiTypes.INT)
 class RequestableWorkloadField(serializers.PrimaryKeyRelatedField[Workload]):
     """A workload the caller may file for; any other id, existing or not, gets the same answer."""
 
     def get_queryset(self) -> Any:
+        # Filing for someone: the workloads they may file for (their membership is checked again by the service).
+        if "on_behalf_of" in self.context:
+            return requestable_workloads(self.context["on_behalf_of"])
         request = self.context.get("request")
         return requestable_workloads(request.user if request is not None else None)
 
@@ -96,6 +126,21 @@ class RequestInputSerializer(ClosedSerializer):
         bounds=OBJECT_ID, required=False, allow_null=True, default=None, help_text="id of the grant renewed"
     )
     draft = serializers.BooleanField(default=False)
+    requester = RequesterField(
+        required=False,
+        help_text="File for this person (username or e-mail, e.g. the ticket's reporter); "
+        "needs the 'requests:on-behalf-of' token scope and a member of the workload's team.",
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # The workload is looked up among the named person's, so resolve them first
+        # (the field itself still reports any problem with the name).
+        if isinstance(data, Mapping) and isinstance(data.get("requester"), str):
+            try:
+                self.context["on_behalf_of"] = self.fields["requester"].run_validation(data["requester"])
+            except serializers.ValidationError:
+                self.context.pop("on_behalf_of", None)
+        return super().to_internal_value(data)
 
     def lifetime(self) -> timedelta:
         return timedelta(hours=self.validated_data["lifetime_hours"])
@@ -153,6 +198,9 @@ class ExceptionRequestSerializer(serializers.ModelSerializer[ExceptionRequest]):
     grants = GrantSerializer(many=True)
     requester = serializers.CharField(source="requester.get_username")
     decided_by = serializers.CharField(source="decided_by.get_username", default=None)
+    filed_by = serializers.CharField(
+        source="filed_by.get_username", default=None, help_text="The integration's user, when filed on behalf."
+    )
     lifetime_hours = serializers.SerializerMethodField()
     # Issue 8: the approval rule and what is missing, when it would go live, what the caller may do.
     approval = serializers.SerializerMethodField()
@@ -175,6 +223,7 @@ class ExceptionRequestSerializer(serializers.ModelSerializer[ExceptionRequest]):
             "risk_tier",
             "risk_reasons",
             "requester",
+            "filed_by",
             "decided_by",
             "decided_at",
             "decision_reason",

@@ -32,7 +32,7 @@ from exceptions.services import grants, requests
 def _request_queryset(user: object) -> QuerySet[ExceptionRequest]:
     return (
         visible_requests(user)
-        .select_related("workload__team", "requester", "decided_by")
+        .select_related("workload__team", "requester", "filed_by", "decided_by")
         .prefetch_related("destinations", "grants__workload__team", "decisions__actor")
     )
 
@@ -103,6 +103,7 @@ class RequestListCreate(APIView):
             desired_start=data["desired_start"],
             renews=renews,
             draft=data["draft"],
+            on_behalf_of=data.get("requester"),
         )
 
 

@@ -42,6 +42,7 @@ def _check_submission(
     *,
     actor: Any,
     workload: Workload,
+    requester: Any = None,
     destinations: Sequence[Mapping[str, Any] | DestinationInput],
     purpose: str,
     data_class: str,
@@ -54,7 +55,14 @@ def _check_submission(
 ) -> tuple[str, list[DestinationInput], RiskAssessment]:
     """Every check a filed or resubmitted request passes; ValidationError names each bad field."""
     errors: dict[str, list[str]] = {}
-    if workload.team_id not in roles_for(actor).member_team_ids:
+    if requester is not None:
+        # Filed on behalf of a person: the person must belong to the team, not the tool filing.
+        if workload.team_id not in roles_for(requester).member_team_ids:
+            errors["requester"] = [
+                f"{requester.get_username()} is not a member of the team that owns this workload; "
+                "name a member of the team as the requester."
+            ]
+    elif workload.team_id not in roles_for(actor).member_team_ids:
         errors["workload"] = [UNKNOWN_WORKLOAD]
     check_choice(errors, "purpose", purpose, Purpose)
     check_choice(errors, "data_class", data_class, DataClass)
@@ -117,13 +125,20 @@ def submit_request(
     desired_start: datetime | None = None,
     renews: Grant | None = None,
     draft: bool = False,
+    on_behalf_of: Any = None,
     now: datetime | None = None,
 ) -> ExceptionRequest:
-    """File an exception request (pending, or a draft to finish later)."""
+    """File an exception request (pending, or a draft to finish later).
+
+    ``on_behalf_of``: the person the request is for (an integration filing a ticket
+    reporter's request); they become the requester, so separation of duties applies
+    to them, and the event's actor stays whoever filed it. The caller checks that the
+    actor may file for others (the API's ``requests:on-behalf-of`` scope)."""
     now = now or timezone.now()
     justification, cleaned, risk = _check_submission(
         actor=actor,
         workload=workload,
+        requester=on_behalf_of,
         destinations=destinations,
         purpose=purpose,
         data_class=data_class,
@@ -138,7 +153,8 @@ def submit_request(
     with transaction.atomic():
         request = ExceptionRequest.objects.create(
             workload=workload,
-            requester=actor,
+            requester=on_behalf_of or actor,
+            filed_by=actor if on_behalf_of is not None else None,
             purpose=purpose,
             data_class=data_class,
             justification=justification,
@@ -155,7 +171,11 @@ def submit_request(
             actor=actor,
             action="request.drafted" if draft else "request.submitted",
             obj=request,
-            after={**request.snapshot(), "destinations": [d.__dict__ for d in cleaned]},
+            after={
+                **request.snapshot(),
+                "destinations": [d.__dict__ for d in cleaned],
+                **({"on_behalf_of": on_behalf_of.get_username()} if on_behalf_of is not None else {}),
+            },
             reason=justification,
         )
         if not draft:

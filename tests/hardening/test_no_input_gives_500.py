@@ -93,7 +93,10 @@ def _put(body: dict[str, Any], path: str, value: Any) -> None:
         target = target[int(part)] if part.isdigit() else target[part]
     key: Any = int(last) if last.isdigit() else last
     if value is MISSING:
-        del target[key]
+        if isinstance(target, dict):
+            target.pop(key, None)  # optional fields (requester) are absent from the base body
+        else:
+            del target[key]
     else:
         target[key] = value
 
