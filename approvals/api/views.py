@@ -8,11 +8,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from approvals import services
 from approvals.access import access_request_to_decide
 from exceptions.access import access_grant, access_request
+from exceptions.api.base import GRANT, REQUEST, IntegrationView, render_request
 from exceptions.api.serializers import (
     ClosedSerializer,
     DestinationInputSerializer,
@@ -20,7 +20,6 @@ from exceptions.api.serializers import (
     GrantSerializer,
     ReasonInputSerializer,
 )
-from exceptions.api.views import render_request
 from exceptions.choices import DataClass, Purpose
 from exceptions.services import grants
 from exceptions.services.requests import resubmit_request
@@ -50,7 +49,8 @@ class ResubmitInputSerializer(ClosedSerializer):
     desired_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 
-class Approve(APIView):
+class Approve(IntegrationView):
+    etag_kind = REQUEST
     required_scopes = {"POST": "requests:decide"}
 
     @extend_schema(request=ApproveInputSerializer, responses=ExceptionRequestSerializer)
@@ -69,7 +69,8 @@ class Approve(APIView):
         return render_request(request.user, pk)
 
 
-class _DecideAgainst(APIView):
+class _DecideAgainst(IntegrationView):
+    etag_kind = REQUEST
     """Reject or request changes: a reason is required, the approval services check who may."""
 
     required_scopes = {"POST": "requests:decide"}
@@ -96,7 +97,8 @@ class RequestChanges(_DecideAgainst):
     action = "request_changes"
 
 
-class Resubmit(APIView):
+class Resubmit(IntegrationView):
+    etag_kind = REQUEST
     required_scopes = {"POST": "requests:write"}
 
     @extend_schema(request=ResubmitInputSerializer, responses=ExceptionRequestSerializer)
@@ -124,7 +126,8 @@ class ShortenInputSerializer(ClosedSerializer):
     reason = serializers.CharField()
 
 
-class GrantDoNotRenew(APIView):
+class GrantDoNotRenew(IntegrationView):
+    etag_kind = GRANT
     required_scopes = {"POST": "grants:revoke"}
 
     @extend_schema(request=ReasonInputSerializer, responses=GrantSerializer)
@@ -136,7 +139,8 @@ class GrantDoNotRenew(APIView):
         return Response(GrantSerializer(changed, context={"user": request.user}).data)
 
 
-class GrantShorten(APIView):
+class GrantShorten(IntegrationView):
+    etag_kind = GRANT
     required_scopes = {"POST": "grants:revoke"}
 
     @extend_schema(request=ShortenInputSerializer, responses=GrantSerializer)

@@ -360,3 +360,5 @@ DRF_STANDARDIZED_ERRORS = {
     # A 500 is a problem document too, in every environment (the traceback is still logged).
     "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True,
 }
+# A POST with an Idempotency-Key is answered from its stored outcome for this long.
+EGRESS_IDEMPOTENCY_HOURS = env_int("EGRESS_IDEMPOTENCY_HOURS", 24)

@@ -8,9 +8,9 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from exceptions.access import access_request
+from exceptions.api.base import IntegrationView
 from exceptions.api.pagination import BoundedLimitOffsetPagination
 from exceptions.api.serializers import BoundedIntegerField, ClosedSerializer
 from exceptions.bundle.explain import explain
@@ -54,7 +54,7 @@ ExplainOutput = inline_serializer(
 )
 
 
-class Explain(APIView):
+class Explain(IntegrationView):
     required_scopes = {"GET": "explain"}
 
     @extend_schema(parameters=[ExplainInputSerializer], responses=ExplainOutput)
@@ -64,7 +64,7 @@ class Explain(APIView):
         return Response(explain(**payload.validated_data, user=request.user).as_dict())
 
 
-class RequestPreview(APIView):
+class RequestPreview(IntegrationView):
     required_scopes = {"GET": "requests:read"}
 
     @extend_schema(
@@ -99,7 +99,7 @@ class PublicationSerializer(serializers.ModelSerializer[BundlePublication]):
         ]
 
 
-class Publications(APIView):
+class Publications(IntegrationView):
     required_scopes = {"GET": "explain"}
 
     @extend_schema(responses=PublicationSerializer(many=True))

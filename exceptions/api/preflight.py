@@ -11,8 +11,8 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from exceptions.api.base import IntegrationView
 from exceptions.api.serializers import ClosedSerializer
 from exceptions.choices import Protocol
 from exceptions.preflight import STATUSES, preflight, preflight_workload
@@ -168,7 +168,7 @@ _EXAMPLE_RESPONSE = {
 }
 
 
-class Preflight(APIView):
+class Preflight(IntegrationView):
     """Check a workload's intended destinations before deploying it."""
 
     # A read of decisions, like explain: a CI token needs 'explain' (and 'requests:write' to file).

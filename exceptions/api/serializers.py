@@ -16,12 +16,12 @@ from approvals.access import approval_state
 from approvals.actions import grant_actions, request_actions
 from approvals.windows import load_calendar
 from exceptions.access import requestable_workloads
-from exceptions.choices import DataClass, Protocol, Purpose, RequestStatus
-from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
+from exceptions.choices import DataClass, Environment, Protocol, Purpose, RequestStatus
+from exceptions.models import ExceptionRequest, Grant, RequestComment, RequestDestination, Workload
 from exceptions.selectors import active_person
 from exceptions.services.submissions import UNKNOWN_WORKLOAD
 from exceptions.tokens import token_has_scope
-from exceptions.validators import LIFETIME_HOURS, OBJECT_ID, PORT, IntBounds, parse_bounded_int
+from exceptions.validators import LIFETIME_HOURS, OBJECT_ID, PAGE_LIMIT, PORT, IntBounds, parse_bounded_int
 
 
 class ClosedSerializer(serializers.Serializer[dict[str, Any]]):
@@ -148,6 +148,46 @@ class RequestInputSerializer(ClosedSerializer):
 
 class ReasonInputSerializer(ClosedSerializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class RequestListQuery(serializers.Serializer[dict[str, Any]]):
+    """Filters of GET /api/v1/requests/; a bad value is a 400 naming the parameter."""
+
+    ticket_ref = serializers.CharField(required=False, max_length=100, help_text="Exact ticket reference.")
+    status = serializers.ChoiceField(choices=RequestStatus.choices, required=False)
+    team = serializers.SlugField(required=False, max_length=100, help_text="Team slug.")
+    workload = BoundedIntegerField(bounds=OBJECT_ID, required=False, help_text="Workload id.")
+    requester = serializers.CharField(required=False, max_length=254, help_text="Requester's username or e-mail.")
+    environment = serializers.ChoiceField(choices=Environment.choices, required=False)
+    updated_since = serializers.DateTimeField(
+        required=False, help_text="Only requests changed at or after this instant (RFC 3339), for incremental sync."
+    )
+    ordering = serializers.ChoiceField(
+        choices=["-created_at", "updated_at"],
+        required=False,
+        help_text="Newest first (default), or oldest change first for incremental sync.",
+    )
+    cursor = serializers.CharField(required=False, help_text="The 'next' or 'previous' link's cursor.")
+    limit = BoundedIntegerField(bounds=PAGE_LIMIT, required=False, help_text="Page size (at most 200).")
+
+
+class CommentInputSerializer(ClosedSerializer):
+    body = serializers.CharField(help_text="The comment (plain text).")
+
+
+class CommentSerializer(serializers.ModelSerializer[RequestComment]):
+    author = serializers.CharField(source="author.get_username")
+
+    class Meta:
+        model = RequestComment
+        fields = ["id", "author", "body", "created_at"]
+
+
+class RenewInputSerializer(ClosedSerializer):
+    justification = serializers.CharField(help_text="Why the workload still needs the destination.")
+    lifetime_hours = BoundedIntegerField(bounds=LIFETIME_HOURS)
+    ticket_ref = serializers.CharField(required=False, allow_blank=True, default="")
+    desired_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 
 class DestinationSerializer(serializers.ModelSerializer[RequestDestination]):
