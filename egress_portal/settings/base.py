@@ -362,3 +362,10 @@ DRF_STANDARDIZED_ERRORS = {
 }
 # A POST with an Idempotency-Key is answered from its stored outcome for this long.
 EGRESS_IDEMPOTENCY_HOURS = env_int("EGRESS_IDEMPOTENCY_HOURS", 24)
+# API rate limits (egress_portal.ratelimit), counted in the shared cache (Redis in production):
+# each integration token, and each person across their session and tokens.
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["egress_portal.ratelimit.ApiRateThrottle"]
+EGRESS_API_RATE_LIMITS = {
+    "token": env_str("EGRESS_API_RATE_LIMIT_TOKEN", "600/min"),
+    "user": env_str("EGRESS_API_RATE_LIMIT_USER", "1200/min"),
+}

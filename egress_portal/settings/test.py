@@ -79,3 +79,7 @@ OPA_BUNDLE_TOKEN = "test-bundle-token"  # noqa: S105 - tests only
 POLICY_REPO_URL = env_str("POLICY_REPO_URL", str(VAR_DIR / "test-policy.git"))
 POLICY_WORK_DIR = Path(env_str("POLICY_WORK_DIR", str(VAR_DIR / "test-policy-work")))
 EGRESS_AUTO_PUBLISH = env_str("EGRESS_AUTO_PUBLISH", "false") == "true"
+
+# --- Issue 10: REST API for ticketing tools and CI ---
+# Property tests send thousands of calls as one person; the rate-limit tests set their own limits.
+EGRESS_API_RATE_LIMITS = {"token": "100000/min", "user": "100000/min"}

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from egress_portal.problems import PreconditionFailed
+from egress_portal.ratelimit import rate_limit_headers
 from exceptions.access import access_grant, access_request, visible_requests
 from exceptions.api import idempotency
 from exceptions.api.serializers import ExceptionRequestSerializer, GrantSerializer
@@ -100,4 +101,8 @@ class IntegrationView(APIView):
             if tag in if_none_match or "*" in if_none_match:
                 response = Response(status=status.HTTP_304_NOT_MODIFIED)
             response["ETag"] = tag
+        budget = getattr(request._request, "ratelimit_budget", None)
+        if budget is not None:
+            for name, value in rate_limit_headers(budget).items():
+                response[name] = value
         return super().finalize_response(request, response, *args, **kwargs)
