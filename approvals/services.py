@@ -25,6 +25,7 @@ from approvals.policy import Policy, RequestFacts, Rule, current_policy
 from approvals.windows import Calendar, GoLive, frozen_environments, load_calendar
 from audit.services import SYSTEM, record_event
 from egress_portal.outbox.models import OutboxMessage
+from egress_portal.webhooks.events import emit_request
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, Workload
 from exceptions.publishing import publish_on_commit
@@ -225,6 +226,7 @@ def approve_request(
         )
         grants = issue_grants(actor=actor, request=locked, now=now, not_before=go_live.at)
         supersede_renewed_grant(actor=actor, request=locked, starts_at=valid_from, now=now)
+        emit_request("request.approved", locked, revision=True)
         notifications.tell_requester(
             locked,
             what="approved" if target == RequestStatus.ACTIVE else "scheduled",
@@ -267,6 +269,7 @@ def _decide_against(
         notifications.tell_requester(
             locked, what=target, key=f"r{locked.revision}", decided_by=actor.get_username(), reason=reason
         )
+        emit_request(action, locked, revision=True)
     return locked
 
 

@@ -30,6 +30,7 @@ class SwaggerDocs(_LoginFirst, SpectacularSwaggerSplitView):
 urlpatterns = [
     path("", include("exceptions.api.urls")),
     path("", include("approvals.api.urls")),
+    path("", include("egress_portal.webhooks.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SwaggerDocs.as_view(url_name="api-schema"), name="api-docs"),
     re_path(r"^", UnknownRoute.as_view(), name="api-unknown"),

@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/v1/", include("egress_portal.api")),
     re_path(r"^api/", UnknownRoute.as_view()),
     path("audit/", include("audit.urls")),
+    path("webhooks/", include("egress_portal.webhooks.urls")),
     path("approvals/", include("approvals.urls")),
     path("", include("exceptions.urls")),
 ]

@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import SYSTEM, record_event
+from egress_portal.webhooks.events import emit
 from exceptions.bundle.archive import opa_tarball
 from exceptions.bundle.compiler import Bundle, compile_bundle
 from exceptions.bundle.publisher import GitPublisher, PublishError, PublishResult
@@ -154,6 +155,24 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                         "removed": [g.id for g in result.removed],
                     },
                     reason=trigger,
+                )
+                emit(
+                    "bundle.published",
+                    occurrences=[
+                        (
+                            f"publication:{publication.pk}",
+                            {
+                                "publication": {
+                                    "id": publication.pk,
+                                    "revision": result.revision,
+                                    "commit": result.commit,
+                                    "grant_count": bundle.grant_count,
+                                    "added": len(result.added),
+                                    "removed": len(result.removed),
+                                }
+                            },
+                        )
+                    ],
                 )
     return publication
 

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.services import SYSTEM, PendingEvent, record_events
+from egress_portal.webhooks.events import emit, grant_data
 from exceptions.choices import GrantStatus
 from exceptions.models import ExpiryReminder, Grant
 
@@ -92,6 +93,13 @@ def send_expiry_reminders(*, now: datetime | None = None) -> int:
                     )
                     for r in reminders
                 ]
+            )
+            # Webhook event ids are per grant and threshold, so each reminder is one event.
+            emit(
+                "grant.expiring",
+                occurrences=(
+                    (f"grant:{g.pk}:{days_before}d", {**grant_data(g), "days_before": days_before}) for g in due
+                ),
             )
             if any(r.pk is None for r in reminders):  # backends without RETURNING
                 reminders = list(ExpiryReminder.objects.filter(grant__in=due, days_before=days_before))

@@ -29,6 +29,7 @@ SCOPES = {
     "grants:read": "list and read grants",
     "grants:revoke": "revoke grants",
     "explain": "explain decisions and read bundle publications",
+    "webhooks:manage": "manage webhook subscriptions and redeliver (administrators' tokens)",
 }
 KEY_PREFIX = "egp_"
 LAST_USED_RESOLUTION = timedelta(minutes=10)

@@ -369,3 +369,9 @@ EGRESS_API_RATE_LIMITS = {
     "token": env_str("EGRESS_API_RATE_LIMIT_TOKEN", "600/min"),
     "user": env_str("EGRESS_API_RATE_LIMIT_USER", "1200/min"),
 }
+# Webhooks (egress_portal.webhooks): delivered by the outbox relay as the "webhook" kind.
+INSTALLED_APPS += ["egress_portal.webhooks"]
+OUTBOX_HANDLERS = {**globals().get("OUTBOX_HANDLERS", {}), "webhook": "egress_portal.webhooks.delivery.deliver"}
+# Loopback, private, link-local and metadata targets are refused (at save and after DNS at delivery) unless this is on.
+EGRESS_WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("EGRESS_WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
+EGRESS_WEBHOOK_TIMEOUT_SECONDS = env_int("EGRESS_WEBHOOK_TIMEOUT_SECONDS", 10)

@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audit.services import Actor, PendingEvent, record_event, record_events
+from egress_portal.webhooks.events import emit_request
 from exceptions.access import cancel_denial, roles_for
 from exceptions.choices import DataClass, Purpose, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
@@ -180,6 +181,7 @@ def submit_request(
         )
         if not draft:
             _ask_approvers(request, event="submitted")
+            emit_request("request.created", request)
     return request
 
 
@@ -356,6 +358,7 @@ def submit_draft(*, actor: Any, request: ExceptionRequest) -> ExceptionRequest:
             after={"status": locked.status},
         )
         _ask_approvers(locked, event="submitted")
+        emit_request("request.created", locked)
     return locked
 
 
