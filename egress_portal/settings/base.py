@@ -248,3 +248,20 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Issue 12: proof (audit checkpoints, exports, logs, health, outcome metrics) ---
+# The audit checkpoint writer's own clone of the policy repository (never the publisher's).
+AUDIT_CHECKPOINT_WORK_DIR = Path(env_str("AUDIT_CHECKPOINT_WORK_DIR", str(VAR_DIR / "audit-checkpoint-work")))
+# Checkpoints are also written after every publish; this is the floor when nothing publishes.
+AUDIT_CHECKPOINT_INTERVAL_MINUTES = env_int("AUDIT_CHECKPOINT_INTERVAL_MINUTES", 60)
+if not 1 <= AUDIT_CHECKPOINT_INTERVAL_MINUTES <= 60:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("AUDIT_CHECKPOINT_INTERVAL_MINUTES must be between 1 and 60 (at least hourly).")
+CELERY_BEAT_SCHEDULE["audit-checkpoint"] = {
+    "task": "audit.write_checkpoint",
+    # */N restarts every hour, so the gap never exceeds an hour whatever N is.
+    "schedule": crontab(
+        minute=f"*/{AUDIT_CHECKPOINT_INTERVAL_MINUTES}" if AUDIT_CHECKPOINT_INTERVAL_MINUTES < 60 else "7"
+    ),
+}

@@ -1,0 +1,174 @@
+"""Git I/O for audit checkpoints: one file per checkpoint under ``audit/checkpoints/``.
+
+The bundle publisher writes the same branch. This writer keeps its own working
+clone, only ever adds files under its own folder, and when a push is refused
+because the publisher moved the branch it starts again from the new head. One
+file per checkpoint means two writers never edit the same bytes, so there is no
+merge to resolve: a rebuilt commit is "the new head plus my one new file".
+Knows nothing of Django.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import git
+
+CHECKPOINT_DIR = "audit/checkpoints"
+# What git prints when a push loses a race with another writer.
+_REJECTED = ("[rejected]", "non-fast-forward", "fetch first", "failed to update ref", "cannot lock ref")
+
+
+class CheckpointRepoError(Exception):
+    """The policy repository could not be read or written (worth retrying)."""
+
+
+def checkpoint_path(seq: int) -> str:
+    # Zero-padded so the folder lists in chain order.
+    return f"{CHECKPOINT_DIR}/{seq:012d}.json"
+
+
+def _is_local_path(url: str) -> bool:
+    return "://" not in url and not url.startswith("git@") and ":" not in url.split("/", 1)[0]
+
+
+def _with_credentials(url: str, username: str, password: str) -> str:
+    if not username or not url.startswith(("https://", "http://")):
+        return url
+    parts = urlsplit(url)
+    netloc = f"{quote(username, safe='')}:{quote(password, safe='')}@{parts.hostname}"
+    return parts._replace(netloc=netloc + (f":{parts.port}" if parts.port else "")).geturl()
+
+
+class CheckpointRepo:
+    def __init__(
+        self,
+        *,
+        url: str,
+        work_dir: Path,
+        branch: str = "main",
+        author: tuple[str, str] = ("Egress Portal", "egress-portal@localhost"),
+        username: str = "",
+        password: str = "",
+        max_attempts: int = 5,
+    ) -> None:
+        self.url = url
+        self.remote_url = _with_credentials(url, username, password)
+        self.work_dir = Path(work_dir)
+        self.branch = branch
+        self.max_attempts = max_attempts
+        self.env = {
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": author[0],
+            "GIT_AUTHOR_EMAIL": author[1],
+            "GIT_COMMITTER_NAME": author[0],
+            "GIT_COMMITTER_EMAIL": author[1],
+        }
+
+    @property
+    def _remote_ref(self) -> str:
+        return f"origin/{self.branch}"
+
+    def _repo(self) -> git.Repo:
+        if _is_local_path(self.url) and not Path(self.url).exists():
+            Path(self.url).parent.mkdir(parents=True, exist_ok=True)
+            git.Repo.init(self.url, bare=True, initial_branch=self.branch)
+        if (self.work_dir / ".git").exists():
+            repo = git.Repo(self.work_dir)
+            if repo.remotes.origin.url != self.remote_url:
+                repo.remotes.origin.set_url(self.remote_url)
+            return repo
+        if self.work_dir.exists():
+            shutil.rmtree(self.work_dir)
+        self.work_dir.parent.mkdir(parents=True, exist_ok=True)
+        repo = git.Repo.init(self.work_dir, initial_branch=self.branch)
+        with repo.config_writer() as config:
+            config.set_value("gc", "autoDetach", "false")
+        repo.create_remote("origin", self.remote_url)
+        return repo
+
+    def _fetch(self, repo: git.Repo) -> bool:
+        """Fetch the branch; True when the remote has it."""
+        with repo.git.custom_environment(**self.env):
+            repo.git.fetch("origin", "--prune")
+        return self._remote_ref in [ref.name for ref in repo.remotes.origin.refs]
+
+    def _start_from_remote(self, repo: git.Repo, has_branch: bool) -> None:
+        if has_branch:
+            repo.git.checkout("-B", self.branch, self._remote_ref)
+            repo.git.reset("--hard", self._remote_ref)
+        elif repo.head.is_valid():
+            repo.git.checkout("--orphan", "egress-checkpoint-orphan")
+            repo.git.rm("-rf", "--ignore-unmatch", "--quiet", ".")
+            if self.branch in repo.heads:
+                repo.git.branch("-D", self.branch)
+            repo.git.branch("-m", self.branch)
+        repo.git.clean("-fdx")
+
+    def read_all(self) -> dict[str, bytes]:
+        """Every checkpoint file on the remote branch, by path (fetches first)."""
+        try:
+            repo = self._repo()
+            if not self._fetch(repo):
+                return {}
+            try:
+                folder = repo.commit(self._remote_ref).tree / CHECKPOINT_DIR
+            except KeyError:
+                return {}
+            return {
+                str(blob.path): bytes(blob.data_stream.read())
+                for blob in folder.traverse()
+                if isinstance(blob, git.Blob) and str(blob.path).endswith(".json")
+            }
+        except (git.GitError, OSError) as exc:
+            raise CheckpointRepoError(self._describe(exc)) from exc
+
+    def add(
+        self, path: str, data: bytes, *, message: str, before_push: Callable[[int], None] | None = None
+    ) -> tuple[str, bytes]:
+        """Commit ``data`` at ``path`` on the branch and push; returns the commit and the file's bytes there.
+
+        A file already on the branch at ``path`` is left alone (an earlier run wrote
+        this checkpoint) and returned with its commit. ``before_push`` is called with
+        the attempt number (tests move the branch there).
+        """
+        if not path.startswith(CHECKPOINT_DIR + "/"):
+            raise ValueError(f"checkpoint files live under {CHECKPOINT_DIR}/, not {path!r}")
+        try:
+            repo = self._repo()
+            for attempt in range(1, self.max_attempts + 1):
+                self._start_from_remote(repo, self._fetch(repo))
+                target = self.work_dir / path
+                if target.exists():
+                    return str(repo.git.log("-1", "--format=%H", "--", path)), target.read_bytes()
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                repo.git.add("--", path)
+                with repo.git.custom_environment(**self.env):
+                    repo.git.commit("-q", "-m", message, "--", path)
+                    if before_push:
+                        before_push(attempt)
+                    try:
+                        repo.git.push("origin", f"HEAD:refs/heads/{self.branch}")
+                    except git.GitCommandError as exc:
+                        text = f"{exc.stderr}{exc.stdout}"
+                        if any(marker in text for marker in _REJECTED) and attempt < self.max_attempts:
+                            time.sleep(0.05 * attempt)
+                            continue
+                        raise
+                return str(repo.head.commit.hexsha), data
+            raise CheckpointRepoError(f"the branch kept moving; gave up after {self.max_attempts} attempts")
+        except (git.GitError, OSError) as exc:
+            raise CheckpointRepoError(self._describe(exc)) from exc
+
+    def _describe(self, exc: Exception) -> str:
+        if isinstance(exc, git.GitCommandError):
+            detail = (exc.stderr or str(exc)).strip()
+            return f"git {exc.command[1] if len(exc.command) > 1 else ''} failed: {detail}".replace(
+                self.remote_url, self.url
+            )
+        return f"policy repository unavailable: {exc}".replace(self.remote_url, self.url)
