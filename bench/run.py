@@ -361,9 +361,13 @@ def bench_approval_to_commit() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "which", nargs="?", default="all", choices=["all", "expire", "compile", "publish", "opa", "explain", "approval"]
+        "which",
+        nargs="?",
+        default="all",
+        choices=["all", "expire", "compile", "publish", "opa", "explain", "approval", "audit_export"],
     )
     parser.add_argument("--grants", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
     args = parser.parse_args()
     _setup_django()
     print(f"database: {BENCH_DB}")
@@ -379,6 +383,10 @@ def main() -> None:
         bench_expire(args.grants)
     if args.which in {"all", "approval"}:
         bench_approval_to_commit()
+    if args.which in {"all", "audit_export"}:
+        from bench.audit_export import bench_audit_export
+
+        bench_audit_export(args.events)
 
 
 if __name__ == "__main__":
