@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import record_event
+from egress_portal.logging import log_request_decision
 from exceptions.access import decide_denial
 from exceptions.choices import RequestStatus
 from exceptions.models import ExceptionRequest, Grant
@@ -49,6 +50,7 @@ def approve_request(
             reason=reason.strip(),
         )
         grants = issue_grants(actor=actor, request=locked, now=now)
+    log_request_decision("approve", actor=actor, request=locked, reason=reason.strip())
     return grants
 
 
@@ -73,4 +75,5 @@ def reject_request(
             after={"status": locked.status, "decided_by": actor.get_username()},
             reason=reason,
         )
+    log_request_decision("reject", actor=actor, request=locked, reason=reason)
     return locked

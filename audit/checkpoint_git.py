@@ -10,7 +10,9 @@ Knows nothing of Django.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -172,3 +174,29 @@ class CheckpointRepo:
                 self.remote_url, self.url
             )
         return f"policy repository unavailable: {exc}".replace(self.remote_url, self.url)
+
+
+def remote_reachable(*, url: str, username: str = "", password: str = "", timeout: float = 5.0) -> str:
+    """'' when the repository answers ``git ls-remote``; otherwise what went wrong.
+
+    A local path that does not exist yet counts as reachable: the first publish creates it.
+    """
+    if _is_local_path(url) and not Path(url).exists():
+        return ""
+    remote = _with_credentials(url, username, password)
+    try:
+        subprocess.run(
+            ["git", "ls-remote", "--heads", remote],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
+    except subprocess.TimeoutExpired:
+        return f"{url}: no answer within {timeout:g} s"
+    except (subprocess.CalledProcessError, OSError) as exc:
+        stderr = getattr(exc, "stderr", "") or str(exc)
+        first = next((line for line in stderr.splitlines() if line.strip()), "git ls-remote failed")
+        return f"{url}: {first.replace(remote, url)[:300]}"
+    return ""

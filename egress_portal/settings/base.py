@@ -9,6 +9,7 @@ import dj_database_url
 import django_stubs_ext
 from celery.schedules import crontab
 
+from egress_portal.logging import configure_structlog, logging_config
 from egress_portal.settings.env import env_bool, env_int, env_list, env_str
 
 # Lets the admin and generic views be subscripted for mypy at run time.
@@ -265,3 +266,19 @@ CELERY_BEAT_SCHEDULE["audit-checkpoint"] = {
         minute=f"*/{AUDIT_CHECKPOINT_INTERVAL_MINUTES}" if AUDIT_CHECKPOINT_INTERVAL_MINUTES < 60 else "7"
     ),
 }
+
+# Structured logs: JSON lines (LOG_FORMAT=console for a terminal), request context from django-structlog.
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
+LOGGING = logging_config(fmt=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))
+configure_structlog()
+INSTALLED_APPS += ["django_structlog"]
+# Inside RequestIdMiddleware, so the request id and the API token are known when it logs.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("egress_portal.middleware.RequestIdMiddleware") + 1,
+    "django_structlog.middlewares.RequestMiddleware",
+)
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False  # behind a proxy the address is the proxy's; the request id correlates
+# /readyz: each dependency gets this long to answer; the bundle must have been published
+# (or confirmed unchanged) this recently (the safety-net republish runs every five minutes).
+READY_CHECK_TIMEOUT_SECONDS = env_int("READY_CHECK_TIMEOUT_SECONDS", 3)
+READY_MAX_PUBLISH_AGE_SECONDS = env_int("READY_MAX_PUBLISH_AGE_SECONDS", 900)

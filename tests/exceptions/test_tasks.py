@@ -56,5 +56,6 @@ def test_beat_schedules_the_jobs_and_the_publish_safety_net() -> None:
         tasks.activate_due_grants.name,
         tasks.publish_bundle.name,
         tasks.send_expiry_reminders.name,
+        "audit.write_checkpoint",
     }
     assert scheduled[tasks.publish_bundle.name]["kwargs"] == {"trigger": "schedule", "refresh": True}
