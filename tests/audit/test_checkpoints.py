@@ -209,3 +209,16 @@ def test_checkpoint_push_retries_on_a_moved_branch_and_keeps_the_bundle(
     call_command("publish_bundle", stdout=StringIO())
     assert _git("--git-dir", str(anchored_repo), "log", "-1", "--format=%s", "main").startswith("Egress policy")
     assert json.loads(_git("--git-dir", str(anchored_repo), "show", f"main:{row.path}"))["seq"] == 4
+
+
+@pytest.mark.celery_worker
+def test_scheduled_task_writes_the_checkpoint_through_a_real_worker(
+    celery_worker: Any, submit: Any, approver: Any, policy_repo: Path
+) -> None:
+    from audit import tasks
+
+    _approved(submit, approver)
+    assert tasks.write_checkpoint.delay().get(timeout=60) == 3
+    row = AuditCheckpoint.objects.get()
+    assert row.seq == 3 and row.commit == _git("--git-dir", str(policy_repo), "rev-parse", "main").strip()
+    assert tasks.write_checkpoint.delay().get(timeout=60) is None
