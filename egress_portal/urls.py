@@ -12,6 +12,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("egress_portal.api")),
     path("audit/", include("audit.urls")),
+    path("outcomes/", include("outcomes.urls")),
     path("approvals/", include("approvals.urls")),
     path("", include("exceptions.urls")),
 ]

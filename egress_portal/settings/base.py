@@ -282,3 +282,7 @@ DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False  # behind a proxy the address is the
 # (or confirmed unchanged) this recently (the safety-net republish runs every five minutes).
 READY_CHECK_TIMEOUT_SECONDS = env_int("READY_CHECK_TIMEOUT_SECONDS", 3)
 READY_MAX_PUBLISH_AGE_SECONDS = env_int("READY_MAX_PUBLISH_AGE_SECONDS", 900)
+# Outcome metrics: a daily snapshot table, refreshed hourly so today's row is current
+# (the 23:59 run closes the day).
+INSTALLED_APPS += ["outcomes"]
+CELERY_BEAT_SCHEDULE["outcome-snapshot"] = {"task": "outcomes.take_daily_snapshot", "schedule": crontab(minute=59)}

@@ -57,5 +57,6 @@ def test_beat_schedules_the_jobs_and_the_publish_safety_net() -> None:
         tasks.publish_bundle.name,
         tasks.send_expiry_reminders.name,
         "audit.write_checkpoint",
+        "outcomes.take_daily_snapshot",
     }
     assert scheduled[tasks.publish_bundle.name]["kwargs"] == {"trigger": "schedule", "refresh": True}
