@@ -364,7 +364,7 @@ def main() -> None:
         "which",
         nargs="?",
         default="all",
-        choices=["all", "expire", "compile", "publish", "opa", "explain", "approval", "audit_export"],
+        choices=["all", "expire", "compile", "publish", "opa", "explain", "approval", "audit_export", "outcomes"],
     )
     parser.add_argument("--grants", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -387,6 +387,10 @@ def main() -> None:
         from bench.audit_export import bench_audit_export
 
         bench_audit_export(args.events)
+    if args.which in {"all", "outcomes"}:
+        from bench.outcomes import bench_outcomes
+
+        bench_outcomes()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def nice_ceiling(value: float) -> float:
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def line_chart(chart: Chart) -> str:
