@@ -113,10 +113,14 @@ def parse_checkpoint(document: dict[str, Any], *, path: str, public_pem: str | N
     )
 
 
-def checkpoint_repo() -> CheckpointRepo:
+def checkpoint_repo(*, reader: bool = False) -> CheckpointRepo:
+    work_dir = Path(settings.AUDIT_CHECKPOINT_WORK_DIR)
+    if reader:
+        # verify_audit fetches into its own clone, so it never races a writer's checkout.
+        work_dir = work_dir.with_name(work_dir.name + "-read")
     return CheckpointRepo(
         url=settings.POLICY_REPO_URL,
-        work_dir=Path(settings.AUDIT_CHECKPOINT_WORK_DIR),
+        work_dir=work_dir,
         branch=settings.POLICY_REPO_BRANCH,
         author=(settings.POLICY_GIT_AUTHOR_NAME, settings.POLICY_GIT_AUTHOR_EMAIL),
         username=settings.POLICY_REPO_USERNAME,
@@ -128,7 +132,7 @@ def repository_checkpoints(*, public_pem: str | None = None) -> tuple[list[Check
     """Every checkpoint on the policy branch, in chain order, and the ones that do not verify."""
     valid: list[Checkpoint] = []
     invalid: list[InvalidCheckpoint] = []
-    for path, data in sorted(checkpoint_repo().read_all().items()):
+    for path, data in sorted(checkpoint_repo(reader=True).read_all().items()):
         try:
             document = json.loads(data)
             if not isinstance(document, dict):

@@ -25,7 +25,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from audit.checkpoints import as_checkpoint
 from audit.selectors import EXPORT_COLUMNS, checkpoint_at_or_before, export_rows, head_seq
-from audit.verification import CSV_HEADER_MARKER, EXPORT_TYPE
+from audit.verification import CSV_HEADER_MARKER, EXPORT_TYPE, csv_cell
 from exceptions.access import can_view_audit
 
 CSV_COLUMNS = EXPORT_COLUMNS
@@ -133,7 +133,7 @@ def csv_lines(filters: ExportFilters) -> Iterator[str]:
     for count, record in enumerate(export_records(filters, header["through_seq"]), start=1):
         record["before"] = json.dumps(record["before"], sort_keys=True, ensure_ascii=False)
         record["after"] = json.dumps(record["after"], sort_keys=True, ensure_ascii=False)
-        writer.writerow(record.values())
+        writer.writerow([csv_cell(value) if isinstance(value, str) else value for value in record.values()])
         # Lines are batched: a response chunk per row costs more than the row.
         if count % 500 == 0:
             yield flush()

@@ -144,12 +144,26 @@ EXPORT_TYPE = "egress-portal.audit-export"
 CSV_HEADER_MARKER = "export"
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula; a reason
+# typed by a requester must not. Such cells (and cells already starting with the
+# quote) get a leading quote, which the verifier takes off again: reversible.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def csv_cell(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+def _csv_value(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") else cell
+
+
 def _csv_record(row: dict[str, str]) -> dict[str, Any]:
-    record: dict[str, Any] = dict(row)
+    record: dict[str, Any] = {name: _csv_value(cell) for name, cell in row.items()}
     record["seq"] = int(row["seq"])
     record["actor_id"] = int(row["actor_id"]) if row["actor_id"] else None
-    record["before"] = json.loads(row["before"]) if row["before"] else None
-    record["after"] = json.loads(row["after"]) if row["after"] else None
+    record["before"] = json.loads(record["before"]) if record["before"] else None
+    record["after"] = json.loads(record["after"]) if record["after"] else None
     return record
 
 

@@ -148,3 +148,16 @@ def test_export_before_any_later_day_is_empty_and_bad_dates_are_explained(
     assert "since: 'yesterday' is not a date (YYYY-MM-DD)" in response.content.decode()
     response = client.get(URLS["csv"] + "?since=2026-02-01&until=2026-01-01")
     assert response.status_code == 400 and "until: must be later than since." in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_csv_cells_that_a_spreadsheet_would_run_are_quoted_and_still_verify(
+    client: Any, submit: Any, approver: Any, auditor: Any, tmp_path: Path
+) -> None:
+    approve_request(actor=approver, request=submit(), reason='=HYPERLINK("http://evil.example")')
+    body = _download(client, auditor, "csv")
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert rows[2]["reason"] == '\'=HYPERLINK("http://evil.example")'
+    export = tmp_path / "audit.csv"
+    export.write_text(body)
+    assert "3 events verified" in _verify(export)
