@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from audit.models import AuditChainHead
+from egress_portal.outbox.models import OutboxMessage, OutboxStatus
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import BundlePublication, ExceptionRequest, Grant
 from outcomes.selectors import time_to_approve_buckets
@@ -75,6 +76,14 @@ class PortalCollector(Collector):
             value=(now - last.created_at).total_seconds() if last else math.nan,
         )
         yield time_to_approve_histogram()
+
+        outbox = GaugeMetricFamily(
+            "egress_outbox_messages", "Outbox rows by status (parked: given up on).", labels=["status"]
+        )
+        counts = dict(OutboxMessage.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+        for status in OutboxStatus.values:
+            outbox.add_metric([status], counts.get(status, 0))
+        yield outbox
         head = AuditChainHead.objects.filter(pk=1).first()
         yield CounterMetricFamily("egress_audit_events", "Audit events written.", value=head.last_seq if head else 0)
 

@@ -138,3 +138,5 @@ def test_prometheus_histogram_of_time_to_approve_and_publish_age(client: Client,
     assert samples[("egress_time_to_approve_seconds_sum", "low", None)] == pytest.approx(10.5 * 3600)
     assert samples[("egress_time_to_approve_seconds_count", "high", None)] == 0
     assert "egress_bundle_last_success_age_seconds" in families
+    outbox = {s.labels["status"]: s.value for s in families["egress_outbox_messages"].samples}
+    assert outbox == {"pending": 0, "delivered": 0, "parked": 0}
