@@ -129,6 +129,29 @@ class CheckpointRepo:
         except (git.GitError, OSError) as exc:
             raise CheckpointRepoError(self._describe(exc)) from exc
 
+    def deleted(self) -> dict[str, str]:
+        """Checkpoint files the branch's history deleted, with the deleting commit (call after read_all).
+
+        Checkpoints are only ever added; a deletion is someone hiding a head.
+        """
+        try:
+            repo = self._repo()
+            if self._remote_ref not in [ref.name for ref in repo.remotes.origin.refs]:
+                return {}
+            log = repo.git.log(
+                "--diff-filter=D", "--name-only", "--format=commit %H", self._remote_ref, "--", CHECKPOINT_DIR
+            )
+        except (git.GitError, OSError) as exc:
+            raise CheckpointRepoError(self._describe(exc)) from exc
+        found: dict[str, str] = {}
+        commit = ""
+        for line in log.splitlines():
+            if line.startswith("commit "):
+                commit = line.removeprefix("commit ")
+            elif line.strip():
+                found.setdefault(line.strip(), commit)
+        return found
+
     def add(
         self, path: str, data: bytes, *, message: str, before_push: Callable[[int], None] | None = None
     ) -> tuple[str, bytes]:

@@ -132,7 +132,16 @@ def repository_checkpoints(*, public_pem: str | None = None) -> tuple[list[Check
     """Every checkpoint on the policy branch, in chain order, and the ones that do not verify."""
     valid: list[Checkpoint] = []
     invalid: list[InvalidCheckpoint] = []
-    for path, data in sorted(checkpoint_repo(reader=True).read_all().items()):
+    repository = checkpoint_repo(reader=True)
+    files = repository.read_all()
+    deleted = {path: commit for path, commit in repository.deleted().items() if path not in files}
+    for path, commit in sorted(deleted.items()):
+        invalid.append(InvalidCheckpoint(path, f"was deleted from the repository in commit {commit[:12]}"))
+    # The database's own list of what it pushed: a rewritten branch history loses files without a deletion.
+    recorded = AuditCheckpoint.objects.exclude(path__in=[*files, *deleted]).order_by("seq")
+    for path, commit in recorded.values_list("path", "commit"):
+        invalid.append(InvalidCheckpoint(path, f"was pushed in commit {commit[:12]} but is not on the branch"))
+    for path, data in sorted(files.items()):
         try:
             document = json.loads(data)
             if not isinstance(document, dict):

@@ -222,3 +222,35 @@ def test_scheduled_task_writes_the_checkpoint_through_a_real_worker(
     row = AuditCheckpoint.objects.get()
     assert row.seq == 3 and row.commit == _git("--git-dir", str(policy_repo), "rev-parse", "main").strip()
     assert tasks.write_checkpoint.delay().get(timeout=60) is None
+
+
+@pytest.mark.django_db
+def test_deleted_checkpoint_is_reported_with_the_deleting_commit(
+    submit: Any, approver: Any, anchored_repo: Path, tmp_path: Path
+) -> None:
+    _approved(submit, approver)
+    row = write_checkpoint()
+    assert row is not None
+    clone = tmp_path / "intruder"
+    _git("clone", "-q", str(anchored_repo), str(clone))
+    _git("rm", "-q", row.path, cwd=clone)
+    _git("commit", "-q", "-m", "tidy up", cwd=clone)
+    _git("push", "-q", "origin", "HEAD:main", cwd=clone)
+    deleting = _git("rev-parse", "HEAD", cwd=clone).strip()
+    with pytest.raises(CommandError, match=rf"{row.path}: was deleted from the repository in commit {deleting[:12]}"):
+        _verify()
+
+
+@pytest.mark.django_db
+def test_checkpoint_lost_to_a_rewritten_branch_is_reported_from_the_database(
+    submit: Any, approver: Any, anchored_repo: Path
+) -> None:
+    _approved(submit, approver)
+    call_command("publish_bundle", stdout=StringIO())
+    before = _git("--git-dir", str(anchored_repo), "rev-parse", "main").strip()
+    row = write_checkpoint()
+    assert row is not None
+    # A force-push back to before the checkpoint: no deletion in the history to find.
+    _git("--git-dir", str(anchored_repo), "update-ref", "refs/heads/main", before)
+    with pytest.raises(CommandError, match=rf"{row.path}: was pushed in commit {row.commit[:12]} but is not on"):
+        _verify()

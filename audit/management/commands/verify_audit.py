@@ -42,7 +42,7 @@ class Command(BaseCommand):
                     self.stderr.write(self.style.WARNING(f"Checkpoints not checked: {exc}"))
             result = verify_chain(checkpoints=checkpoints)
             where = "database"
-        problems = [f"{bad} (forged or edited checkpoint)" for bad in forged]
+        problems = [str(bad) for bad in forged]
         if not result.ok:
             problems.insert(
                 0,
