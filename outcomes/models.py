@@ -16,6 +16,8 @@ class Metric(models.TextChoices):
     APPROVALS = "approvals", "Requests approved that day"
     APPROVE_P50_HOURS = "approve_p50_hours", "Time to approve, median (hours)"
     APPROVE_P90_HOURS = "approve_p90_hours", "Time to approve, 90th percentile (hours)"
+    POLICY_UPDATE_P50_SECONDS = "policy_p50_seconds", "Approval to pushed commit, median (seconds)"
+    POLICY_UPDATE_P90_SECONDS = "policy_p90_seconds", "Approval to pushed commit, 90th percentile (seconds)"
 
 
 COUNT_METRICS = frozenset({Metric.ACTIVE_GRANTS, Metric.WILDCARD_GRANTS, Metric.EXPIRING_GRANTS, Metric.APPROVALS})

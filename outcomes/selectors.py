@@ -86,7 +86,12 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
     for day, metric, value in SnapshotValue.objects.filter(
         day__gte=start,
         day__lte=today,
-        metric__in=[Metric.APPROVE_P50_HOURS, Metric.APPROVE_P90_HOURS],
+        metric__in=[
+            Metric.APPROVE_P50_HOURS,
+            Metric.APPROVE_P90_HOURS,
+            Metric.POLICY_UPDATE_P50_SECONDS,
+            Metric.POLICY_UPDATE_P90_SECONDS,
+        ],
         team=filters.team or ALL,
         environment=filters.environment or ALL,
         tier=ALL,
@@ -129,6 +134,17 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
                 Series("median", percentiles[Metric.APPROVE_P50_HOURS]),
             ],
             "From submission to approval, for requests approved that day.",
+        ),
+        Chart(
+            "policy_update",
+            "Time to policy update",
+            "seconds",
+            days,
+            [
+                Series("90th percentile", percentiles[Metric.POLICY_UPDATE_P90_SECONDS]),
+                Series("median", percentiles[Metric.POLICY_UPDATE_P50_SECONDS]),
+            ],
+            "From approval to the pushed commit of the first bundle publish that carries it.",
         ),
         Chart(
             "approvals",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from datetime import UTC, datetime, time, timedelta
 from itertools import product
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from audit.services import SYSTEM, Actor, record_event
 from exceptions.choices import GrantStatus
-from exceptions.models import ExceptionRequest, Grant
+from exceptions.models import BundlePublication, ExceptionRequest, Grant
 from outcomes.models import ALL, Metric, SnapshotDay, SnapshotValue
 from outcomes.selectors import APPROVED_STATUSES
 
@@ -52,21 +53,43 @@ def _grant_values(now: datetime) -> list[SnapshotValue]:
     return values
 
 
+def _pushes(start: datetime, end: datetime) -> tuple[list[datetime], list[datetime]]:
+    """Successful publishes that began in [start, end + 1 day): when each began and when it was pushed.
+
+    A publish compiles the state as it begins, so it carries an approval only if it began after it.
+    """
+    rows = BundlePublication.objects.filter(
+        status=BundlePublication.Status.PUBLISHED, created_at__gte=start, created_at__lt=end + timedelta(days=1)
+    ).values_list("created_at", "duration_ms")
+    pushes = sorted((pushed - timedelta(milliseconds=ms), pushed) for pushed, ms in rows)
+    return [began for began, _ in pushes], [pushed for _, pushed in pushes]
+
+
 def _approval_values(start: datetime, end: datetime) -> list[SnapshotValue]:
-    """Time to approve for requests approved in [start, end): submitted (created) to decided.
+    """For requests approved in [start, end): time to approve (submitted, i.e. created, to decided)
+    and time to policy update (decided to the push of the first publish that began after it).
 
     Percentiles cannot be summed, so every team/environment rollup gets its own row.
     """
     decided = ExceptionRequest.objects.filter(
         status__in=APPROVED_STATUSES, decided_at__gte=start, decided_at__lt=end
     ).values_list("workload__team__slug", "workload__environment", "created_at", "decided_at")
+    began, pushed = _pushes(start, end)
     hours: dict[tuple[str, str], list[float]] = defaultdict(list)
+    to_policy: dict[tuple[str, str], list[float]] = defaultdict(list)
     for team, environment, created_at, decided_at in decided:
         assert decided_at is not None  # filtered on it above
         waited = max((decided_at - created_at).total_seconds(), 0) / 3600
+        first = bisect_left(began, decided_at)
         for key in product((team, ALL), (environment, ALL)):
             hours[key].append(waited)
+            if first < len(began):
+                to_policy[key].append((pushed[first] - decided_at).total_seconds())
     values = []
+    for (team, environment), seconds in to_policy.items():
+        dims = {"team": team, "environment": environment, "tier": ALL}
+        for metric, q in ((Metric.POLICY_UPDATE_P50_SECONDS, 0.5), (Metric.POLICY_UPDATE_P90_SECONDS, 0.9)):
+            values.append(SnapshotValue(metric=metric, value=round(percentile(seconds, q), 3), **dims))
     for (team, environment), waits in hours.items():
         dims = {"team": team, "environment": environment, "tier": ALL}
         if ALL not in (team, environment):
