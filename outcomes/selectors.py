@@ -98,6 +98,9 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
     ).values_list("day", "metric", "value"):
         percentiles[metric][index[day]] = value
 
+    def spread(p90: str, p50: str) -> list[Series]:
+        return [Series("90th percentile", percentiles[p90]), Series("median", percentiles[p50])]
+
     charts = [
         Chart(
             "active",
@@ -129,10 +132,7 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
             "Time to approve",
             "hours",
             days,
-            [
-                Series("90th percentile", percentiles[Metric.APPROVE_P90_HOURS]),
-                Series("median", percentiles[Metric.APPROVE_P50_HOURS]),
-            ],
+            spread(Metric.APPROVE_P90_HOURS, Metric.APPROVE_P50_HOURS),
             "From submission to approval, for requests approved that day.",
         ),
         Chart(
@@ -140,10 +140,7 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
             "Time to policy update",
             "seconds",
             days,
-            [
-                Series("90th percentile", percentiles[Metric.POLICY_UPDATE_P90_SECONDS]),
-                Series("median", percentiles[Metric.POLICY_UPDATE_P50_SECONDS]),
-            ],
+            spread(Metric.POLICY_UPDATE_P90_SECONDS, Metric.POLICY_UPDATE_P50_SECONDS),
             "From approval to the pushed commit of the first bundle publish that carries it.",
         ),
         Chart(
