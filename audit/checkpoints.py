@@ -11,7 +11,7 @@ recompute every hash and the chain head) cannot rewrite what was pushed, so
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,19 +83,26 @@ def sign_checkpoint(*, seq: int, head_hash: str, at: datetime) -> Checkpoint:
     )
 
 
-def parse_checkpoint(document: dict[str, Any], *, path: str, public_pem: str | None = None) -> Checkpoint:
+def parse_checkpoint(document: dict[str, Any], *, path: str, public_pems: Sequence[str] = ()) -> Checkpoint:
     """The checkpoint if its signature verifies and the clear-text fields say what was signed.
 
-    ``public_pem`` verifies with a published public key (offline); by default the
-    portal's own key is used.
+    ``public_pems`` verify with published public keys (offline, or after a key
+    rotation: any one of them may have signed); by default the portal's own key is used.
     """
     jws = document.get("jws")
     if not isinstance(jws, str):
         raise InvalidCheckpoint(path, "has no signature (jws)")
-    try:
-        claims = signing.verify_jws(jws, public_pem=public_pem)
-    except ValueError as exc:
-        raise InvalidCheckpoint(path, f"forged or signed by another key ({exc})") from exc
+    claims: dict[str, Any] | None = None
+    problem = ""
+    keys: Sequence[str | None] = public_pems or [None]  # None: the portal's own key
+    for public_pem in keys:
+        try:
+            claims = signing.verify_jws(jws, public_pem=public_pem)
+            break
+        except ValueError as exc:
+            problem = str(exc)
+    if claims is None:
+        raise InvalidCheckpoint(path, f"forged or signed by another key ({problem})")
     if claims.get("type") != CHECKPOINT_TYPE or not isinstance(claims.get("seq"), int):
         raise InvalidCheckpoint(path, "the signed claims are not an audit checkpoint")
     for name in ("seq", "head_hash", "time"):
@@ -128,7 +135,7 @@ def checkpoint_repo(*, reader: bool = False) -> CheckpointRepo:
     )
 
 
-def repository_checkpoints(*, public_pem: str | None = None) -> tuple[list[Checkpoint], list[InvalidCheckpoint]]:
+def repository_checkpoints(*, public_pems: Sequence[str] = ()) -> tuple[list[Checkpoint], list[InvalidCheckpoint]]:
     """Every checkpoint on the policy branch, in chain order, and the ones that do not verify."""
     valid: list[Checkpoint] = []
     invalid: list[InvalidCheckpoint] = []
@@ -146,7 +153,7 @@ def repository_checkpoints(*, public_pem: str | None = None) -> tuple[list[Check
             document = json.loads(data)
             if not isinstance(document, dict):
                 raise InvalidCheckpoint(path, "is not a JSON object")
-            valid.append(parse_checkpoint(document, path=path, public_pem=public_pem))
+            valid.append(parse_checkpoint(document, path=path, public_pems=public_pems))
         except json.JSONDecodeError as exc:
             invalid.append(InvalidCheckpoint(path, f"is not JSON ({exc})"))
         except InvalidCheckpoint as exc:

@@ -209,7 +209,7 @@ def walk_filtered(records: Iterable[dict[str, Any]], *, anchor: Checkpoint | Non
     return VerificationResult(True, checked, last_hash=last_hash)
 
 
-def verify_export(path: Path, *, public_pem: str | None = None) -> VerificationResult:
+def verify_export(path: Path, *, public_pems: Sequence[str] = ()) -> VerificationResult:
     """Verify an export file offline: the chain, its checkpoint's signature, and that the file is whole."""
     # Imported here: checkpoints imports this module for the walk.
     from audit.checkpoints import InvalidCheckpoint, parse_checkpoint
@@ -220,7 +220,7 @@ def verify_export(path: Path, *, public_pem: str | None = None) -> VerificationR
     anchor = None
     if header.get("checkpoint"):
         try:
-            anchor = parse_checkpoint(header["checkpoint"], path="in the export header", public_pem=public_pem)
+            anchor = parse_checkpoint(header["checkpoint"], path="in the export header", public_pems=public_pems)
         except InvalidCheckpoint as exc:
             return VerificationResult(False, 0, None, f"{exc} (forged or edited checkpoint)")
     through = int(header.get("through_seq", 0))

@@ -57,6 +57,12 @@ def test_export_carries_its_checkpoint_and_verifies_offline(
     public_key = tmp_path / "portal.pub.pem"
     public_key.write_text(signing.public_key_pem())
     assert "anchored by checkpoint #3" in _verify(export, "--public-key", str(public_key))
+    # After a key rotation the auditor passes every key that may have signed.
+    newer = tmp_path / "newer.pub.pem"
+    newer.write_bytes(jwk.JWK.generate(kty="EC", crv="P-256").export_to_pem(private_key=False))
+    assert "anchored by checkpoint #3" in _verify(export, "--public-key", str(newer), "--public-key", str(public_key))
+    with pytest.raises(CommandError, match="forged or signed by another key"):
+        _verify(export, "--public-key", str(newer))
 
 
 @pytest.mark.django_db

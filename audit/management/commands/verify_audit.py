@@ -19,17 +19,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--export", type=Path, help="verify an exported JSON-lines or CSV file instead")
         parser.add_argument(
-            "--public-key", type=Path, help="PEM public key that signed the checkpoints (default: the portal's key)"
+            "--public-key",
+            type=Path,
+            action="append",
+            help="PEM public key that signed the checkpoints (default: the portal's key); "
+            "repeat it for the keys used before a rotation",
         )
         parser.add_argument(
             "--skip-repository", action="store_true", help="do not read checkpoints from the policy repository"
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        public_pem = options["public_key"].read_text(encoding="utf-8") if options["public_key"] else None
+        public_pems = [path.read_text(encoding="utf-8") for path in options["public_key"] or []]
         source: Path | None = options["export"]
         if source:
-            result = verify_export(source, public_pem=public_pem)
+            result = verify_export(source, public_pems=public_pems)
             where = str(source)
             checkpoints: list[Checkpoint] = []
             forged: list[InvalidCheckpoint] = []
@@ -37,7 +41,7 @@ class Command(BaseCommand):
             checkpoints, forged = [], []
             if not options["skip_repository"]:
                 try:
-                    checkpoints, forged = repository_checkpoints(public_pem=public_pem)
+                    checkpoints, forged = repository_checkpoints(public_pems=public_pems)
                 except CheckpointRepoError as exc:
                     self.stderr.write(self.style.WARNING(f"Checkpoints not checked: {exc}"))
             result = verify_chain(checkpoints=checkpoints)
