@@ -154,3 +154,19 @@ def log_explanation(result: Any, *, user: Any = None) -> None:
         protocol=result.protocol,
         grant_id=result.grant_id,
     )
+
+
+def log_publication(publication: Any) -> None:
+    """A bundle publish attempt (published, unchanged or failed), from its BundlePublication row."""
+    log_decision(
+        "publish",
+        outcome=str(publication.status),
+        reason=publication.trigger,
+        level=logging.WARNING if publication.status == "failed" else logging.INFO,
+        revision=publication.revision,
+        commit=publication.commit,
+        grant_count=publication.grant_count,
+        added=publication.added,
+        removed=publication.removed,
+        error=publication.error,
+    )

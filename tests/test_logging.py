@@ -102,3 +102,29 @@ def test_every_request_logs_its_request_id_and_user(
 def test_settings_render_json_logs_by_default() -> None:
     assert settings.LOG_FORMAT == "json"
     assert "django_structlog.middlewares.RequestMiddleware" in settings.MIDDLEWARE
+
+
+@pytest.mark.django_db
+def test_a_publish_logs_its_outcome_revision_and_commit(caplog: pytest.LogCaptureFixture) -> None:
+    from egress_portal.logging import log_publication
+    from exceptions.models import BundlePublication
+
+    caplog.set_level(logging.INFO, logger="egress_portal.decisions")
+    published = BundlePublication.objects.create(
+        status="published", revision="r42", commit="abc123", trigger="grant change", added=2, grant_count=7
+    )
+    failed = BundlePublication.objects.create(status="failed", revision="r43", trigger="schedule", error="timeout")
+    log_publication(published)
+    log_publication(failed)
+    first, second = _decisions(caplog)
+    assert {k: first[k] for k in ("decision", "outcome", "reason", "revision", "commit", "added", "grant_count")} == {
+        "decision": "publish",
+        "outcome": "published",
+        "reason": "grant change",
+        "revision": "r42",
+        "commit": "abc123",
+        "added": 2,
+        "grant_count": 7,
+    }
+    assert (second["outcome"], second["error"]) == ("failed", "timeout")
+    assert [r.levelname for r in caplog.records if r.name == "egress_portal.decisions"] == ["INFO", "WARNING"]
