@@ -254,3 +254,18 @@ def test_checkpoint_lost_to_a_rewritten_branch_is_reported_from_the_database(
     _git("--git-dir", str(anchored_repo), "update-ref", "refs/heads/main", before)
     with pytest.raises(CommandError, match=rf"{row.path}: was pushed in commit {row.commit[:12]} but is not on"):
         _verify()
+
+
+@pytest.mark.django_db
+def test_write_checkpoint_command_reports_what_it_pushed(submit: Any, approver: Any, anchored_repo: Path) -> None:
+    _approved(submit, approver)
+    out = StringIO()
+    call_command("write_checkpoint", stdout=out)
+    row = AuditCheckpoint.objects.get()
+    assert f"Checkpoint #3 ({row.head_hash[:12]}) pushed as audit/checkpoints/000000000003.json" in out.getvalue()
+    call_command("write_checkpoint", stdout=out)
+    assert "Nothing new since the last checkpoint." in out.getvalue()
+    _rewrite_everything("rubber-stamped")
+    _approved(submit, approver, ticket_ref="CHG-2")
+    with pytest.raises(CommandError, match="No checkpoint written: audit chain broken at #4"):
+        call_command("write_checkpoint", stdout=out)
