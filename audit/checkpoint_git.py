@@ -1,11 +1,12 @@
 """Git I/O for audit checkpoints: one file per checkpoint under ``audit/checkpoints/``.
 
-The bundle publisher writes the same branch. This writer keeps its own working
-clone, only ever adds files under its own folder, and when a push is refused
-because the publisher moved the branch it starts again from the new head. One
-file per checkpoint means two writers never edit the same bytes, so there is no
-merge to resolve: a rebuilt commit is "the new head plus my one new file".
-Knows nothing of Django.
+The bundle publisher writes the same branch. This writer keeps its own bare
+clone and builds each commit with git plumbing (the branch's tree plus one
+blob), so it never checks out the bundle's files (100,000 of them at scale) and
+cannot touch them. When a push is refused because the publisher moved the
+branch, it fetches and builds the commit again on the new head. One file per
+checkpoint means two writers never edit the same bytes, so there is no merge to
+resolve. Knows nothing of Django.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class CheckpointRepo:
         if _is_local_path(self.url) and not Path(self.url).exists():
             Path(self.url).parent.mkdir(parents=True, exist_ok=True)
             git.Repo.init(self.url, bare=True, initial_branch=self.branch)
-        if (self.work_dir / ".git").exists():
+        if (self.work_dir / "HEAD").exists():
             repo = git.Repo(self.work_dir)
             if repo.remotes.origin.url != self.remote_url:
                 repo.remotes.origin.set_url(self.remote_url)
@@ -87,7 +88,7 @@ class CheckpointRepo:
         if self.work_dir.exists():
             shutil.rmtree(self.work_dir)
         self.work_dir.parent.mkdir(parents=True, exist_ok=True)
-        repo = git.Repo.init(self.work_dir, initial_branch=self.branch)
+        repo = git.Repo.init(self.work_dir, bare=True, initial_branch=self.branch)
         with repo.config_writer() as config:
             config.set_value("gc", "autoDetach", "false")
         repo.create_remote("origin", self.remote_url)
@@ -99,17 +100,22 @@ class CheckpointRepo:
             repo.git.fetch("origin", "--prune")
         return self._remote_ref in [ref.name for ref in repo.remotes.origin.refs]
 
-    def _start_from_remote(self, repo: git.Repo, has_branch: bool) -> None:
-        if has_branch:
-            repo.git.checkout("-B", self.branch, self._remote_ref)
-            repo.git.reset("--hard", self._remote_ref)
-        elif repo.head.is_valid():
-            repo.git.checkout("--orphan", "egress-checkpoint-orphan")
-            repo.git.rm("-rf", "--ignore-unmatch", "--quiet", ".")
-            if self.branch in repo.heads:
-                repo.git.branch("-D", self.branch)
-            repo.git.branch("-m", self.branch)
-        repo.git.clean("-fdx")
+    def _commit_with(self, repo: git.Repo, path: str, data: bytes, message: str, parent: str | None) -> str:
+        """A commit whose tree is ``parent``'s plus ``path`` = ``data``; no working tree involved."""
+        scratch = self.work_dir / "egress-checkpoint.blob"
+        scratch.write_bytes(data)
+        index = self.work_dir / "egress-checkpoint.index"
+        index.unlink(missing_ok=True)
+        with repo.git.custom_environment(**self.env, GIT_INDEX_FILE=str(index)):
+            blob = repo.git.hash_object("-w", str(scratch))
+            if parent:
+                repo.git.read_tree(parent)
+            repo.git.update_index("--add", "--cacheinfo", f"100644,{blob},{path}")
+            tree = repo.git.write_tree()
+            commit = repo.git.commit_tree(tree, *(["-p", parent] if parent else []), "-m", message)
+        index.unlink(missing_ok=True)
+        scratch.unlink(missing_ok=True)
+        return str(commit)
 
     def read_all(self) -> dict[str, bytes]:
         """Every checkpoint file on the remote branch, by path (fetches first)."""
@@ -166,26 +172,28 @@ class CheckpointRepo:
         try:
             repo = self._repo()
             for attempt in range(1, self.max_attempts + 1):
-                self._start_from_remote(repo, self._fetch(repo))
-                target = self.work_dir / path
-                if target.exists():
-                    return str(repo.git.log("-1", "--format=%H", "--", path)), target.read_bytes()
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-                repo.git.add("--", path)
-                with repo.git.custom_environment(**self.env):
-                    repo.git.commit("-q", "-m", message, "--", path)
-                    if before_push:
-                        before_push(attempt)
+                parent = repo.commit(self._remote_ref).hexsha if self._fetch(repo) else None
+                if parent:
                     try:
-                        repo.git.push("origin", f"HEAD:refs/heads/{self.branch}")
-                    except git.GitCommandError as exc:
-                        text = f"{exc.stderr}{exc.stdout}"
-                        if any(marker in text for marker in _REJECTED) and attempt < self.max_attempts:
-                            time.sleep(0.05 * attempt)
-                            continue
-                        raise
-                return str(repo.head.commit.hexsha), data
+                        existing = repo.commit(parent).tree / path
+                    except KeyError:
+                        pass
+                    else:
+                        first = repo.git.log("-1", "--format=%H", parent, "--", path)
+                        return str(first), bytes(existing.data_stream.read())
+                commit = self._commit_with(repo, path, data, message, parent)
+                if before_push:
+                    before_push(attempt)
+                try:
+                    with repo.git.custom_environment(**self.env):
+                        repo.git.push("origin", f"{commit}:refs/heads/{self.branch}")
+                except git.GitCommandError as exc:
+                    text = f"{exc.stderr}{exc.stdout}"
+                    if any(marker in text for marker in _REJECTED) and attempt < self.max_attempts:
+                        time.sleep(0.05 * attempt)
+                        continue
+                    raise
+                return commit, data
             raise CheckpointRepoError(f"the branch kept moving; gave up after {self.max_attempts} attempts")
         except (git.GitError, OSError) as exc:
             raise CheckpointRepoError(self._describe(exc)) from exc

@@ -364,7 +364,18 @@ def main() -> None:
         "which",
         nargs="?",
         default="all",
-        choices=["all", "expire", "compile", "publish", "opa", "explain", "approval", "audit_export", "outcomes"],
+        choices=[
+            "all",
+            "expire",
+            "compile",
+            "publish",
+            "opa",
+            "explain",
+            "approval",
+            "audit_export",
+            "outcomes",
+            "audit_checkpoint",
+        ],
     )
     parser.add_argument("--grants", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -391,6 +402,10 @@ def main() -> None:
         from bench.outcomes import bench_outcomes
 
         bench_outcomes()
+    if args.which in {"all", "audit_checkpoint"}:
+        from bench.audit_checkpoint import bench_audit_checkpoint
+
+        bench_audit_checkpoint()
 
 
 if __name__ == "__main__":
