@@ -24,7 +24,7 @@ from audit.checkpoint_git import CheckpointRepo, checkpoint_path
 from audit.hashing import GENESIS_HASH
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from audit.services import SYSTEM, Actor, record_event
-from audit.verification import export_record, walk
+from audit.verification import database_records, walk
 from egress_portal import signing
 from egress_portal.locks import named_lock
 
@@ -163,10 +163,8 @@ def repository_checkpoints(*, public_pems: Sequence[str] = ()) -> tuple[list[Che
 
 def _assert_extends(base_seq: int, base_hash: str, head: AuditChainHead) -> None:
     """The events since the last checkpoint chain onto its hash and end at the head row."""
-    records = (
-        AuditEvent.objects.filter(seq__gt=base_seq, seq__lte=head.last_seq).order_by("seq").iterator(chunk_size=5000)
-    )
-    result = walk((export_record(e) for e in records), start_seq=base_seq + 1, start_hash=base_hash)
+    records = database_records(after_seq=base_seq, through_seq=head.last_seq)
+    result = walk(records, start_seq=base_seq + 1, start_hash=base_hash)
     if not result.ok:
         raise CheckpointRefused(f"audit chain broken at #{result.broken_seq}: {result.problem}")
     if result.checked != head.last_seq - base_seq or result.last_hash != head.last_hash:

@@ -24,11 +24,11 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict, Streaming
 from django.utils.dateparse import parse_date, parse_datetime
 
 from audit.checkpoints import as_checkpoint
-from audit.selectors import EXPORT_COLUMNS, checkpoint_at_or_before, export_rows, head_seq
-from audit.verification import CSV_HEADER_MARKER, EXPORT_TYPE, csv_cell
+from audit.selectors import checkpoint_at_or_before, export_rows, head_seq
+from audit.verification import CSV_HEADER_MARKER, EXPORT_TYPE, RECORD_FIELDS, csv_cell, record_from_row
 from exceptions.access import can_view_audit
 
-CSV_COLUMNS = EXPORT_COLUMNS
+CSV_COLUMNS = RECORD_FIELDS
 # The first CSV row after the column names is marked CSV_HEADER_MARKER; its ``after`` cell holds the header.
 
 
@@ -102,9 +102,7 @@ def export_records(filters: ExportFilters, through_seq: int) -> Iterator[dict[st
         since=filters.since,
         until=filters.until,
     ):
-        record = dict(zip(CSV_COLUMNS, row, strict=True))
-        record["created_at"] = record["created_at"].isoformat()
-        yield record
+        yield record_from_row(row)
 
 
 def jsonl_lines(filters: ExportFilters) -> Iterator[str]:

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
-from audit.verification import PAYLOAD_FIELDS
+from audit.verification import RECORD_FIELDS
 
 
 def timeline(refs: dict[str, Iterable[object]]) -> QuerySet[AuditEvent]:
@@ -37,9 +37,6 @@ def checkpoint_at_or_before(seq: int) -> AuditCheckpoint | None:
     return AuditCheckpoint.objects.filter(seq__lte=seq).order_by("-seq").first()
 
 
-EXPORT_COLUMNS = (*PAYLOAD_FIELDS, "prev_hash", "hash")
-
-
 def export_rows(
     *,
     through_seq: int,
@@ -66,4 +63,4 @@ def export_rows(
         events = events.filter(created_at__gte=since)
     if until:
         events = events.filter(created_at__lt=until)
-    return events.order_by("seq").values_list(*EXPORT_COLUMNS).iterator(chunk_size=chunk_size)
+    return events.order_by("seq").values_list(*RECORD_FIELDS).iterator(chunk_size=chunk_size)
