@@ -24,6 +24,7 @@ from approvals.models import Decision, DecisionKind
 from approvals.policy import Policy, RequestFacts, Rule, current_policy
 from approvals.windows import Calendar, GoLive, frozen_environments, load_calendar
 from audit.services import SYSTEM, record_event
+from egress_portal.logging import log_request_decision
 from egress_portal.outbox.models import OutboxMessage
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, Workload
@@ -233,6 +234,7 @@ def approve_request(
             go_live=valid_from,
             go_live_reason=go_live.reason,
         )
+    log_request_decision("approve", actor=actor, request=locked, reason=reason, rule=state.rule.name)
     return grants
 
 
@@ -267,6 +269,7 @@ def _decide_against(
         notifications.tell_requester(
             locked, what=target, key=f"r{locked.revision}", decided_by=actor.get_username(), reason=reason
         )
+    log_request_decision(kind, actor=actor, request=locked, reason=reason, rule=state.rule.name)
     return locked
 
 

@@ -79,3 +79,6 @@ OPA_BUNDLE_TOKEN = "test-bundle-token"  # noqa: S105 - tests only
 POLICY_REPO_URL = env_str("POLICY_REPO_URL", str(VAR_DIR / "test-policy.git"))
 POLICY_WORK_DIR = Path(env_str("POLICY_WORK_DIR", str(VAR_DIR / "test-policy-work")))
 EGRESS_AUTO_PUBLISH = env_str("EGRESS_AUTO_PUBLISH", "false") == "true"
+
+# --- Issue 12: proof ---
+AUDIT_CHECKPOINT_WORK_DIR = Path(env_str("AUDIT_CHECKPOINT_WORK_DIR", str(VAR_DIR / "test-checkpoint-work")))
