@@ -7,8 +7,9 @@ rolls back, so does its side effect; if it commits, the relay delivers it.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -65,3 +66,43 @@ def enqueue_mail(
     with contextlib.suppress(TemplateDoesNotExist):
         payload["html"] = render_to_string(f"{template}.html", dict(context))
     return enqueue(kind=MAIL, payload=payload, idempotency_key=idempotency_key)
+
+
+def enqueue_coalesced(*, kind: str, payload: Mapping[str, Any], idempotency_key: str, delay_seconds: float) -> None:
+    """Arm the one row under ``idempotency_key``: a burst of changes makes one delivery.
+
+    A pending row keeps its earlier due time (so a steady stream cannot postpone
+    it forever); a delivered or parked row is re-armed as a fresh request. The
+    revision bump tells a delivery already under way that it did not cover this
+    change, so the row stays pending and is delivered once more.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("enqueue_coalesced() runs inside the transaction of the change that causes it.")
+    now = timezone.now()
+    due = now + timedelta(seconds=delay_seconds)
+    table = OutboxMessage._meta.db_table
+    connection = transaction.get_connection()
+    ops = connection.ops
+    with connection.cursor() as cursor:
+        # One statement on both backends: insert, or re-arm the existing row under its lock.
+        cursor.execute(
+            f'INSERT INTO "{table}" '  # noqa: S608 - table name from the model, values are parameters
+            '("kind", "payload", "idempotency_key", "status", "attempts", "revision", "available_at", '
+            '"last_error", "created_at") '
+            "VALUES (%s, %s, %s, 'pending', 0, 0, %s, '', %s) "
+            'ON CONFLICT ("idempotency_key") DO UPDATE SET '
+            '"payload" = EXCLUDED."payload", '
+            f'"revision" = "{table}"."revision" + 1, '
+            f'"available_at" = CASE WHEN "{table}"."status" = \'pending\' '
+            f'AND "{table}"."available_at" < EXCLUDED."available_at" '
+            f'THEN "{table}"."available_at" ELSE EXCLUDED."available_at" END, '
+            f'"attempts" = CASE WHEN "{table}"."status" = \'pending\' THEN "{table}"."attempts" ELSE 0 END, '
+            "\"status\" = 'pending'",
+            [
+                kind,
+                json.dumps(dict(payload)),
+                idempotency_key,
+                ops.adapt_datetimefield_value(due),
+                ops.adapt_datetimefield_value(now),
+            ],
+        )

@@ -7,7 +7,6 @@ from typing import Any
 
 import dj_database_url
 import django_stubs_ext
-from celery.schedules import crontab
 
 from egress_portal.settings.env import env_bool, env_int, env_list, env_str
 
@@ -40,6 +39,7 @@ INSTALLED_APPS = [
     "exceptions",
     "approvals",
     "egress_portal.outbox",
+    "django_celery_beat",
 ]
 
 MIDDLEWARE = [
@@ -183,26 +183,33 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---------------------------------------------------------------
+# Issue 7: Celery as production runs it. JSON only; a task is acknowledged after
+# it ran (a worker killed mid-task leaves its message to be redelivered); time
+# limits so a stuck delivery cannot hold a worker forever. Queues: `default`,
+# `publish` (bundle publishes, slow and serialised) and `priority` (break-glass).
 CELERY_BROKER_DIR = VAR_DIR / "celery"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BEAT_SCHEDULE = {
-    "activate-due-grants": {"task": "exceptions.activate_due_grants", "schedule": crontab()},
-    "expire-due-grants": {"task": "exceptions.expire_due_grants", "schedule": crontab()},
-    "send-expiry-reminders": {"task": "exceptions.send_expiry_reminders", "schedule": crontab(minute=5)},
-    # The safety net: whatever was missed (a lost message, a failed push) is
-    # carried by the next full publish, which fetches the branch first.
-    "republish-bundle": {
-        "task": "exceptions.publish_bundle",
-        "schedule": crontab(minute="*/5"),
-        "kwargs": {"trigger": "schedule", "refresh": True},
-    },
-}
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# The queues every worker consumes unless told otherwise (`celery worker -Q`).
+EGRESS_WORKER_QUEUES = ["default", "publish", "priority"]
+CELERY_TASK_ROUTES = {"exceptions.publish_bundle": {"queue": "publish"}}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Schedules live in the database (django-celery-beat) so operators change them in
+# the admin; the defaults are seeded by a migration (egress_portal/outbox/schedules.py),
+# not read from here, so a restart never overwrites an operator's change.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE: dict[str, Any] = {}
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue = CELERY_BROKER_DIR / "queue"
@@ -210,10 +217,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_queue),
         "data_folder_out": str(_queue),
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
+        # kombu's default is a `control/` folder in the working directory.
+        "control_folder": str(CELERY_BROKER_DIR / "control"),
         "store_processed": False,
     }
     # The filesystem transport has no fan-out exchange for remote control.
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+elif CELERY_BROKER_URL.startswith("redis://"):
+    # Longer than any task may run (time limit), so Redis never redelivers a task still running.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 
 # --- Domain ---------------------------------------------------------------
 EGRESS_TRUST_DOMAIN = env_str("EGRESS_TRUST_DOMAIN", "cluster.local")
@@ -248,3 +260,25 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Issue 7: outbox relay, traffic ingestion, stale revocation ------------
+# Which callable delivers each outbox kind (dotted paths). Later issues add theirs:
+# OUTBOX_HANDLERS["webhook"] = "..." in their own settings block.
+OUTBOX_HANDLERS: dict[str, str] = {
+    "mail": "egress_portal.outbox.handlers.send_mail",
+    "bundle.publish": "exceptions.delivery.deliver_publish",
+    "noop": "egress_portal.outbox.handlers.noop",
+}
+# Kinds delivered by the relay of another queue than `default` (break-glass broadcasts: `priority`).
+OUTBOX_KIND_QUEUES: dict[str, str] = {"bundle.publish": "publish"}
+OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10)
+OUTBOX_BACKOFF_BASE_SECONDS = env_int("OUTBOX_BACKOFF_BASE_SECONDS", 10)
+OUTBOX_BACKOFF_MAX_SECONDS = env_int("OUTBOX_BACKOFF_MAX_SECONDS", 3600)
+# A claimed row is due again after this long (its relay died); longer than any delivery.
+OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 600)
+OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 100)
+OUTBOX_RELAY_MAX_SECONDS = env_int("OUTBOX_RELAY_MAX_SECONDS", 30)
+OUTBOX_RELAY_INTERVAL_SECONDS = env_int("OUTBOX_RELAY_INTERVAL_SECONDS", 2)
+# Queue a relay run right after a publish is asked for (a shortcut; beat is the guarantee).
+OUTBOX_NUDGE = env_bool("OUTBOX_NUDGE", True)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)

@@ -11,7 +11,7 @@ from egress_portal.signing import generate_key_file
 
 DEBUG = env_bool("DEBUG", True)
 
-for _folder in (VAR_DIR, CELERY_BROKER_DIR / "queue", CELERY_BROKER_DIR / "processed"):
+for _folder in (VAR_DIR, *(CELERY_BROKER_DIR / name for name in ("queue", "processed", "control"))):
     _folder.mkdir(parents=True, exist_ok=True)
 
 

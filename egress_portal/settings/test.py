@@ -67,3 +67,8 @@ OPA_BUNDLE_TOKEN = "test-bundle-token"  # noqa: S105 - tests only
 POLICY_REPO_URL = env_str("POLICY_REPO_URL", str(VAR_DIR / "test-policy.git"))
 POLICY_WORK_DIR = Path(env_str("POLICY_WORK_DIR", str(VAR_DIR / "test-policy-work")))
 EGRESS_AUTO_PUBLISH = env_str("EGRESS_AUTO_PUBLISH", "false") == "true"
+
+# --- Issue 7: outbox relay ---
+# Tests run the relay themselves; a nudge would leave stray messages in Redis.
+OUTBOX_NUDGE = env_str("OUTBOX_NUDGE", "false") == "true"
+OUTBOX_LEASE_SECONDS = int(env_str("OUTBOX_LEASE_SECONDS", "600"))

@@ -13,7 +13,7 @@ from audit.services import Actor, PendingEvent, record_event, record_events
 from exceptions.access import revoke_denial
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant
-from exceptions.publishing import publish_on_commit
+from exceptions.services.publishes import queue_publish
 from exceptions.services.requests import close_finished_requests
 from exceptions.state import TransitionError, check_grant_transition
 
@@ -50,7 +50,7 @@ def issue_grants(*, actor: Actor, request: ExceptionRequest, now: datetime) -> l
             for g in created
         ]
     )
-    publish_on_commit(f"request {request.pk} approved")
+    queue_publish(trigger=f"request {request.pk} approved")
     return created
 
 
@@ -81,5 +81,5 @@ def revoke_grant(*, actor: Any, grant: Grant, reason: str, now: datetime | None 
             actor=actor, action="grant.revoked", obj=locked, before=before, after=locked.snapshot(), reason=reason
         )
         close_finished_requests([locked.request_id], target=RequestStatus.REVOKED, actor=actor, now=now, reason=reason)
-        publish_on_commit(f"grant {locked.pk} revoked")
+        queue_publish(trigger=f"grant {locked.pk} revoked")
     return locked

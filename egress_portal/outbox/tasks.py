@@ -1,0 +1,36 @@
+"""The relay task: beat starts it every few seconds per queue; a grant change may nudge it sooner."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task, shared_task
+from django.db import OperationalError
+
+from egress_portal.outbox.relay import relay_due
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="outbox.relay",
+    bind=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=3,
+)
+def relay(self: Task[..., dict[str, int]], queue: str | None = None) -> dict[str, int]:
+    """Deliver the due side effects of ``queue``'s kinds (all kinds when None)."""
+    del self
+    result = relay_due(queue=queue)
+    return {"delivered": result.delivered, "retried": result.retried, "parked": result.parked}
+
+
+def nudge(queue: str, *, countdown: float = 0) -> None:
+    """Ask for a relay run soon. Best effort: the beat schedule delivers anyway, so a broker
+    outage here must never fail (or slow) the change that asked."""
+    try:
+        relay.apply_async(kwargs={"queue": queue}, queue=queue, countdown=countdown, retry=False)
+    except Exception as exc:  # the periodic relay is the guarantee, this is only a shortcut
+        logger.info("relay nudge not sent (%s); the periodic relay will deliver", exc)
