@@ -9,8 +9,10 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("api/v1/ingest/", include("egress_portal.traffic.ingest_urls")),
     path("api/v1/", include("egress_portal.api")),
     path("audit/", include("audit.urls")),
     path("approvals/", include("approvals.urls")),
+    path("", include("egress_portal.traffic.urls")),
     path("", include("exceptions.urls")),
 ]

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "approvals",
     "egress_portal.outbox",
     "django_celery_beat",
+    "egress_portal.traffic",
 ]
 
 MIDDLEWARE = [
@@ -282,3 +283,15 @@ OUTBOX_RELAY_INTERVAL_SECONDS = env_int("OUTBOX_RELAY_INTERVAL_SECONDS", 2)
 # Queue a relay run right after a publish is asked for (a shortcut; beat is the guarantee).
 OUTBOX_NUDGE = env_bool("OUTBOX_NUDGE", True)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+# Ingestion: the largest body a gateway may post (after gunzip), and how long digests are kept
+# to recognise a retried batch (records older than this are refused).
+EGRESS_INGEST_MAX_BYTES = env_int("EGRESS_INGEST_MAX_BYTES", 32 * 1024 * 1024)
+EGRESS_INGEST_DEDUP_DAYS = env_int("EGRESS_INGEST_DEDUP_DAYS", 7)
+# Stale revocation: days without traffic before a notice (per risk tier), days of grace after it,
+# and how recent a gateway's last report on an identity must be for its silence to count.
+EGRESS_STALE_DAYS = env_int("EGRESS_STALE_DAYS", 30)
+EGRESS_STALE_DAYS_BY_TIER = {
+    tier: env_int(f"EGRESS_STALE_DAYS_{tier.upper()}", EGRESS_STALE_DAYS) for tier in ("low", "medium", "high")
+}
+EGRESS_STALE_GRACE_DAYS = env_int("EGRESS_STALE_GRACE_DAYS", 7)
+EGRESS_STALE_FEED_FRESH_HOURS = env_int("EGRESS_STALE_FEED_FRESH_HOURS", 48)

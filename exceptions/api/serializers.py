@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from rest_framework import serializers
@@ -55,6 +55,8 @@ class WorkloadSerializer(serializers.ModelSerializer[Workload]):
 
 
 class GrantSerializer(serializers.ModelSerializer[Grant]):
+    last_seen = serializers.SerializerMethodField(help_text="When a gateway last reported traffic through it.")
+
     class Meta:
         model = Grant
         fields = [
@@ -70,7 +72,13 @@ class GrantSerializer(serializers.ModelSerializer[Grant]):
             "request",
             "revoked_at",
             "revoke_reason",
+            "last_seen",
         ]
+
+    def get_last_seen(self, grant: Grant) -> datetime | None:
+        from egress_portal.traffic.selectors import grant_last_seen
+
+        return grant_last_seen(grant)
 
 
 class ExceptionRequestSerializer(serializers.ModelSerializer[ExceptionRequest]):

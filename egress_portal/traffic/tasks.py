@@ -1,0 +1,23 @@
+"""The daily stale sweep and the pruning of old de-duplication digests."""
+
+from __future__ import annotations
+
+from celery import Task, shared_task
+from django.db import OperationalError
+
+from egress_portal.traffic.services.stale import sweep_stale_grants
+from exceptions.tasks import task_scope
+
+
+@shared_task(
+    name="traffic.stale_sweep",
+    bind=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def stale_sweep(self: Task[..., dict[str, int]]) -> dict[str, int]:
+    with task_scope(self):
+        result = sweep_stale_grants()
+    return {"noticed": result.noticed, "cleared": result.cleared, "revoked": result.revoked}
