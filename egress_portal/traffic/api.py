@@ -9,11 +9,11 @@ lines, gzip-compressed or not.
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -84,10 +84,10 @@ def _ingest_view(
     return _respond(ingest(gateway, records))
 
 
-def _parse_opa(body: bytes) -> list[Any]:
+def parse_opa(body: bytes) -> list[Any]:
     try:
-        events = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        events = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise BodyError(f"the body is not JSON: {exc}") from None
     if not isinstance(events, list):
         raise BodyError("the body must be a JSON array of decision events, as OPA's decision-log plugin sends")
@@ -97,14 +97,14 @@ def _parse_opa(body: bytes) -> list[Any]:
 def _parse_flows(body: bytes) -> list[Any]:
     text = body.decode("utf-8", errors="replace").strip()
     if text.startswith("["):
-        return _parse_opa(body)
+        return parse_opa(body)
     records: list[Any] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except ValueError as exc:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
             records.append(UnparsableLine(number, str(exc)))
     return records
 
@@ -115,7 +115,7 @@ def opa_logs(request: HttpRequest) -> JsonResponse:
     def ingest(gateway: EgressGateway, events: list[Any]) -> IngestResult:
         return ingest_decisions(gateway=gateway, events=events)
 
-    return _ingest_view(request, _parse_opa, ingest)
+    return _ingest_view(request, parse_opa, ingest)
 
 
 @csrf_exempt

@@ -71,11 +71,11 @@ class SeenRecord(models.Model):
     """The digest of every record kept (decision_id, or a hash of a flow record), so a gateway
     that retries a batch does not count it twice. Pruned after ``EGRESS_INGEST_DEDUP_DAYS``."""
 
-    digest = models.CharField(max_length=32, primary_key=True)
+    digest = models.BigIntegerField(primary_key=True)
     seen_on = models.DateField(db_index=True)
 
     def __str__(self) -> str:
-        return self.digest
+        return f"{self.digest:x}"
 
 
 class GrantUsage(models.Model):
