@@ -220,3 +220,10 @@ def retry_parked(*, actor: Actor, message_ids: list[int], now: datetime | None =
             )
             retried += 1
     return retried
+
+
+def prune_delivered(*, now: datetime | None = None) -> int:
+    """Delete delivered rows older than ``OUTBOX_KEEP_DELIVERED_DAYS`` (parked and pending rows stay)."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.OUTBOX_KEEP_DELIVERED_DAYS)
+    deleted, _ = OutboxMessage.objects.filter(status=OutboxStatus.DELIVERED, delivered_at__lt=cutoff).delete()
+    return deleted

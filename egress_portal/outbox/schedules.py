@@ -48,6 +48,8 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
     ),
     DefaultSchedule(name="send-expiry-reminders", task="exceptions.send_expiry_reminders", cron={"minute": "5"}),
     DefaultSchedule(name="stale-grant-sweep", task="traffic.stale_sweep", cron={"minute": "15", "hour": "3"}),
+    DefaultSchedule(name="prune-outbox", task="outbox.prune", cron={"minute": "30", "hour": "3"}),
+    DefaultSchedule(name="prune-ingest-digests", task="traffic.prune", cron={"minute": "45", "hour": "3"}),
     # The safety net: whatever was missed (a failed push, a branch moved by hand)
     # is carried by the next full publish, which fetches the branch first.
     DefaultSchedule(

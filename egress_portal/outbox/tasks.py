@@ -7,7 +7,7 @@ import logging
 from celery import Task, shared_task
 from django.db import OperationalError
 
-from egress_portal.outbox.relay import relay_due
+from egress_portal.outbox.relay import prune_delivered, relay_due
 
 logger = logging.getLogger(__name__)
 
@@ -34,3 +34,9 @@ def nudge(queue: str, *, countdown: float = 0) -> None:
         relay.apply_async(kwargs={"queue": queue}, queue=queue, countdown=countdown, retry=False)
     except Exception as exc:  # the periodic relay is the guarantee, this is only a shortcut
         logger.info("relay nudge not sent (%s); the periodic relay will deliver", exc)
+
+
+@shared_task(name="outbox.prune", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
+def prune() -> int:
+    """Delivered rows are kept a while for the record, then deleted."""
+    return prune_delivered()

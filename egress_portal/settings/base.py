@@ -279,7 +279,8 @@ OUTBOX_BACKOFF_MAX_SECONDS = env_int("OUTBOX_BACKOFF_MAX_SECONDS", 3600)
 OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 600)
 OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 100)
 OUTBOX_RELAY_MAX_SECONDS = env_int("OUTBOX_RELAY_MAX_SECONDS", 30)
-OUTBOX_RELAY_INTERVAL_SECONDS = env_int("OUTBOX_RELAY_INTERVAL_SECONDS", 2)
+# Delivered rows are deleted after this many days (parked and pending rows are never pruned).
+OUTBOX_KEEP_DELIVERED_DAYS = env_int("OUTBOX_KEEP_DELIVERED_DAYS", 14)
 # Queue a relay run right after a publish is asked for (a shortcut; beat is the guarantee).
 OUTBOX_NUDGE = env_bool("OUTBOX_NUDGE", True)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)

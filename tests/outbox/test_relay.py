@@ -162,3 +162,16 @@ def test_each_queue_relays_only_its_kinds(settings: Any) -> None:
     assert handlers.DELIVERED == []
     assert relay_due(queue="default").delivered == 1 and handlers.DELIVERED == ["d1"]
     assert relay_due(queue="priority").handled == 0
+
+
+def test_delivered_rows_are_pruned_after_the_keep_period_and_parked_rows_never(settings: Any) -> None:
+    from egress_portal.outbox.relay import prune_delivered
+
+    settings.OUTBOX_KEEP_DELIVERED_DAYS = 14
+    queue("test.record", "old")
+    queue("test.refused", "stuck")
+    relay_due()
+    now = timezone.now()
+    assert prune_delivered(now=now + timedelta(days=13)) == 0
+    assert prune_delivered(now=now + timedelta(days=15)) == 1
+    assert list(OutboxMessage.objects.values_list("idempotency_key", flat=True)) == ["stuck"]

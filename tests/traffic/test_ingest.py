@@ -173,3 +173,17 @@ def test_last_seen_shows_on_the_grant_api_and_pages_and_denied_destinations_on_t
 def test_workload_traffic_is_hidden_from_other_teams(client: Client, outsider: Any, workload: Any) -> None:
     client.force_login(outsider)
     assert client.get(f"/workloads/{workload.pk}/traffic/").status_code == 404
+
+
+def test_digests_are_forgotten_once_their_records_could_no_longer_be_accepted(
+    gateway: Any, grant: Any, settings: Any
+) -> None:
+    from egress_portal.traffic.models import SeenRecord
+    from egress_portal.traffic.services.ingest import prune_seen_records
+    from tests.traffic.conftest import flow, report
+
+    now = timezone.now()
+    report(gateway, flow(IDENTITY, "api.partner.example", 443, "allow", now), now=now)
+    assert prune_seen_records(now=now + timedelta(days=settings.EGRESS_INGEST_DEDUP_DAYS)) == 0
+    assert prune_seen_records(now=now + timedelta(days=settings.EGRESS_INGEST_DEDUP_DAYS + 2)) == 1
+    assert not SeenRecord.objects.exists()

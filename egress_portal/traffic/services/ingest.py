@@ -523,3 +523,10 @@ def ingest_decisions(*, gateway: EgressGateway, events: Iterable[Any], now: date
 def ingest_flows(*, gateway: EgressGateway, records: Iterable[Any], now: datetime | None = None) -> IngestResult:
     """A batch of flow records from ``gateway``."""
     return _ingest(records, gateway=gateway, source="flows", now=now)
+
+
+def prune_seen_records(*, now: datetime | None = None) -> int:
+    """Forget digests older than the window in which records are accepted at all."""
+    cutoff = (now or timezone.now()).date() - timedelta(days=settings.EGRESS_INGEST_DEDUP_DAYS + 1)
+    deleted, _ = SeenRecord.objects.filter(seen_on__lt=cutoff).delete()
+    return deleted
