@@ -54,6 +54,17 @@ class WorkloadSerializer(serializers.ModelSerializer[Workload]):
         fields = ["id", "name", "team", "identity", "identity_kind", "environment", "role", "sensitivity"]
 
 
+class GrantListSerializer(serializers.ListSerializer[Grant]):
+    """Reads the last observed traffic of a whole page of grants in one query."""
+
+    def to_representation(self, data: Any) -> list[Any]:
+        from egress_portal.traffic.selectors import grants_last_seen
+
+        grants = list(data.all() if hasattr(data, "all") else data)
+        self.child.context["last_seen"] = grants_last_seen([g.pk for g in grants])  # type: ignore[union-attr]
+        return super().to_representation(grants)
+
+
 class GrantSerializer(serializers.ModelSerializer[Grant]):
     last_seen = serializers.SerializerMethodField(help_text="When a gateway last reported traffic through it.")
 
@@ -74,11 +85,13 @@ class GrantSerializer(serializers.ModelSerializer[Grant]):
             "revoke_reason",
             "last_seen",
         ]
+        list_serializer_class = GrantListSerializer
 
     def get_last_seen(self, grant: Grant) -> datetime | None:
         from egress_portal.traffic.selectors import grant_last_seen
 
-        return grant_last_seen(grant)
+        page: dict[int, datetime] | None = self.context.get("last_seen")
+        return page.get(grant.pk) if page is not None else grant_last_seen(grant)
 
 
 class ExceptionRequestSerializer(serializers.ModelSerializer[ExceptionRequest]):

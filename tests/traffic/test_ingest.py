@@ -187,3 +187,36 @@ def test_digests_are_forgotten_once_their_records_could_no_longer_be_accepted(
     assert prune_seen_records(now=now + timedelta(days=settings.EGRESS_INGEST_DEDUP_DAYS)) == 0
     assert prune_seen_records(now=now + timedelta(days=settings.EGRESS_INGEST_DEDUP_DAYS + 2)) == 1
     assert not SeenRecord.objects.exists()
+
+
+def test_grant_list_api_reads_last_seen_for_the_page_in_one_query(
+    client: Client, gateway: Any, submit: Any, approver: Any, requester: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.traffic.conftest import flow, report
+
+    client.force_login(requester)
+    now = timezone.now()
+
+    def add_used_grant(host: str) -> None:
+        approve_request(
+            actor=approver,
+            request=submit(destinations=[{"host": host, "port": 443}]),
+            now=now - timedelta(hours=1),
+        )
+        report(gateway, flow(IDENTITY, host, 443, "allow", now), now=now)
+
+    def list_queries() -> tuple[int, list[Any]]:
+        with CaptureQueriesContext(connection) as queries:
+            results = client.get("/api/v1/grants/").json()["results"]
+        return len(queries), results
+
+    add_used_grant("one.example")
+    one, _ = list_queries()
+    add_used_grant("two.example")
+    add_used_grant("three.example")
+    three, results = list_queries()
+    assert three == one
+    assert len(results) == 3 and all(r["last_seen"] for r in results)
