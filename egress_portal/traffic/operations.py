@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django_celery_beat.models import PeriodicTask
 
@@ -29,9 +29,9 @@ def periodic_jobs(*, now: datetime) -> list[JobRow]:
         schedule = task.schedule
         next_run = None
         if task.enabled and schedule is not None:
-            last = task.last_run_at or now
-            remaining = schedule.remaining_estimate(last)
-            next_run = max(now, last + remaining)
+            # Celery's estimate is the time left from now until the run after ``last_run_at``.
+            remaining = schedule.remaining_estimate(task.last_run_at or now)
+            next_run = now + max(remaining, timedelta(0))
         state = states.get(task.task)
         failed_last = (
             state is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -41,6 +42,16 @@ def test_operations_page_shows_jobs_backlog_parked_rows_and_gateways(
     page = client.get("/operations/").content.decode()
     for expected in ("outbox-relay", "expire-due-grants", "database unreachable", "HTTP 410 Gone", "eu-proxy"):
         assert expected in page
+    from django.utils import timezone
+
+    from egress_portal.traffic.operations import periodic_jobs
+
+    now = timezone.now()
+    jobs = {job.name: job for job in periodic_jobs(now=now)}
+    relay_next = jobs["outbox-relay"].next_run_at
+    assert relay_next is not None and now <= relay_next <= now + timedelta(seconds=2)
+    safety_next = jobs["republish-bundle"].next_run_at
+    assert safety_next is not None and safety_next <= now + timedelta(minutes=5)
     record_success(sender=_Task())
     assert "database unreachable" not in client.get("/operations/").content.decode()  # it ran fine since
 
