@@ -220,3 +220,36 @@ def test_grant_list_api_reads_last_seen_for_the_page_in_one_query(
     three, results = list_queries()
     assert three == one
     assert len(results) == 3 and all(r["last_seen"] for r in results)
+
+
+@pytest.mark.opa
+def test_decisions_of_the_real_opa_engine_on_the_published_bundle_are_ingested(
+    client: Client, gateway_and_token: Any, grant: Any
+) -> None:
+    """The events carry what the real engine answers for the portal's bundle, in OPA's log format."""
+    import uuid
+
+    from exceptions.publishing import current_bundle
+    from tests.exceptions.bundle.test_opa_conformance import engine_for
+
+    _, token = gateway_and_token
+    engine = engine_for(current_bundle().files)
+    now = timezone.now()
+    events = []
+    for host, port in [("api.partner.example", 443), ("api.partner.example", 443), ("exfil.example", 443)]:
+        request = {"identity": IDENTITY, "host": host, "port": port, "protocol": "tcp"}
+        for path, document in (("egress/decision", "egress.decision"), ("egress/allow", "egress.allow")):
+            events.append({
+                "decision_id": str(uuid.uuid4()),
+                "path": path,
+                "input": request,
+                "result": engine.eval_document(document, request),
+                "timestamp": now.isoformat().replace("+00:00", "Z"),
+                "labels": {"id": "gw"},
+                "bundles": {"egress": {"revision": current_bundle().revision}},
+            })  # fmt: skip
+    body = post_opa(client, token, events).json()
+    assert body["accepted"] == 6 and body["rejected"] == []
+    usage = GrantUsage.objects.get()
+    assert usage.grant_id == grant.pk and usage.count == 4  # two connections, each logged on both paths
+    assert DeniedTraffic.objects.get().count == 2
