@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
 from django.db import transaction
 from django.template.exceptions import TemplateDoesNotExist
 from django.template.loader import render_to_string
@@ -20,6 +23,7 @@ from django.utils import timezone
 from egress_portal.outbox.models import OutboxMessage
 
 MAIL = "mail"
+logger = logging.getLogger(__name__)
 
 
 def enqueue(
@@ -106,3 +110,28 @@ def enqueue_coalesced(*, kind: str, payload: Mapping[str, Any], idempotency_key:
                 ops.adapt_datetimefield_value(now),
             ],
         )
+
+
+RELAY_TASK = "outbox.relay"
+# After a failed nudge this process stops nudging for a while: during a broker outage
+# only one change per pause pays the connection timeout, the rest commit at full speed.
+NUDGE_PAUSE_SECONDS = 30.0
+_nudges_paused_until = 0.0
+
+
+def nudge_relay(queue: str, *, countdown: float = 0) -> None:
+    """Ask for a relay run on ``queue`` soon; call it from ``on_commit``. Best effort: the beat
+    schedule delivers anyway, so a broker outage never fails the change that asked.
+
+    The task is sent by name, so services never import task modules.
+    """
+    global _nudges_paused_until
+    if time.monotonic() < _nudges_paused_until:
+        return
+    try:
+        current_app.send_task(
+            RELAY_TASK, kwargs={"queue": queue}, queue=queue, countdown=countdown, retry=False, ignore_result=True
+        )
+    except Exception as exc:  # the periodic relay is the guarantee, this is only a shortcut
+        _nudges_paused_until = time.monotonic() + NUDGE_PAUSE_SECONDS
+        logger.info("relay nudge not sent (%s); the periodic relay will deliver", exc)

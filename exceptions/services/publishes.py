@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 
-from egress_portal.outbox.services import enqueue_coalesced
+from egress_portal.outbox.services import enqueue_coalesced, nudge_relay
 
 PUBLISH = "bundle.publish"
 PUBLISH_KEY = "bundle.publish:pending"
@@ -28,8 +28,5 @@ def queue_publish(*, trigger: str) -> None:
         delay_seconds=settings.BUNDLE_PUBLISH_DELAY_SECONDS,
     )
     if settings.OUTBOX_NUDGE:
-        # Imported here: services must not import task modules at load time (no import circle).
-        from egress_portal.outbox.tasks import nudge
-
         queue = settings.OUTBOX_KIND_QUEUES.get(PUBLISH, settings.CELERY_TASK_DEFAULT_QUEUE)
-        transaction.on_commit(lambda: nudge(queue, countdown=settings.BUNDLE_PUBLISH_DELAY_SECONDS))
+        transaction.on_commit(lambda: nudge_relay(queue, countdown=settings.BUNDLE_PUBLISH_DELAY_SECONDS))
