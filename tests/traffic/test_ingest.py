@@ -253,3 +253,33 @@ def test_decisions_of_the_real_opa_engine_on_the_published_bundle_are_ingested(
     usage = GrantUsage.objects.get()
     assert usage.grant_id == grant.pk and usage.count == 4  # two connections, each logged on both paths
     assert DeniedTraffic.objects.get().count == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_retries_of_overlapping_batches_count_each_event_once(gateway: Any, grant: Any) -> None:
+    import threading
+
+    from django.db import connection
+
+    from egress_portal.traffic.services.ingest import ingest_decisions
+
+    now = timezone.now()
+    events = [opa_event(f"c-{i}", host="api.partner.example", port=443, allow=True, at=now) for i in range(400)]
+    results: list[Any] = []
+
+    def upload(batch: list[Any]) -> None:
+        try:
+            results.append(ingest_decisions(gateway=gateway, events=batch, now=now))
+        finally:
+            connection.close()
+
+    # The same events in opposite orders, several times at once: the worst case for lock order.
+    threads = [threading.Thread(target=upload, args=(events if n % 2 else events[::-1],)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 4
+    assert sum(r.accepted for r in results) == 400
+    assert GrantUsage.objects.get().count == 400

@@ -414,7 +414,8 @@ def store(
     denied: dict[tuple[str, str, int, date], list[Any]] = {}
     feeds: dict[str, list[datetime]] = {}
     with transaction.atomic():
-        new = _new_digests([o.digest for _, _, members in matched for o in members], today=now.date())
+        # Sorted: two batches sharing records take their index locks in the same order (no deadlock).
+        new = _new_digests(sorted(o.digest for _, _, members in matched for o in members), today=now.date())
         for key, grant_id, members in matched:
             kept = [o for o in members if o.digest in new]
             result.duplicates += len(members) - len(kept)
