@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Max, Min, QuerySet, Sum
@@ -83,6 +83,3 @@ def outbox_backlog(*, now: datetime | None = None) -> dict[str, Any]:
     parked = OutboxMessage.objects.filter(status=OutboxStatus.PARKED).order_by("-id")[:50]
     return {"by_kind": by_kind, "oldest_due": oldest_due, "parked": list(parked), "now": now}
 
-
-def usage_days(*, since: date) -> int:
-    return GrantUsage.objects.filter(day__gte=since).count()
