@@ -210,6 +210,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # the admin; the defaults are seeded by a migration (egress_portal/outbox/schedules.py),
 # not read from here, so a restart never overwrites an operator's change.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat writes last-run times after this many sent tasks (about 20 s with the relays), not
+# only every 3 minutes: the operations page and the beat health check read them.
+CELERY_BEAT_SYNC_EVERY = 30
 CELERY_BEAT_SCHEDULE: dict[str, Any] = {}
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
