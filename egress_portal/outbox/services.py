@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from celery import current_app
 from django.db import transaction
 from django.template.exceptions import TemplateDoesNotExist
 from django.template.loader import render_to_string
@@ -128,8 +127,10 @@ def nudge_relay(queue: str, *, countdown: float = 0) -> None:
     global _nudges_paused_until
     if time.monotonic() < _nudges_paused_until:
         return
+    from egress_portal.celery import app  # the project's app, whichever Celery app is "current"
+
     try:
-        current_app.send_task(
+        app.send_task(
             RELAY_TASK, kwargs={"queue": queue}, queue=queue, countdown=countdown, retry=False, ignore_result=True
         )
     except Exception as exc:  # the periodic relay is the guarantee, this is only a shortcut

@@ -82,4 +82,3 @@ def outbox_backlog(*, now: datetime | None = None) -> dict[str, Any]:
     oldest_due = pending.filter(available_at__lte=now).order_by("available_at").first()
     parked = OutboxMessage.objects.filter(status=OutboxStatus.PARKED).order_by("-id")[:50]
     return {"by_kind": by_kind, "oldest_due": oldest_due, "parked": list(parked), "now": now}
-

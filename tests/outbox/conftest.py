@@ -128,7 +128,7 @@ class CeleryStack:
     def start_worker(self) -> None:
         hostname = f"outbox-{os.getpid()}-{time.monotonic_ns()}@localhost"
         self.worker = start_worker(hostname=hostname, env=self.env)
-        probe = Celery("probe", broker=self.broker)
+        probe = Celery("probe", broker=self.broker, set_as_current=False)
         try:
             wait_until_ready(probe, self.worker, hostname)
         finally:
