@@ -28,9 +28,9 @@ from egress_portal.logging import log_request_decision
 from egress_portal.outbox.models import OutboxMessage
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, Workload
-from exceptions.publishing import publish_on_commit
 from exceptions.services.batches import activate_due_grants
 from exceptions.services.grants import issue_grants, supersede_renewed_grant
+from exceptions.services.publishes import queue_publish
 from exceptions.services.requests import lock_request, move_request, narrow_request
 from exceptions.state import TransitionError
 from exceptions.validators import is_wildcard
@@ -433,7 +433,7 @@ def reschedule_frozen_requests(*, now: datetime | None = None) -> int:
                 go_live=valid_from,
                 go_live_reason=go_live.reason,
             )
-            publish_on_commit(f"request {locked.pk} rescheduled")
+            queue_publish(trigger=f"request {locked.pk} rescheduled")
             moved += 1
     return moved
 

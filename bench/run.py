@@ -376,6 +376,7 @@ def main() -> None:
             "outcomes",
             "audit_checkpoint",
             "dashboard",
+            "traffic",
         ],
     )
     parser.add_argument("--grants", type=int, default=100_000)
@@ -411,6 +412,10 @@ def main() -> None:
         from bench.audit_checkpoint import bench_audit_checkpoint
 
         bench_audit_checkpoint()
+    if args.which in {"all", "traffic"}:
+        from bench.traffic import run
+
+        run(args.grants)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("api/v1/ingest/", include("egress_portal.traffic.ingest_urls")),
     path("api/v1/", include("egress_portal.api")),
     path("audit/", include("audit.urls")),
     path("outcomes/", include("outcomes.urls")),
     path("approvals/", include("approvals.urls")),
+    path("", include("egress_portal.traffic.urls")),
     path("", include("exceptions.urls")),
 ]
