@@ -53,3 +53,16 @@ def test_text_limits_get_one_message(requester: Any, workload: Any, field: str, 
     assert f"at most {limit} characters" in api_message
     assert api_message in _form_errors(requester, workload, **{field: "x" * length})
     assert not ExceptionRequest.objects.exists()
+
+
+def test_an_unreadable_reason_changes_nothing(
+    client: Client, submit: Any, security_officer: Any, approver: Any
+) -> None:
+    from approvals.services import approve_request
+
+    [grant] = approve_request(actor=approver, request=submit())
+    client.force_login(security_officer)
+    response = client.post(f"/grants/{grant.pk}/revoke/", {"reason": "bad\x00byte"}, follow=True)
+    grant.refresh_from_db()
+    assert grant.status == "active"
+    assert "Reason: Null characters are not allowed. Nothing was changed." in response.content.decode()
