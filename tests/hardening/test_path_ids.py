@@ -1,0 +1,47 @@
+"""Every URL with an id in its path answers a huge, zero or unknown id without a 500."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls.converters import IntConverter
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+
+def _id_routes(resolver: URLResolver, prefix: str = "") -> Iterator[str]:
+    for entry in resolver.url_patterns:
+        route = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            yield from _id_routes(entry, route)
+        elif isinstance(entry, URLPattern) and any(
+            isinstance(c, IntConverter) for c in entry.pattern.converters.values()
+        ):
+            yield route
+
+
+ID_ROUTES = [r for r in _id_routes(get_resolver()) if not r.startswith("admin/")]
+
+
+def test_the_portal_has_id_routes_to_check() -> None:
+    assert len(ID_ROUTES) >= 10
+
+
+@pytest.mark.parametrize("route", ID_ROUTES)
+@pytest.mark.parametrize("value", ["0", "9" * 30, "123456789"])
+def test_every_id_in_a_path_is_answered_without_a_500(route: str, value: str, security_officer: Any) -> None:
+    path = "/" + route.replace("<int:pk>", value)
+    caller: Any
+    if path.startswith("/api/"):
+        caller = APIClient()
+        caller.force_authenticate(security_officer)
+    else:
+        caller = Client()
+        caller.force_login(security_officer)
+    assert caller.get(path).status_code in {404, 405}, path
+    assert caller.post(path, {}).status_code in {403, 404, 405}, path
