@@ -172,6 +172,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "exceptions.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "egress_portal.api.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "exceptions.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Egress Portal API",
