@@ -45,3 +45,10 @@ def test_every_id_in_a_path_is_answered_without_a_500(route: str, value: str, se
         caller.force_login(security_officer)
     assert caller.get(path).status_code in {404, 405}, path
     assert caller.post(path, {}).status_code in {403, 404, 405}, path
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/bundles/egress.tar.gz", "/api/v1/requests/"])
+@pytest.mark.parametrize("header", ["Bearer é", "Bearer egp_é_ü", "Bearer " + "x" * 10_000, "Bearer", "Basic Zm9v"])
+def test_odd_authorization_headers_are_a_401(client: Client, settings: Any, path: str, header: str) -> None:
+    settings.METRICS_TOKEN = "scrape-me"
+    assert client.get(path, HTTP_AUTHORIZATION=header).status_code in {401, 403}
