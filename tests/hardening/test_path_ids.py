@@ -52,3 +52,9 @@ def test_every_id_in_a_path_is_answered_without_a_500(route: str, value: str, se
 def test_odd_authorization_headers_are_a_401(client: Client, settings: Any, path: str, header: str) -> None:
     settings.METRICS_TOKEN = "scrape-me"
     assert client.get(path, HTTP_AUTHORIZATION=header).status_code in {401, 403}
+
+
+@pytest.mark.parametrize("request_id", ["abc\n", "é", "x" * 65, "a b", ""])
+def test_odd_request_ids_are_replaced_not_echoed(client: Client, request_id: str) -> None:
+    response = client.get("/healthz", HTTP_X_REQUEST_ID=request_id)
+    assert response.status_code < 500 and response["X-Request-ID"] != request_id
