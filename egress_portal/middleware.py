@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from egress_portal.context import api_token_scope, request_id_scope
 
@@ -22,3 +22,25 @@ class RequestIdMiddleware:
             response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response
+
+
+class RefuseNulInQueryMiddleware:
+    """A NUL character in the query string is refused with a 400 naming the parameter.
+
+    PostgreSQL cannot hold or compare NUL in text, so a NUL reaching a filter
+    (the admin's list filters, for one) would be a 500. Forms and the API refuse
+    NUL in bodies themselves, field by field.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        for name, values in request.GET.lists():
+            if "\x00" in name or any("\x00" in value for value in values):
+                shown = name.replace("\x00", "\\0")
+                return HttpResponseBadRequest(
+                    f"The query parameter '{shown}' contains a NUL character; remove it and try again.\n",
+                    content_type="text/plain; charset=utf-8",
+                )
+        return self.get_response(request)

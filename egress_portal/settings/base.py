@@ -331,3 +331,7 @@ CONTENT_SECURITY_POLICY = {
 # Links in e-mails point where `make run` listens unless EGRESS_BASE_URL says otherwise.
 if not env_str("EGRESS_BASE_URL"):
     EGRESS_BASE_URL = f"http://{env_str('EGRESS_HOST', '127.0.0.1')}:{env_str('EGRESS_PORT', '8000')}"
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("egress_portal.middleware.RequestIdMiddleware"),
+    "egress_portal.middleware.RefuseNulInQueryMiddleware",
+)

@@ -58,3 +58,10 @@ def test_odd_authorization_headers_are_a_401(client: Client, settings: Any, path
 def test_odd_request_ids_are_replaced_not_echoed(client: Client, request_id: str) -> None:
     response = client.get("/healthz", HTTP_X_REQUEST_ID=request_id)
     assert response.status_code < 500 and response["X-Request-ID"] != request_id
+
+
+@pytest.mark.parametrize("path", ["/admin/exceptions/grant/", "/admin/exceptions/exceptionrequest/", "/requests/"])
+def test_a_nul_in_any_query_parameter_is_a_400_naming_it(client: Client, admin_user: Any, path: str) -> None:
+    client.force_login(admin_user)
+    response = client.get(path, {"status__exact": "a\x00b"})
+    assert response.status_code == 400 and b"status__exact" in response.content
