@@ -328,10 +328,12 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-# Links in e-mails point where `make run` listens unless EGRESS_BASE_URL says otherwise.
-if not env_str("EGRESS_BASE_URL"):
-    EGRESS_BASE_URL = f"http://{env_str('EGRESS_HOST', '127.0.0.1')}:{env_str('EGRESS_PORT', '8000')}"
+# A NUL in a query string is a 400 before it reaches a database filter.
 MIDDLEWARE.insert(
     MIDDLEWARE.index("egress_portal.middleware.RequestIdMiddleware"),
     "egress_portal.middleware.RefuseNulInQueryMiddleware",
 )
+
+# Links in e-mails point where `make run` listens unless EGRESS_BASE_URL says otherwise.
+if not env_str("EGRESS_BASE_URL"):
+    EGRESS_BASE_URL = f"http://{env_str('EGRESS_HOST', '127.0.0.1')}:{env_str('EGRESS_PORT', '8000')}"
