@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import render
 
 from egress_portal.context import api_token_scope, request_id_scope
 
@@ -44,3 +45,21 @@ class RefuseNulInQueryMiddleware:
                     content_type="text/plain; charset=utf-8",
                 )
         return self.get_response(request)
+
+
+class StateConflictMiddleware:
+    """A page whose action met a state change (a request decided meanwhile) answers 409
+    with the reason and a way back, as the API does, instead of a 500."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        from exceptions.state import TransitionError
+
+        if not isinstance(exception, TransitionError) or request.path.startswith("/api/"):
+            return None
+        return render(request, "conflict.html", {"reason": str(exception)}, status=409)

@@ -333,6 +333,8 @@ MIDDLEWARE.insert(
     MIDDLEWARE.index("egress_portal.middleware.RequestIdMiddleware"),
     "egress_portal.middleware.RefuseNulInQueryMiddleware",
 )
+# A page action that meets a state change answers 409 with the reason, never a 500.
+MIDDLEWARE.append("egress_portal.middleware.StateConflictMiddleware")
 
 # Links in e-mails point where `make run` listens unless EGRESS_BASE_URL says otherwise.
 if not env_str("EGRESS_BASE_URL"):

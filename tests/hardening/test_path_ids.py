@@ -65,3 +65,18 @@ def test_a_nul_in_any_query_parameter_is_a_400_naming_it(client: Client, admin_u
     client.force_login(admin_user)
     response = client.get(path, {"status__exact": "a\x00b"})
     assert response.status_code == 400 and b"status__exact" in response.content
+
+
+@pytest.mark.django_db
+def test_a_page_action_meeting_a_state_change_is_a_409_with_the_reason(rf: Any, requester: Any) -> None:
+    from egress_portal.middleware import StateConflictMiddleware
+    from exceptions.state import TransitionError
+
+    request = rf.post("/approvals/1/approve/", HTTP_REFERER="/requests/1/")
+    request.user = requester
+    middleware = StateConflictMiddleware(lambda r: None)  # type: ignore[return-value]
+    response = middleware.process_exception(request, TransitionError("Request #1 is active; only pending ..."))
+    assert response is not None and response.status_code == 409
+    assert b"Request #1 is active" in response.content and b'href="/requests/1/"' in response.content
+    api_request = rf.post("/api/v1/requests/1/approve/")
+    assert middleware.process_exception(api_request, TransitionError("x")) is None
