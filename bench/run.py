@@ -377,6 +377,7 @@ def main() -> None:
             "audit_checkpoint",
             "dashboard",
             "traffic",
+            "opa-archive",
         ],
     )
     parser.add_argument("--grants", type=int, default=100_000)
@@ -416,6 +417,10 @@ def main() -> None:
         from bench.traffic import run
 
         run(args.grants)
+    if args.which in {"all", "opa-archive"}:
+        from bench.opa_archive import bench_opa_archive_key
+
+        bench_opa_archive_key()
 
 
 if __name__ == "__main__":

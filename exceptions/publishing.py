@@ -46,15 +46,14 @@ def current_bundle(*, now: datetime | None = None) -> Bundle:
 def content_revision(records: list[GrantRecord], *, now: datetime) -> str:
     """A digest of everything the compiled bundle depends on at ``now``.
 
-    The open grants' contents plus which of them are already valid (Cilium and
+    The open grants' contents (a record's repr names every field, so a field added
+    to GrantRecord joins the key) plus which of them are already valid (Cilium and
     Istio carry only those). Two states with the same digest compile to the same
     bytes, whatever ids a database reuses after a rollback.
     """
-    content = hashlib.sha256(f"{bundle_options()!r}\n".encode())
-    for record in records:
-        if record.expires_at > now:
-            content.update(f"{record!r} {record.valid_from <= now}\n".encode())
-    return content.hexdigest()
+    lines = [repr(bundle_options())]
+    lines += [f"{record!r} {record.valid_from <= now}" for record in records if record.expires_at > now]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:

@@ -174,6 +174,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "exceptions.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "egress_portal.api.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "exceptions.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Egress Portal API",
@@ -342,6 +347,14 @@ CONTENT_SECURITY_POLICY = {
         "object-src": ["'none'"],
     }
 }
+
+# A NUL in a query string is a 400 before it reaches a database filter.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("egress_portal.middleware.RequestIdMiddleware"),
+    "egress_portal.middleware.RefuseNulInQueryMiddleware",
+)
+# A page action that meets a state change answers 409 with the reason, never a 500.
+MIDDLEWARE.append("egress_portal.middleware.StateConflictMiddleware")
 
 # Links in e-mails point where `make run` listens unless EGRESS_BASE_URL says otherwise.
 if not env_str("EGRESS_BASE_URL"):
