@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
-
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -11,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from egress_portal.bearer import has_bearer_token
 from exceptions.bundle.explain import explain
 from exceptions.forms import ExplainForm
 from exceptions.models import BundlePublication
@@ -39,9 +38,7 @@ def explain_page(request: HttpRequest) -> HttpResponse:
 
 
 def _authorised(request: HttpRequest) -> bool:
-    expected = settings.OPA_BUNDLE_TOKEN
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), expected)
+    return has_bearer_token(request, settings.OPA_BUNDLE_TOKEN)
 
 
 @require_GET

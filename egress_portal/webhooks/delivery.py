@@ -23,18 +23,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from egress_portal.outbox.errors import DeliveryError
 from egress_portal.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
 from egress_portal.webhooks.targets import TargetRefused, resolve
-
-try:
-    from egress_portal.outbox.errors import DeliveryError  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - until issue 7's relay is merged; same contract
-
-    class DeliveryError(Exception):  # type: ignore[no-redef,unused-ignore]
-        def __init__(self, message: str, *, permanent: bool = False) -> None:
-            super().__init__(message)
-            self.permanent = permanent
-
 
 SIGNATURE_HEADER = "Egress-Signature"
 USER_AGENT = "EgressPortal-Webhooks/1"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -21,7 +21,15 @@ from exceptions.models import ExceptionRequest, Grant, RequestComment, RequestDe
 from exceptions.selectors import active_person
 from exceptions.services.submissions import UNKNOWN_WORKLOAD
 from exceptions.tokens import token_has_scope
-from exceptions.validators import LIFETIME_HOURS, OBJECT_ID, PAGE_LIMIT, PORT, IntBounds, parse_bounded_int
+from exceptions.validators import (
+    LIFETIME_HOURS,
+    OBJECT_ID,
+    PAGE_LIMIT,
+    PORT,
+    IntBounds,
+    choice_error,
+    parse_bounded_int,
+)
 
 
 class ClosedSerializer(serializers.Serializer[dict[str, Any]]):
@@ -107,7 +115,11 @@ class RequestableWorkloadField(serializers.PrimaryKeyRelatedField[Workload]):
 class DestinationInputSerializer(ClosedSerializer):
     host = serializers.CharField(max_length=300)
     port = BoundedIntegerField(bounds=PORT)
-    protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.TCP)
+    protocol = serializers.ChoiceField(
+        choices=Protocol.choices,
+        default=Protocol.TCP,
+        error_messages={"invalid_choice": choice_error("protocol", Protocol.values, "{input}")},
+    )
     tls_required = serializers.BooleanField(default=True)
 
 
@@ -116,9 +128,14 @@ class RequestInputSerializer(ClosedSerializer):
     # No max_length on the list or the texts: the service owns those limits and
     # words them the same for the HTML form.
     destinations = DestinationInputSerializer(many=True, allow_empty=False)
-    purpose = serializers.ChoiceField(choices=Purpose.choices)
-    data_class = serializers.ChoiceField(choices=DataClass.choices)
-    justification = serializers.CharField()
+    purpose = serializers.ChoiceField(
+        choices=Purpose.choices, error_messages={"invalid_choice": choice_error("purpose", Purpose.values, "{input}")}
+    )
+    data_class = serializers.ChoiceField(
+        choices=DataClass.choices,
+        error_messages={"invalid_choice": choice_error("data class", DataClass.values, "{input}")},
+    )
+    justification = serializers.CharField(required=False, allow_blank=True, default="")
     ticket_ref = serializers.CharField(required=False, allow_blank=True, default="")
     lifetime_hours = BoundedIntegerField(bounds=LIFETIME_HOURS)
     desired_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
@@ -144,6 +161,21 @@ class RequestInputSerializer(ClosedSerializer):
 
     def lifetime(self) -> timedelta:
         return timedelta(hours=self.validated_data["lifetime_hours"])
+
+
+def flat_errors(errors: Any) -> dict[str, Any]:
+    """Nested row errors as ``destinations[0].port``: the keys the service uses, one shape per API."""
+    flat: dict[str, Any] = {}
+    for key, value in errors.items():
+        rows = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        nested = [(index, row) for index, row in rows if isinstance(row, dict)]
+        if nested:
+            for index, row in nested:
+                for field, messages in row.items():
+                    flat[f"{key}[{index}].{field}"] = messages
+        else:
+            flat[key] = value
+    return flat
 
 
 class ReasonInputSerializer(ClosedSerializer):
@@ -204,8 +236,20 @@ class WorkloadSerializer(serializers.ModelSerializer[Workload]):
         fields = ["id", "name", "team", "identity", "identity_kind", "environment", "role", "sensitivity"]
 
 
+class GrantListSerializer(serializers.ListSerializer[Grant]):
+    """Reads the last observed traffic of a whole page of grants in one query."""
+
+    def to_representation(self, data: Any) -> list[Any]:
+        from egress_portal.traffic.selectors import grants_last_seen
+
+        grants = list(data.all() if hasattr(data, "all") else data)
+        self.child.context["last_seen"] = grants_last_seen([g.pk for g in grants])  # type: ignore[union-attr]
+        return super().to_representation(grants)
+
+
 class GrantSerializer(serializers.ModelSerializer[Grant]):
     allowed_actions = serializers.SerializerMethodField()
+    last_seen = serializers.SerializerMethodField(help_text="When a gateway last reported traffic through it.")
 
     class Meta:
         model = Grant
@@ -224,7 +268,15 @@ class GrantSerializer(serializers.ModelSerializer[Grant]):
             "revoke_reason",
             "do_not_renew",
             "allowed_actions",
+            "last_seen",
         ]
+        list_serializer_class = GrantListSerializer
+
+    def get_last_seen(self, grant: Grant) -> datetime | None:
+        from egress_portal.traffic.selectors import grant_last_seen
+
+        page: dict[int, datetime] | None = self.context.get("last_seen")
+        return page.get(grant.pk) if page is not None else grant_last_seen(grant)
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_allowed_actions(self, obj: Grant) -> list[str]:

@@ -28,6 +28,7 @@ from exceptions.api.serializers import (
     RequestInputSerializer,
     RequestListQuery,
     WorkloadSerializer,
+    flat_errors,
 )
 from exceptions.models import ExceptionRequest, Grant, Workload
 from exceptions.services import grants, requests
@@ -66,7 +67,8 @@ class RequestListCreate(IntegrationView):
     @extend_schema(request=RequestInputSerializer, responses={201: ExceptionRequestSerializer})
     def post(self, request: Request) -> Response:
         payload = RequestInputSerializer(data=request.data, context={"request": request})
-        payload.is_valid(raise_exception=True)
+        if not payload.is_valid():
+            raise serializers.ValidationError(flat_errors(payload.errors))
         data = payload.validated_data
         renews = None
         if data["renews"] is not None:

@@ -15,8 +15,8 @@ from audit.services import SYSTEM, Actor, PendingEvent, record_events
 from egress_portal.webhooks.events import emit_grants
 from exceptions.choices import Environment, GrantStatus, RequestStatus
 from exceptions.models import Grant
-from exceptions.publishing import publish_on_commit
 from exceptions.services.grants import GRANT_TYPE
+from exceptions.services.publishes import queue_publish
 from exceptions.services.requests import close_finished_requests, move_requests
 from exceptions.state import OPEN_GRANT_STATUSES
 
@@ -88,7 +88,7 @@ def _move_grants_in_batches(
             else:
                 move_requests(request_ids, from_status=request_from, target=request_target, actor=actor, now=now)
             moved += len(batch)
-            publish_on_commit(f"{len(batch)} grant(s) {target}")
+            queue_publish(trigger=f"{len(batch)} grant(s) {target}")
             # The grants are read only when a webhook listens to this event.
             emit_grants(action, (g for g in Grant.objects.filter(pk__in=[row[0] for row in batch]).order_by("id")))
         if len(batch) < batch_size:

@@ -67,3 +67,29 @@ def test_the_base_url_follows_the_host_and_port_by_default() -> None:
     env["EGRESS_BASE_URL"] = "https://egress.example.org"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "https://egress.example.org"
+
+
+def test_sending_a_task_on_the_filesystem_broker_writes_only_under_var(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent.parent
+    code = (
+        "import django; django.setup();"
+        "from egress_portal.celery import app;"
+        "app.send_task('exceptions.publish_bundle', kwargs={'trigger': 'test'})"
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(root),
+        "DJANGO_SETTINGS_MODULE": "egress_portal.settings.local",
+        "EGRESS_VAR_DIR": str(tmp_path / "var"),
+    }
+    work = tmp_path / "checkout"
+    work.mkdir()
+    result = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert list(work.iterdir()) == []
+    assert (tmp_path / "var" / "celery" / "control").is_dir()

@@ -56,6 +56,8 @@ def test_explain_cli_answers_as_a_user_when_asked(granted: Any, workload: Any, o
     call_command("explain", *args, "--as-user", "charlie", stdout=out)
     body = json.loads(out.getvalue())
     assert body["allow"] and body["grant_id"] is None and body["granted_by_team"] == "Payments"
+    with pytest.raises(CommandError, match="not a valid port"):
+        call_command("explain", "--identity", "payments/checkout-api", "--host", "a.example", "--port", "٤٤٣")
     with pytest.raises(CommandError, match="identity"):
         call_command("explain", "--identity", "not an identity", "--host", "a.example", "--port", "443")
 

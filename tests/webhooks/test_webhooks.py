@@ -6,15 +6,18 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
-from egress_portal.outbox.models import OutboxMessage
+from egress_portal.outbox.models import OutboxMessage, OutboxStatus
+from egress_portal.outbox.relay import relay_due
 from egress_portal.webhooks.delivery import SIGNATURE_HEADER, DeliveryError, deliver, verify
 from egress_portal.webhooks.events import outbox_key
 from egress_portal.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
@@ -104,27 +107,33 @@ def test_an_event_is_delivered_signed_and_logged(
     assert delivery.last_latency_ms is not None and delivery.attempt_log.count() == 1
 
 
-def test_a_500_is_retried_until_delivered(
+def test_a_500_is_retried_by_the_relay_with_backoff_until_delivered(
     allow_loopback: None, receiver: Receiver, admin: Any, requester: Any, workload: Any
 ) -> None:
     create_subscription(actor=admin, url=receiver.url(), events=["request.created"], secret=SECRET)
     _file(requester, workload)
     delivery = WebhookDelivery.objects.get()
+    row = _outbox_row(delivery)
     receiver.answers = [500]
-    with pytest.raises(DeliveryError) as failed:
-        deliver(_outbox_row(delivery))
-    assert failed.value.permanent is False  # the relay retries it with backoff
+    now = timezone.now()
+    relay_due(now=now)
     delivery.refresh_from_db()
+    row.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == (DeliveryStatus.FAILED, 1, 500)
-    deliver(_outbox_row(delivery))
+    assert row.status == OutboxStatus.PENDING and row.attempts == 1 and row.available_at > now  # backoff
+    relay_due(now=now)  # not due yet: nothing sent
+    assert len(receiver.received) == 1
+    relay_due(now=now + timedelta(hours=2))
     delivery.refresh_from_db()
-    assert (delivery.status, delivery.attempts) == (DeliveryStatus.DELIVERED, 2)
+    row.refresh_from_db()
+    assert (delivery.status, delivery.attempts, row.status) == (DeliveryStatus.DELIVERED, 2, OutboxStatus.DELIVERED)
     assert [a.status_code for a in delivery.attempt_log.all()] == [500, 200]
     first, second = receiver.received
     assert first[1] == second[1]  # the same body, so the same event id
+    assert all(verify(SECRET, h[SIGNATURE_HEADER], body, now=int(time.time())) for h, body in receiver.received)
 
 
-def test_a_name_resolving_to_loopback_is_refused_at_delivery(
+def test_a_name_resolving_to_loopback_is_refused_at_delivery_and_parked(
     receiver: Receiver, admin: Any, requester: Any, workload: Any
 ) -> None:
     # A host name passes the check at save time; at delivery it resolves to 127.0.0.1.
@@ -134,6 +143,8 @@ def test_a_name_resolving_to_loopback_is_refused_at_delivery(
     with pytest.raises(DeliveryError) as refused:
         deliver(_outbox_row(delivery))
     assert refused.value.permanent is True and "loopback" in str(refused.value)
+    relay_due()
+    assert _outbox_row(delivery).status == OutboxStatus.PARKED  # not retried
     assert receiver.received == []
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.REFUSED and "loopback" in delivery.last_error
