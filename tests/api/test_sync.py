@@ -183,3 +183,14 @@ def test_renew_a_grant_files_a_linked_request(requester: Any, approver: Any, wor
     assert created.renews_id == grant_id and created.ticket_ref == "CHG-42"
     assert [(d.host, d.port) for d in created.destinations.all()] == [("api.partner.example", 443)]
     assert renewal["Location"] == f"/api/v1/requests/{created.pk}/"
+
+
+def test_outcomes_older_than_the_window_are_purged(requester: Any, workload: Any) -> None:
+    from egress_portal.webhooks.tasks import purge_idempotency_records
+
+    client = bearer(requester)
+    client.post("/api/v1/requests/", payload(workload), format="json", HTTP_IDEMPOTENCY_KEY="a")
+    client.post("/api/v1/requests/", payload(workload), format="json", HTTP_IDEMPOTENCY_KEY="b")
+    IdempotencyRecord.objects.filter(key="a").update(created_at=timezone.now() - timedelta(hours=25))
+    assert purge_idempotency_records.apply().get() == 1
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["b"]
