@@ -77,6 +77,7 @@ class DeliverySerializer(serializers.ModelSerializer[WebhookDelivery]):
 
 class SubscriptionList(IntegrationView):
     required_scopes = ALL_METHODS
+    pagination_class = BoundedLimitOffsetPagination
 
     @extend_schema(responses=SubscriptionSerializer(many=True))
     def get(self, request: Request) -> Response:
@@ -120,6 +121,7 @@ class SubscriptionDetail(IntegrationView):
 
 class DeliveryList(IntegrationView):
     required_scopes = ALL_METHODS
+    pagination_class = BoundedLimitOffsetPagination
 
     @extend_schema(responses=DeliverySerializer(many=True))
     def get(self, request: Request, pk: int) -> Response:

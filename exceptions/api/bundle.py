@@ -9,6 +9,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from egress_portal.problems import Conflict
 from exceptions.access import access_request
 from exceptions.api.base import IntegrationView
 from exceptions.api.pagination import BoundedLimitOffsetPagination
@@ -66,6 +67,7 @@ class Explain(IntegrationView):
 
 class RequestPreview(IntegrationView):
     required_scopes = {"GET": "requests:read"}
+    problem_statuses = ("409",)
 
     @extend_schema(
         responses=inline_serializer(
@@ -75,7 +77,7 @@ class RequestPreview(IntegrationView):
     def get(self, request: Request, pk: int) -> Response:
         exception_request = access_request(request.user, pk)
         if exception_request.status != "pending":
-            return Response({"detail": "Only a pending request has an approval preview."}, status=409)
+            raise Conflict("Only a pending request has an approval preview.", code="illegal_transition")
         diffs = preview_approval(exception_request, decided_by=request.user.get_username())
         return Response([{"path": d.path, "diff": d.diff} for d in diffs])
 
@@ -101,6 +103,7 @@ class PublicationSerializer(serializers.ModelSerializer[BundlePublication]):
 
 class Publications(IntegrationView):
     required_scopes = {"GET": "explain"}
+    pagination_class = BoundedLimitOffsetPagination
 
     @extend_schema(responses=PublicationSerializer(many=True))
     def get(self, request: Request) -> Response:

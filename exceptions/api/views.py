@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -125,8 +125,16 @@ class RequestCancel(IntegrationView):
 
 class GrantList(IntegrationView):
     required_scopes = {"GET": "grants:read"}
+    pagination_class = BoundedLimitOffsetPagination
 
-    @extend_schema(responses=GrantSerializer(many=True))
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "view", str, enum=list(selectors.GRANT_VIEWS), description="Which grants (default: active)."
+            )
+        ],
+        responses=GrantSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
         view = request.query_params.get("view", "active")
         if view not in selectors.GRANT_VIEWS:
@@ -176,6 +184,7 @@ class RequestComments(IntegrationView):
     """The request's comments; anyone who may see the request may add one."""
 
     required_scopes = {"GET": "requests:read", "POST": "requests:write"}
+    pagination_class = BoundedLimitOffsetPagination
 
     @extend_schema(responses=CommentSerializer(many=True))
     def get(self, request: Request, pk: int) -> Response:

@@ -85,3 +85,8 @@ def test_wrong_media_type_is_a_415_problem(requester: Any) -> None:
 def test_malformed_json_is_a_400_problem(requester: Any) -> None:
     response = api(requester).post("/api/v1/requests/", "{nope", content_type="application/json")
     assert problem(response, 400)["code"] == "parse_error"
+
+
+def test_a_nul_in_an_api_query_is_a_problem_naming_the_parameter(requester: Any) -> None:
+    errors = field_errors(api(requester).get("/api/v1/requests/", {"team": "a\x00b"}))
+    assert list(errors) == ["team"]
