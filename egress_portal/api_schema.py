@@ -105,4 +105,3 @@ class ProblemAutoSchema(AutoSchema):
                 "ValidationError": {"value": EXAMPLE, "summary": "Every field error at once"}
             }
         return responses
-
