@@ -1,4 +1,4 @@
-"""Who may call what: every main endpoint × every kind of caller, each on fresh data.
+"""Who may call what: every main endpoint by every kind of caller, each on fresh data.
 
 Callers: the requester, a teammate, the team's approver, an approver of another
 team only, a security officer, an auditor, an outsider, integration tokens with
