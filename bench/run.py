@@ -378,6 +378,7 @@ def main() -> None:
             "dashboard",
             "traffic",
             "opa-archive",
+            "api",
         ],
     )
     parser.add_argument("--grants", type=int, default=100_000)
@@ -421,6 +422,10 @@ def main() -> None:
         from bench.opa_archive import bench_opa_archive_key
 
         bench_opa_archive_key()
+    if args.which in {"all", "api"}:
+        from bench.api import bench_api
+
+        bench_api(args.grants)
 
 
 if __name__ == "__main__":
