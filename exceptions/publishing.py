@@ -37,7 +37,9 @@ PENDING_KEY = "egress-portal:publish-pending"
 
 
 def bundle_options() -> BundleOptions:
-    return BundleOptions(istio_namespace=settings.ISTIO_NAMESPACE)
+    return BundleOptions(
+        istio_namespace=settings.ISTIO_NAMESPACE, max_object_bytes=settings.EGRESS_BUNDLE_MAX_OBJECT_BYTES
+    )
 
 
 def current_bundle(*, now: datetime | None = None) -> Bundle:

@@ -248,3 +248,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Issue 11: bundles at scale ---
+# Every Kubernetes object in the bundle stays under this many bytes (etcd refuses 1.5 MiB).
+EGRESS_BUNDLE_MAX_OBJECT_BYTES = env_int("EGRESS_BUNDLE_MAX_OBJECT_BYTES", 512 * 1024)

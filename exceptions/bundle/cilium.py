@@ -1,4 +1,8 @@
-"""Cilium: one CiliumNetworkPolicy per Kubernetes workload, toFQDNs plus the DNS rule."""
+"""Cilium: a CiliumNetworkPolicy per Kubernetes workload, toFQDNs plus the DNS rule.
+
+A workload with very many grants gets several policies (Cilium adds them up),
+each under the size budget and each with the DNS rule its toFQDNs need.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,27 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from exceptions.bundle.budget import fit, item_key
 from exceptions.bundle.kubernetes import emit_lines, quote, resource_name
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
+Destination = tuple[int, str, str]  # port, protocol, host
+
+
+def destinations(grants: Sequence[GrantRecord]) -> list[Destination]:
+    return sorted({(grant.port, grant.protocol, grant.host) for grant in grants})
+
+
+def policy_name(service_account: str, prefix: str = "") -> str:
+    return resource_name("egress", service_account, *([prefix] if prefix else []))
+
 
 def policy(
-    namespace: str, service_account: str, grants: Sequence[GrantRecord], options: BundleOptions
+    namespace: str, service_account: str, grants: Sequence[Destination], options: BundleOptions, *, name: str = ""
 ) -> dict[str, Any]:
     by_port: dict[tuple[int, str], set[str]] = defaultdict(set)
-    for grant in grants:
-        by_port[(grant.port, grant.protocol)].add(grant.host)
+    for port, protocol, host in grants:
+        by_port[(port, protocol)].add(host)
     egress: list[dict[str, Any]] = [
         {
             # toFQDNs only works when the DNS proxy sees the lookups.
@@ -44,7 +59,7 @@ def policy(
         "apiVersion": "cilium.io/v2",
         "kind": "CiliumNetworkPolicy",
         "metadata": {
-            "name": resource_name("egress", service_account),
+            "name": name or policy_name(service_account),
             "namespace": namespace,
             "labels": {"app.kubernetes.io/managed-by": options.managed_by},
         },
@@ -71,18 +86,20 @@ def _dns_rule_lines(options: BundleOptions) -> str:
     return "\n".join(lines) + "\n"
 
 
-def policy_yaml(namespace: str, service_account: str, grants: Sequence[GrantRecord], options: BundleOptions) -> bytes:
+def policy_yaml(
+    namespace: str, service_account: str, grants: Sequence[Destination], options: BundleOptions, *, name: str = ""
+) -> bytes:
     """``to_yaml(policy(...))``, rendered directly: a bundle holds a policy per workload.
 
     The tests hold the two to the same bytes.
     """
     by_port: dict[tuple[int, str], set[str]] = defaultdict(set)
-    for grant in grants:
-        by_port[(grant.port, grant.protocol)].add(grant.host)
+    for port, protocol, host in grants:
+        by_port[(port, protocol)].add(host)
     out = [
         'apiVersion: "cilium.io/v2"\nkind: "CiliumNetworkPolicy"\nmetadata:\n  labels:\n',
         f"    app.kubernetes.io/managed-by: {quote(options.managed_by)}\n",
-        f"  name: {quote(resource_name('egress', service_account))}\n  namespace: {quote(namespace)}\n",
+        f"  name: {quote(name or policy_name(service_account))}\n  namespace: {quote(namespace)}\n",
         "spec:\n  egress:\n",
         _dns_rule_lines(options),
     ]
@@ -100,6 +117,10 @@ def policy_yaml(namespace: str, service_account: str, grants: Sequence[GrantReco
     return "".join(out).encode("utf-8")
 
 
+def _floor(grants: Sequence[Destination]) -> int:
+    return sum(len(host) + 20 for _, _, host in grants)
+
+
 def emit(records: Sequence[GrantRecord], options: BundleOptions) -> tuple[dict[str, bytes], list[str]]:
     """Files by path, and the identities skipped because they are not Kubernetes workloads."""
     workloads: dict[tuple[str, str], list[GrantRecord]] = defaultdict(list)
@@ -109,8 +130,18 @@ def emit(records: Sequence[GrantRecord], options: BundleOptions) -> tuple[dict[s
             workloads[(record.namespace, record.service_account)].append(record)
         else:
             skipped.add(record.identity)
-    files = {
-        f"cilium/{namespace}/{resource_name('egress', sa)}.yaml": policy_yaml(namespace, sa, grants, options)
-        for (namespace, sa), grants in sorted(workloads.items())
-    }
+    files: dict[str, bytes] = {}
+    for (namespace, sa), grants in sorted(workloads.items()):
+
+        def render(part: Sequence[Destination], prefix: str, namespace: str = namespace, sa: str = sa) -> bytes:
+            return policy_yaml(namespace, sa, part, options, name=policy_name(sa, prefix))
+
+        for prefix, data in fit(
+            destinations(grants),
+            key=lambda d: item_key(d[2], d[0], d[1]),
+            render=render,
+            budget=options.max_object_bytes,
+            floor=_floor,
+        ):
+            files[f"cilium/{namespace}/{policy_name(sa, prefix)}.yaml"] = data
     return files, sorted(skipped)

@@ -74,7 +74,11 @@ def _compile(records: Iterable[GrantRecord], *, now: datetime, options: BundleOp
             "grants_valid_now": len(valid_now),
             "identities": len({r.identity for r in open_records}),
             "cilium_policies": len(cilium_files),
-            "istio_service_entries": len(istio_files) - 1,
+            "istio_service_entries": sum(path.startswith("istio/serviceentries/") for path in istio_files),
+            "istio_authorization_policies": sum(p.startswith("istio/authorizationpolicies/") for p in istio_files),
+            "largest_object_bytes": max(
+                (len(data) for path, data in files.items() if path.endswith(".yaml")), default=0
+            ),
         },
         "skipped": {"cilium": cilium_skipped, "istio": istio_skipped},
         "files": {path: digest(data) for path, data in sorted(files.items())},

@@ -68,3 +68,5 @@ class BundleOptions:
     dns_namespace: str = "kube-system"
     dns_labels: tuple[tuple[str, str], ...] = (("k8s-app", "kube-dns"),)
     managed_by: str = "egress-portal"
+    # Every Kubernetes object stays under this many bytes (etcd refuses 1.5 MiB).
+    max_object_bytes: int = 512 * 1024

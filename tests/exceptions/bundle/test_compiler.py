@@ -116,6 +116,7 @@ def test_empty_state_denies_everything_at_the_gateway() -> None:
     bundle = compile_bundle([], now=NOW)
     policy = yaml.safe_load(bundle.files["istio/authorizationpolicy.yaml"])
     assert policy["spec"]["action"] == "ALLOW" and policy["spec"]["rules"] == []
+    assert not [path for path in bundle.files if path.startswith("istio/authorizationpolicies/")]
     assert json.loads(bundle.files["opa/data.json"]) == {"egress": {"grants": {}}}
 
 
@@ -147,15 +148,16 @@ def test_every_yaml_file_loads_back_to_valid_kubernetes_objects() -> None:
             assert {"apiVersion", "kind", "metadata", "spec"} <= set(document), path
 
 
-@pytest.mark.parametrize("host", ["api.stripe.com", "*.cdn.partner.example"])
-def test_fast_service_entry_rendering_equals_the_generic_emitter(host: str) -> None:
+@pytest.mark.parametrize("hosts", [["api.stripe.com", "b.example", "a.example"], ["*.cdn.partner.example"]])
+def test_fast_service_entry_rendering_equals_the_generic_emitter(hosts: list[str]) -> None:
     from exceptions.bundle import istio
     from exceptions.bundle.kubernetes import to_yaml
     from exceptions.bundle.records import BundleOptions
 
-    ports = {(443, True), (8080, False)}
+    ports = ((443, True), (8080, False))
     options = BundleOptions(istio_namespace="mesh-egress")
-    assert istio.service_entry_yaml(host, ports, options) == to_yaml(istio.service_entry(host, ports, options))
+    fast = istio.service_entry_yaml(hosts, ports, options, name="egress-x")
+    assert fast == to_yaml(istio.service_entry(hosts, ports, options, name="egress-x"))
 
 
 @pytest.mark.parametrize(
@@ -174,5 +176,6 @@ def test_fast_cilium_rendering_equals_the_generic_emitter(options: dict | None) 
     grants = [r for r in sample_records() if r.namespace == "payments"] + [
         r for r in sample_records() if r.protocol == "udp"
     ]
-    fast = cilium.policy_yaml("payments", "checkout-api", grants, bundle_options)
-    assert fast == to_yaml(cilium.policy("payments", "checkout-api", grants, bundle_options))
+    destinations = cilium.destinations(grants)
+    fast = cilium.policy_yaml("payments", "checkout-api", destinations, bundle_options)
+    assert fast == to_yaml(cilium.policy("payments", "checkout-api", destinations, bundle_options))

@@ -110,13 +110,11 @@ def test_preview_shows_the_exact_files_approval_would_change(
     api = APIClient()
     api.force_authenticate(approver)
     files = {d["path"]: d["diff"] for d in api.get(f"/api/v1/requests/{request.pk}/preview/").json()}
-    paths = sorted(files)
-    entry = paths[2]
-    assert entry.startswith("istio/serviceentries/egress-api-partner-example-")
-    assert paths == [
+    allow = "istio/authorizationpolicies/egress-portal-allow-ns-payments-prod.yaml"
+    assert sorted(files) == [
         "cilium/payments-prod/egress-checkout.yaml",
-        "istio/authorizationpolicy.yaml",
-        entry,
+        allow,
+        "istio/serviceentries/egress-dns-tls443.yaml",
         "opa/data.json",
     ]
 
@@ -125,7 +123,8 @@ def test_preview_shows_the_exact_files_approval_would_change(
 
     assert added("opa/data.json", '"host": "api.partner.example"')
     assert added("cilium/payments-prod/egress-checkout.yaml", 'matchName: "api.partner.example"')
-    assert added("istio/authorizationpolicy.yaml", "cluster.local/ns/payments-prod/sa/checkout")
+    assert added(allow, "cluster.local/ns/payments-prod/sa/checkout")
+    assert added("istio/serviceentries/egress-dns-tls443.yaml", '"api.partner.example"')
     approve_request(actor=approver, request=request)
     assert api.get(f"/api/v1/requests/{request.pk}/preview/").status_code == 409
 
