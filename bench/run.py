@@ -361,7 +361,10 @@ def bench_approval_to_commit() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "which", nargs="?", default="all", choices=["all", "expire", "compile", "publish", "opa", "explain", "approval"]
+        "which",
+        nargs="?",
+        default="all",
+        choices=["all", "expire", "compile", "publish", "opa", "explain", "approval", "bundles"],
     )
     parser.add_argument("--grants", type=int, default=100_000)
     args = parser.parse_args()
@@ -379,6 +382,10 @@ def main() -> None:
         bench_expire(args.grants)
     if args.which in {"all", "approval"}:
         bench_approval_to_commit()
+    if args.which in {"all", "bundles"}:
+        from bench import bundles
+
+        bundles.run(args.grants)
 
 
 if __name__ == "__main__":
