@@ -208,13 +208,13 @@ def bench_publish() -> None:
     from datetime import UTC, datetime
 
     from exceptions.bundle.compiler import compile_bundle
-    from exceptions.bundle.publisher import GitPublisher
+    from exceptions.bundle.policy_repository import PolicyRepository
 
     now = datetime.now(UTC)
     for count in (10_000, 100_000):
         bundle = compile_bundle(_records(count, now), now=now)
         with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
-            publisher = GitPublisher(url=f"{tmp}/policy.git", work_dir=Path(tmp) / "work")
+            publisher = PolicyRepository(url=f"{tmp}/policy.git", work_dir=Path(tmp) / "work")
             started = time.perf_counter()
             first = publisher.publish(bundle, trigger="bench")
             full = time.perf_counter() - started

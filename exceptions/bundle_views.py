@@ -11,10 +11,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from exceptions.bundle.explain import explain
+from exceptions.explain import explain
 from exceptions.forms import ExplainForm
 from exceptions.models import BundlePublication
-from exceptions.publishing import opa_archive
+from exceptions.services.publications import opa_archive
 
 
 @login_required

@@ -23,7 +23,7 @@ from exceptions.access import (
     revoke_denial,
     roles_for,
 )
-from exceptions.bundle.preview import preview_approval
+from exceptions.approval_preview import preview_approval
 from exceptions.choices import RequestStatus
 from exceptions.forms import DestinationFormSet, ExceptionRequestForm, ReasonForm, apply_service_errors
 from exceptions.risk import format_duration

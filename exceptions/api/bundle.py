@@ -12,9 +12,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exceptions.access import access_request
-from exceptions.bundle.explain import explain
-from exceptions.bundle.preview import preview_approval
+from exceptions.approval_preview import preview_approval
 from exceptions.choices import Protocol
+from exceptions.explain import explain
 from exceptions.models import BundlePublication
 
 

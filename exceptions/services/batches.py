@@ -14,8 +14,8 @@ from django.utils import timezone
 from audit.services import SYSTEM, Actor, PendingEvent, record_events
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import Grant
-from exceptions.publishing import publish_on_commit
 from exceptions.services.grants import GRANT_TYPE
+from exceptions.services.publications import publish_on_commit
 from exceptions.services.requests import close_finished_requests, move_requests
 from exceptions.state import OPEN_GRANT_STATUSES
 

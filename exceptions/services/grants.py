@@ -13,7 +13,7 @@ from audit.services import Actor, PendingEvent, record_event, record_events
 from exceptions.access import revoke_denial
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant
-from exceptions.publishing import publish_on_commit
+from exceptions.services.publications import publish_on_commit
 from exceptions.services.requests import close_finished_requests
 from exceptions.state import TransitionError, check_grant_transition
 

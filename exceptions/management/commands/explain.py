@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from exceptions.bundle.explain import explain
+from exceptions.explain import explain
 
 
 class Command(BaseCommand):

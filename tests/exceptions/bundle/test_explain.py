@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from approvals.services import approve_request
-from exceptions.bundle.explain import explain
+from exceptions.explain import explain
 from exceptions.services.batches import expire_due_grants
 
 pytestmark = pytest.mark.django_db

@@ -25,7 +25,7 @@ from django.utils import timezone
 from audit.services import SYSTEM, record_event
 from exceptions.bundle.archive import opa_tarball
 from exceptions.bundle.compiler import Bundle, compile_bundle
-from exceptions.bundle.publisher import GitPublisher, PublishError, PublishResult
+from exceptions.bundle.policy_repository import PolicyRepository, PublishError, PublishResult
 from exceptions.bundle.records import BundleOptions
 from exceptions.choices import GrantStatus
 from exceptions.models import BundlePublication, Grant
@@ -68,8 +68,8 @@ def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:
     return cached
 
 
-def publisher() -> GitPublisher:
-    return GitPublisher(
+def publisher() -> PolicyRepository:
+    return PolicyRepository(
         url=settings.POLICY_REPO_URL,
         work_dir=Path(settings.POLICY_WORK_DIR),
         branch=settings.POLICY_REPO_BRANCH,

@@ -13,8 +13,8 @@ from django.utils import timezone
 from exceptions.bundle.compiler import compile_bundle
 from exceptions.bundle.records import GrantRecord
 from exceptions.models import ExceptionRequest, Grant
-from exceptions.publishing import bundle_options
 from exceptions.selectors import bundle_records
+from exceptions.services.publications import bundle_options
 
 IGNORED = {"MANIFEST.json", "opa/.manifest"}  # their only change is the revision
 

@@ -112,7 +112,7 @@ def with_credentials(url: str, username: str, password: str) -> str:
     ).geturl()
 
 
-class GitPublisher:
+class PolicyRepository:
     def __init__(
         self,
         *,

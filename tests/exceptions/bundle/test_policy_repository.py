@@ -10,7 +10,7 @@ import git
 import pytest
 
 from exceptions.bundle.compiler import compile_bundle
-from exceptions.bundle.publisher import GitPublisher, PublishError
+from exceptions.bundle.policy_repository import PolicyRepository, PublishError
 from tests.exceptions.bundle.fixtures import NOW, sample_records
 
 
@@ -27,8 +27,8 @@ def remote_file(remote: Path, path: str, branch: str = "main") -> bytes:
     ).stdout
 
 
-def make_publisher(tmp_path: Path, name: str = "work", **kwargs: object) -> GitPublisher:
-    return GitPublisher(url=str(tmp_path / "policy.git"), work_dir=tmp_path / name, **kwargs)
+def make_publisher(tmp_path: Path, name: str = "work", **kwargs: object) -> PolicyRepository:
+    return PolicyRepository(url=str(tmp_path / "policy.git"), work_dir=tmp_path / name, **kwargs)
 
 
 def test_first_publish_creates_the_bare_repo_and_commits_the_tree(tmp_path: Path) -> None:
@@ -127,7 +127,7 @@ def test_two_publishers_on_separate_machines_both_land(tmp_path: Path) -> None:
 
 def test_unreachable_remote_fails_then_recovers_with_the_whole_state(tmp_path: Path) -> None:
     missing = tmp_path / "later.git"
-    publisher = GitPublisher(url=f"file://{missing}", work_dir=tmp_path / "work")
+    publisher = PolicyRepository(url=f"file://{missing}", work_dir=tmp_path / "work")
     bundle = compile_bundle(sample_records(), now=NOW)
     with pytest.raises(PublishError) as info:
         publisher.publish(bundle, trigger="test")

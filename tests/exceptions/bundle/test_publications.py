@@ -17,10 +17,10 @@ from django.test import Client
 
 from approvals.services import approve_request
 from audit.models import AuditEvent
-from exceptions.bundle.publisher import PublishError
+from exceptions.bundle.policy_repository import PublishError
 from exceptions.models import BundlePublication
-from exceptions.publishing import current_bundle, publish_bundle
 from exceptions.services.grants import revoke_grant
+from exceptions.services.publications import current_bundle, publish_bundle
 
 
 def remote_log(remote: Path) -> list[str]:
