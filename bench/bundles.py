@@ -89,7 +89,7 @@ def compile_once(count: int) -> dict[str, Any]:
         "objects": len(objects),
         "largest_object": largest,
         "largest_object_kib": round(objects[largest] / 1024, 1),
-        "opa_data_mib": round(len(bundle.files["opa/data.json"]) / 2**20, 1),
+        "opa_data_mib": round(sum(len(d) for p, d in bundle.files.items() if p.endswith("data.json")) / 2**20, 1),
         "service_entries": sum(p.startswith("istio/serviceentries/") for p in objects),
         "authorization_policies": sum(p.startswith("istio/authorizationpolicies/") for p in objects),
     }
@@ -116,13 +116,14 @@ def bench_opa_floor(count: int = 100_000) -> None:
     from opa_bindings import OpaEngine
 
     from exceptions.bundle.compiler import compile_bundle
+    from exceptions.bundle.opa import load_data
 
     now = datetime.now(UTC)
     records = grant_records(count, now)
     files = compile_bundle(records, now=now).files
     bundle_engine = OpaEngine()
     bundle_engine.add_policy("egress/policy.rego", files["opa/egress/policy.rego"].decode())
-    bundle_engine.add_data(json.loads(files["opa/data.json"]))
+    bundle_engine.add_data(load_data(files))
     floor: dict[str, dict[str, list[dict[str, int]]]] = {}
     for r in records:
         floor.setdefault(r.identity, {}).setdefault(r.host, []).append(

@@ -235,12 +235,12 @@ def bench_publish() -> None:
 
 def bench_opa() -> None:
     """Target: OPA decision cost at 100k grants / at 1k <= 1.5."""
-    import json
     from datetime import UTC, datetime
 
     from opa_bindings import OpaEngine
 
     from exceptions.bundle.compiler import compile_bundle
+    from exceptions.bundle.opa import load_data
 
     now = datetime.now(UTC)
     costs = {}
@@ -249,7 +249,7 @@ def bench_opa() -> None:
         files = compile_bundle(records, now=now).files
         engine = OpaEngine()
         engine.add_policy("egress/policy.rego", files["opa/egress/policy.rego"].decode())
-        engine.add_data(json.loads(files["opa/data.json"]))
+        engine.add_data(load_data(files))
         inputs = [
             {"identity": r.identity, "host": r.host.replace("*", "img"), "port": r.port, "protocol": "tcp"}
             for r in records[:: max(1, count // 500)]

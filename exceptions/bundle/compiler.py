@@ -9,8 +9,8 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from exceptions.bundle import cilium, istio, opa
@@ -18,6 +18,13 @@ from exceptions.bundle.records import BundleOptions, GrantRecord
 
 MANIFEST = "MANIFEST.json"
 OPA_MANIFEST = "opa/.manifest"
+# The repository entries a bundle owns: a full rebuild replaces everything under
+# them and nothing else (other writers keep their own paths, such as audit/).
+OWNED_ROOTS = frozenset({MANIFEST, "opa", "cilium", "istio"})
+
+
+def owned_roots(paths: Iterable[str]) -> frozenset[str]:
+    return OWNED_ROOTS | {path.split("/", 1)[0] for path in paths}
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,10 @@ class Bundle:
     files: dict[str, bytes]
     revision: str
     grant_count: int
+    # SHA-256 of every file, MANIFEST.json included: what changed since another bundle.
+    digests: Mapping[str, str] = field(default_factory=dict)
+    # The open grants compiled in, by id (for the commit message's added/removed).
+    records: tuple[GrantRecord, ...] = ()
 
     def opa_files(self) -> dict[str, bytes]:
         """The OPA bundle's own files, relative to its root."""
@@ -62,11 +73,13 @@ def _compile(records: Iterable[GrantRecord], *, now: datetime, options: BundleOp
     istio_files, istio_skipped = istio.emit(valid_now, options)
     files.update(cilium_files)
     files.update(istio_files)
+    digests = {path: digest(data) for path, data in files.items()}
     content = hashlib.sha256()
     for path in sorted(files):
-        content.update(f"{path}\0{digest(files[path])}\n".encode())
+        content.update(f"{path}\0{digests[path]}\n".encode())
     revision = content.hexdigest()[:20]
     files[OPA_MANIFEST] = opa.manifest(revision)
+    digests[OPA_MANIFEST] = digest(files[OPA_MANIFEST])
     manifest = {
         "revision": revision,
         "counts": {
@@ -81,11 +94,14 @@ def _compile(records: Iterable[GrantRecord], *, now: datetime, options: BundleOp
             ),
         },
         "skipped": {"cilium": cilium_skipped, "istio": istio_skipped},
-        "files": {path: digest(data) for path, data in sorted(files.items())},
+        "files": dict(sorted(digests.items())),
     }
     files[MANIFEST] = (json.dumps(manifest, sort_keys=True, indent=2) + "\n").encode()
+    digests[MANIFEST] = digest(files[MANIFEST])
     return Bundle(
         files=dict(sorted(files.items())),
         revision=revision,
         grant_count=len(open_records),
+        digests=digests,
+        records=tuple(open_records),
     )

@@ -1,4 +1,11 @@
-"""Git I/O for policy bundles: write the tree, commit when it changed, push, retry on a moved branch.
+"""The policy repository (git side of publishing): build the tree, commit when it changed, push.
+
+No work tree: blobs, trees and commits are written straight into a bare
+cache repository with libgit2 (pygit2), and only the files whose content
+changed since the last push become new blobs. ``git`` itself fetches and
+pushes (credentials, transports and ``http.*`` config as an operator expects).
+Paths outside the bundle's own top-level entries (another writer's ``audit/``,
+a README) are carried over from the branch as they are, never deleted.
 
 The caller holds the publisher lock; this module knows nothing of Django.
 """
@@ -6,16 +13,19 @@ The caller holds the publisher lock; this module knows nothing of Django.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import git
+import pygit2
 
-from exceptions.bundle.compiler import MANIFEST, Bundle
+from exceptions.bundle.compiler import MANIFEST, Bundle, owned_roots
+from exceptions.bundle.records import GrantRecord, rfc3339
 
 REJECTED_MARKERS = ("[rejected]", "non-fast-forward", "fetch first", "failed to update ref", "cannot lock ref")
 
@@ -57,10 +67,24 @@ class PublishResult:
     removed: list[GrantSummary] = field(default_factory=list)
 
 
-def grants_in(data_json: bytes | None) -> dict[int, GrantSummary]:
-    if not data_json:
+def summary(record: GrantRecord) -> GrantSummary:
+    return GrantSummary(
+        record.id,
+        record.identity,
+        record.host,
+        record.port,
+        record.protocol,
+        rfc3339(record.expires_at),
+        record.request_id,
+        record.decided_by,
+    )
+
+
+def grants_in(shard_json: bytes | None) -> dict[int, GrantSummary]:
+    """The grants in one OPA data shard (the slow path, when no earlier bundle is at hand)."""
+    if not shard_json:
         return {}
-    grants = json.loads(data_json).get("egress", {}).get("grants", {})
+    grants = json.loads(shard_json)
     return {
         entry["id"]: GrantSummary(
             entry["id"],
@@ -112,6 +136,20 @@ def with_credentials(url: str, username: str, password: str) -> str:
     ).geturl()
 
 
+@dataclass
+class _Pushed:
+    """What this process last pushed: the commit and the bundle it carries."""
+
+    commit: str
+    bundle: Bundle
+
+
+# Per process and repository: the next publish builds on it without a fetch.
+# If the branch moved meanwhile, the push is rejected and the whole tree is
+# reconciled on the new head.
+_LAST_PUSHED: dict[tuple[str, str, str, str], _Pushed] = {}
+
+
 class PolicyRepository:
     def __init__(
         self,
@@ -132,111 +170,118 @@ class PolicyRepository:
         self.subdir = subdir.strip("/")
         self.author = author
         self.max_attempts = max_attempts
-        self.env = {
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_AUTHOR_NAME": author[0],
-            "GIT_AUTHOR_EMAIL": author[1],
-            "GIT_COMMITTER_NAME": author[0],
-            "GIT_COMMITTER_EMAIL": author[1],
-        }
+        self.remote_ref = f"refs/remotes/origin/{self.branch}"
+        self.env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
 
     # --- repository plumbing ---------------------------------------------------
+
+    @property
+    def _key(self) -> tuple[str, str, str, str]:
+        return (str(self.work_dir.resolve()), self.url, self.branch, self.subdir)
 
     def _ensure_remote(self) -> None:
         if is_local_path(self.url) and not Path(self.url).exists():
             Path(self.url).parent.mkdir(parents=True, exist_ok=True)
-            git.Repo.init(self.url, bare=True, initial_branch=self.branch)
+            pygit2.init_repository(self.url, bare=True, initial_head=self.branch)
 
-    def _repo(self) -> git.Repo:
-        if (self.work_dir / ".git").exists():
-            repo = git.Repo(self.work_dir)
-            if repo.remotes.origin.url != self.remote_url:
-                repo.remotes.origin.set_url(self.remote_url)
-            return repo
+    def _repo(self) -> pygit2.Repository:
+        """The bare cache repository (an older non-bare clone in its place is replaced)."""
+        if (self.work_dir / "HEAD").exists() and (self.work_dir / "objects").is_dir():
+            return pygit2.Repository(str(self.work_dir))
         if self.work_dir.exists():
             shutil.rmtree(self.work_dir)
         self.work_dir.parent.mkdir(parents=True, exist_ok=True)
-        repo = git.Repo.init(self.work_dir, initial_branch=self.branch)
-        with repo.config_writer() as config:
-            # No background "gc --auto" racing the next publish in this cache of a clone.
-            config.set_value("gc", "autoDetach", "false")
-        repo.create_remote("origin", self.remote_url)
-        self._sync(repo)
+        repo = pygit2.init_repository(str(self.work_dir), bare=True, initial_head=self.branch)
+        # No background "gc --auto" racing the next publish in this cache.
+        repo.config["gc.autoDetach"] = False
+        _LAST_PUSHED.pop(self._key, None)
         return repo
 
-    def _sync(self, repo: git.Repo) -> None:
-        """Make the working copy the remote branch (or an empty branch if it has none)."""
-        with repo.git.custom_environment(**self.env):
-            repo.git.fetch("origin", "--prune")
-        remote_ref = f"origin/{self.branch}"
-        if remote_ref in [ref.name for ref in repo.remotes.origin.refs]:
-            repo.git.checkout("-B", self.branch, remote_ref)
-            repo.git.reset("--hard", remote_ref)
-        elif repo.head.is_valid():
-            # The remote lost the branch: start it again from an empty tree.
-            repo.git.checkout("--orphan", "egress-portal-orphan")
-            repo.git.rm("-rf", "--ignore-unmatch", "--quiet", ".")
-            if self.branch in repo.heads:
-                repo.git.branch("-D", self.branch)
-            repo.git.branch("-m", self.branch)
-        repo.git.clean("-fdx")
-
-    def _root(self) -> Path:
-        return self.work_dir / self.subdir if self.subdir else self.work_dir
-
-    def _write(self, repo: git.Repo, bundle: Bundle) -> None:
-        """Write the bundle; remove only files an earlier bundle wrote (others' files stay)."""
-        root = self._root()
-        manifest = root / MANIFEST
-        if manifest.exists():
-            for stale in set(json.loads(manifest.read_bytes()).get("files", {})) - set(bundle.files):
-                target = root / stale
-                if target.is_file():
-                    target.unlink()
-                    parent = target.parent
-                    while parent != root and parent.is_dir() and not any(parent.iterdir()):
-                        parent.rmdir()
-                        parent = parent.parent
-        for path, data in bundle.files.items():
-            target = root / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists() or target.read_bytes() != data:
-                target.write_bytes(data)
-        repo.git.add("-A", "--", self.subdir or ".")
-
-    def _pushed_file(self, repo: git.Repo, name: str) -> bytes | None:
-        """A file as the remote branch has it (the last fetch or push), or None."""
-        remote_ref = f"origin/{self.branch}"
-        if remote_ref not in [ref.name for ref in repo.remotes.origin.refs]:
-            return None
-        try:
-            blob = repo.commit(remote_ref).tree / (f"{self.subdir}/{name}" if self.subdir else name)
-        except KeyError:
-            return None
-        return bytes(blob.data_stream.read())
-
-    def _is_pushed(self, repo: git.Repo) -> bool:
-        remote_ref = f"origin/{self.branch}"
-        return (
-            repo.head.is_valid()
-            and remote_ref in [ref.name for ref in repo.remotes.origin.refs]
-            and repo.head.commit == repo.commit(remote_ref)
+    def _git(self, *args: str) -> None:
+        done = subprocess.run(
+            ["git", "--git-dir", str(self.work_dir), *args], env=self.env, capture_output=True, text=True, check=False
         )
+        if done.returncode:
+            raise _GitFailed(args[0], f"{done.stderr}{done.stdout}".replace(self.remote_url, self.url).strip())
 
-    def _already_published(self, repo: git.Repo, bundle: Bundle) -> bool:
-        """The fast no-op: the pushed head already carries this exact bundle.
+    def _fetch(self, repo: pygit2.Repository) -> pygit2.Commit | None:
+        """The remote branch head (None if the remote has no such branch yet)."""
+        try:
+            self._git("fetch", "--quiet", "--no-tags", self.remote_url, f"+refs/heads/{self.branch}:{self.remote_ref}")
+        except _GitFailed as exc:
+            if "couldn't find remote ref" not in exc.detail:
+                raise
+            # A new repository, or the remote lost the branch: start it again from an empty tree.
+            if repo.references.get(self.remote_ref) is not None:
+                repo.references.delete(self.remote_ref)
+            return None
+        return self._head(repo)
 
-        MANIFEST.json holds the content-digest revision and every file's digest,
-        so an identical manifest means identical files; no tree walk, no git add.
-        The refreshing safety-net run skips this and compares every file.
+    def _head(self, repo: pygit2.Repository) -> pygit2.Commit | None:
+        ref = repo.references.get(self.remote_ref)
+        return repo[ref.target] if ref is not None else None  # type: ignore[return-value]
+
+    def _path(self, path: str) -> str:
+        return f"{self.subdir}/{path}" if self.subdir else path
+
+    # --- trees -------------------------------------------------------------------
+
+    def _tree(
+        self,
+        repo: pygit2.Repository,
+        base: pygit2.Commit | None,
+        bundle: Bundle,
+        previous: Bundle | None,
+    ) -> pygit2.Oid:
+        """The base commit's tree with this bundle's files in place.
+
+        With ``previous`` (the bundle the base commit carries) only the files
+        whose digest changed are written; without it every file of the bundle
+        is, and every other path under the bundle's own roots is removed.
+        Either way the tree is the same for the same base and bundle.
         """
-        # Not pushed yet (a commit is waiting): not a no-op.
-        return self._is_pushed(repo) and self._pushed_file(repo, MANIFEST) == bundle.files[MANIFEST]
+        index = pygit2.Index()
+        if base is not None:
+            index.read_tree(base.tree)
+        if previous is None:
+            roots = {self._path(root) for root in owned_roots(bundle.files)}
+            prefixes = tuple(f"{root}/" for root in roots)
+            stale = [e.path for e in index if (e.path in roots or e.path.startswith(prefixes))]
+            changed: Iterable[str] = bundle.files
+        else:
+            stale = [self._path(path) for path in previous.digests.keys() - bundle.digests.keys()]
+            changed = [path for path, sha in bundle.digests.items() if previous.digests.get(path) != sha]
+        for path in stale:
+            if path in index:
+                index.remove(path)
+        for path in changed:
+            oid = repo.create_blob(bundle.files[path])
+            index.add(pygit2.IndexEntry(self._path(path), oid, pygit2.enums.FileMode.BLOB))
+        return index.write_tree(repo)
 
-    def _has_changes(self, repo: git.Repo) -> bool:
-        if not repo.head.is_valid():
-            return bool(repo.git.status("--porcelain"))
-        return bool(repo.index.diff("HEAD"))
+    def _message(
+        self, repo: pygit2.Repository, base: pygit2.Commit | None, bundle: Bundle, previous: Bundle | None, trigger: str
+    ) -> tuple[str, list[GrantSummary], list[GrantSummary]]:
+        # Added and removed are counted against what the base commit has, so a
+        # commit that failed to push is described again when it goes out.
+        now = {record.id: record for record in bundle.records}
+        if previous is not None:
+            earlier = {record.id: record for record in previous.records}
+            added = [summary(now[i]) for i in sorted(now.keys() - earlier.keys())]
+            removed = [summary(earlier[i]) for i in sorted(earlier.keys() - now.keys())]
+        else:
+            before = self._grants_at(repo, base)
+            added = [summary(now[i]) for i in sorted(now.keys() - before.keys())]
+            removed = [before[i] for i in sorted(before.keys() - now.keys())]
+        return commit_message(bundle.revision, added, removed, trigger), added, removed
+
+    def _grants_at(self, repo: pygit2.Repository, base: pygit2.Commit | None) -> dict[int, GrantSummary]:
+        if base is None:
+            return {}
+        grants: dict[int, GrantSummary] = {}
+        for path in _opa_data_paths(repo, base.tree, self._path("opa/egress/grants")):
+            grants.update(grants_in(repo[base.tree[path].id].data))  # type: ignore[attr-defined]
+        return grants
 
     # --- the one public operation ----------------------------------------------
 
@@ -245,49 +290,66 @@ class PolicyRepository:
     ) -> PublishResult:
         """Commit ``bundle`` if it differs from the branch, and push it.
 
-        ``refresh`` fetches first (the scheduled safety net). A push rejected
-        because the branch moved rebuilds the commit on the new head and retries.
-        ``before_push`` is called with the attempt number (tests move the branch there).
+        ``refresh`` fetches first and compares every file (the scheduled safety
+        net); otherwise the last push of this process is the base, and only the
+        changed files are written. A push rejected because the branch moved is
+        rebuilt on the new head and retried. ``before_push`` is called with the
+        attempt number (tests move the branch there).
         """
         try:
             self._ensure_remote()
             repo = self._repo()
-            if refresh:
-                self._sync(repo)
-            elif self._already_published(repo, bundle):
-                return PublishResult("unchanged", bundle.revision, repo.head.commit.hexsha)
+            pushed = None if refresh else _LAST_PUSHED.get(self._key)
+            if pushed is not None and repo.references.get(self.remote_ref) is not None:
+                if pushed.bundle.files[MANIFEST] == bundle.files[MANIFEST]:
+                    # MANIFEST.json holds the revision and every file's digest.
+                    return PublishResult("unchanged", bundle.revision, pushed.commit)
+                base: pygit2.Commit | None = repo[pushed.commit]  # type: ignore[assignment]
+                previous: Bundle | None = pushed.bundle
+            else:
+                base, previous = self._fetch(repo), None
             for attempt in range(1, self.max_attempts + 1):
-                # Added and removed are counted against what the remote has, so a
-                # commit that failed to push is described again when it goes out.
-                previous = grants_in(self._pushed_file(repo, "opa/data.json"))
-                current = grants_in(bundle.files.get("opa/data.json"))
-                added = [current[i] for i in sorted(current.keys() - previous.keys())]
-                removed = [previous[i] for i in sorted(previous.keys() - current.keys())]
-                self._write(repo, bundle)
-                with repo.git.custom_environment(**self.env):
-                    if self._has_changes(repo):
-                        message = self.work_dir / ".git" / "EGRESS_COMMIT_MSG"
-                        message.write_text(commit_message(bundle.revision, added, removed, trigger), encoding="utf-8")
-                        repo.git.commit("-q", "-F", str(message))
-                    elif self._is_pushed(repo) or not repo.head.is_valid():
-                        head = repo.head.commit.hexsha if repo.head.is_valid() else ""
-                        return PublishResult("unchanged", bundle.revision, head, attempt)
-                    if before_push:
-                        before_push(attempt)
-                    try:
-                        repo.git.push("origin", f"HEAD:refs/heads/{self.branch}")
-                    except git.GitCommandError as exc:
-                        text = f"{exc.stderr}{exc.stdout}"
-                        if any(marker in text for marker in REJECTED_MARKERS) and attempt < self.max_attempts:
-                            # Someone else moved the branch: start again from their head.
-                            self._sync(repo)
-                            time.sleep(0.05 * attempt)
-                            continue
-                        raise
-                return PublishResult("published", bundle.revision, repo.head.commit.hexsha, attempt, added, removed)
+                tree = self._tree(repo, base, bundle, previous)
+                if base is not None and tree == base.tree.id:
+                    _LAST_PUSHED[self._key] = _Pushed(str(base.id), bundle)
+                    return PublishResult("unchanged", bundle.revision, str(base.id), attempt)
+                message, added, removed = self._message(repo, base, bundle, previous, trigger)
+                signature = pygit2.Signature(*self.author)
+                commit = repo.create_commit(
+                    None, signature, signature, message, tree, [base.id] if base is not None else []
+                )
+                if before_push:
+                    before_push(attempt)
+                try:
+                    self._git("push", "--quiet", self.remote_url, f"{commit}:refs/heads/{self.branch}")
+                except _GitFailed as exc:
+                    if any(marker in exc.detail for marker in REJECTED_MARKERS) and attempt < self.max_attempts:
+                        # Someone else moved the branch: start again from their head.
+                        base, previous = self._fetch(repo), None
+                        time.sleep(0.05 * attempt)
+                        continue
+                    raise
+                repo.references.create(self.remote_ref, commit, force=True)
+                _LAST_PUSHED[self._key] = _Pushed(str(commit), bundle)
+                return PublishResult("published", bundle.revision, str(commit), attempt, added, removed)
             raise PublishError(f"the branch kept moving; gave up after {self.max_attempts} attempts")
-        except git.GitCommandError as exc:
-            detail = (exc.stderr or str(exc)).strip().replace(self.remote_url, self.url)
-            raise PublishError(f"git {exc.command[1] if len(exc.command) > 1 else ''} failed: {detail}") from exc
-        except (OSError, git.GitError) as exc:
+        except _GitFailed as exc:
+            _LAST_PUSHED.pop(self._key, None)
+            raise PublishError(f"git {exc.command} failed: {exc.detail}") from exc
+        except (OSError, pygit2.GitError) as exc:
+            _LAST_PUSHED.pop(self._key, None)
             raise PublishError(f"policy repository unavailable: {exc}") from exc
+
+
+class _GitFailed(Exception):
+    def __init__(self, command: str, detail: str) -> None:
+        super().__init__(f"git {command}: {detail}")
+        self.command = command
+        self.detail = detail
+
+
+def _opa_data_paths(repo: pygit2.Repository, tree: pygit2.Tree, root: str) -> list[str]:
+    """Every ``data.json`` under the OPA bundle's root in ``tree``."""
+    index = pygit2.Index()
+    index.read_tree(tree)
+    return [e.path for e in index if e.path.startswith(f"{root}/") and e.path.endswith("/data.json")]

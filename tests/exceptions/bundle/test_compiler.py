@@ -58,9 +58,15 @@ def test_manifest_lists_counts_skips_and_digests() -> None:
         assert digest(bundle.files[path]) == sha
 
 
-def test_data_is_indexed_by_identity_then_host() -> None:
-    data = json.loads(compile_bundle(sample_records(), now=NOW).files["opa/data.json"])
-    grants = data["egress"]["grants"]
+def test_data_is_indexed_by_identity_then_host_in_a_file_per_shard() -> None:
+    from exceptions.bundle.opa import load_data, shard_of, shard_path
+
+    files = compile_bundle(sample_records(), now=NOW).files
+    data = load_data(files)
+    shard = shard_of(CHECKOUT)
+    assert data["egress"]["shard"][CHECKOUT] == shard
+    assert json.loads(files[shard_path(shard)])[CHECKOUT] == data["egress"]["grants"][shard][CHECKOUT]
+    grants = data["egress"]["grants"][shard]
     assert sorted(grants[CHECKOUT]) == ["*.cdn.partner.example", "api.stripe.com", "sandbox.partner.example"]
     assert grants[CHECKOUT]["api.stripe.com"][0]["id"] == 1
     assert "old.partner.example" not in grants[CHECKOUT]
@@ -117,7 +123,8 @@ def test_empty_state_denies_everything_at_the_gateway() -> None:
     policy = yaml.safe_load(bundle.files["istio/authorizationpolicy.yaml"])
     assert policy["spec"]["action"] == "ALLOW" and policy["spec"]["rules"] == []
     assert not [path for path in bundle.files if path.startswith("istio/authorizationpolicies/")]
-    assert json.loads(bundle.files["opa/data.json"]) == {"egress": {"grants": {}}}
+    assert json.loads(bundle.files["opa/data.json"]) == {"egress": {"shard": {}}}
+    assert not [path for path in bundle.files if path.startswith("opa/egress/grants/")]
 
 
 @pytest.mark.parametrize("host", ["*.cdn.partner.example", "api.stripe.com"])

@@ -14,6 +14,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from approvals.services import approve_request
+from exceptions.bundle.opa import shard_of, shard_path
 from exceptions.explain import explain
 from exceptions.services.batches import expire_due_grants
 
@@ -111,17 +112,20 @@ def test_preview_shows_the_exact_files_approval_would_change(
     api.force_authenticate(approver)
     files = {d["path"]: d["diff"] for d in api.get(f"/api/v1/requests/{request.pk}/preview/").json()}
     allow = "istio/authorizationpolicies/egress-portal-allow-ns-payments-prod.yaml"
+    shard = shard_path(shard_of(prod_workload.identity))
     assert sorted(files) == [
         "cilium/payments-prod/egress-checkout.yaml",
         allow,
         "istio/serviceentries/egress-dns-tls443.yaml",
-        "opa/data.json",
+        "opa/data.json",  # a new identity: the shard index names its shard
+        shard,
     ]
 
     def added(path: str, text: str) -> bool:
         return any(line.startswith("+") and text in line for line in files[path].splitlines())
 
-    assert added("opa/data.json", '"host": "api.partner.example"')
+    assert added(shard, '"host": "api.partner.example"')
+    assert added("opa/data.json", f'"{prod_workload.identity}"')
     assert added("cilium/payments-prod/egress-checkout.yaml", 'matchName: "api.partner.example"')
     assert added(allow, "cluster.local/ns/payments-prod/sa/checkout")
     assert added("istio/serviceentries/egress-dns-tls443.yaml", '"api.partner.example"')

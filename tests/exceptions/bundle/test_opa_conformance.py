@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from datetime import UTC, datetime, timedelta
@@ -12,6 +11,7 @@ import pytest
 
 from exceptions.bundle.compiler import compile_bundle
 from exceptions.bundle.decision import build_index, decide
+from exceptions.bundle.opa import load_data
 from exceptions.bundle.records import GrantRecord, to_ns
 
 pytestmark = pytest.mark.opa
@@ -31,7 +31,7 @@ def engine_for(files: dict[str, bytes]) -> Any:
     for path, data in files.items():
         if path.endswith(".rego"):
             engine.add_policy(path, data.decode())
-    engine.add_data(json.loads(files["opa/data.json"]))
+    engine.add_data(load_data(files))
     return engine
 
 

@@ -9,7 +9,9 @@
 # compare case-insensitively ignoring one trailing dot. The time is OPA's
 # clock, never the input, so a late revoke job never leaves a door open.
 #
-# Written for speed: each rule first tries the input as sent (a normalised
+# data.egress.shard maps an identity to its shard; data.egress.grants[shard]
+# holds the shard's identities, each by host (a file per shard, so a change
+# rewrites one small file). Written for speed: each rule first tries the input as sent (a normalised
 # name is a key of the data as it is, so one lookup answers), and OPA stops
 # at the first "else" branch that holds. The general branches normalise.
 package egress
@@ -19,7 +21,7 @@ import rego.v1
 default allow := false
 
 allow if {
-	some g in data.egress.grants[input.identity][input.host]
+	some g in data.egress.grants[data.egress.shard[input.identity]][input.identity][input.host]
 	g.port == input.port
 	g.protocol == input.protocol
 	g.valid_from_ns <= time.now_ns()
@@ -27,7 +29,7 @@ allow if {
 	indexof(input.host, "*") == -1
 } else if {
 	some key in keys
-	some g in data.egress.grants[identity][key]
+	some g in mine[key]
 	g.port == port
 	g.protocol == protocol
 	g.valid_from_ns <= time.now_ns()
@@ -35,6 +37,9 @@ allow if {
 }
 
 identity := object.get(input, "identity", "")
+
+# This identity's grants by host, from its shard (one file of the bundle per shard).
+mine := data.egress.grants[data.egress.shard[identity]][identity]
 
 port := object.get(input, "port", 0)
 
@@ -54,7 +59,7 @@ keys contains wildcard if {
 
 live := [g |
 	some key in keys
-	some g in data.egress.grants[identity][key]
+	some g in mine[key]
 	g.port == port
 	g.protocol == protocol
 	g.valid_from_ns <= time.now_ns()
@@ -63,20 +68,21 @@ live := [g |
 
 candidates if {
 	some key in keys
-	data.egress.grants[identity][key]
+	mine[key]
 }
 
 on_port if {
 	some key in keys
-	some g in data.egress.grants[identity][key]
+	some g in mine[key]
 	g.port == port
 	g.protocol == protocol
 }
 
 decision := allowed(g) if {
 	# The common case: the input as sent, one live exact grant, no wildcard grant beside it.
+	by_host := data.egress.grants[data.egress.shard[input.identity]][input.identity]
 	[g] := [g |
-		some g in data.egress.grants[input.identity][input.host]
+		some g in by_host[input.host]
 		g.port == input.port
 		g.protocol == input.protocol
 		g.valid_from_ns <= time.now_ns()
@@ -85,7 +91,7 @@ decision := allowed(g) if {
 	indexof(input.host, "*") == -1
 	i := indexof(input.host, ".")
 	i > 0
-	not data.egress.grants[input.identity][concat("", ["*", substring(input.host, i, -1)])]
+	not by_host[concat("", ["*", substring(input.host, i, -1)])]
 } else := allowed(g) if {
 	[g] := live
 } else := allowed(g) if {
@@ -97,7 +103,7 @@ decision := allowed(g) if {
 } else := deny(sprintf("%v is not a DNS name", [host])) if {
 	contains(host, "*")
 } else := deny(sprintf("no grants for identity %v", [identity])) if {
-	not data.egress.grants[identity]
+	not mine
 } else := deny(sprintf("no grant for %v to reach %v", [identity, host])) if {
 	not candidates
 } else := deny(sprintf("no grant for %v to reach %v on port %v/%v", [identity, host, port, protocol])) if {

@@ -15,12 +15,16 @@ grants := {id: {
 	],
 }}
 
+shard := {id: "00"}
+
+sharded := {"00": grants}
+
 allowed(request, now) if {
-	data.egress.allow with data.egress.grants as grants with input as request with time.now_ns as now
+	data.egress.allow with data.egress.shard as shard with data.egress.grants as sharded with input as request with time.now_ns as now
 }
 
 decision(request, now) := d if {
-	d := data.egress.decision with data.egress.grants as grants with input as request with time.now_ns as now
+	d := data.egress.decision with data.egress.shard as shard with data.egress.grants as sharded with input as request with time.now_ns as now
 }
 
 test_exact_host_is_allowed if {
