@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from exceptions.bundle.budget import fit, item_key
+from exceptions.bundle.budget import Memo, fit, item_key
 from exceptions.bundle.kubernetes import emit_lines, quote, resource_name
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
@@ -117,11 +117,17 @@ def policy_yaml(
     return "".join(out).encode("utf-8")
 
 
-def _floor(grants: Sequence[Destination]) -> int:
-    return sum(len(host) + 20 for _, _, host in grants)
+def _size(destination: Destination) -> int:
+    return len(destination[2]) + 20
 
 
-def emit(records: Sequence[GrantRecord], options: BundleOptions) -> tuple[dict[str, bytes], list[str]]:
+def _key(destination: Destination) -> int:
+    return item_key(destination[2], destination[0], destination[1])
+
+
+def emit(
+    records: Sequence[GrantRecord], options: BundleOptions, memo: Memo | None = None
+) -> tuple[dict[str, bytes], list[str]]:
     """Files by path, and the identities skipped because they are not Kubernetes workloads."""
     workloads: dict[tuple[str, str], list[GrantRecord]] = defaultdict(list)
     skipped: set[str] = set()
@@ -138,10 +144,12 @@ def emit(records: Sequence[GrantRecord], options: BundleOptions) -> tuple[dict[s
 
         for prefix, data in fit(
             destinations(grants),
-            key=lambda d: item_key(d[2], d[0], d[1]),
+            key=_key,
             render=render,
             budget=options.max_object_bytes,
-            floor=_floor,
+            size=_size,
+            memo=memo,
+            context=("cilium", namespace, sa, options),
         ):
             files[f"cilium/{namespace}/{policy_name(sa, prefix)}.yaml"] = data
     return files, sorted(skipped)

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from exceptions.bundle.budget import fit, item_key
+from exceptions.bundle.budget import Memo, fit, item_key
 from exceptions.bundle.kubernetes import quote, resource_name, to_yaml
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
@@ -147,12 +147,12 @@ def authorization_policy(rules: Sequence[Rule], options: BundleOptions, *, name:
     }
 
 
-def _host_floor(hosts: Sequence[str]) -> int:
-    return sum(len(host) + 6 for host in hosts)
+def _host_size(host: str) -> int:
+    return len(host) + 6
 
 
-def _rule_floor(rules: Sequence[Rule]) -> int:
-    return sum(len(host) + 8 for _, _, host in rules)
+def _rule_size(rule: Rule) -> int:
+    return len(rule[2]) + 8
 
 
 def _rule_key(rule: Rule) -> int:
@@ -168,7 +168,9 @@ def _few_rules(rules: Sequence[Rule]) -> bool:
     return len(rules) <= MAX_RULES or len({(name, port) for name, port, _ in rules}) <= MAX_RULES
 
 
-def emit(records: Sequence[GrantRecord], options: BundleOptions) -> tuple[dict[str, bytes], list[str]]:
+def emit(
+    records: Sequence[GrantRecord], options: BundleOptions, memo: Memo | None = None
+) -> tuple[dict[str, bytes], list[str]]:
     hosts: dict[str, set[tuple[int, bool]]] = defaultdict(set)
     rules: dict[str, set[Rule]] = defaultdict(set)
     skipped: set[str] = set()
@@ -185,7 +187,8 @@ def emit(records: Sequence[GrantRecord], options: BundleOptions) -> tuple[dict[s
     budget = options.max_object_bytes
     groups: dict[tuple[bool, Ports], list[str]] = defaultdict(list)
     for host, host_ports in hosts.items():
-        groups[(host.startswith("*."), tuple(sorted(host_ports)))].append(host)
+        signature = tuple(host_ports) if len(host_ports) == 1 else tuple(sorted(host_ports))
+        groups[(host.startswith("*."), signature)].append(host)
     files: dict[str, bytes] = {}
     for (wildcard, ports), members in sorted(groups.items()):
 
@@ -193,7 +196,14 @@ def emit(records: Sequence[GrantRecord], options: BundleOptions) -> tuple[dict[s
             return service_entry_yaml(part, ports, options, name=service_entry_name(wildcard, ports, prefix))
 
         for prefix, data in fit(
-            sorted(members), key=item_key, render=entry, budget=budget, floor=_host_floor, allowed=_few_hosts
+            sorted(members),
+            key=item_key,
+            render=entry,
+            budget=budget,
+            size=_host_size,
+            allowed=_few_hosts,
+            memo=memo,
+            context=("serviceentry", wildcard, ports, options),
         ):
             files[f"istio/serviceentries/{service_entry_name(wildcard, ports, prefix)}.yaml"] = data
     files[ANCHOR] = to_yaml(authorization_policy([], options, name="egress-portal-allow"))
@@ -203,7 +213,14 @@ def emit(records: Sequence[GrantRecord], options: BundleOptions) -> tuple[dict[s
             return to_yaml(authorization_policy(part, options, name=policy_name(namespace, prefix)))
 
         for prefix, data in fit(
-            sorted(namespace_rules), key=_rule_key, render=allow, budget=budget, floor=_rule_floor, allowed=_few_rules
+            sorted(namespace_rules),
+            key=_rule_key,
+            render=allow,
+            budget=budget,
+            size=_rule_size,
+            allowed=_few_rules,
+            memo=memo,
+            context=("authorizationpolicy", namespace, options),
         ):
             files[f"istio/authorizationpolicies/{policy_name(namespace, prefix)}.yaml"] = data
     return files, sorted(skipped)

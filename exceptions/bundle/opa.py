@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from exceptions.bundle.budget import item_key
+from exceptions.bundle.budget import Memo, item_key
 from exceptions.bundle.decision import (
     REASON_ALLOW,
     REASON_NO_HOST,
@@ -288,18 +288,31 @@ def dumps(value: Any) -> bytes:
     return (json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True) + "\n").encode("ascii")
 
 
-def emit(records: Sequence[GrantRecord]) -> dict[str, bytes]:
+def _shard_bytes(records: Sequence[GrantRecord]) -> bytes:
+    return dumps(shard_document(build_index(records)))
+
+
+def emit(records: Sequence[GrantRecord], memo: Memo | None = None) -> dict[str, bytes]:
     """Every OPA file except ``.manifest`` (which carries the revision)."""
-    shards: dict[str, dict[str, dict[str, list[GrantRecord]]]] = {}
-    for identity, by_host in build_index(records).items():
-        shards.setdefault(shard_of(identity), {})[identity] = by_host
+    by_shard: dict[str, list[GrantRecord]] = {}
+    shard_index: dict[str, str] = {}
+    for record in records:
+        shard = shard_index.get(record.identity)
+        if shard is None:
+            shard = shard_index[record.identity] = shard_of(record.identity)
+        by_shard.setdefault(shard, []).append(record)
     files = {
         "opa/egress/policy.rego": POLICY.encode("utf-8"),
         "opa/egress/policy_test.rego": POLICY_TEST.encode("utf-8"),
-        DATA: dumps({ROOT: {"shard": {i: shard for shard, ids in shards.items() for i in ids}}}),
+        DATA: dumps({ROOT: {"shard": shard_index}}),
     }
-    for shard, index in shards.items():
-        files[shard_path(shard)] = dumps(shard_document(index))
+    for shard, members in by_shard.items():
+        if memo is None:
+            files[shard_path(shard)] = _shard_bytes(members)
+        else:
+            # Keyed by the shard's records themselves (every field): same records, same bytes.
+            key = ("opa-shard", shard, tuple(members))
+            files[shard_path(shard)] = memo(key, lambda members=members: _shard_bytes(members))  # type: ignore[misc]
     return files
 
 

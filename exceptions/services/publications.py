@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from audit.services import SYSTEM, record_event
 from exceptions.bundle.archive import opa_tarball
+from exceptions.bundle.cache import CompileCache
 from exceptions.bundle.compiler import Bundle, compile_bundle
 from exceptions.bundle.policy_repository import PolicyRepository, PublishError, PublishResult
 from exceptions.bundle.records import BundleOptions
@@ -42,8 +43,13 @@ def bundle_options() -> BundleOptions:
     )
 
 
-def current_bundle(*, now: datetime | None = None) -> Bundle:
-    return compile_bundle(bundle_records(), now=now or timezone.now(), options=bundle_options())
+# This process's last compile, per object: the next publish renders only what changed.
+# Used under the publisher lock only (one compile at a time).
+_COMPILE_CACHE = CompileCache()
+
+
+def current_bundle(*, now: datetime | None = None, cache: CompileCache | None = None) -> Bundle:
+    return compile_bundle(bundle_records(), now=now or timezone.now(), options=bundle_options(), cache=cache)
 
 
 def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:
@@ -109,7 +115,7 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
     """
     started = time.monotonic()
     with publisher_lock():
-        bundle = current_bundle()
+        bundle = current_bundle(cache=_COMPILE_CACHE)
         try:
             result: PublishResult = publisher().publish(bundle, trigger=trigger, refresh=refresh)
         except PublishError as exc:

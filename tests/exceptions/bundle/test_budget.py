@@ -122,3 +122,43 @@ def test_a_hundred_thousand_grants_stay_under_the_default_budget() -> None:
     for path in entries[:20] + policies[:20]:
         document = yaml.safe_load(files[path])
         assert _schema_errors(SCHEMA_FOR_KIND[document["kind"]], document) == [], path
+
+
+def test_a_cached_compile_gives_the_same_bytes_as_a_fresh_one_and_reuses_unchanged_objects() -> None:
+    from exceptions.bundle.cache import CompileCache
+
+    cache = CompileCache()
+    records = grants(1_500, per_workload=500)
+    assert (
+        compile_bundle(records, now=NOW, options=TINY, cache=cache).files
+        == compile_bundle(records, now=NOW, options=TINY).files
+    )
+    rng = random.Random(5)
+    for step in range(6):
+        template = rng.choice(records)
+        records = [r for r in records if r.id != rng.choice(records).id]
+        records.append(replace(template, id=20_000 + step, host=f"x{step}.vendor.example", port=8000 + step))
+        cached = compile_bundle(records, now=NOW, options=TINY, cache=cache)
+        fresh = compile_bundle(records, now=NOW, options=TINY)
+        assert cached.files == fresh.files and cached.revision == fresh.revision
+        assert cached.digests == fresh.digests
+
+
+def test_the_cache_renders_only_the_objects_a_change_touches() -> None:
+    from exceptions.bundle.cache import CompileCache
+
+    cache = CompileCache()
+    records = grants(3_000, per_workload=25, namespaces=10)
+    compile_bundle(records, now=NOW, cache=cache)
+    counts: list[tuple[int, int]] = []
+    original = cache.finish
+
+    def counting_finish() -> None:
+        counts.append((cache.hits, cache.misses))
+        original()
+
+    cache.finish = counting_finish  # type: ignore[method-assign]
+    compile_bundle([*records, replace(records[0], id=99_999, host="one.more.example")], now=NOW, cache=cache)
+    [(hits, misses)] = counts
+    # One OPA shard, one Cilium policy, one ServiceEntry group, one namespace's policy.
+    assert misses == 4 and hits > 200
