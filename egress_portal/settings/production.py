@@ -40,3 +40,9 @@ STORAGES = {
 CACHE_URL = env_str("CACHE_URL") or (CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis://") else "")
 if CACHE_URL.startswith("redis://"):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+
+# --- Issue 11: bundles at scale ---
+# OPA verifies every bundle against this key's public half: an unsigned
+# bundle in production would let anyone who can push to the policy
+# repository add a grant.
+EGRESS_SIGNING_KEY = env_required("EGRESS_SIGNING_KEY")

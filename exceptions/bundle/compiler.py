@@ -10,7 +10,7 @@ import gc
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from exceptions.bundle import cilium, istio, opa
@@ -41,6 +41,12 @@ class Bundle:
     def opa_files(self) -> dict[str, bytes]:
         """The OPA bundle's own files, relative to its root."""
         return {path[len("opa/") :]: data for path, data in self.files.items() if path.startswith("opa/")}
+
+    def with_files(self, extra: Mapping[str, bytes]) -> Bundle:
+        """This bundle plus ``extra`` files (a signature): same revision, digests updated."""
+        files = dict(sorted({**self.files, **extra}.items()))
+        digests = {**self.digests, **{path: digest(data) for path, data in extra.items()}}
+        return replace(self, files=files, digests=digests)
 
 
 def digest(data: bytes) -> str:

@@ -8,6 +8,8 @@ within the coalescing window become one publish.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import logging
 import time
 import zlib
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -23,6 +26,8 @@ from django.db.models import Count, Max, Sum
 from django.utils import timezone
 
 from audit.services import SYSTEM, record_event
+from egress_portal.signing import sign_jws
+from exceptions.bundle import signatures
 from exceptions.bundle.archive import opa_tarball
 from exceptions.bundle.cache import CompileCache
 from exceptions.bundle.compiler import Bundle, compile_bundle
@@ -48,8 +53,33 @@ def bundle_options() -> BundleOptions:
 _COMPILE_CACHE = CompileCache()
 
 
-def current_bundle(*, now: datetime | None = None, cache: CompileCache | None = None) -> Bundle:
-    return compile_bundle(bundle_records(), now=now or timezone.now(), options=bundle_options(), cache=cache)
+SIGNATURE_KEY = "egress-portal:bundle-signature:"
+
+
+def _signer(claims: dict[str, Any]) -> str:
+    """Sign once per content: every process serves (and the branch keeps) the same bytes.
+
+    ES256 signatures are randomised, so signing the same files twice would
+    give a new .signatures.json, a new commit and a new ETag each time.
+    """
+    key = SIGNATURE_KEY + hashlib.sha256(json.dumps(claims, sort_keys=True).encode()).hexdigest()
+    token = cache.get(key)
+    if token is None:
+        token = sign_jws(claims)
+        cache.set(key, token, timeout=None)
+    return str(token)
+
+
+def sign_bundle(bundle: Bundle) -> Bundle:
+    """The bundle with ``opa/.signatures.json``, signed with EGRESS_SIGNING_KEY (if one is set)."""
+    if not settings.EGRESS_SIGNING_KEY:
+        return bundle
+    return bundle.with_files({f"opa/{signatures.SIGNATURES}": signatures.sign(bundle.opa_files(), _signer)})
+
+
+def current_bundle(*, now: datetime | None = None, compile_cache: CompileCache | None = None) -> Bundle:
+    bundle = compile_bundle(bundle_records(), now=now or timezone.now(), options=bundle_options(), cache=compile_cache)
+    return sign_bundle(bundle)
 
 
 def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:
@@ -115,7 +145,7 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
     """
     started = time.monotonic()
     with publisher_lock():
-        bundle = current_bundle(cache=_COMPILE_CACHE)
+        bundle = current_bundle(compile_cache=_COMPILE_CACHE)
         try:
             result: PublishResult = publisher().publish(bundle, trigger=trigger, refresh=refresh)
         except PublishError as exc:

@@ -162,6 +162,7 @@ def test_bundle_endpoint_serves_the_opa_bundle_with_etag_and_304(client: Client,
     shard = shard_of(grant.identity)
     assert names == [
         "/.manifest",
+        "/.signatures.json",
         "/data.json",
         f"/egress/grants/{shard}/data.json",
         "/egress/policy.rego",
