@@ -252,3 +252,10 @@ LOGGING = {
 # --- Issue 11: bundles at scale ---
 # Every Kubernetes object in the bundle stays under this many bytes (etcd refuses 1.5 MiB).
 EGRESS_BUNDLE_MAX_OBJECT_BYTES = env_int("EGRESS_BUNDLE_MAX_OBJECT_BYTES", 512 * 1024)
+# OPA long polling on the bundle endpoint (Prefer: wait=N): the longest wait
+# granted, the waiting requests per process (more get an immediate answer;
+# run gunicorn with threads, e.g. --threads 8), and how often the one watcher
+# per process checks the revision.
+OPA_LONG_POLL_MAX_WAIT_SECONDS = env_int("OPA_LONG_POLL_MAX_WAIT_SECONDS", 60)
+OPA_LONG_POLL_MAX_WAITERS = env_int("OPA_LONG_POLL_MAX_WAITERS", 16)
+OPA_LONG_POLL_INTERVAL_SECONDS = float(env_str("OPA_LONG_POLL_INTERVAL_SECONDS", "0.2"))
