@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -240,11 +241,80 @@ def bench_publish(count: int = 100_000, changes: int = 5) -> None:
     )
 
 
+def bench_long_poll(rounds: int = 5) -> None:
+    """Target: a waiting OPA sees a new revision within 1 s of the approval's commit."""
+    import threading
+    from datetime import timedelta as days
+
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from approvals.models import ApproverGroup
+    from approvals.services import approve_request
+    from bench.run import _reset
+    from exceptions.models import Team, TeamMembership, Workload
+    from exceptions.services.requests import submit_request
+
+    _reset()
+    settings.OPA_BUNDLE_TOKEN = "bench-token"  # noqa: S105 - a local benchmark
+    auth = {"HTTP_AUTHORIZATION": "Bearer bench-token", "HTTP_HOST": "localhost"}
+    users = get_user_model().objects
+    requester = users.get_or_create(username="bench-requester")[0]
+    approver = users.get_or_create(username="bench-approver")[0]
+    team = Team.objects.create(name="Bench", slug="bench")
+    TeamMembership.objects.create(team=team, user=requester)
+    group = ApproverGroup.objects.create(name="bench")
+    group.teams.add(team)
+    group.members.add(approver)
+    workload = Workload.objects.create(
+        team=team,
+        name="api",
+        identity="spiffe://cluster.local/ns/b/sa/api",
+        identity_kind="kubernetes",
+        namespace="b",
+        service_account="api",
+        environment="dev",
+    )
+    latencies = []
+    for step in range(rounds):
+        request = submit_request(
+            actor=requester,
+            workload=workload,
+            destinations=[{"host": f"api{step}.partner.example", "port": 443}],
+            purpose="partner_api",
+            data_class="internal",
+            justification="Benchmark of long-poll wake-up.",
+            lifetime=days(days=1),
+        )
+        etag = Client().get("/bundles/egress.tar.gz", **auth)["ETag"]
+        answered: list[float] = []
+
+        def wait_for_it(etag: str = etag, answered: list[float] = answered) -> None:
+            response = Client().get("/bundles/egress.tar.gz", HTTP_IF_NONE_MATCH=etag, HTTP_PREFER="wait=30", **auth)
+            assert response.status_code == 200
+            answered.append(time.perf_counter())
+
+        waiter = threading.Thread(target=wait_for_it)
+        waiter.start()
+        time.sleep(0.5)
+        approve_request(actor=approver, request=request)
+        approved = time.perf_counter()
+        waiter.join()
+        latencies.append(answered[0] - approved)
+    print(
+        f"long poll: new revision delivered {statistics.median(latencies) * 1000:.0f} ms (median of {rounds}, "
+        f"max {max(latencies) * 1000:.0f} ms) after the approval committed, watcher interval "
+        f"{settings.OPA_LONG_POLL_INTERVAL_SECONDS} s (target <= 1 s)"
+    )
+
+
 def run(grants: int) -> None:
     """``make bench`` runs the 100k figures; ``--grants 1000000`` adds the 1M compile."""
     bench_compile(sorted({100_000, max(grants, 100_000)}))
     bench_opa_floor()
     bench_publish()
+    bench_long_poll()
 
 
 def main(args: list[str]) -> None:
