@@ -89,3 +89,18 @@ def test_the_real_opa_engine_verifies_the_token_with_the_public_key() -> None:
     assert engine.eval_document("verify.claims", request)["files"]
     broken = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     assert engine.eval_document("verify.ok", {**request, "token": broken}) is False
+
+
+def test_the_command_prints_the_opa_keys_config_with_the_public_key_only() -> None:
+    from io import StringIO
+
+    import yaml
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("bundle_signing_key", stdout=out)
+    config = yaml.safe_load(out.getvalue())
+    key = config["keys"]["egress-portal"]
+    assert key["key"].strip() == public_key_pem().strip() and "PRIVATE" not in out.getvalue()
+    assert key["algorithm"] in {"ES256", "RS256"}
+    assert config["bundles"]["egress"]["signing"]["keyid"] == "egress-portal"
