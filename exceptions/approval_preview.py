@@ -65,6 +65,7 @@ def preview_approval(request: ExceptionRequest, *, now: datetime | None = None, 
             workload=workload.name,
             namespace=workload.namespace,
             service_account=workload.service_account,
+            team=workload.team.slug,
         )
         for i, d in enumerate(request.destinations.all())
     ]

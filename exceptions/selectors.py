@@ -83,6 +83,7 @@ def bundle_records(*, identity: str | None = None) -> list[GrantRecord]:
         "workload__name",
         "workload__namespace",
         "workload__service_account",
+        "workload__team__slug",
     ).order_by("id")
     return [
         GrantRecord(
@@ -99,6 +100,7 @@ def bundle_records(*, identity: str | None = None) -> list[GrantRecord]:
             workload=row[10],
             namespace=row[11],
             service_account=row[12],
+            team=row[13] or "",
         )
         for row in rows.iterator(chunk_size=5000)
     ]

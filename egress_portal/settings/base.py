@@ -259,3 +259,9 @@ EGRESS_BUNDLE_MAX_OBJECT_BYTES = env_int("EGRESS_BUNDLE_MAX_OBJECT_BYTES", 512 *
 OPA_LONG_POLL_MAX_WAIT_SECONDS = env_int("OPA_LONG_POLL_MAX_WAIT_SECONDS", 60)
 OPA_LONG_POLL_MAX_WAITERS = env_int("OPA_LONG_POLL_MAX_WAITERS", 16)
 OPA_LONG_POLL_INTERVAL_SECONDS = float(env_str("OPA_LONG_POLL_INTERVAL_SECONDS", "0.2"))
+# The generated CODEOWNERS of the policy repository: the security team owns the
+# shared policy library and everything no team owns; each team its teams/<slug>/
+# directory (EGRESS_CODEOWNERS_TEAM with {team}, or "slug=@handle,..." overrides).
+EGRESS_CODEOWNERS_SECURITY = env_str("EGRESS_CODEOWNERS_SECURITY", "@egress-portal/security")
+EGRESS_CODEOWNERS_TEAM = env_str("EGRESS_CODEOWNERS_TEAM", "@egress-portal/{team}")
+EGRESS_CODEOWNERS = env_str("EGRESS_CODEOWNERS")

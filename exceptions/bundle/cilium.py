@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from exceptions.bundle.budget import Memo, fit, item_key
-from exceptions.bundle.kubernetes import emit_lines, quote, resource_name
+from exceptions.bundle.kubernetes import emit_lines, quote, resource_name, team_root
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
 Destination = tuple[int, str, str]  # port, protocol, host
@@ -129,15 +129,15 @@ def emit(
     records: Sequence[GrantRecord], options: BundleOptions, memo: Memo | None = None
 ) -> tuple[dict[str, bytes], list[str]]:
     """Files by path, and the identities skipped because they are not Kubernetes workloads."""
-    workloads: dict[tuple[str, str], list[GrantRecord]] = defaultdict(list)
+    workloads: dict[tuple[str, str, str], list[GrantRecord]] = defaultdict(list)
     skipped: set[str] = set()
     for record in records:
         if record.is_kubernetes:
-            workloads[(record.namespace, record.service_account)].append(record)
+            workloads[(record.team, record.namespace, record.service_account)].append(record)
         else:
             skipped.add(record.identity)
     files: dict[str, bytes] = {}
-    for (namespace, sa), grants in sorted(workloads.items()):
+    for (team, namespace, sa), grants in sorted(workloads.items()):
 
         def render(part: Sequence[Destination], prefix: str, namespace: str = namespace, sa: str = sa) -> bytes:
             return policy_yaml(namespace, sa, part, options, name=policy_name(sa, prefix))
@@ -151,5 +151,5 @@ def emit(
             memo=memo,
             context=("cilium", namespace, sa, options),
         ):
-            files[f"cilium/{namespace}/{policy_name(sa, prefix)}.yaml"] = data
+            files[f"{team_root(team)}cilium/{namespace}/{policy_name(sa, prefix)}.yaml"] = data
     return files, sorted(skipped)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from exceptions.bundle import cilium, istio, opa
+from exceptions.bundle import cilium, istio, opa, owners
 from exceptions.bundle.cache import CompileCache
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
@@ -21,7 +21,7 @@ MANIFEST = "MANIFEST.json"
 OPA_MANIFEST = "opa/.manifest"
 # The repository entries a bundle owns: a full rebuild replaces everything under
 # them and nothing else (other writers keep their own paths, such as audit/).
-OWNED_ROOTS = frozenset({MANIFEST, "opa", "cilium", "istio"})
+OWNED_ROOTS = frozenset({MANIFEST, "opa", "cilium", "istio", "teams", owners.CODEOWNERS})
 
 
 def owned_roots(paths: Iterable[str]) -> frozenset[str]:
@@ -94,6 +94,7 @@ def _compile(
     istio_files, istio_skipped = istio.emit(valid_now, options, memo)
     files.update(cilium_files)
     files.update(istio_files)
+    files.update(owners.team_files(open_records, options))
     digests = {path: hexdigest(data) for path, data in files.items()}
     content = hashlib.sha256()
     for path in sorted(files):
@@ -109,12 +110,13 @@ def _compile(
             "identities": len({r.identity for r in open_records}),
             "cilium_policies": len(cilium_files),
             "istio_service_entries": sum(path.startswith("istio/serviceentries/") for path in istio_files),
-            "istio_authorization_policies": sum(p.startswith("istio/authorizationpolicies/") for p in istio_files),
+            "istio_authorization_policies": sum("/authorizationpolicies/" in path for path in istio_files),
             "largest_object_bytes": max(
                 (len(data) for path, data in files.items() if path.endswith(".yaml")), default=0
             ),
         },
         "skipped": {"cilium": cilium_skipped, "istio": istio_skipped},
+        "teams": owners.team_counts(open_records, files),
         "files": dict(sorted(digests.items())),
     }
     files[MANIFEST] = (json.dumps(manifest, sort_keys=True, indent=2) + "\n").encode()

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from exceptions.bundle.budget import Memo, fit, item_key
-from exceptions.bundle.kubernetes import quote, resource_name, to_yaml
+from exceptions.bundle.kubernetes import quote, resource_name, team_root, to_yaml
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
 # ServiceEntry ports speak TCP-level protocols only; Istio has no UDP egress.
@@ -111,9 +111,9 @@ def source_namespace(record: GrantRecord, name: str) -> str:
     return parts[parts.index("ns") + 1] if "ns" in parts[:-1] else ""
 
 
-def policy_name(namespace: str, prefix: str = "") -> str:
+def policy_name(namespace: str, prefix: str = "", team: str = "") -> str:
     scope = ("ns", namespace) if namespace else ("other",)
-    return resource_name("egress-portal-allow", *scope, *([prefix] if prefix else []))
+    return resource_name("egress-portal-allow", *([team] if team else []), *scope, *([prefix] if prefix else []))
 
 
 Rule = tuple[str, int, str]  # principal, port, host
@@ -172,7 +172,7 @@ def emit(
     records: Sequence[GrantRecord], options: BundleOptions, memo: Memo | None = None
 ) -> tuple[dict[str, bytes], list[str]]:
     hosts: dict[str, set[tuple[int, bool]]] = defaultdict(set)
-    rules: dict[str, set[Rule]] = defaultdict(set)
+    rules: dict[tuple[str, str], set[Rule]] = defaultdict(set)
     skipped: set[str] = set()
     for record in records:
         if record.protocol not in SUPPORTED:
@@ -182,7 +182,7 @@ def emit(
         if name is None:
             skipped.add(f"{record.identity} (not a SPIFFE identity)")
         else:
-            rules[source_namespace(record, name)].add((name, record.port, record.host))
+            rules[(record.team, source_namespace(record, name))].add((name, record.port, record.host))
         hosts[record.host].add((record.port, record.tls_required))
     budget = options.max_object_bytes
     groups: dict[tuple[bool, Ports], list[str]] = defaultdict(list)
@@ -207,10 +207,10 @@ def emit(
         ):
             files[f"istio/serviceentries/{service_entry_name(wildcard, ports, prefix)}.yaml"] = data
     files[ANCHOR] = to_yaml(authorization_policy([], options, name="egress-portal-allow"))
-    for namespace, namespace_rules in sorted(rules.items()):
+    for (team, namespace), namespace_rules in sorted(rules.items()):
 
-        def allow(part: Sequence[Rule], prefix: str, namespace: str = namespace) -> bytes:
-            return to_yaml(authorization_policy(part, options, name=policy_name(namespace, prefix)))
+        def allow(part: Sequence[Rule], prefix: str, namespace: str = namespace, team: str = team) -> bytes:
+            return to_yaml(authorization_policy(part, options, name=policy_name(namespace, prefix, team)))
 
         for prefix, data in fit(
             sorted(namespace_rules),
@@ -220,7 +220,8 @@ def emit(
             size=_rule_size,
             allowed=_few_rules,
             memo=memo,
-            context=("authorizationpolicy", namespace, options),
+            context=("authorizationpolicy", team, namespace, options),
         ):
-            files[f"istio/authorizationpolicies/{policy_name(namespace, prefix)}.yaml"] = data
+            name = policy_name(namespace, prefix, team)
+            files[f"{team_root(team)}istio/authorizationpolicies/{name}.yaml"] = data
     return files, sorted(skipped)

@@ -41,6 +41,7 @@ class GrantRecord:
     workload: str = ""
     namespace: str = ""
     service_account: str = ""
+    team: str = ""  # the owning team's slug: its fragments go under teams/<team>/
 
     @property
     def is_kubernetes(self) -> bool:
@@ -70,3 +71,11 @@ class BundleOptions:
     managed_by: str = "egress-portal"
     # Every Kubernetes object stays under this many bytes (etcd refuses 1.5 MiB).
     max_object_bytes: int = 512 * 1024
+    # CODEOWNERS (written only when security_owner is set): the security team owns
+    # everything not owned by a team, the shared policy library included; a team's
+    # handle is owners[team], else owner_template with {team}. Paths are prefixed
+    # with repository_prefix (the bundle's subdirectory in the repository).
+    security_owner: str = ""
+    owner_template: str = ""
+    owners: tuple[tuple[str, str], ...] = ()
+    repository_prefix: str = ""

@@ -43,8 +43,14 @@ PENDING_KEY = "egress-portal:publish-pending"
 
 
 def bundle_options() -> BundleOptions:
+    overrides = (item.partition("=") for item in settings.EGRESS_CODEOWNERS.split(",") if "=" in item)
     return BundleOptions(
-        istio_namespace=settings.ISTIO_NAMESPACE, max_object_bytes=settings.EGRESS_BUNDLE_MAX_OBJECT_BYTES
+        istio_namespace=settings.ISTIO_NAMESPACE,
+        max_object_bytes=settings.EGRESS_BUNDLE_MAX_OBJECT_BYTES,
+        security_owner=settings.EGRESS_CODEOWNERS_SECURITY,
+        owner_template=settings.EGRESS_CODEOWNERS_TEAM,
+        owners=tuple(sorted((team.strip(), owner.strip()) for team, _, owner in overrides)),
+        repository_prefix=settings.POLICY_REPO_SUBDIR,
     )
 
 

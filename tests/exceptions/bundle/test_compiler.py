@@ -186,3 +186,33 @@ def test_fast_cilium_rendering_equals_the_generic_emitter(options: dict | None) 
     destinations = cilium.destinations(grants)
     fast = cilium.policy_yaml("payments", "checkout-api", destinations, bundle_options)
     assert fast == to_yaml(cilium.policy("payments", "checkout-api", destinations, bundle_options))
+
+
+def test_teams_own_their_fragments_and_codeowners_says_so() -> None:
+    from dataclasses import replace
+
+    from exceptions.bundle.records import BundleOptions
+
+    records = [replace(r, team="payments" if "payments" in r.identity else "ci") for r in sample_records()]
+    options = BundleOptions(
+        security_owner="@acme/security",
+        owner_template="@acme/{team}",
+        owners=(("ci", "@acme/build-infra"),),
+        repository_prefix="egress/prod",
+    )
+    bundle = compile_bundle(records, now=NOW, options=options)
+    assert "teams/payments/cilium/payments/egress-checkout-api.yaml" in bundle.files
+    assert "teams/ci/cilium/ci/egress-runner.yaml" in bundle.files
+    policy = yaml.safe_load(
+        bundle.files["teams/payments/istio/authorizationpolicies/egress-portal-allow-payments-ns-payments.yaml"]
+    )
+    assert policy["metadata"]["name"] == "egress-portal-allow-payments-ns-payments"
+    assert _schema_errors("authorizationpolicy_v1.json", policy) == []
+    lines = bundle.files["CODEOWNERS"].decode().splitlines()
+    assert "/egress/prod/* @acme/security" in lines and "/egress/prod/opa/ @acme/security" in lines
+    assert lines[-2:] == ["/egress/prod/teams/ci/ @acme/build-infra", "/egress/prod/teams/payments/ @acme/payments"]
+    teams = json.loads(bundle.files[MANIFEST])["teams"]
+    assert teams["payments"] == {"grants": 3, "workloads": 1, "objects": 2}
+    assert teams["ci"] == {"grants": 3, "workloads": 2, "objects": 2}  # the settlement batch is no Kubernetes workload
+    # Without owners configured the compiler writes no CODEOWNERS.
+    assert "CODEOWNERS" not in compile_bundle(records, now=NOW).files

@@ -111,14 +111,16 @@ def test_preview_shows_the_exact_files_approval_would_change(
     api = APIClient()
     api.force_authenticate(approver)
     files = {d["path"]: d["diff"] for d in api.get(f"/api/v1/requests/{request.pk}/preview/").json()}
-    allow = "istio/authorizationpolicies/egress-portal-allow-ns-payments-prod.yaml"
+    cilium = "teams/payments/cilium/payments-prod/egress-checkout.yaml"
+    allow = "teams/payments/istio/authorizationpolicies/egress-portal-allow-payments-ns-payments-prod.yaml"
     shard = shard_path(shard_of(prod_workload.identity))
     assert sorted(files) == [
-        "cilium/payments-prod/egress-checkout.yaml",
-        allow,
+        "CODEOWNERS",  # the team's first grant: its directory gets its owner
         "istio/serviceentries/egress-dns-tls443.yaml",
         "opa/data.json",  # a new identity: the shard index names its shard
         shard,
+        cilium,
+        allow,
     ]
 
     def added(path: str, text: str) -> bool:
@@ -126,7 +128,8 @@ def test_preview_shows_the_exact_files_approval_would_change(
 
     assert added(shard, '"host": "api.partner.example"')
     assert added("opa/data.json", f'"{prod_workload.identity}"')
-    assert added("cilium/payments-prod/egress-checkout.yaml", 'matchName: "api.partner.example"')
+    assert added(cilium, 'matchName: "api.partner.example"')
+    assert added("CODEOWNERS", "/teams/payments/ @egress-portal/payments")
     assert added(allow, "cluster.local/ns/payments-prod/sa/checkout")
     assert added("istio/serviceentries/egress-dns-tls443.yaml", '"api.partner.example"')
     approve_request(actor=approver, request=request)
