@@ -85,8 +85,9 @@ def fit(
     if fits(items, sum(sizes), ""):
         return out
     # Sorted by key, every node of the trie is a slice: halves are found by bisection.
-    order = sorted(range(len(items)), key=[key(item) for item in items].__getitem__)
-    keys = [key(items[i]) for i in order]
+    hashes = [key(item) for item in items]
+    order = sorted(range(len(items)), key=hashes.__getitem__)
+    keys = [hashes[i] for i in order]
     ordered = [items[i] for i in order]
     floors = [0, *accumulate(sizes[i] for i in order)]
 

@@ -174,15 +174,22 @@ def emit(
     hosts: dict[str, set[tuple[int, bool]]] = defaultdict(set)
     rules: dict[tuple[str, str], set[Rule]] = defaultdict(set)
     skipped: set[str] = set()
+    sources: dict[tuple[str, str, str], tuple[str | None, tuple[str, str]]] = {}
     for record in records:
         if record.protocol not in SUPPORTED:
             skipped.add(f"{record.identity} {record.host}:{record.port}/{record.protocol} (Istio has no UDP egress)")
             continue
-        name = principal(record.identity)
+        # A workload's grants share its principal and policy group: work them out once.
+        source = sources.get((record.identity, record.team, record.namespace))
+        if source is None:
+            name = principal(record.identity)
+            group = (record.team, source_namespace(record, name)) if name is not None else ("", "")
+            source = sources[(record.identity, record.team, record.namespace)] = (name, group)
+        name, group = source
         if name is None:
             skipped.add(f"{record.identity} (not a SPIFFE identity)")
         else:
-            rules[(record.team, source_namespace(record, name))].add((name, record.port, record.host))
+            rules[group].add((name, record.port, record.host))
         hosts[record.host].add((record.port, record.tls_required))
     budget = options.max_object_bytes
     groups: dict[tuple[bool, Ports], list[str]] = defaultdict(list)
@@ -196,7 +203,7 @@ def emit(
             return service_entry_yaml(part, ports, options, name=service_entry_name(wildcard, ports, prefix))
 
         for prefix, data in fit(
-            sorted(members),
+            members,  # fit orders them by key; the rendering sorts the hosts
             key=item_key,
             render=entry,
             budget=budget,
