@@ -26,6 +26,7 @@ import pygit2
 
 from exceptions.bundle.compiler import MANIFEST, Bundle, owned_roots
 from exceptions.bundle.records import GrantRecord, rfc3339
+from exceptions.bundle.signatures import SIGNATURES, signed_part
 
 REJECTED_MARKERS = ("[rejected]", "non-fast-forward", "fetch first", "failed to update ref", "cannot lock ref")
 
@@ -259,6 +260,33 @@ class PolicyRepository:
             index.add(pygit2.IndexEntry(self._path(path), oid, pygit2.enums.FileMode.BLOB))
         return index.write_tree(repo)
 
+    def _keep_signature(
+        self, repo: pygit2.Repository, base: pygit2.Commit | None, bundle: Bundle, previous: Bundle | None
+    ) -> Bundle:
+        """Keep the branch's signature when it signs the same files with the same key.
+
+        ES256 signatures are randomised: a fresh one over unchanged files would
+        otherwise make a commit of its own.
+        """
+        path = f"opa/{SIGNATURES}"
+        new = bundle.files.get(path)
+        if new is None or base is None:
+            return bundle
+        if previous is not None:
+            old = previous.files.get(path)
+        else:
+            try:
+                old = repo[base.tree[self._path(path)].id].data  # type: ignore[attr-defined]
+            except KeyError:
+                old = None
+        if old is None or old == new:
+            return bundle
+        try:
+            same = signed_part(old) == signed_part(new)
+        except (ValueError, KeyError):
+            same = False
+        return bundle.with_files({path: old}) if same else bundle
+
     def _message(
         self, repo: pygit2.Repository, base: pygit2.Commit | None, bundle: Bundle, previous: Bundle | None, trigger: str
     ) -> tuple[str, list[GrantSummary], list[GrantSummary]]:
@@ -309,6 +337,7 @@ class PolicyRepository:
             else:
                 base, previous = self._fetch(repo), None
             for attempt in range(1, self.max_attempts + 1):
+                bundle = self._keep_signature(repo, base, bundle, previous)
                 tree = self._tree(repo, base, bundle, previous)
                 if base is not None and tree == base.tree.id:
                     _LAST_PUSHED[self._key] = _Pushed(str(base.id), bundle)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import threading
 from pathlib import Path
@@ -267,3 +269,23 @@ def test_a_full_rebuild_removes_stale_files_under_its_own_roots_only(tmp_path: P
     assert not [path for path in tree if path.startswith("cilium/")]
     assert "istio/handmade.yaml" not in tree
     assert {"MANIFEST.json", "opa/data.json"} <= set(tree)
+
+
+def test_a_fresh_signature_over_the_same_files_makes_no_commit(tmp_path: Path) -> None:
+    from exceptions.bundle import signatures
+    from exceptions.bundle.compiler import Bundle
+
+    def signed(token_tail: str) -> Bundle:
+        bundle = compile_bundle(sample_records(), now=NOW)
+        claims = signatures.claims(bundle.opa_files())
+        header = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsifQ"  # {"alg":"ES256","kid":"k"}
+        body = json.dumps(claims).encode()
+        token = f"{header}.{base64.urlsafe_b64encode(body).decode().rstrip('=')}.{token_tail}"
+        return bundle.with_files({"opa/.signatures.json": signatures.signatures_file(token)})
+
+    first = signed("first-signature")
+    make_publisher(tmp_path).publish(first, trigger="first")
+    # Another process signs the same files again (ES256 is randomised): nothing to commit.
+    again = make_publisher(tmp_path, "other").publish(signed("second-signature"), trigger="again", refresh=True)
+    assert again.status == "unchanged"
+    assert remote_file(tmp_path / "policy.git", "opa/.signatures.json") == first.files["opa/.signatures.json"]
