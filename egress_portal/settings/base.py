@@ -265,3 +265,10 @@ OPA_LONG_POLL_INTERVAL_SECONDS = float(env_str("OPA_LONG_POLL_INTERVAL_SECONDS",
 EGRESS_CODEOWNERS_SECURITY = env_str("EGRESS_CODEOWNERS_SECURITY", "@egress-portal/security")
 EGRESS_CODEOWNERS_TEAM = env_str("EGRESS_CODEOWNERS_TEAM", "@egress-portal/{team}")
 EGRESS_CODEOWNERS = env_str("EGRESS_CODEOWNERS")
+# Provider range files (AWS ip-ranges.json, Google cloud.json): where
+# `manage.py sync_provider_ranges` loads them from ("aws=URL-or-path,google=...").
+EGRESS_PROVIDER_RANGE_SOURCES = env_str(
+    "EGRESS_PROVIDER_RANGE_SOURCES",
+    "aws=https://ip-ranges.amazonaws.com/ip-ranges.json,google=https://www.gstatic.com/ipranges/cloud.json",
+)
+EGRESS_PROVIDER_RANGES_TIMEOUT = env_int("EGRESS_PROVIDER_RANGES_TIMEOUT", 30)

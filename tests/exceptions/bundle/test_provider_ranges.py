@@ -1,0 +1,73 @@
+"""Provider range files (AWS ip-ranges.json, Google cloud.json): read, checked, compared."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from exceptions.bundle.provider_ranges import RangeFileError, changed_services, parse
+
+FILES = Path(__file__).parent / "provider_files"
+
+
+def test_aws_ranges_are_grouped_by_service_and_region_with_the_sync_token() -> None:
+    ranges = parse("aws", (FILES / "ip-ranges.json").read_bytes())
+    assert (ranges.provider, ranges.sync_token, ranges.published) == ("aws", "1732800000", "2026-11-28-10-00-00")
+    assert ranges.services["S3/eu-west-1"] == ("3.5.64.0/21", "52.218.0.0/17", "2a05:d07a:a000::/40")
+    assert ranges.services["S3/us-east-1"] == ("52.216.0.0/15",)
+    assert "AMAZON/eu-west-1" in ranges.services
+
+
+def test_google_ranges_are_grouped_by_service_and_scope() -> None:
+    ranges = parse("google", (FILES / "cloud.json").read_bytes())
+    assert ranges.sync_token == "1732790000000"
+    assert ranges.services["Google Cloud/europe-west1"] == ("35.187.0.0/17", "2600:1900:4010::/44")
+
+
+@pytest.mark.parametrize(
+    ("provider", "document", "message"),
+    [
+        ("aws", {"createDate": "x", "prefixes": []}, "'syncToken' is missing"),
+        ("aws", {"syncToken": "1", "createDate": "x", "prefixes": []}, "no prefixes at all"),
+        (
+            "aws",
+            {
+                "syncToken": "1",
+                "createDate": "x",
+                "prefixes": [{"ip_prefix": "52.218.0.1/17", "region": "r", "service": "S3"}],
+            },
+            r"prefixes\[0\].ip_prefix: '52.218.0.1/17' is not a network address",
+        ),
+        (
+            "aws",
+            {"syncToken": "1", "createDate": "x", "prefixes": [{"ip_prefix": "10.0.0.0/8", "service": "S3"}]},
+            r"prefixes\[0\]: 'region' is missing",
+        ),
+        (
+            "google",
+            {"syncToken": "1", "creationTime": "t", "prefixes": [{"ipv4Prefix": "nope", "service": "s", "scope": "x"}]},
+            "not a network address",
+        ),
+        ("azure", {}, "unknown provider"),
+    ],
+)
+def test_a_bad_file_is_refused_with_the_place_and_the_reason(provider: str, document: dict, message: str) -> None:
+    with pytest.raises(RangeFileError, match=message):
+        parse(provider, json.dumps(document).encode())
+
+
+def test_not_json_is_refused() -> None:
+    with pytest.raises(RangeFileError, match="not JSON"):
+        parse("aws", b"<html>rate limited</html>")
+
+
+def test_changed_services_are_those_whose_numbers_moved() -> None:
+    before = {"S3/eu-west-1": ("3.5.64.0/21",), "S3/us-east-1": ("52.216.0.0/15",), "EC2/x": ("1.0.0.0/8",)}
+    after = {
+        "S3/eu-west-1": ("3.5.64.0/21", "3.5.72.0/23"),
+        "S3/us-east-1": ("52.216.0.0/15",),
+        "EC2/y": ("2.0.0.0/8",),
+    }
+    assert changed_services(before, after) == ["EC2/x", "EC2/y", "S3/eu-west-1"]
