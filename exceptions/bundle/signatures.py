@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -59,30 +60,61 @@ def _walk(value: Any, out: list[str]) -> None:
 
 
 @lru_cache(maxsize=512)  # the current bundle's files and some of the last ones
-def file_hash(name: str, data: bytes) -> str:
-    """The SHA-256 OPA computes for ``name`` when it verifies the bundle."""
+def file_hash(name: str, data: bytes, compact: bool = False) -> str:
+    """The SHA-256 OPA computes for ``name`` when it verifies the bundle.
+
+    ``compact``: the file was written with sorted keys, no whitespace and only
+    ASCII (the compiler's ``opa.dumps``); without a ``\\u`` escape in it, its
+    bytes are already the canonical text.
+    """
     if name.rsplit("/", 1)[-1] not in STRUCTURED:
         return hashlib.sha256(data).hexdigest()
-    parsed = json.loads(data, parse_int=_Number, parse_float=_Number)
-    out: list[str] = []
-    _walk(parsed, out)
-    return hashlib.sha256("".join(out).encode("utf-8")).hexdigest()
+    if compact and b"\\u" not in data and (b"-0" not in data or not _NEGATIVE_ZERO.search(data)):
+        return hashlib.sha256(data.rstrip(b"\n")).hexdigest()
+    try:
+        # The C encoder gives the same text as OPA's walk when every number is an
+        # integer written plainly (Python would respell 2.50 or -0): 100x faster.
+        if _NEGATIVE_ZERO.search(data):
+            raise _Respelled
+        canonical = json.dumps(
+            json.loads(data, parse_float=_respelled, parse_constant=_respelled),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        canonical = canonical.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    except _Respelled:
+        out: list[str] = []
+        _walk(json.loads(data, parse_int=_Number, parse_float=_Number), out)
+        canonical = "".join(out)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def claims(files: Mapping[str, bytes]) -> dict[str, Any]:
+class _Respelled(Exception):
+    pass
+
+
+def _respelled(literal: str) -> Any:
+    raise _Respelled(literal)
+
+
+_NEGATIVE_ZERO = re.compile(rb"(?<![\w.])-0(?![\d.eE])")
+
+
+def claims(files: Mapping[str, bytes], *, compact: bool = False) -> dict[str, Any]:
     """The JWT payload over the OPA bundle's files (names relative to the bundle root)."""
     return {
         "files": [
-            {"name": name, "hash": file_hash(name, data), "algorithm": ALGORITHM}
+            {"name": name, "hash": file_hash(name, data, compact), "algorithm": ALGORITHM}
             for name, data in sorted(files.items())
             if name != SIGNATURES
         ]
     }
 
 
-def sign(files: Mapping[str, bytes], signer: Signer) -> bytes:
+def sign(files: Mapping[str, bytes], signer: Signer, *, compact: bool = False) -> bytes:
     """``.signatures.json`` for the OPA bundle ``files`` (relative to its root)."""
-    return signatures_file(signer(claims(files)))
+    return signatures_file(signer(claims(files, compact=compact)))
 
 
 def signatures_file(token: str) -> bytes:

@@ -80,7 +80,9 @@ def sign_bundle(bundle: Bundle) -> Bundle:
     """The bundle with ``opa/.signatures.json``, signed with EGRESS_SIGNING_KEY (if one is set)."""
     if not settings.EGRESS_SIGNING_KEY:
         return bundle
-    return bundle.with_files({f"opa/{signatures.SIGNATURES}": signatures.sign(bundle.opa_files(), _signer)})
+    return bundle.with_files(
+        {f"opa/{signatures.SIGNATURES}": signatures.sign(bundle.opa_files(), _signer, compact=True)}
+    )
 
 
 def current_bundle(*, now: datetime | None = None, compile_cache: CompileCache | None = None) -> Bundle:

@@ -104,3 +104,29 @@ def test_the_command_prints_the_opa_keys_config_with_the_public_key_only() -> No
     assert key["key"].strip() == public_key_pem().strip() and "PRIVATE" not in out.getvalue()
     assert key["algorithm"] in {"ES256", "RS256"}
     assert config["bundles"]["egress"]["signing"]["keyid"] == "egress-portal"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b'{"b":[1,-2,{"d":null,"c":true}],"a":"caf\\u00e9 \\u2028 <&> \\"q\\" \\\\ \\n \\u0001"}',
+        b'{"x":-0,"y":[0,-0]}',
+        b'{"f":2.50,"g":1e3,"h":-0.0}',
+        b'{"": {}, "z": [], "k": "\\ud83d\\ude00"}',
+    ],
+)
+def test_the_fast_canonical_hash_equals_the_walk_opa_does(document: bytes) -> None:
+    out: list[str] = []
+    signatures._walk(json.loads(document, parse_int=signatures._Number, parse_float=signatures._Number), out)
+    assert signatures.file_hash.__wrapped__("data.json", document) == hashlib.sha256("".join(out).encode()).hexdigest()
+
+
+def test_the_compilers_json_is_already_canonical_so_its_bytes_are_hashed_directly() -> None:
+    from dataclasses import replace
+
+    records = [*sample_records(), replace(sample_records()[0], id=50, host="xn--caf-dma.example", decided_by="zoë")]
+    files = compile_bundle(records, now=NOW).opa_files()
+    structured = [name for name in files if name.endswith(("data.json", ".manifest"))]
+    assert len(structured) >= 3
+    for name in structured:
+        assert signatures.file_hash(name, files[name], True) == signatures.file_hash.__wrapped__(name, files[name])
