@@ -6,13 +6,14 @@ each under the size budget and each with the DNS rule its toFQDNs need.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 from exceptions.bundle.budget import Memo, fit, item_key
-from exceptions.bundle.kubernetes import emit_lines, quote, resource_name, team_root
+from exceptions.bundle.kubernetes import emit_lines, quote, resource_name, team_root, to_yaml
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
 Destination = tuple[int, str, str]  # port, protocol, host
@@ -117,6 +118,29 @@ def policy_yaml(
     return "".join(out).encode("utf-8")
 
 
+def _network_order(cidr: str) -> tuple[int, int, int]:
+    network = ipaddress.ip_network(cidr)
+    return (network.version, int(network.network_address), network.prefixlen)
+
+
+def range_policy(
+    namespace: str, service_account: str, ranges: Sequence[Destination], options: BundleOptions, *, name: str
+) -> dict[str, Any]:
+    """A workload's provider-service grants: ``toCIDRSet`` from the provider's current ranges."""
+    by_port: dict[tuple[int, str], set[str]] = defaultdict(set)
+    for port, protocol, cidr in ranges:
+        by_port[(port, protocol)].add(cidr)
+    document = policy(namespace, service_account, [], options, name=name)
+    document["spec"]["egress"] = [
+        {
+            "toCIDRSet": [{"cidr": cidr} for cidr in sorted(cidrs, key=_network_order)],
+            "toPorts": [{"ports": [{"port": str(port), "protocol": protocol.upper()}]}],
+        }
+        for (port, protocol), cidrs in sorted(by_port.items())
+    ]
+    return document
+
+
 def _size(destination: Destination) -> int:
     return len(destination[2]) + 20
 
@@ -130,26 +154,47 @@ def emit(
 ) -> tuple[dict[str, bytes], list[str]]:
     """Files by path, and the identities skipped because they are not Kubernetes workloads."""
     workloads: dict[tuple[str, str, str], list[GrantRecord]] = defaultdict(list)
+    ranges: dict[tuple[str, str, str], set[Destination]] = defaultdict(set)
     skipped: set[str] = set()
     for record in records:
-        if record.is_kubernetes:
+        if record.is_provider_service:
+            if not record.is_kubernetes:
+                skipped.add(record.identity)
+            elif not record.cidrs:
+                skipped.add(f"{record.identity} {record.service} (no ranges loaded for the service yet)")
+            else:
+                key = (record.team, record.namespace, record.service_account)
+                ranges[key].update((record.port, record.protocol, cidr) for cidr in record.cidrs)
+        elif record.is_kubernetes:
             workloads[(record.team, record.namespace, record.service_account)].append(record)
         else:
             skipped.add(record.identity)
     files: dict[str, bytes] = {}
-    for (team, namespace, sa), grants in sorted(workloads.items()):
 
-        def render(part: Sequence[Destination], prefix: str, namespace: str = namespace, sa: str = sa) -> bytes:
-            return policy_yaml(namespace, sa, part, options, name=policy_name(sa, prefix))
+    def place(kind: str, items: Sequence[Destination], team: str, namespace: str, sa: str) -> None:
+        """Render a workload's policy (or its parts under the budget) into ``files``."""
+
+        def name(prefix: str) -> str:
+            return resource_name("egress", sa, *([kind] if kind else []), *([prefix] if prefix else []))
+
+        def render(part: Sequence[Destination], prefix: str) -> bytes:
+            if kind:
+                return to_yaml(range_policy(namespace, sa, part, options, name=name(prefix)))
+            return policy_yaml(namespace, sa, part, options, name=name(prefix))
 
         for prefix, data in fit(
-            destinations(grants),
+            items,
             key=_key,
             render=render,
             budget=options.max_object_bytes,
             size=_size,
             memo=memo,
-            context=("cilium", namespace, sa, options),
+            context=("cilium", kind, namespace, sa, options),
         ):
-            files[f"{team_root(team)}cilium/{namespace}/{policy_name(sa, prefix)}.yaml"] = data
+            files[f"{team_root(team)}cilium/{namespace}/{name(prefix)}.yaml"] = data
+
+    for (team, namespace, sa), grants in sorted(workloads.items()):
+        place("", destinations(grants), team, namespace, sa)
+    for (team, namespace, sa), cidrs in sorted(ranges.items()):
+        place("ranges", sorted(cidrs), team, namespace, sa)
     return files, sorted(skipped)

@@ -117,6 +117,10 @@ def _compile(
         },
         "skipped": {"cilium": cilium_skipped, "istio": istio_skipped},
         "teams": owners.team_counts(open_records, files),
+        "provider_ranges": {
+            provider: {"sync_token": token, "published": published}
+            for provider, token, published in sorted(options.provider_ranges)
+        },
         "files": dict(sorted(digests.items())),
     }
     files[MANIFEST] = (json.dumps(manifest, sort_keys=True, indent=2) + "\n").encode()

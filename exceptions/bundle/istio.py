@@ -176,6 +176,9 @@ def emit(
     skipped: set[str] = set()
     sources: dict[tuple[str, str, str], tuple[str | None, tuple[str, str]]] = {}
     for record in records:
+        if record.is_provider_service:
+            skipped.add(f"{record.identity} {record.service} (a provider service: Istio egress here is by name)")
+            continue
         if record.protocol not in SUPPORTED:
             skipped.add(f"{record.identity} {record.host}:{record.port}/{record.protocol} (Istio has no UDP egress)")
             continue

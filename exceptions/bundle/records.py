@@ -42,6 +42,14 @@ class GrantRecord:
     namespace: str = ""
     service_account: str = ""
     team: str = ""  # the owning team's slug: its fragments go under teams/<team>/
+    # A provider service ("aws:S3/eu-west-1") instead of a name: the approval is for the
+    # service, the addresses come from the provider's latest range file (``cidrs``).
+    service: str = ""
+    cidrs: tuple[str, ...] = ()
+
+    @property
+    def is_provider_service(self) -> bool:
+        return bool(self.service)
 
     @property
     def is_kubernetes(self) -> bool:
@@ -79,3 +87,5 @@ class BundleOptions:
     owner_template: str = ""
     owners: tuple[tuple[str, str], ...] = ()
     repository_prefix: str = ""
+    # The provider range files the CIDRs came from: (provider, sync token, date), for MANIFEST.json.
+    provider_ranges: tuple[tuple[str, str, str], ...] = ()

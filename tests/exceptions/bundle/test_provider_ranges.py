@@ -71,3 +71,39 @@ def test_changed_services_are_those_whose_numbers_moved() -> None:
         "EC2/y": ("2.0.0.0/8",),
     }
     assert changed_services(before, after) == ["EC2/x", "EC2/y", "S3/eu-west-1"]
+
+
+def test_a_provider_service_grant_becomes_cidrs_from_the_current_range_file() -> None:
+    from dataclasses import replace
+
+    import yaml
+
+    from exceptions.bundle.compiler import MANIFEST, compile_bundle
+    from exceptions.bundle.records import BundleOptions
+    from tests.exceptions.bundle.fixtures import NOW, sample_records
+    from tests.exceptions.bundle.test_compiler import _schema_errors
+
+    ranges = parse("aws", (FILES / "ip-ranges.json").read_bytes())
+    checkout = sample_records()[0]
+    grant = replace(
+        checkout,
+        id=40,
+        host="aws:S3/eu-west-1",
+        service="aws:S3/eu-west-1",
+        cidrs=ranges.services["S3/eu-west-1"],
+    )
+    options = BundleOptions(provider_ranges=(("aws", ranges.sync_token, ranges.published),))
+    bundle = compile_bundle([*sample_records(), grant], now=NOW, options=options)
+    policy = yaml.safe_load(bundle.files["cilium/payments/egress-checkout-api-ranges.yaml"])
+    assert _schema_errors("ciliumnetworkpolicy_v2.json", policy) == []
+    [rule] = policy["spec"]["egress"]
+    assert rule["toCIDRSet"] == [{"cidr": "3.5.64.0/21"}, {"cidr": "52.218.0.0/17"}, {"cidr": "2a05:d07a:a000::/40"}]
+    assert rule["toPorts"] == [{"ports": [{"port": "443", "protocol": "TCP"}]}]
+    manifest = json.loads(bundle.files[MANIFEST])
+    assert manifest["provider_ranges"] == {"aws": {"sync_token": "1732800000", "published": "2026-11-28-10-00-00"}}
+    assert any("provider service" in entry for entry in manifest["skipped"]["istio"])
+    # New numbers from the provider, same approval: only the ranges policy (and the manifest) change.
+    moved = replace(grant, cidrs=(*grant.cidrs, "3.5.72.0/23"))
+    newer = compile_bundle([*sample_records(), moved], now=NOW, options=options)
+    changed = {path for path in bundle.files if bundle.files[path] != newer.files.get(path)}
+    assert changed == {"cilium/payments/egress-checkout-api-ranges.yaml", MANIFEST, "opa/.manifest"}

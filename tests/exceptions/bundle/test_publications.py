@@ -135,6 +135,9 @@ def test_approval_reaches_a_pushed_commit_through_the_worker(
         time.sleep(0.1)
     assert remote_log(policy_repo), "no commit reached the policy repository within 30 s"
     assert str(grant.pk) in json.dumps(remote_data(policy_repo))
+    # The worker records the publication just after its push lands.
+    while time.monotonic() < deadline and not BundlePublication.objects.filter(status="published").exists():
+        time.sleep(0.05)
     assert BundlePublication.objects.filter(status="published").count() == 1
 
 
