@@ -150,6 +150,9 @@ class Grant(models.Model):
     port = models.PositiveIntegerField()
     protocol = models.CharField(max_length=3, choices=Protocol.choices, default=Protocol.TCP)
     tls_required = models.BooleanField(default=True)
+    # A provider service ("aws:S3/eu-west-1") when the destination has no usable name:
+    # approved as the service; its addresses come from the latest ProviderRangeSet.
+    service = models.CharField(max_length=200, blank=True, default="")
     valid_from = models.DateTimeField()
     expires_at = models.DateTimeField()
     status = models.CharField(max_length=16, choices=GrantStatus.choices)

@@ -13,7 +13,7 @@ from audit.selectors import timeline
 from exceptions.access import roles_for, visible_grants, visible_requests
 from exceptions.bundle.records import GrantRecord
 from exceptions.choices import GrantStatus, RequestStatus
-from exceptions.models import ExceptionRequest, Grant
+from exceptions.models import ExceptionRequest, Grant, ProviderRangeSet
 
 GRANT_VIEWS = ("active", "expiring", "scheduled", "expired", "revoked")
 
@@ -64,6 +64,16 @@ def request_timeline(request: ExceptionRequest) -> QuerySet[AuditEvent]:
     return timeline({"exceptions.exceptionrequest": [request.pk], "exceptions.grant": grant_ids})
 
 
+def latest_provider_ranges() -> dict[str, ProviderRangeSet]:
+    """The newest stored range file of each provider."""
+    latest: dict[str, ProviderRangeSet] = {}
+    for provider in ProviderRangeSet.Provider.values:
+        version = ProviderRangeSet.objects.filter(provider=provider).first()
+        if version is not None:
+            latest[provider] = version
+    return latest
+
+
 def bundle_records(*, identity: str | None = None) -> list[GrantRecord]:
     """Open grants (scheduled or active) as the compiler's frozen records."""
     grants = Grant.objects.filter(status__in=[GrantStatus.SCHEDULED, GrantStatus.ACTIVE])
@@ -84,7 +94,15 @@ def bundle_records(*, identity: str | None = None) -> list[GrantRecord]:
         "workload__namespace",
         "workload__service_account",
         "workload__team__slug",
+        "service",
     ).order_by("id")
+    ranges = latest_provider_ranges()
+
+    def cidrs(service: str) -> tuple[str, ...]:
+        provider, _, key = service.partition(":")
+        version = ranges.get(provider)
+        return tuple(version.services.get(key, ())) if version is not None else ()
+
     return [
         GrantRecord(
             id=row[0],
@@ -101,6 +119,8 @@ def bundle_records(*, identity: str | None = None) -> list[GrantRecord]:
             namespace=row[11],
             service_account=row[12],
             team=row[13] or "",
+            service=row[14],
+            cidrs=cidrs(row[14]) if row[14] else (),
         )
         for row in rows.iterator(chunk_size=5000)
     ]

@@ -35,7 +35,7 @@ from exceptions.bundle.policy_repository import PolicyRepository, PublishError, 
 from exceptions.bundle.records import BundleOptions
 from exceptions.choices import GrantStatus
 from exceptions.models import BundlePublication, Grant
-from exceptions.selectors import bundle_records
+from exceptions.selectors import bundle_records, latest_provider_ranges
 
 logger = logging.getLogger(__name__)
 LOCK_KEY = zlib.crc32(b"egress-portal:publish-bundle")
@@ -51,6 +51,10 @@ def bundle_options() -> BundleOptions:
         owner_template=settings.EGRESS_CODEOWNERS_TEAM,
         owners=tuple(sorted((team.strip(), owner.strip()) for team, _, owner in overrides)),
         repository_prefix=settings.POLICY_REPO_SUBDIR,
+        provider_ranges=tuple(
+            (provider, version.sync_token, version.published)
+            for provider, version in sorted(latest_provider_ranges().items())
+        ),
     )
 
 

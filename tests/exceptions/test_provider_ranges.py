@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -70,3 +71,27 @@ def test_the_command_loads_from_a_path_and_reports_errors_plainly(tmp_path: Path
     assert "stored ranges 1732800000" in out.getvalue()
     with pytest.raises(CommandError, match="cannot read"):
         call_command("sync_provider_ranges", "google", "--source", str(tmp_path / "nope.json"))
+
+
+def test_a_range_change_reaches_the_bundle_without_a_new_approval(tmp_path: Path, submit: Any, approver: Any) -> None:
+    from approvals.services import approve_request
+    from exceptions.models import Grant
+    from exceptions.services.publications import current_bundle
+
+    [grant] = approve_request(actor=approver, request=submit())
+    # A provider-service grant, as the approval of a "provider service" destination records it.
+    Grant.objects.filter(pk=grant.pk).update(host="aws:S3/eu-west-1", service="aws:S3/eu-west-1")
+    sync_provider_ranges(actor=SYSTEM, provider="aws", source=str(AWS))
+    before = current_bundle()
+    path = "teams/payments/cilium/payments/egress-checkout-api-ranges.yaml"
+    assert "3.5.64.0/21" in before.files[path].decode()
+    document = json.loads(AWS.read_text())
+    document["syncToken"] = "1732900000"
+    document["prefixes"].append({"ip_prefix": "3.5.72.0/23", "region": "eu-west-1", "service": "S3"})
+    newer = tmp_path / "ip-ranges.json"
+    newer.write_text(json.dumps(document))
+    sync_provider_ranges(actor=SYSTEM, provider="aws", source=str(newer))
+    after = current_bundle()
+    assert "3.5.72.0/23" in after.files[path].decode()
+    assert json.loads(after.files["MANIFEST.json"])["provider_ranges"]["aws"]["sync_token"] == "1732900000"
+    assert Grant.objects.count() == 1  # no new grant, no new approval
