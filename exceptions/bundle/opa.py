@@ -65,6 +65,12 @@ allow if {{
 	g.protocol == protocol
 	g.valid_from_ns <= time.now_ns()
 	time.now_ns() < g.expires_at_ns
+}} else if {{
+	some g in by_address
+	g.port == port
+	g.protocol == protocol
+	g.valid_from_ns <= time.now_ns()
+	time.now_ns() < g.expires_at_ns
 }}
 
 identity := object.get(input, "identity", "")
@@ -88,23 +94,38 @@ keys contains wildcard if {{
 	wildcard := concat("", ["*", substring(host, i, -1)])
 }}
 
-live := [g |
+# An address, not a name: the provider-service grants whose current ranges hold it.
+is_address if net.cidr_is_valid(concat("/", [host, "32"]))
+
+is_address if net.cidr_is_valid(concat("/", [host, "128"]))
+
+by_address contains g if {{
+	is_address
+	some grants in mine
+	some g in grants
+	some cidr in g.cidrs
+	net.cidr_contains(cidr, host)
+}}
+
+matched contains g if {{
 	some key in keys
 	some g in mine[key]
+}}
+
+matched contains g if some g in by_address
+
+live := [g |
+	some g in matched
 	g.port == port
 	g.protocol == protocol
 	g.valid_from_ns <= time.now_ns()
 	time.now_ns() < g.expires_at_ns
 ]
 
-candidates if {{
-	some key in keys
-	mine[key]
-}}
+candidates if count(matched) > 0
 
 on_port if {{
-	some key in keys
-	some g in mine[key]
+	some g in matched
 	g.port == port
 	g.protocol == protocol
 }}
@@ -170,6 +191,7 @@ grants := {id: {
 		{"id": 4, "host": "img.cdn.partner.example", "port": 8443, "protocol": "tcp", "valid_from_ns": 1000, "expires_at_ns": 2500, "expires_at": "t4"},
 		{"id": 5, "host": "img.cdn.partner.example", "port": 8443, "protocol": "tcp", "valid_from_ns": 1000, "expires_at_ns": 2500, "expires_at": "t5"},
 	],
+	"aws:S3/eu-west-1": [{"id": 6, "host": "aws:S3/eu-west-1", "port": 443, "protocol": "tcp", "valid_from_ns": 1000, "expires_at_ns": 2000, "expires_at": "t6", "cidrs": ["3.5.64.0/21", "2a05:d07a:a000::/40"]}],
 }}
 
 shard := {id: "00"}
@@ -233,6 +255,15 @@ test_equal_expiry_names_the_lowest_id if {
 	d.grant_id == 4
 }
 
+test_an_address_in_a_provider_services_ranges_is_allowed if {
+	allowed({"identity": id, "host": "3.5.65.9", "port": 443, "protocol": "tcp"}, 1500)
+	allowed({"identity": id, "host": "2a05:d07a:a000::1", "port": 443, "protocol": "tcp"}, 1500)
+	not allowed({"identity": id, "host": "3.5.72.1", "port": 443, "protocol": "tcp"}, 1500)
+	not allowed({"identity": id, "host": "3.5.65.9", "port": 8443, "protocol": "tcp"}, 1500)
+	d := decision({"identity": id, "host": "3.5.65.9", "port": 443, "protocol": "tcp"}, 1500)
+	d.grant_id == 6
+}
+
 test_wildcard_host_in_input_is_not_a_name if {
 	not allowed({"identity": id, "host": "*.cdn.partner.example", "port": 443, "protocol": "tcp"}, 1500)
 }
@@ -240,7 +271,7 @@ test_wildcard_host_in_input_is_not_a_name if {
 
 
 def grant_entry(record: GrantRecord) -> dict[str, Any]:
-    return {
+    entry = {
         "id": record.id,
         "host": record.host,
         "port": record.port,
@@ -252,6 +283,9 @@ def grant_entry(record: GrantRecord) -> dict[str, Any]:
         "request_id": record.request_id,
         "decided_by": record.decided_by,
     }
+    if record.cidrs:
+        entry["cidrs"] = list(record.cidrs)
+    return entry
 
 
 SHARD_BITS = 8  # 256 shards: a file each, about 110 KB at 100,000 grants

@@ -79,6 +79,7 @@ def test_a_provider_service_grant_becomes_cidrs_from_the_current_range_file() ->
     import yaml
 
     from exceptions.bundle.compiler import MANIFEST, compile_bundle
+    from exceptions.bundle.opa import shard_of, shard_path
     from exceptions.bundle.records import BundleOptions
     from tests.exceptions.bundle.fixtures import NOW, sample_records
     from tests.exceptions.bundle.test_compiler import _schema_errors
@@ -102,8 +103,11 @@ def test_a_provider_service_grant_becomes_cidrs_from_the_current_range_file() ->
     manifest = json.loads(bundle.files[MANIFEST])
     assert manifest["provider_ranges"] == {"aws": {"sync_token": "1732800000", "published": "2026-11-28-10-00-00"}}
     assert any("provider service" in entry for entry in manifest["skipped"]["istio"])
-    # New numbers from the provider, same approval: only the ranges policy (and the manifest) change.
+    # New numbers from the provider, same approval: only the ranges policy, the identity's
+    # OPA shard (its grants carry the CIDRs) and the manifests change.
     moved = replace(grant, cidrs=(*grant.cidrs, "3.5.72.0/23"))
     newer = compile_bundle([*sample_records(), moved], now=NOW, options=options)
     changed = {path for path in bundle.files if bundle.files[path] != newer.files.get(path)}
-    assert changed == {"cilium/payments/egress-checkout-api-ranges.yaml", MANIFEST, "opa/.manifest"}
+    shard = shard_path(shard_of(grant.identity))
+    assert changed == {"cilium/payments/egress-checkout-api-ranges.yaml", shard, MANIFEST, "opa/.manifest"}
+    assert "3.5.72.0/23" in newer.files[shard].decode()

@@ -34,6 +34,12 @@ allow if {
 	g.protocol == protocol
 	g.valid_from_ns <= time.now_ns()
 	time.now_ns() < g.expires_at_ns
+} else if {
+	some g in by_address
+	g.port == port
+	g.protocol == protocol
+	g.valid_from_ns <= time.now_ns()
+	time.now_ns() < g.expires_at_ns
 }
 
 identity := object.get(input, "identity", "")
@@ -57,23 +63,38 @@ keys contains wildcard if {
 	wildcard := concat("", ["*", substring(host, i, -1)])
 }
 
-live := [g |
+# An address, not a name: the provider-service grants whose current ranges hold it.
+is_address if net.cidr_is_valid(concat("/", [host, "32"]))
+
+is_address if net.cidr_is_valid(concat("/", [host, "128"]))
+
+by_address contains g if {
+	is_address
+	some grants in mine
+	some g in grants
+	some cidr in g.cidrs
+	net.cidr_contains(cidr, host)
+}
+
+matched contains g if {
 	some key in keys
 	some g in mine[key]
+}
+
+matched contains g if some g in by_address
+
+live := [g |
+	some g in matched
 	g.port == port
 	g.protocol == protocol
 	g.valid_from_ns <= time.now_ns()
 	time.now_ns() < g.expires_at_ns
 ]
 
-candidates if {
-	some key in keys
-	mine[key]
-}
+candidates if count(matched) > 0
 
 on_port if {
-	some key in keys
-	some g in mine[key]
+	some g in matched
 	g.port == port
 	g.protocol == protocol
 }

@@ -13,6 +13,7 @@ grants := {id: {
 		{"id": 4, "host": "img.cdn.partner.example", "port": 8443, "protocol": "tcp", "valid_from_ns": 1000, "expires_at_ns": 2500, "expires_at": "t4"},
 		{"id": 5, "host": "img.cdn.partner.example", "port": 8443, "protocol": "tcp", "valid_from_ns": 1000, "expires_at_ns": 2500, "expires_at": "t5"},
 	],
+	"aws:S3/eu-west-1": [{"id": 6, "host": "aws:S3/eu-west-1", "port": 443, "protocol": "tcp", "valid_from_ns": 1000, "expires_at_ns": 2000, "expires_at": "t6", "cidrs": ["3.5.64.0/21", "2a05:d07a:a000::/40"]}],
 }}
 
 shard := {id: "00"}
@@ -74,6 +75,15 @@ test_the_longest_lasting_grant_is_named_even_when_it_is_a_wildcard if {
 test_equal_expiry_names_the_lowest_id if {
 	d := decision({"identity": id, "host": "img.cdn.partner.example", "port": 8443, "protocol": "tcp"}, 1500)
 	d.grant_id == 4
+}
+
+test_an_address_in_a_provider_services_ranges_is_allowed if {
+	allowed({"identity": id, "host": "3.5.65.9", "port": 443, "protocol": "tcp"}, 1500)
+	allowed({"identity": id, "host": "2a05:d07a:a000::1", "port": 443, "protocol": "tcp"}, 1500)
+	not allowed({"identity": id, "host": "3.5.72.1", "port": 443, "protocol": "tcp"}, 1500)
+	not allowed({"identity": id, "host": "3.5.65.9", "port": 8443, "protocol": "tcp"}, 1500)
+	d := decision({"identity": id, "host": "3.5.65.9", "port": 443, "protocol": "tcp"}, 1500)
+	d.grant_id == 6
 }
 
 test_wildcard_host_in_input_is_not_a_name if {
