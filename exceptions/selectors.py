@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -74,11 +75,29 @@ def latest_provider_ranges() -> dict[str, ProviderRangeSet]:
     return latest
 
 
-def bundle_records(*, identity: str | None = None) -> list[GrantRecord]:
+def open_grants() -> QuerySet[Grant]:
+    return Grant.objects.filter(status__in=[GrantStatus.SCHEDULED, GrantStatus.ACTIVE])
+
+
+def open_grant_ids() -> list[int]:
+    """The ids of the open grants: what changed since the last read, cheaply (publishing)."""
+    return list(open_grants().order_by("id").values_list("id", flat=True))
+
+
+def service_cidrs(service: str, ranges: dict[str, ProviderRangeSet]) -> tuple[str, ...]:
+    """The CIDRs of a provider service ("aws:S3/eu-west-1") in the newest range file."""
+    provider, _, key = service.partition(":")
+    version = ranges.get(provider)
+    return tuple(version.services.get(key, ())) if version is not None else ()
+
+
+def bundle_records(*, identity: str | None = None, ids: Collection[int] | None = None) -> list[GrantRecord]:
     """Open grants (scheduled or active) as the compiler's frozen records."""
-    grants = Grant.objects.filter(status__in=[GrantStatus.SCHEDULED, GrantStatus.ACTIVE])
+    grants = open_grants()
     if identity is not None:
         grants = grants.filter(identity=identity)
+    if ids is not None:
+        grants = grants.filter(id__in=list(ids))
     rows = grants.values_list(
         "id",
         "identity",
@@ -97,12 +116,6 @@ def bundle_records(*, identity: str | None = None) -> list[GrantRecord]:
         "service",
     ).order_by("id")
     ranges = latest_provider_ranges()
-
-    def cidrs(service: str) -> tuple[str, ...]:
-        provider, _, key = service.partition(":")
-        version = ranges.get(provider)
-        return tuple(version.services.get(key, ())) if version is not None else ()
-
     return [
         GrantRecord(
             id=row[0],
@@ -120,7 +133,7 @@ def bundle_records(*, identity: str | None = None) -> list[GrantRecord]:
             service_account=row[12],
             team=row[13] or "",
             service=row[14],
-            cidrs=cidrs(row[14]) if row[14] else (),
+            cidrs=service_cidrs(row[14], ranges) if row[14] else (),
         )
         for row in rows.iterator(chunk_size=5000)
     ]

@@ -15,6 +15,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,10 @@ from exceptions.bundle.archive import opa_tarball
 from exceptions.bundle.cache import CompileCache
 from exceptions.bundle.compiler import Bundle, compile_bundle
 from exceptions.bundle.policy_repository import PolicyRepository, PublishError, PublishResult
-from exceptions.bundle.records import BundleOptions
+from exceptions.bundle.records import BundleOptions, GrantRecord
 from exceptions.choices import GrantStatus
 from exceptions.models import BundlePublication, Grant
-from exceptions.selectors import bundle_records, latest_provider_ranges
+from exceptions.selectors import bundle_records, latest_provider_ranges, open_grant_ids, service_cidrs
 
 logger = logging.getLogger(__name__)
 LOCK_KEY = zlib.crc32(b"egress-portal:publish-bundle")
@@ -89,8 +90,52 @@ def sign_bundle(bundle: Bundle) -> Bundle:
     )
 
 
-def current_bundle(*, now: datetime | None = None, compile_cache: CompileCache | None = None) -> Bundle:
-    bundle = compile_bundle(bundle_records(), now=now or timezone.now(), options=bundle_options(), cache=compile_cache)
+class OpenRecords:
+    """This process's last read of the open grants, by id.
+
+    A grant's fields do not change while it is open, only whether it is open
+    (revoked, expired), so a publish reads the open grants' ids and only the
+    rows it has not seen; a provider-service grant gets the CIDRs of the
+    newest range file on every read. The refreshing safety net reads
+    everything again (a renamed workload is picked up there).
+    """
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, GrantRecord] = {}
+
+    def read(self, *, refresh: bool = False) -> list[GrantRecord]:
+        if refresh or not self.by_id:
+            records = bundle_records()
+            self.by_id = {record.id: record for record in records}
+            return records
+        ids = open_grant_ids()
+        missing = [i for i in ids if i not in self.by_id]
+        fresh = {record.id: record for record in bundle_records(ids=missing)} if missing else {}
+        seen = self.by_id
+        self.by_id = {i: record for i in ids if (record := seen.get(i) or fresh.get(i)) is not None}
+        if any(record.service for record in self.by_id.values()):
+            ranges = latest_provider_ranges()
+            for i, record in self.by_id.items():
+                if record.service:
+                    self.by_id[i] = replace(record, cidrs=service_cidrs(record.service, ranges))
+        return list(self.by_id.values())
+
+
+_OPEN_RECORDS = OpenRecords()
+
+
+def current_bundle(
+    *,
+    now: datetime | None = None,
+    compile_cache: CompileCache | None = None,
+    records: list[GrantRecord] | None = None,
+) -> Bundle:
+    bundle = compile_bundle(
+        bundle_records() if records is None else records,
+        now=now or timezone.now(),
+        options=bundle_options(),
+        cache=compile_cache,
+    )
     return sign_bundle(bundle)
 
 
@@ -157,7 +202,7 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
     """
     started = time.monotonic()
     with publisher_lock():
-        bundle = current_bundle(compile_cache=_COMPILE_CACHE)
+        bundle = current_bundle(compile_cache=_COMPILE_CACHE, records=_OPEN_RECORDS.read(refresh=refresh))
         try:
             result: PublishResult = publisher().publish(bundle, trigger=trigger, refresh=refresh)
         except PublishError as exc:

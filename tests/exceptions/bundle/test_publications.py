@@ -211,3 +211,22 @@ def test_bundle_endpoint_cache_follows_grant_changes(
     assert granted != empty and granted == f'"{current_bundle().revision}"'
     revoke_grant(actor=security_officer, grant=grant, reason="done")
     assert client.get("/bundles/egress.tar.gz", **auth)["ETag"] == empty
+
+
+@pytest.mark.django_db
+def test_the_incremental_read_of_open_grants_equals_a_full_read(submit: Any, approver: Any) -> None:
+    from exceptions.selectors import bundle_records
+    from exceptions.services.grants import revoke_grant
+    from exceptions.services.publications import OpenRecords
+
+    [first] = approve_request(actor=approver, request=submit())
+    reader = OpenRecords()
+    assert [r.id for r in reader.read()] == [first.pk]
+    [second] = approve_request(
+        actor=approver, request=submit(destinations=[{"host": "pypi.org", "port": 443, "protocol": "tcp"}])
+    )
+    revoke_grant(actor=approver, grant=first, reason="No longer needed.")
+    incremental = reader.read()
+    assert [r.id for r in incremental] == [second.pk]
+    assert incremental == bundle_records()
+    assert reader.read(refresh=True) == bundle_records()
