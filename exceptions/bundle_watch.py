@@ -1,10 +1,10 @@
 """Long polling for the OPA bundle endpoint: wait, bounded, for the revision to change.
 
 One watcher thread per process, running only while someone waits, checks the
-revision (``opa_archive``: one aggregate query, and a compile only when the
-open grants changed) every ``OPA_LONG_POLL_INTERVAL_SECONDS`` and wakes every
-waiting request at once, so a hundred waiting engines cost one query per
-interval. The number of waiting requests per process is capped: a request
+open grants' fingerprint (one indexed aggregate) every
+``OPA_LONG_POLL_INTERVAL_SECONDS``, asks ``opa_archive`` for the revision only
+when that changed, and wakes every waiting request at once: a hundred waiting
+engines cost one small query per interval. The number of waiting requests per process is capped: a request
 over the cap gets the normal (immediate) answer.
 """
 
@@ -16,7 +16,9 @@ import time
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
+from exceptions.selectors import open_grants_fingerprint
 from exceptions.services.publications import opa_archive
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class RevisionWatch:
             self._slots.release()
 
     def _watch(self) -> None:
+        fingerprint: tuple[int, int, int] | None = None
         try:
             while True:
                 with self._changed:
@@ -63,11 +66,16 @@ class RevisionWatch:
                         self._thread = None
                         self._revision = None
                         return
+                revision = None
                 try:
-                    revision, _ = opa_archive()
+                    now = timezone.now()
+                    latest = open_grants_fingerprint(now=now)
+                    if latest != fingerprint:
+                        fingerprint = latest
+                        revision, _ = opa_archive(now=now)
                 except Exception:  # a database hiccup must not strand the waiting requests
                     logger.exception("bundle revision check failed")
-                    revision = None
+                    fingerprint = None
                 with self._changed:
                     if revision is not None and revision != self._revision:
                         self._revision = revision
@@ -90,7 +98,10 @@ def revision_watch() -> RevisionWatch:
 
 
 def reset_revision_watch() -> None:
-    """Forget the process's watcher (tests change the cap between cases)."""
+    """Forget the process's watcher once its thread has ended (tests change the cap between cases)."""
     global _watch
     with _created:
-        _watch = None
+        watch, _watch = _watch, None
+    thread = watch._thread if watch is not None else None
+    if thread is not None:
+        thread.join(timeout=5)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Max, QuerySet, Sum
 
 from audit.models import AuditEvent
 from audit.selectors import timeline
@@ -77,6 +77,16 @@ def latest_provider_ranges() -> dict[str, ProviderRangeSet]:
 
 def open_grants() -> QuerySet[Grant]:
     return Grant.objects.filter(status__in=[GrantStatus.SCHEDULED, GrantStatus.ACTIVE])
+
+
+def open_grants_fingerprint(*, now: datetime) -> tuple[int, int, int]:
+    """Count, id sum and top id of the grants open at ``now``: one indexed aggregate.
+
+    New grants get higher ids and closed grants never reopen, so a change of
+    the open set changes this (the long-poll watcher's cheap "anything new?").
+    """
+    found = open_grants().filter(expires_at__gt=now).aggregate(count=Count("id"), total=Sum("id"), top=Max("id"))
+    return (found["count"] or 0, found["total"] or 0, found["top"] or 0)
 
 
 def open_grant_ids() -> list[int]:
