@@ -240,3 +240,51 @@ def test_the_page_lists_deliveries_and_redelivers(
     outsider_page = Client()
     outsider_page.force_login(requester)
     assert outsider_page.get("/webhooks/").status_code == 403
+
+
+def test_jobs_emit_expiring_and_expired_and_a_draft_submission_emits_created(
+    allow_loopback: None, admin: Any, requester: Any, approver: Any, workload: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from exceptions.models import Grant
+    from exceptions.reminders import send_expiry_reminders
+    from exceptions.services.batches import expire_due_grants
+
+    events = ["grant.expiring", "grant.expired", "request.created"]
+    create_subscription(actor=admin, url="http://127.0.0.1:9/hook", events=events, secret=SECRET)
+    client = APIClient()
+    client.force_authenticate(requester)
+    draft = client.post("/api/v1/requests/", {**payload(workload), "draft": True}, format="json").json()["id"]
+    assert not WebhookDelivery.objects.exists()  # a draft is not yet a request for approval
+    client.post(f"/api/v1/requests/{draft}/submit/")
+    assert WebhookDelivery.objects.get().body["data"]["request"]["id"] == draft
+    decider = APIClient()
+    decider.force_authenticate(approver)
+    grant_id = decider.post(f"/api/v1/requests/{draft}/approve/", {}, format="json").json()["grants"][0]["id"]
+    grant = Grant.objects.get(pk=grant_id)
+    send_expiry_reminders(now=grant.expires_at - timedelta(hours=12))
+    # One event per reminder threshold reached (7 days and 1 day before), each with its own id.
+    expiring = [d.body for d in WebhookDelivery.objects.filter(event="grant.expiring")]
+    assert {e["data"]["days_before"] for e in expiring} == {1, 7}
+    assert {e["data"]["grant"]["id"] for e in expiring} == {grant_id} and len({e["id"] for e in expiring}) == 2
+    expire_due_grants(now=grant.expires_at + timedelta(seconds=1))
+    assert WebhookDelivery.objects.get(event="grant.expired").body["data"]["grant"]["id"] == grant_id
+    assert timezone.now() < grant.expires_at  # the jobs ran with a clock they were given
+
+
+def test_an_admin_adds_a_subscription_on_the_page_and_sees_its_secret_once(admin: Any) -> None:
+    page = Client()
+    page.force_login(admin)
+    response = page.post(
+        "/webhooks/", {"url": "https://hooks.example.com/egress", "events": ["grant.revoked", "bundle.published"]}
+    )
+    assert response.status_code == 200
+    subscription = WebhookSubscription.objects.get()
+    assert subscription.events == ["bundle.published", "grant.revoked"]
+    assert subscription.secret.encode() in response.content
+    assert subscription.secret.encode() not in page.get(f"/webhooks/{subscription.pk}/").content
+    refused = page.post("/webhooks/", {"url": "http://10.0.0.5/hook", "events": ["grant.revoked"]})
+    assert refused.status_code == 400 and b"private" in refused.content
