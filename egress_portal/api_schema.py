@@ -76,6 +76,45 @@ class ProblemAutoSchema(AutoSchema):
             schema["additionalProperties"] = False
         return schema
 
+    def _has_etag(self) -> bool:
+        return bool(getattr(self.view, "etag_kind", "")) and "{" in self.path
+
+    def _get_parameters(self) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = super()._get_parameters()
+        headers: list[dict[str, Any]] = []
+        if self.method == "POST":
+            headers.append(
+                {
+                    "in": "header",
+                    "name": "Idempotency-Key",
+                    "required": False,
+                    "description": "Replays the stored answer to a retry with the same key and body (24 h, per "
+                    "token); the same key with another body is a 409.",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+                }
+            )
+            if self._has_etag():
+                headers.append(
+                    {
+                        "in": "header",
+                        "name": "If-Match",
+                        "required": False,
+                        "description": "Act only if the object's ETag is still this one (else 412).",
+                        "schema": {"type": "string"},
+                    }
+                )
+        if self.method == "GET" and self._has_etag():
+            headers.append(
+                {
+                    "in": "header",
+                    "name": "If-None-Match",
+                    "required": False,
+                    "description": "The ETag of the copy you have: 304 when it is still current.",
+                    "schema": {"type": "string"},
+                }
+            )
+        return parameters + headers
+
     def _error_codes(self) -> list[str]:
         codes = ["401", "403", "429"]
         has_body = self.method in {"POST", "PUT", "PATCH"}
@@ -100,6 +139,29 @@ class ProblemAutoSchema(AutoSchema):
             response = responses.setdefault(code, {"description": ERRORS[code]})
             # A view's own description of the error stays; the body is always a problem document.
             response["content"] = {PROBLEM_CONTENT_TYPE: {"schema": component.ref}}
+        rate_headers = {
+            name: {"schema": {"type": "integer"}, "description": description}
+            for name, description in (
+                ("RateLimit-Limit", "Calls allowed in the window of the budget closest to running out."),
+                ("RateLimit-Remaining", "Calls left in that window."),
+                ("RateLimit-Reset", "Seconds until that window ends."),
+            )
+        }
+        for code, response in responses.items():
+            if code.startswith("2"):
+                response["headers"] = dict(rate_headers)
+                if code == "201":
+                    response["headers"]["Location"] = {
+                        "schema": {"type": "string"},
+                        "description": "Where the created object is read.",
+                    }
+                if self.method == "GET" and self._has_etag():
+                    response["headers"]["ETag"] = {
+                        "schema": {"type": "string"},
+                        "description": "Version of this representation (If-None-Match, If-Match).",
+                    }
+        if self.method == "GET" and self._has_etag():
+            responses["304"] = {"description": "Not modified: the If-None-Match ETag is still current."}
         if "400" in responses and PROBLEM_CONTENT_TYPE in responses["400"].get("content", {}):
             responses["400"]["content"][PROBLEM_CONTENT_TYPE]["examples"] = {
                 "ValidationError": {"value": EXAMPLE, "summary": "Every field error at once"}

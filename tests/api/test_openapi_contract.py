@@ -94,3 +94,15 @@ def test_the_document_lists_problem_responses_and_the_pagination_envelope() -> N
     assert {"201", "400", "401", "403", "409", "415", "429"} <= set(create)
     assert create["400"]["content"]["application/problem+json"]["schema"]["$ref"] == "#/components/schemas/Problem"
     assert document["components"]["schemas"]["RequestInput"]["additionalProperties"] is False
+
+
+def test_the_document_names_the_integration_headers() -> None:
+    paths = _document()["paths"]
+    create = paths["/api/v1/requests/"]["post"]
+    assert "Idempotency-Key" in {p["name"] for p in create["parameters"] if p["in"] == "header"}
+    assert {"Location", "RateLimit-Remaining"} <= set(create["responses"]["201"]["headers"])
+    detail = paths["/api/v1/requests/{id}/"]["get"]
+    assert "If-None-Match" in {p["name"] for p in detail["parameters"]} and "304" in detail["responses"]
+    assert "ETag" in detail["responses"]["200"]["headers"]
+    approve = paths["/api/v1/requests/{id}/approve/"]["post"]
+    assert "If-Match" in {p["name"] for p in approve["parameters"]} and "412" in approve["responses"]
