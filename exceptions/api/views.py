@@ -181,7 +181,7 @@ class RequestSubmit(IntegrationView):
 
 
 class RequestComments(IntegrationView):
-    """The request's comments; anyone who may see the request may add one."""
+    """The request's comments: whoever may see the request reads them; those who take part add them."""
 
     required_scopes = {"GET": "requests:read", "POST": "requests:write"}
     pagination_class = BoundedLimitOffsetPagination
