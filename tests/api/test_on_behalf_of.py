@@ -110,3 +110,11 @@ def test_the_service_refuses_a_person_outside_the_team(bot: Any, outsider: Any, 
         )
     assert "charlie" in refused.value.message_dict["requester"][0]
     assert ExceptionRequest.objects.count() == 0
+
+
+def test_the_integration_that_filed_cannot_approve_it(bot: Any, requester: Any, team: Any, workload: Any) -> None:
+    ApproverGroupFactory(name="Bot approvers", teams=[team], members=[bot])
+    client = bearer(bot, "requests:write", "requests:on-behalf-of", "requests:decide")
+    request_id = client.post("/api/v1/requests/", body(workload, requester="alice"), format="json").json()["id"]
+    refused = client.post(f"/api/v1/requests/{request_id}/approve/", {}, format="json")
+    assert "for someone else" in problem(refused, 403)["detail"]
