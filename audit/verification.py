@@ -18,7 +18,7 @@ from audit.models import AuditChainHead, AuditEvent
 
 PAYLOAD_FIELDS = (
     "seq", "created_at", "actor_id", "actor_kind", "actor_label", "action", "object_type", "object_id",
-    "before", "after", "reason", "request_id",
+    "before", "after", "reason", "request_id", "context",
 )  # fmt: skip
 
 
@@ -49,7 +49,7 @@ def walk(records: Iterable[dict[str, Any]]) -> VerificationResult:
             return VerificationResult(
                 False, checked, seq, "prev_hash does not match the previous event's hash", prev_hash
             )
-        payload = {name: record.get(name) for name in PAYLOAD_FIELDS}
+        payload = {name: record.get(name) for name in PAYLOAD_FIELDS if name != "context" or record.get(name)}
         if chain_hash(prev_hash, payload) != record.get("hash"):
             return VerificationResult(False, checked, seq, "content does not match its hash (altered)", prev_hash)
         prev_hash = record["hash"]

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from approvals import services
 from approvals.access import access_request_to_decide
+from egress_portal.actors import actor_for
 from exceptions.access import access_grant, access_request
 from exceptions.api.serializers import (
     DestinationInputSerializer,
@@ -60,7 +61,7 @@ class Approve(APIView):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         services.approve_request(
-            actor=request.user,
+            actor=actor_for(request),
             request=exception_request,
             reason=data["reason"],
             lifetime=timedelta(hours=data["lifetime_hours"]) if data["lifetime_hours"] else None,
@@ -82,9 +83,9 @@ class _DecideAgainst(APIView):
         payload.is_valid(raise_exception=True)
         reason = payload.validated_data["reason"]
         if self.action == "reject":
-            services.reject_request(actor=request.user, request=exception_request, reason=reason)
+            services.reject_request(actor=actor_for(request), request=exception_request, reason=reason)
         else:
-            services.request_changes(actor=request.user, request=exception_request, comment=reason)
+            services.request_changes(actor=actor_for(request), request=exception_request, comment=reason)
         return render_request(request.user, pk)
 
 
@@ -106,7 +107,7 @@ class Resubmit(APIView):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         resubmit_request(
-            actor=request.user,
+            actor=actor_for(request),
             request=exception_request,
             destinations=data["destinations"],
             purpose=data["purpose"],
@@ -132,7 +133,9 @@ class GrantDoNotRenew(APIView):
         grant = access_grant(request.user, pk)
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        changed = grants.mark_do_not_renew(actor=request.user, grant=grant, reason=payload.validated_data["reason"])
+        changed = grants.mark_do_not_renew(
+            actor=actor_for(request), grant=grant, reason=payload.validated_data["reason"]
+        )
         return Response(GrantSerializer(changed, context={"user": request.user}).data)
 
 
@@ -145,7 +148,7 @@ class GrantShorten(APIView):
         payload = ShortenInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         changed = grants.shorten_grant(
-            actor=request.user,
+            actor=actor_for(request),
             grant=grant,
             expires_at=payload.validated_data["expires_at"],
             reason=payload.validated_data["reason"],
