@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from approvals import selectors, services
+from approvals import breakglass, selectors, services
 from approvals.access import access_request_to_decide, approval_state
 from approvals.actions import request_actions
 from approvals.forms import DecisionForm, QueueFilterForm, ShortenForm
@@ -57,7 +57,9 @@ def approval_queue(request: HttpRequest) -> HttpResponse:
     queryset = selectors.with_decision_data(selectors.decidable_requests(request.user, policy=policy, filters=filters))
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = selectors.queue_rows(request.user, list(page.object_list), policy=policy, now=timezone.now())
-    return render(request, "approvals/queue.html", {"page": page, "rows": rows, "form": form, "policy": policy})
+    reviews = breakglass.reviews_for(request.user, now=timezone.now())
+    context = {"page": page, "rows": rows, "form": form, "policy": policy, "breakglass_reviews": reviews}
+    return render(request, "approvals/queue.html", context)
 
 
 def _confirmation(request: HttpRequest, exception_request: ExceptionRequest, form: DecisionForm) -> HttpResponse:

@@ -6,13 +6,14 @@ from datetime import timedelta
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from approvals import services
 from approvals.access import access_request_to_decide
+from approvals.breakglass import API_REFUSAL
 from egress_portal.actors import actor_for
 from exceptions.access import access_grant, access_request
 from exceptions.api.serializers import (
@@ -154,3 +155,13 @@ class GrantShorten(APIView):
             reason=payload.validated_data["reason"],
         )
         return Response(GrantSerializer(changed, context={"user": request.user}).data)
+
+
+class BreakGlass(APIView):
+    """Refused for every caller: break-glass is a human action behind an MFA step-up in the portal."""
+
+    required_scopes = {"POST": "requests:write"}
+
+    @extend_schema(request=None, responses={403: None})
+    def post(self, request: Request) -> Response:
+        return Response({"detail": API_REFUSAL}, status=status.HTTP_403_FORBIDDEN)

@@ -352,3 +352,24 @@ CELERY_BEAT_SCHEDULE["approvals-activate-due-requests"] = {
     "task": "approvals.activate_due_requests",
     "schedule": crontab(),
 }
+
+# --- Issue 9: break-glass override with MFA step-up ---
+# Approvers and security officers must enrol an authenticator before anything else.
+EGRESS_MFA_REQUIRED_FOR_APPROVERS = env_bool("EGRESS_MFA_REQUIRED_FOR_APPROVERS", True)
+# Break-glass needs an MFA code entered within this many seconds (allauth's reauthentication).
+EGRESS_STEP_UP_SECONDS = env_int("EGRESS_STEP_UP_SECONDS", 300)
+EGRESS_BREAKGLASS_DEFAULT_HOURS = env_int("EGRESS_BREAKGLASS_DEFAULT_HOURS", 4)
+EGRESS_BREAKGLASS_MAX_HOURS = env_int("EGRESS_BREAKGLASS_MAX_HOURS", 4)
+EGRESS_BREAKGLASS_MAX_ACTIVE_PER_USER = env_int("EGRESS_BREAKGLASS_MAX_ACTIVE_PER_USER", 2)
+EGRESS_BREAKGLASS_REVIEW_HOURS = env_int("EGRESS_BREAKGLASS_REVIEW_HOURS", 24)
+# Unreviewed uses are reminded to security officers at most this often.
+EGRESS_BREAKGLASS_REMINDER_HOURS = env_int("EGRESS_BREAKGLASS_REMINDER_HOURS", 4)
+# The outbox kind of a break-glass publish: issue 7's relay routes it to the `priority` queue
+# (no coalescing delay) and delivers it with the ordinary bundle publish handler.
+EGRESS_BREAKGLASS_PUBLISH_KIND = "bundle.publish.priority"
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("approvals.breakglass.banner")  # type: ignore[index]
+MIDDLEWARE.append("egress_portal.mfa.RequireMfaEnrolmentMiddleware")
+CELERY_BEAT_SCHEDULE["approvals-remind-breakglass-reviews"] = {
+    "task": "approvals.remind_breakglass_reviews",
+    "schedule": crontab(minute=45),
+}

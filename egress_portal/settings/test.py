@@ -79,3 +79,7 @@ OPA_BUNDLE_TOKEN = "test-bundle-token"  # noqa: S105 - tests only
 POLICY_REPO_URL = env_str("POLICY_REPO_URL", str(VAR_DIR / "test-policy.git"))
 POLICY_WORK_DIR = Path(env_str("POLICY_WORK_DIR", str(VAR_DIR / "test-policy-work")))
 EGRESS_AUTO_PUBLISH = env_str("EGRESS_AUTO_PUBLISH", "false") == "true"
+
+# --- Issue 9: break-glass override with MFA step-up ---
+# Most tests sign approvers in without an authenticator; the enrolment rule has its own tests.
+EGRESS_MFA_REQUIRED_FOR_APPROVERS = False

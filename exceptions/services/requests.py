@@ -29,7 +29,7 @@ from exceptions.services.submissions import (
     assess_request_risk,
     check_choice,
     check_text_limits,
-    clean_destinations,
+    collect_destination_errors,
     lifetime_error,
 )
 from exceptions.state import OPEN_GRANT_STATUSES, TransitionError, check_request_transition
@@ -67,12 +67,7 @@ def _check_submission(
             f"Explain why this workload needs the destination in at least {minimum} characters "
             f"({len(justification)} given): what it does there and what breaks without it."
         ]
-    try:
-        cleaned = clean_destinations(destinations)
-    except ValidationError as exc:
-        for field, messages in exc.message_dict.items():
-            errors.setdefault(field, []).extend(messages)
-        cleaned = []
+    cleaned = collect_destination_errors(errors, destinations)
     if lifetime <= timedelta(0):
         errors["lifetime"] = ["The lifetime must be positive, for example 7 days."]
     if desired_start is not None:

@@ -59,5 +59,6 @@ def test_beat_schedules_the_jobs_and_the_publish_safety_net() -> None:
         "approvals.expire_stale_requests",
         "approvals.activate_due_requests",
         "approvals.remind_missing_approvals",
+        "approvals.remind_breakglass_reviews",
     }
     assert scheduled[tasks.publish_bundle.name]["kwargs"] == {"trigger": "schedule", "refresh": True}
