@@ -26,8 +26,9 @@ from django.utils import timezone
 from approvals.models import ApproverGroup, BreakGlassUse, ReviewOutcome
 from audit.services import SYSTEM, PendingEvent, object_type_of, record_event, record_events
 from egress_portal.actors import Actor
+from egress_portal.logging import log_decision
 from egress_portal.mfa import mfa_enrolled, step_up_is_fresh
-from egress_portal.outbox.services import enqueue, enqueue_mail
+from egress_portal.outbox.services import enqueue, enqueue_mail, nudge_relay
 from exceptions.access import SECURITY_GROUP, roles_for
 from exceptions.choices import DataClass, GrantStatus, Purpose, RequestStatus, RiskTier
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
@@ -216,11 +217,7 @@ def use_breakglass(
         if not drill:
             use.request, grants = _open_path(user=user, workload=workload, cleaned=cleaned, use=use, now=now)
             use.save(update_fields=["request"])
-            enqueue(
-                kind=settings.EGRESS_BREAKGLASS_PUBLISH_KIND,
-                payload={"trigger": f"break-glass #{use.pk}"},
-                idempotency_key=f"breakglass:{use.pk}:publish",
-            )
+            queue_priority_publish(trigger=f"break-glass #{use.pk}", key=f"breakglass:{use.pk}:publish")
         _broadcast(use, workload=workload, grants=grants)
         # TODO(issue 10): enqueue the `breakglass.used` webhook here once webhooks have an outbox handler.
         record_event(
@@ -230,7 +227,25 @@ def use_breakglass(
             after={**use.snapshot(), "grants": [g.pk for g in grants]},
             reason=use.reason,
         )
+    log_decision(
+        "breakglass",
+        actor=breaker,
+        identity=workload.identity,
+        outcome="drill" if drill else "opened",
+        reason=use.reason,
+        incident=use.incident_ref,
+        breakglass_use=use.pk,
+    )
     return use
+
+
+def queue_priority_publish(*, trigger: str, key: str) -> None:
+    """A publish of its own on the `priority` queue: no coalescing window, and the relay is woken
+    at commit rather than at its next 2-second tick."""
+    enqueue(kind=settings.EGRESS_BREAKGLASS_PUBLISH_KIND, payload={"trigger": trigger}, idempotency_key=key)
+    if settings.OUTBOX_NUDGE:
+        queue = settings.OUTBOX_KIND_QUEUES[settings.EGRESS_BREAKGLASS_PUBLISH_KIND]
+        transaction.on_commit(lambda: nudge_relay(queue))
 
 
 def _open_path(
@@ -324,10 +339,8 @@ def revoke_breakglass(*, actor: Any, use: BreakGlassUse, reason: str, now: datet
         close_finished_requests(
             [use.request_id or 0], target=RequestStatus.REVOKED, actor=actor, now=now, reason=reason
         )
-        enqueue(
-            kind=settings.EGRESS_BREAKGLASS_PUBLISH_KIND,
-            payload={"trigger": f"break-glass #{locked.pk} revoked"},
-            idempotency_key=f"breakglass:{locked.pk}:revoke-publish",
+        queue_priority_publish(
+            trigger=f"break-glass #{locked.pk} revoked", key=f"breakglass:{locked.pk}:revoke-publish"
         )
     return locked
 

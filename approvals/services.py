@@ -25,12 +25,13 @@ from approvals.policy import Policy, RequestFacts, Rule, current_policy
 from approvals.windows import Calendar, GoLive, frozen_environments, load_calendar
 from audit.services import SYSTEM, record_event
 from egress_portal.actors import user_of
+from egress_portal.logging import log_request_decision
 from egress_portal.outbox.models import OutboxMessage
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, Workload
-from exceptions.publishing import publish_on_commit
 from exceptions.services.batches import activate_due_grants
 from exceptions.services.grants import issue_grants, supersede_renewed_grant
+from exceptions.services.publishes import queue_publish
 from exceptions.services.requests import lock_request, move_request, narrow_request
 from exceptions.state import TransitionError
 from exceptions.validators import is_wildcard
@@ -234,6 +235,7 @@ def approve_request(
             go_live=valid_from,
             go_live_reason=go_live.reason,
         )
+    log_request_decision("approve", actor=actor, request=locked, reason=reason, rule=state.rule.name)
     return grants
 
 
@@ -268,6 +270,7 @@ def _decide_against(
         notifications.tell_requester(
             locked, what=target, key=f"r{locked.revision}", decided_by=user_of(actor).get_username(), reason=reason
         )
+    log_request_decision(kind, actor=actor, request=locked, reason=reason, rule=state.rule.name)
     return locked
 
 
@@ -431,7 +434,7 @@ def reschedule_frozen_requests(*, now: datetime | None = None) -> int:
                 go_live=valid_from,
                 go_live_reason=go_live.reason,
             )
-            publish_on_commit(f"request {locked.pk} rescheduled")
+            queue_publish(trigger=f"request {locked.pk} rescheduled")
             moved += 1
     return moved
 

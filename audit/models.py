@@ -58,3 +58,25 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit head #{self.last_seq}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed (sequence number, head hash, time) written to the policy repository.
+
+    The row is the portal's own index of what it pushed; the proof is the file in
+    git (``path`` at ``commit``), which someone rewriting this database cannot reach.
+    """
+
+    seq = models.BigIntegerField(unique=True)
+    head_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    key_id = models.CharField(max_length=100)
+    signature = models.TextField(help_text="Compact JWS over the checkpoint's claims.")
+    path = models.CharField(max_length=255)
+    commit = models.CharField(max_length=40)
+
+    class Meta:
+        ordering = ["-seq"]
+
+    def __str__(self) -> str:
+        return f"audit checkpoint #{self.seq}"

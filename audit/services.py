@@ -59,7 +59,7 @@ def _actor_fields(actor: Actor) -> tuple[int | None, str, str, dict[str, Any]]:
     if isinstance(user, AnonymousUser) or not user.is_authenticated:
         raise ValueError("An anonymous user cannot change state; log in first.")
     if isinstance(actor, RequestActor) and actor.is_token:
-        return int(user.pk), ActorKind.TOKEN, f"{user.get_username()} via token {actor.token_name}", context
+        return int(user.pk), ActorKind.TOKEN, actor.label, context
     return int(user.pk), ActorKind.USER, user.get_username(), context
 
 

@@ -1,8 +1,11 @@
 from django.urls import path
 
-from audit import views
+from audit import exports, views
 
 urlpatterns = [
     path("", views.audit_log, name="audit-log"),
-    path("export.jsonl", views.audit_export, name="audit-export"),
+    # The original address keeps working; it now takes the page's filters too.
+    path("export.jsonl", exports.export_jsonl, name="audit-export"),
+    path("export/events.jsonl", exports.export_jsonl, name="audit-export-jsonl"),
+    path("export/events.csv", exports.export_csv, name="audit-export-csv"),
 ]

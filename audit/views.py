@@ -1,21 +1,18 @@
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 from typing import Any
 
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.selectors import event_choices, recent_events
-from audit.verification import database_records
 from exceptions.access import can_view_audit
 
 # Where each kind of audited object can be looked at.
@@ -81,18 +78,3 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     return render(
         request, "audit/event_list.html", {"page": page, "rows": rows, "form": form}, status=400 if form.errors else 200
     )
-
-
-@login_required
-def audit_export(request: HttpRequest) -> StreamingHttpResponse:
-    """The whole chain as JSON lines; ``manage.py verify_audit --export FILE`` checks it offline."""
-    if not can_view_audit(request.user):
-        raise Http404("No such page.")
-
-    def lines() -> Iterator[str]:
-        for record in database_records():
-            yield json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n"
-
-    response = StreamingHttpResponse(lines(), content_type="application/x-ndjson")
-    response["Content-Disposition"] = 'attachment; filename="egress-portal-audit.jsonl"'
-    return response

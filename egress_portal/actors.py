@@ -32,6 +32,12 @@ class Actor:
     def is_token(self) -> bool:
         return self.via == TOKEN
 
+    @property
+    def label(self) -> str:
+        """How the audit log and the decision log name the actor."""
+        name = self.user.get_username()
+        return f"{name} via token {self.token_name}" if self.is_token else name
+
     def as_breakglass(self) -> Actor:
         return replace(self, breakglass=True)
 
@@ -63,8 +69,13 @@ def last_mfa_at(request: HttpRequest, user: Any) -> datetime | None:
     return datetime.fromtimestamp(max(stamps), tz=UTC) if stamps else None
 
 
+def token_label(actor: Any) -> str:
+    """The acting integration token's label ('' for a person or a job): logs carry it."""
+    return actor.label if isinstance(actor, Actor) and actor.is_token else ""
+
+
 def actor_for(request: Any) -> Actor:
-    """The Actor of an HTML or DRF request (a DRF request carries the integration token in ``auth``)."""
+    """The Actor of an HTML or DRF request (DRF puts the integration token in ``auth``, on both)."""
     from exceptions.models import IntegrationToken
 
     token = getattr(request, "auth", None)

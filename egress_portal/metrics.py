@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import math
 from collections.abc import Iterator
 
 from django.conf import settings
@@ -10,16 +11,28 @@ from django.db.models import Count, Min
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from audit.models import AuditChainHead
+from egress_portal.outbox.models import OutboxMessage, OutboxStatus
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import BundlePublication, ExceptionRequest, Grant
+from outcomes.selectors import time_to_approve_buckets
+
+
+def time_to_approve_histogram() -> HistogramMetricFamily:
+    """Submitted to approved, by risk tier (three values: the label's cardinality is bounded)."""
+    family = HistogramMetricFamily(
+        "egress_time_to_approve_seconds", "Time from submission to approval of exception requests.", labels=["tier"]
+    )
+    for tier, (buckets, total) in time_to_approve_buckets().items():
+        family.add_metric([tier], buckets=buckets, sum_value=total)
+    return family
 
 
 class PortalCollector(Collector):
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         now = timezone.now()
         grants = GaugeMetricFamily("egress_grants", "Grants by status.", labels=["status"])
         counts = dict(Grant.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
@@ -57,6 +70,20 @@ class PortalCollector(Collector):
             "When the bundle was last published or confirmed unchanged.",
             value=last.created_at.timestamp() if last else 0,
         )
+        yield GaugeMetricFamily(
+            "egress_bundle_last_success_age_seconds",
+            "Seconds since the bundle was last published or confirmed unchanged (NaN before the first).",
+            value=(now - last.created_at).total_seconds() if last else math.nan,
+        )
+        yield time_to_approve_histogram()
+
+        outbox = GaugeMetricFamily(
+            "egress_outbox_messages", "Outbox rows by status (parked: given up on).", labels=["status"]
+        )
+        counts = dict(OutboxMessage.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+        for status in OutboxStatus.values:
+            outbox.add_metric([status], counts.get(status, 0))
+        yield outbox
         head = AuditChainHead.objects.filter(pk=1).first()
         yield CounterMetricFamily("egress_audit_events", "Audit events written.", value=head.last_seq if head else 0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from celery import Celery
@@ -13,11 +13,19 @@ from celery import Celery
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_worker(*, hostname: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+def start_worker(
+    *, hostname: str, env: Mapping[str, str], queues: Sequence[str] = ("default", "publish", "priority")
+) -> subprocess.Popen[bytes]:
     command = [
         sys.executable, "-m", "celery", "-A", "egress_portal", "worker", "--pool=solo", "--loglevel=warning",
-        "--without-mingle", "--without-gossip", "-n", hostname,
+        "--without-mingle", "--without-gossip", "-n", hostname, "-Q", ",".join(queues),
     ]  # fmt: skip
+    return subprocess.Popen(command, cwd=ROOT, env=dict(env))
+
+
+def start_beat(*, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """`celery beat` with the database scheduler (the schedules seeded by the outbox migration)."""
+    command = [sys.executable, "-m", "celery", "-A", "egress_portal", "beat", "--loglevel=warning"]
     return subprocess.Popen(command, cwd=ROOT, env=dict(env))
 
 

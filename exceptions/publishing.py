@@ -1,8 +1,9 @@
 """Publishing the policy bundle: compile the current state, commit it to git, record the attempt.
 
 One publisher at a time (a PostgreSQL advisory lock, or a file lock on the
-embedded SQLite setup). Grant changes ask for a publish on commit; requests
-within the coalescing window become one publish.
+embedded SQLite setup). Grant changes ask for a publish with an outbox row
+(``exceptions.services.publishes.queue_publish``) that the relay delivers
+through ``exceptions.delivery.deliver_publish``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from exceptions.selectors import bundle_records
 
 logger = logging.getLogger(__name__)
 LOCK_KEY = zlib.crc32(b"egress-portal:publish-bundle")
-PENDING_KEY = "egress-portal:publish-pending"
 
 
 def bundle_options() -> BundleOptions:
@@ -156,21 +156,3 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                     reason=trigger,
                 )
     return publication
-
-
-def request_publish(trigger: str) -> None:
-    """Ask for a publish soon; a burst of grant changes within the window becomes one."""
-    if not settings.EGRESS_AUTO_PUBLISH:
-        return
-    from exceptions.tasks import publish_bundle as publish_task
-
-    if cache.add(PENDING_KEY, trigger, timeout=max(settings.BUNDLE_PUBLISH_DELAY_SECONDS * 10, 30)):
-        publish_task.apply_async(kwargs={"trigger": trigger}, countdown=settings.BUNDLE_PUBLISH_DELAY_SECONDS)
-
-
-def publish_on_commit(trigger: str) -> None:
-    transaction.on_commit(lambda: request_publish(trigger))
-
-
-def clear_pending() -> None:
-    cache.delete(PENDING_KEY)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from audit.services import SYSTEM, PendingEvent, record_events
+from egress_portal.outbox.services import enqueue_mail
 from exceptions.choices import GrantStatus
 from exceptions.models import ExpiryReminder, Grant
 
@@ -29,31 +27,30 @@ def renewal_url(grant: Grant) -> str:
     return f"{settings.EGRESS_BASE_URL.rstrip('/')}{reverse('request-create')}?{query}"
 
 
-def _send(reminder_ids: Iterable[int]) -> None:
-    """Mail the reminders just recorded, to exactly the recipients their audit events name."""
-    reminders = ExpiryReminder.objects.filter(pk__in=list(reminder_ids)).select_related("grant__workload__team")
-    for reminder in reminders:
-        grant = reminder.grant
-        context = {
-            "grant": grant,
-            "days_before": reminder.days_before,
-            "renewal_url": renewal_url(grant),
-            "grant_url": f"{settings.EGRESS_BASE_URL.rstrip('/')}{grant.get_absolute_url()}",
-        }
-        send_mail(
-            subject=f"[Egress Portal] {grant.host}:{grant.port} for {grant.workload.name} expires "
-            f"{grant.expires_at:%Y-%m-%d %H:%M} UTC",
-            message=render_to_string("emails/expiry_reminder.txt", context),
-            from_email=None,
-            recipient_list=reminder.recipients,
-            fail_silently=False,
-        )
+def _queue_mail(reminder: ExpiryReminder) -> None:
+    """The reminder mail, as an outbox row in the transaction that records the reminder."""
+    grant = reminder.grant
+    context = {
+        "grant": grant,
+        "days_before": reminder.days_before,
+        "renewal_url": renewal_url(grant),
+        "grant_url": f"{settings.EGRESS_BASE_URL.rstrip('/')}{grant.get_absolute_url()}",
+    }
+    enqueue_mail(
+        to=reminder.recipients,
+        subject=f"[Egress Portal] {grant.host}:{grant.port} for {grant.workload.name} expires "
+        f"{grant.expires_at:%Y-%m-%d %H:%M} UTC",
+        template="emails/expiry_reminder",
+        context=context,
+        idempotency_key=f"reminder:{grant.pk}:{reminder.days_before}",
+    )
 
 
 def send_expiry_reminders(*, now: datetime | None = None) -> int:
     """Remind owners of active grants reaching each threshold (default 7 days and 1 day), once each.
 
-    The reminder rows and their audit events commit together; the e-mails go out after the commit.
+    The reminder rows, their audit events and their mails (outbox rows) commit
+    together; the relay delivers the mails, retrying while SMTP is down.
     """
     now = now or timezone.now()
     sent = 0
@@ -93,9 +90,7 @@ def send_expiry_reminders(*, now: datetime | None = None) -> int:
                     for r in reminders
                 ]
             )
-            if any(r.pk is None for r in reminders):  # backends without RETURNING
-                reminders = list(ExpiryReminder.objects.filter(grant__in=due, days_before=days_before))
-            ids = [r.pk for r in reminders]
-            transaction.on_commit(lambda ids=ids: _send(ids))  # type: ignore[misc]
+            for reminder in reminders:
+                _queue_mail(reminder)
             sent += len(due)
     return sent

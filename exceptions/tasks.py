@@ -25,7 +25,8 @@ def _parse_now(now: str | None) -> datetime | None:
 
 
 # A database hiccup is transient: retry with backoff. Anything else is a bug
-# (permanent) and surfaces in the worker log without retries.
+# (permanent) and surfaces in the worker log without retries. Side effects are
+# outbox rows these jobs write in their transactions, so a retry never repeats one.
 TRANSIENT = (OperationalError,)
 
 
@@ -65,10 +66,12 @@ def activate_due_grants(self: Task[..., int], now: str | None = None) -> int:
     max_retries=8,
 )
 def publish_bundle(self: Task[..., str], trigger: str = "manual", refresh: bool = False) -> str:
-    """Publish the whole current state; a retry after a failure carries everything."""
+    """Publish the whole current state; a retry after a failure carries everything.
+
+    Grant changes publish through the outbox (``bundle.publish`` rows); this task
+    is the periodic safety net and the manual trigger.
+    """
     with task_scope(self):
-        # Later changes ask for another publish instead of being folded into a stale one.
-        publishing.clear_pending()
         return publishing.publish_bundle(trigger=trigger, refresh=refresh).status
 
 

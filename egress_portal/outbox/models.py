@@ -23,13 +23,19 @@ class OutboxMessage(models.Model):
     idempotency_key = models.CharField(max_length=255, unique=True)
     status = models.CharField(max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
+    # Bumped each time a coalescing row is re-armed; a delivery that started
+    # before the bump does not mark the newer request delivered.
+    revision = models.PositiveIntegerField(default=0)
     available_at = models.DateTimeField(help_text="Not delivered before this time (the next try).")
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["status", "available_at", "id"], name="outbox_due_idx")]
+        indexes = [
+            models.Index(fields=["status", "available_at", "id"], name="outbox_due_idx"),
+            models.Index(fields=["kind", "status"], name="outbox_kind_status_idx"),
+        ]
         ordering = ["id"]
 
     def __str__(self) -> str:

@@ -7,8 +7,8 @@ from typing import Any
 
 import dj_database_url
 import django_stubs_ext
-from celery.schedules import crontab
 
+from egress_portal.logging import configure_structlog, logging_config
 from egress_portal.settings.env import env_bool, env_int, env_list, env_str
 
 # Lets the admin and generic views be subscripted for mypy at run time.
@@ -40,6 +40,8 @@ INSTALLED_APPS = [
     "exceptions",
     "approvals",
     "egress_portal.outbox",
+    "django_celery_beat",
+    "egress_portal.traffic",
 ]
 
 MIDDLEWARE = [
@@ -183,26 +185,36 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---------------------------------------------------------------
+# Issue 7: Celery as production runs it. JSON only; a task is acknowledged after
+# it ran (a worker killed mid-task leaves its message to be redelivered); time
+# limits so a stuck delivery cannot hold a worker forever. Queues: `default`,
+# `publish` (bundle publishes, slow and serialised) and `priority` (break-glass).
 CELERY_BROKER_DIR = VAR_DIR / "celery"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BEAT_SCHEDULE = {
-    "activate-due-grants": {"task": "exceptions.activate_due_grants", "schedule": crontab()},
-    "expire-due-grants": {"task": "exceptions.expire_due_grants", "schedule": crontab()},
-    "send-expiry-reminders": {"task": "exceptions.send_expiry_reminders", "schedule": crontab(minute=5)},
-    # The safety net: whatever was missed (a lost message, a failed push) is
-    # carried by the next full publish, which fetches the branch first.
-    "republish-bundle": {
-        "task": "exceptions.publish_bundle",
-        "schedule": crontab(minute="*/5"),
-        "kwargs": {"trigger": "schedule", "refresh": True},
-    },
-}
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# The queues every worker consumes unless told otherwise (`celery worker -Q`).
+EGRESS_WORKER_QUEUES = ["default", "publish", "priority"]
+CELERY_TASK_ROUTES = {"exceptions.publish_bundle": {"queue": "publish"}}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Schedules live in the database (django-celery-beat) so operators change them in
+# the admin; the defaults are seeded by a migration (egress_portal/outbox/schedules.py),
+# not read from here, so a restart never overwrites an operator's change.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat writes last-run times after this many sent tasks (about 20 s with the relays), not
+# only every 3 minutes: the operations page and the beat health check read them.
+CELERY_BEAT_SYNC_EVERY = 30
+CELERY_BEAT_SCHEDULE: dict[str, Any] = {}
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue = CELERY_BROKER_DIR / "queue"
@@ -210,10 +222,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_queue),
         "data_folder_out": str(_queue),
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
+        # kombu's default is a `control/` folder in the working directory.
+        "control_folder": str(CELERY_BROKER_DIR / "control"),
         "store_processed": False,
     }
     # The filesystem transport has no fan-out exchange for remote control.
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+elif CELERY_BROKER_URL.startswith("redis://"):
+    # Longer than any task may run (time limit), so Redis never redelivers a task still running.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 
 # --- Domain ---------------------------------------------------------------
 EGRESS_TRUST_DOMAIN = env_str("EGRESS_TRUST_DOMAIN", "cluster.local")
@@ -338,20 +355,65 @@ EGRESS_APPROVAL_POLICY_FILE = Path(
 EGRESS_PENDING_EXPIRY_DAYS = env_int("EGRESS_PENDING_EXPIRY_DAYS", 14)
 # How far ahead the next change window is looked for before saying there is none.
 EGRESS_CHANGE_WINDOW_HORIZON_DAYS = env_int("EGRESS_CHANGE_WINDOW_HORIZON_DAYS", 366)
-CELERY_BEAT_SCHEDULE["approvals-expire-stale-requests"] = {
-    "task": "approvals.expire_stale_requests",
-    "schedule": crontab(minute=15),
-}
 # Approvers who can supply a still-missing approval are asked again after this many quiet hours (once a day).
 EGRESS_APPROVAL_REMINDER_HOURS = env_int("EGRESS_APPROVAL_REMINDER_HOURS", 24)
-CELERY_BEAT_SCHEDULE["approvals-remind-missing-approvals"] = {
-    "task": "approvals.remind_missing_approvals",
-    "schedule": crontab(minute=30, hour=8),
+# --- Issue 12: proof (audit checkpoints, exports, logs, health, outcome metrics) ---
+# The audit checkpoint writer's own clone of the policy repository (never the publisher's).
+AUDIT_CHECKPOINT_WORK_DIR = Path(env_str("AUDIT_CHECKPOINT_WORK_DIR", str(VAR_DIR / "audit-checkpoint-work")))
+
+# Structured logs: JSON lines (LOG_FORMAT=console for a terminal), request context from django-structlog.
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
+LOGGING = logging_config(fmt=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))
+configure_structlog()
+INSTALLED_APPS += ["django_structlog"]
+# Inside RequestIdMiddleware, so the request id and the API token are known when it logs.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("egress_portal.middleware.RequestIdMiddleware") + 1,
+    "django_structlog.middlewares.RequestMiddleware",
+)
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False  # behind a proxy the address is the proxy's; the request id correlates
+# /readyz: each dependency gets this long to answer; the bundle must have been published
+# (or confirmed unchanged) this recently (the safety-net republish runs every five minutes).
+READY_CHECK_TIMEOUT_SECONDS = env_int("READY_CHECK_TIMEOUT_SECONDS", 3)
+READY_MAX_PUBLISH_AGE_SECONDS = env_int("READY_MAX_PUBLISH_AGE_SECONDS", 900)
+# Outcome metrics: a daily snapshot table, refreshed hourly so today's row is current
+# (the 23:59 run closes the day).
+INSTALLED_APPS += ["outcomes"]
+# --- Issue 7: outbox relay, traffic ingestion, stale revocation ------------
+# Which callable delivers each outbox kind (dotted paths). Later issues add theirs:
+# OUTBOX_HANDLERS["webhook"] = "..." in their own settings block.
+OUTBOX_HANDLERS: dict[str, str] = {
+    "mail": "egress_portal.outbox.handlers.send_mail",
+    "bundle.publish": "exceptions.delivery.deliver_publish",
+    "noop": "egress_portal.outbox.handlers.noop",
 }
-CELERY_BEAT_SCHEDULE["approvals-activate-due-requests"] = {
-    "task": "approvals.activate_due_requests",
-    "schedule": crontab(),
+# Kinds delivered by the relay of another queue than `default` (break-glass broadcasts: `priority`).
+OUTBOX_KIND_QUEUES: dict[str, str] = {"bundle.publish": "publish"}
+OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10)
+OUTBOX_BACKOFF_BASE_SECONDS = env_int("OUTBOX_BACKOFF_BASE_SECONDS", 10)
+OUTBOX_BACKOFF_MAX_SECONDS = env_int("OUTBOX_BACKOFF_MAX_SECONDS", 3600)
+# A claimed row is due again after this long (its relay died); longer than any delivery.
+OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 600)
+OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 100)
+OUTBOX_RELAY_MAX_SECONDS = env_int("OUTBOX_RELAY_MAX_SECONDS", 30)
+# Delivered rows are deleted after this many days (parked and pending rows are never pruned).
+OUTBOX_KEEP_DELIVERED_DAYS = env_int("OUTBOX_KEEP_DELIVERED_DAYS", 14)
+# Queue a relay run right after a publish is asked for (a shortcut; beat is the guarantee).
+OUTBOX_NUDGE = env_bool("OUTBOX_NUDGE", True)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+# Ingestion: the largest body a gateway may post (after gunzip), and how long digests are kept
+# to recognise a retried batch (records older than this are refused).
+EGRESS_INGEST_MAX_BYTES = env_int("EGRESS_INGEST_MAX_BYTES", 32 * 1024 * 1024)
+EGRESS_INGEST_DEDUP_DAYS = env_int("EGRESS_INGEST_DEDUP_DAYS", 7)
+# Stale revocation: days without traffic before a notice (per risk tier), days of grace after it,
+# and how recent a gateway's last report on an identity must be for its silence to count.
+EGRESS_STALE_DAYS = env_int("EGRESS_STALE_DAYS", 30)
+EGRESS_STALE_DAYS_BY_TIER = {
+    tier: env_int(f"EGRESS_STALE_DAYS_{tier.upper()}", EGRESS_STALE_DAYS) for tier in ("low", "medium", "high")
 }
+
+EGRESS_STALE_GRACE_DAYS = env_int("EGRESS_STALE_GRACE_DAYS", 7)
+EGRESS_STALE_FEED_FRESH_HOURS = env_int("EGRESS_STALE_FEED_FRESH_HOURS", 48)
 
 # --- Issue 9: break-glass override with MFA step-up ---
 # Approvers and security officers must enrol an authenticator before anything else.
@@ -369,7 +431,5 @@ EGRESS_BREAKGLASS_REMINDER_HOURS = env_int("EGRESS_BREAKGLASS_REMINDER_HOURS", 4
 EGRESS_BREAKGLASS_PUBLISH_KIND = "bundle.publish.priority"
 TEMPLATES[0]["OPTIONS"]["context_processors"].append("approvals.breakglass.banner")  # type: ignore[index]
 MIDDLEWARE.append("egress_portal.mfa.RequireMfaEnrolmentMiddleware")
-CELERY_BEAT_SCHEDULE["approvals-remind-breakglass-reviews"] = {
-    "task": "approvals.remind_breakglass_reviews",
-    "schedule": crontab(minute=45),
-}
+OUTBOX_HANDLERS[EGRESS_BREAKGLASS_PUBLISH_KIND] = "exceptions.delivery.deliver_publish"
+OUTBOX_KIND_QUEUES[EGRESS_BREAKGLASS_PUBLISH_KIND] = "priority"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+from egress_portal.logging import logging_config
 from egress_portal.settings.base import *  # noqa: F403
 from egress_portal.settings.base import CELERY_BROKER_DIR, VAR_DIR
 from egress_portal.settings.env import env_bool, env_str
@@ -34,3 +35,8 @@ EGRESS_SIGNING_KEY = env_str("EGRESS_SIGNING_KEY") or generate_key_file(VAR_DIR 
 STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# --- Issue 12: logs ---
+# A terminal wants readable lines; LOG_FORMAT=json gives the production shape.
+LOG_FORMAT = env_str("LOG_FORMAT", "console")
+LOGGING = logging_config(fmt=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))

@@ -19,7 +19,7 @@ from egress_portal.signing import generate_key_file
 SECRET_KEY = "test-only-not-secret"  # noqa: S105 - tests only
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -80,6 +80,15 @@ POLICY_REPO_URL = env_str("POLICY_REPO_URL", str(VAR_DIR / "test-policy.git"))
 POLICY_WORK_DIR = Path(env_str("POLICY_WORK_DIR", str(VAR_DIR / "test-policy-work")))
 EGRESS_AUTO_PUBLISH = env_str("EGRESS_AUTO_PUBLISH", "false") == "true"
 
+# --- Issue 12: proof ---
+AUDIT_CHECKPOINT_WORK_DIR = Path(env_str("AUDIT_CHECKPOINT_WORK_DIR", str(VAR_DIR / "test-checkpoint-work")))
+# --- Issue 7: outbox relay ---
+# Tests run the relay themselves; a nudge would leave stray messages in Redis.
+OUTBOX_NUDGE = env_str("OUTBOX_NUDGE", "false") == "true"
+OUTBOX_LEASE_SECONDS = int(env_str("OUTBOX_LEASE_SECONDS", "600"))
+# A worker the tests start may mail a loopback aiosmtpd server.
+EMAIL_HOST = env_str("EMAIL_HOST", "127.0.0.1")
+EMAIL_PORT = int(env_str("EMAIL_PORT", "25"))
 # --- Issue 9: break-glass override with MFA step-up ---
 # Most tests sign approvers in without an authenticator; the enrolment rule has its own tests.
 EGRESS_MFA_REQUIRED_FOR_APPROVERS = False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -99,8 +99,20 @@ class WorkloadSerializer(serializers.ModelSerializer[Workload]):
         fields = ["id", "name", "team", "identity", "identity_kind", "environment", "role", "sensitivity"]
 
 
+class GrantListSerializer(serializers.ListSerializer[Grant]):
+    """Reads the last observed traffic of a whole page of grants in one query."""
+
+    def to_representation(self, data: Any) -> list[Any]:
+        from egress_portal.traffic.selectors import grants_last_seen
+
+        grants = list(data.all() if hasattr(data, "all") else data)
+        self.child.context["last_seen"] = grants_last_seen([g.pk for g in grants])  # type: ignore[union-attr]
+        return super().to_representation(grants)
+
+
 class GrantSerializer(serializers.ModelSerializer[Grant]):
     allowed_actions = serializers.SerializerMethodField()
+    last_seen = serializers.SerializerMethodField(help_text="When a gateway last reported traffic through it.")
 
     class Meta:
         model = Grant
@@ -119,7 +131,15 @@ class GrantSerializer(serializers.ModelSerializer[Grant]):
             "revoke_reason",
             "do_not_renew",
             "allowed_actions",
+            "last_seen",
         ]
+        list_serializer_class = GrantListSerializer
+
+    def get_last_seen(self, grant: Grant) -> datetime | None:
+        from egress_portal.traffic.selectors import grant_last_seen
+
+        page: dict[int, datetime] | None = self.context.get("last_seen")
+        return page.get(grant.pk) if page is not None else grant_last_seen(grant)
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_allowed_actions(self, obj: Grant) -> list[str]:

@@ -17,6 +17,7 @@ from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
+from egress_portal.logging import log_explanation
 from exceptions.access import requestable_workloads, visible_grants
 from exceptions.bundle.decision import POLICY_PATH, build_index, candidate_keys, decide, normalise_host
 from exceptions.bundle.records import to_ns
@@ -128,6 +129,7 @@ def explain(
             if decision.matched_host.startswith("*.")
             else f"exact host {decision.matched_host}"
         )
+        log_explanation(result, user=user)
         return result
     visible = visible_grants(user) if user is not None else Grant.objects.all()
     result.candidates = _nearest(identity, host_n, port, protocol_n, now, visible)
@@ -137,4 +139,5 @@ def explain(
     if workload is not None:
         params["workload"] = workload
     result.request_url = f"{reverse('request-create')}?{urlencode(params)}"
+    log_explanation(result, user=user)
     return result

@@ -14,8 +14,8 @@ from django.utils import timezone
 from audit.services import SYSTEM, Actor, PendingEvent, record_events
 from exceptions.choices import Environment, GrantStatus, RequestStatus
 from exceptions.models import Grant
-from exceptions.publishing import publish_on_commit
 from exceptions.services.grants import GRANT_TYPE
+from exceptions.services.publishes import queue_publish
 from exceptions.services.requests import close_finished_requests, move_requests
 from exceptions.state import OPEN_GRANT_STATUSES
 
@@ -87,7 +87,7 @@ def _move_grants_in_batches(
             else:
                 move_requests(request_ids, from_status=request_from, target=request_target, actor=actor, now=now)
             moved += len(batch)
-            publish_on_commit(f"{len(batch)} grant(s) {target}")
+            queue_publish(trigger=f"{len(batch)} grant(s) {target}")
         if len(batch) < batch_size:
             return moved
 

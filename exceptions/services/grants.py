@@ -14,7 +14,7 @@ from egress_portal.actors import user_of
 from exceptions.access import revoke_denial
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant
-from exceptions.publishing import publish_on_commit
+from exceptions.services.publishes import queue_publish
 from exceptions.services.requests import close_finished_requests
 from exceptions.state import TransitionError, check_grant_transition
 
@@ -56,7 +56,7 @@ def issue_grants(
             for g in created
         ]
     )
-    publish_on_commit(f"request {request.pk} approved")
+    queue_publish(trigger=f"request {request.pk} approved")
     return created
 
 
@@ -87,7 +87,7 @@ def revoke_grant(*, actor: Any, grant: Grant, reason: str, now: datetime | None 
             actor=actor, action="grant.revoked", obj=locked, before=before, after=locked.snapshot(), reason=reason
         )
         close_finished_requests([locked.request_id], target=RequestStatus.REVOKED, actor=actor, now=now, reason=reason)
-        publish_on_commit(f"grant {locked.pk} revoked")
+        queue_publish(trigger=f"grant {locked.pk} revoked")
     return locked
 
 
@@ -149,7 +149,7 @@ def shorten_grant(*, actor: Any, grant: Grant, expires_at: datetime, reason: str
         record_event(
             actor=actor, action="grant.shortened", obj=locked, before=before, after=locked.snapshot(), reason=reason
         )
-        publish_on_commit(f"grant {locked.pk} shortened")
+        queue_publish(trigger=f"grant {locked.pk} shortened")
     return locked
 
 

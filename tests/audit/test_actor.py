@@ -62,3 +62,27 @@ def test_events_without_a_person_keep_an_empty_context_out_of_the_hash(submit: A
     event = AuditEvent.objects.get(action="request.submitted")
     assert event.context == {}
     assert verify_chain().ok
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_an_export_with_actor_context_verifies_offline(
+    client: Any, auditor: Any, requester: Any, submit: Any, tmp_path: Any, fmt: str
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    exception_request: ExceptionRequest = submit()
+    _, key = create_token(actor=requester, user=requester, name="jira", scopes=["requests:write"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    cancelled = api.post(f"/api/v1/requests/{exception_request.pk}/cancel/", {"reason": "Twice."}, format="json")
+    assert cancelled.status_code == 200
+    client.force_login(auditor)
+    response = client.get(f"/audit/export/events.{fmt}")
+    export = tmp_path / f"audit.{fmt}"
+    export.write_bytes(b"".join(response.streaming_content))
+    assert '"token": "jira"' in export.read_text() or '""token"": ""jira""' in export.read_text()
+    out = StringIO()
+    call_command("verify_audit", "--export", str(export), stdout=out)
+    assert "Audit chain intact: 3 events verified" in out.getvalue()

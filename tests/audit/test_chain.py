@@ -133,7 +133,8 @@ def test_export_verifies_offline_and_a_tampered_export_fails(
     call_command("verify_audit", "--export", str(export), stdout=out)
     assert "3 events verified" in out.getvalue()
     lines = body.splitlines()
-    lines[1] = lines[1].replace('"request.approved"', '"request.rejected"')
+    # Line 0 is the export's header; event #2 is line 2.
+    lines[2] = lines[2].replace('"request.approved"', '"request.rejected"')
     export.write_text("\n".join(lines) + "\n")
     with pytest.raises(CommandError, match=r"#2: content does not match"):
         call_command("verify_audit", "--export", str(export), stdout=StringIO())

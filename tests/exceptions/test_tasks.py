@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -47,18 +48,28 @@ def test_worker_activates_scheduled_grants(celery_worker: Any, submit: Any, appr
     assert grant.status == "active"
 
 
-def test_beat_schedules_the_jobs_and_the_publish_safety_net() -> None:
-    from django.conf import settings
+@pytest.mark.django_db
+def test_beat_schedules_live_in_the_database_with_the_defaults_seeded() -> None:
+    from django_celery_beat.models import PeriodicTask
 
-    scheduled = {entry["task"]: entry for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert set(scheduled) == {
+    tasks_by_name = {t.name: t for t in PeriodicTask.objects.select_related("interval", "crontab")}
+    assert {t.task for t in tasks_by_name.values()} >= {
         tasks.expire_due_grants.name,
-        tasks.activate_due_grants.name,
         tasks.publish_bundle.name,
         tasks.send_expiry_reminders.name,
         "approvals.expire_stale_requests",
         "approvals.activate_due_requests",
         "approvals.remind_missing_approvals",
         "approvals.remind_breakglass_reviews",
+        "audit.write_checkpoint",
+        "outcomes.take_daily_snapshot",
+        "outbox.relay",
+        "traffic.stale_sweep",
     }
-    assert scheduled[tasks.publish_bundle.name]["kwargs"] == {"trigger": "schedule", "refresh": True}
+    relay = tasks_by_name["outbox-relay"]
+    assert relay.interval is not None and relay.interval.every <= 5 and relay.interval.period == "seconds"
+    safety_net = tasks_by_name["republish-bundle"]
+    assert json.loads(safety_net.kwargs) == {"trigger": "schedule", "refresh": True}
+    assert safety_net.queue == "publish" and safety_net.crontab is not None
+    assert safety_net.crontab.minute == "*/5"
+    assert tasks_by_name["send-expiry-reminders"].crontab.hour == "*"

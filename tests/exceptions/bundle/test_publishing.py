@@ -17,6 +17,7 @@ from django.test import Client
 
 from approvals.services import approve_request
 from audit.models import AuditEvent
+from egress_portal.outbox.models import OutboxMessage
 from exceptions.bundle.publisher import PublishError
 from exceptions.models import BundlePublication
 from exceptions.publishing import current_bundle, publish_bundle
@@ -116,11 +117,14 @@ def test_approval_reaches_a_pushed_commit_through_the_worker(
     celery_worker: Any, settings: Any, policy_repo: Path, submit: Any, approver: Any
 ) -> None:
     settings.EGRESS_AUTO_PUBLISH = True
+    settings.OUTBOX_NUDGE = True  # no beat here: the nudge after commit starts the relay
     settings.BUNDLE_PUBLISH_DELAY_SECONDS = 1
     started = time.monotonic()
     [grant] = approve_request(actor=approver, request=submit())
     deadline = started + 30
-    while time.monotonic() < deadline and not remote_log(policy_repo):
+    published = BundlePublication.objects.filter(status="published")
+    # The push lands before the relay records it: wait for both.
+    while time.monotonic() < deadline and not (remote_log(policy_repo) and published.exists()):
         time.sleep(0.1)
     assert remote_log(policy_repo), "no commit reached the policy repository within 30 s"
     assert str(grant.pk) in json.dumps(remote_data(policy_repo))
@@ -164,18 +168,19 @@ def test_publications_page_shows_failures(client: Client, requester: Any) -> Non
 
 
 @pytest.mark.django_db
-def test_grant_changes_queue_a_publish_on_commit(
-    submit: Any, approver: Any, security_officer: Any, django_capture_on_commit_callbacks: Any
-) -> None:
+def test_grant_changes_rearm_one_publish_row(submit: Any, approver: Any, security_officer: Any, settings: Any) -> None:
+    settings.EGRESS_AUTO_PUBLISH = True
     request = submit()
-    with django_capture_on_commit_callbacks() as on_submit:
-        submit(destinations=[{"host": "other.example", "port": 443}])
-    assert on_submit == []  # nothing to publish before a grant exists
-    with django_capture_on_commit_callbacks() as on_approve:
-        [grant] = approve_request(actor=approver, request=request)
-    with django_capture_on_commit_callbacks() as on_revoke:
-        revoke_grant(actor=security_officer, grant=grant, reason="no longer needed")
-    assert len(on_approve) == 1 and len(on_revoke) == 1
+    submit(destinations=[{"host": "other.example", "port": 443}])
+    assert not OutboxMessage.objects.filter(kind="bundle.publish").exists()  # nothing to publish before a grant
+    [grant] = approve_request(actor=approver, request=request)
+    row = OutboxMessage.objects.get(kind="bundle.publish")
+    assert row.payload == {"trigger": f"request {request.pk} approved"}
+    revoke_grant(actor=security_officer, grant=grant, reason="no longer needed")
+    again = OutboxMessage.objects.get(kind="bundle.publish")  # still one row: the burst is one publish
+    assert again.pk == row.pk and again.revision == row.revision + 1
+    assert again.available_at == row.available_at  # a pending publish keeps its earlier due time
+    assert again.payload == {"trigger": f"grant {grant.pk} revoked"}
 
 
 @pytest.mark.django_db

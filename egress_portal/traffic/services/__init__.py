@@ -1,0 +1,1 @@
+"""Writers of the traffic app: gateways, ingestion, stale revocation."""

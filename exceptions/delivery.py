@@ -1,0 +1,17 @@
+"""Outbox handlers of this app (registered by dotted path in ``OUTBOX_HANDLERS``)."""
+
+from __future__ import annotations
+
+from egress_portal.outbox.errors import DeliveryError
+from egress_portal.outbox.models import OutboxMessage
+from exceptions.bundle.publisher import PublishError
+from exceptions.publishing import publish_bundle
+
+
+def deliver_publish(message: OutboxMessage) -> None:
+    """A ``bundle.publish`` row: publish the whole current state. A failed push is worth another
+    try (the next publish carries everything), so it is transient."""
+    try:
+        publish_bundle(trigger=str(message.payload.get("trigger", "outbox")))
+    except PublishError as exc:
+        raise DeliveryError(str(exc)) from exc

@@ -1,0 +1,57 @@
+"""Daily snapshots of outcome figures, so trends survive restarts and a chart costs one query."""
+
+from __future__ import annotations
+
+from django.db import models
+
+# A dimension value meaning "all of them" (a rollup row), for figures that cannot be
+# summed across rows (percentiles). Counts are stored at the finest grain and summed.
+ALL = "*"
+
+
+class Metric(models.TextChoices):
+    ACTIVE_GRANTS = "active_grants", "Active grants"
+    WILDCARD_GRANTS = "wildcard_grants", "Active wildcard grants"
+    EXPIRING_GRANTS = "expiring_grants", "Active grants expiring within 14 days"
+    APPROVALS = "approvals", "Requests approved that day"
+    APPROVE_P50_HOURS = "approve_p50_hours", "Time to approve, median (hours)"
+    APPROVE_P90_HOURS = "approve_p90_hours", "Time to approve, 90th percentile (hours)"
+    POLICY_UPDATE_P50_SECONDS = "policy_p50_seconds", "Approval to pushed commit, median (seconds)"
+    POLICY_UPDATE_P90_SECONDS = "policy_p90_seconds", "Approval to pushed commit, 90th percentile (seconds)"
+
+
+COUNT_METRICS = frozenset({Metric.ACTIVE_GRANTS, Metric.WILDCARD_GRANTS, Metric.EXPIRING_GRANTS, Metric.APPROVALS})
+
+
+class SnapshotDay(models.Model):
+    """One day's snapshot; taking it again the same day replaces its values."""
+
+    day = models.DateField(unique=True)
+    taken_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"outcome snapshot {self.day}"
+
+
+class SnapshotValue(models.Model):
+    snapshot = models.ForeignKey(SnapshotDay, on_delete=models.CASCADE, related_name="values")
+    day = models.DateField()  # the snapshot's, repeated so a chart reads one table
+    metric = models.CharField(max_length=32, choices=Metric.choices)
+    team = models.CharField(max_length=100)  # team slug, or ALL
+    environment = models.CharField(max_length=16)  # or ALL
+    tier = models.CharField(max_length=8)  # risk tier, or ALL
+    value = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["day", "metric"], name="outcome_day_metric")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "metric", "team", "environment", "tier"], name="unique_outcome_value"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.metric} {self.team}/{self.environment}/{self.tier} = {self.value}"

@@ -1,0 +1,197 @@
+"""Reads for the outcome metrics page: a few aggregate queries over the snapshot table."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+
+from exceptions.choices import Environment, RequestStatus, RiskTier
+from exceptions.models import ExceptionRequest, Team
+from outcomes.models import ALL, COUNT_METRICS, Metric, SnapshotValue
+
+PERIODS = (7, 30, 90)
+# Decided and not refused: the request was approved, whatever happened to it later.
+APPROVED_STATUSES = (RequestStatus.APPROVED, RequestStatus.ACTIVE, RequestStatus.EXPIRED, RequestStatus.REVOKED)
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    values: list[float | None]
+
+
+@dataclass(frozen=True)
+class Chart:
+    key: str
+    title: str
+    unit: str
+    days: list[date]
+    series: list[Series]
+    description: str = ""
+
+    def rows(self) -> list[tuple[date, list[float | None]]]:
+        """Day by day, one value per series (the chart as a table)."""
+        return [(day, [s.values[i] for s in self.series]) for i, day in enumerate(self.days)]
+
+
+@dataclass(frozen=True)
+class Filters:
+    period: int = 30
+    team: str = ""
+    environment: str = ""
+
+
+@dataclass
+class Outcomes:
+    filters: Filters
+    charts: list[Chart]
+    breakdown: list[tuple[str, str, int]] = field(default_factory=list)  # team, environment, active grants
+    breakdown_day: date | None = None
+
+
+def filter_choices() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    return list(Team.objects.values_list("slug", "name")), list(Environment.choices)
+
+
+def outcomes(*, filters: Filters, today: date) -> Outcomes:
+    start = today - timedelta(days=filters.period - 1)
+    days = [start + timedelta(days=i) for i in range(filters.period)]
+    index = {day: i for i, day in enumerate(days)}
+
+    counts: dict[tuple[str, str], list[float | None]] = defaultdict(lambda: [None] * len(days))
+    scoped = SnapshotValue.objects.filter(day__gte=start, day__lte=today)
+    if filters.team:
+        scoped = scoped.filter(team=filters.team)
+    if filters.environment:
+        scoped = scoped.filter(environment=filters.environment)
+    snapshot_days: set[date] = set()
+    for day, metric, tier, total in (
+        scoped.filter(metric__in=COUNT_METRICS).values_list("day", "metric", "tier").annotate(total=Sum("value"))
+    ):
+        snapshot_days.add(day)
+        counts[(metric, tier)][index[day]] = total
+
+    def summed(metric: str, tiers: list[str]) -> list[float | None]:
+        # A snapshot day with no rows for this metric is a real zero; a day without a snapshot is a gap.
+        return [
+            (sum(counts[(metric, t)][i] or 0 for t in tiers) if day in snapshot_days else None)
+            for i, day in enumerate(days)
+        ]
+
+    tiers = list(RiskTier.values)
+    percentiles: dict[str, list[float | None]] = defaultdict(lambda: [None] * len(days))
+    for day, metric, value in SnapshotValue.objects.filter(
+        day__gte=start,
+        day__lte=today,
+        metric__in=[
+            Metric.APPROVE_P50_HOURS,
+            Metric.APPROVE_P90_HOURS,
+            Metric.POLICY_UPDATE_P50_SECONDS,
+            Metric.POLICY_UPDATE_P90_SECONDS,
+        ],
+        team=filters.team or ALL,
+        environment=filters.environment or ALL,
+        tier=ALL,
+    ).values_list("day", "metric", "value"):
+        percentiles[metric][index[day]] = value
+
+    def spread(p90: str, p50: str) -> list[Series]:
+        return [Series("90th percentile", percentiles[p90]), Series("median", percentiles[p50])]
+
+    charts = [
+        Chart(
+            "active",
+            "Active grants by risk tier",
+            "grants",
+            days,
+            [Series("all tiers", summed(Metric.ACTIVE_GRANTS, tiers))]
+            + [Series(f"{tier} risk", summed(Metric.ACTIVE_GRANTS, [tier])) for tier in tiers],
+            "Grants in force at each day's snapshot.",
+        ),
+        Chart(
+            "wildcards",
+            "Active wildcard grants",
+            "grants",
+            days,
+            [Series("wildcard grants", summed(Metric.WILDCARD_GRANTS, tiers))],
+            "Grants to *.domain names; the trend should go down.",
+        ),
+        Chart(
+            "expiring",
+            "Grants expiring within 14 days",
+            "grants",
+            days,
+            [Series("expiring soon", summed(Metric.EXPIRING_GRANTS, tiers))],
+            "Active grants that end within the reminder horizon: renewals to expect.",
+        ),
+        Chart(
+            "time_to_approve",
+            "Time to approve",
+            "hours",
+            days,
+            spread(Metric.APPROVE_P90_HOURS, Metric.APPROVE_P50_HOURS),
+            "From submission to approval, for requests approved that day.",
+        ),
+        Chart(
+            "policy_update",
+            "Time to policy update",
+            "seconds",
+            days,
+            spread(Metric.POLICY_UPDATE_P90_SECONDS, Metric.POLICY_UPDATE_P50_SECONDS),
+            "From approval to the pushed commit of the first bundle publish that carries it.",
+        ),
+        Chart(
+            "approvals",
+            "Requests approved",
+            "requests",
+            days,
+            [Series("approved", summed(Metric.APPROVALS, [ALL]))],
+            "How many requests were approved each day (the sample behind the time to approve).",
+        ),
+    ]
+    result = Outcomes(filters=filters, charts=charts)
+    if snapshot_days:
+        result.breakdown_day = max(snapshot_days)
+        result.breakdown = [
+            (team, environment, int(total))
+            for team, environment, total in scoped.filter(day=result.breakdown_day, metric=Metric.ACTIVE_GRANTS)
+            .values_list("team", "environment")
+            .annotate(total=Sum("value"))
+            .order_by("team", "environment")
+        ]
+    return result
+
+
+# Seconds: 5 min, 15 min, 1 h, 4 h, 8 h, 1 day, 3 days, 1 week.
+APPROVE_BUCKETS = (300, 900, 3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400, 7 * 86400)
+
+
+def time_to_approve_buckets() -> dict[str, tuple[list[tuple[str, int]], float]]:
+    """Per risk tier: cumulative (le, count) buckets ending with +Inf, and the sum in seconds.
+
+    One aggregate query; requests count from creation (submission) to decision.
+    """
+    waited = ExpressionWrapper(F("decided_at") - F("created_at"), output_field=DurationField())
+    rows = (
+        ExceptionRequest.objects.filter(status__in=APPROVED_STATUSES, decided_at__isnull=False)
+        .annotate(waited=waited)
+        .values("risk_tier")
+        .annotate(
+            total=Count("id"),
+            waited_sum=Sum("waited"),
+            **{f"le_{s}": Count("id", filter=Q(waited__lte=timedelta(seconds=s))) for s in APPROVE_BUCKETS},
+        )
+        .order_by()
+    )
+    found = {row["risk_tier"]: row for row in rows}
+    result: dict[str, tuple[list[tuple[str, int]], float]] = {}
+    for tier in RiskTier.values:
+        row = found.get(tier)
+        buckets = [(str(float(s)), int(row[f"le_{s}"]) if row else 0) for s in APPROVE_BUCKETS]
+        buckets.append(("+Inf", int(row["total"]) if row else 0))
+        total = row["waited_sum"].total_seconds() if row and row["waited_sum"] else 0.0
+        result[tier] = (buckets, total)
+    return result
