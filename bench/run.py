@@ -364,9 +364,24 @@ def main() -> None:
         "which",
         nargs="?",
         default="all",
-        choices=["all", "expire", "compile", "publish", "opa", "explain", "approval", "dashboard"],
+        choices=[
+            "all",
+            "expire",
+            "compile",
+            "publish",
+            "opa",
+            "explain",
+            "approval",
+            "audit_export",
+            "outcomes",
+            "audit_checkpoint",
+            "dashboard",
+            "traffic",
+            "breakglass",
+        ],
     )
     parser.add_argument("--grants", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
     args = parser.parse_args()
     _setup_django()
     print(f"database: {BENCH_DB}")
@@ -386,6 +401,26 @@ def main() -> None:
         from bench.dashboard import bench_dashboard
 
         bench_dashboard()
+    if args.which in {"all", "audit_export"}:
+        from bench.audit_export import bench_audit_export
+
+        bench_audit_export(args.events)
+    if args.which in {"all", "outcomes"}:
+        from bench.outcomes import bench_outcomes
+
+        bench_outcomes()
+    if args.which in {"all", "audit_checkpoint"}:
+        from bench.audit_checkpoint import bench_audit_checkpoint
+
+        bench_audit_checkpoint()
+    if args.which in {"all", "breakglass"}:
+        from bench.breakglass import bench_breakglass
+
+        bench_breakglass()
+    if args.which in {"all", "traffic"}:
+        from bench.traffic import run
+
+        run(args.grants)
 
 
 if __name__ == "__main__":
