@@ -86,6 +86,16 @@ def reviews_open(*, now: datetime) -> QuerySet[BreakGlassUse]:
     )
 
 
+def metric_counts(*, now: datetime) -> dict[str, int]:
+    """For /metrics: open break-glass uses, and uses awaiting review (and of those, overdue)."""
+    open_reviews = BreakGlassUse.objects.filter(drill=False, reviewed_at__isnull=True)
+    return {
+        "active": BreakGlassUse.objects.filter(drill=False, revoked_at__isnull=True, expires_at__gt=now).count(),
+        "unreviewed": open_reviews.count(),
+        "overdue": open_reviews.filter(review_due_at__lt=now).count(),
+    }
+
+
 def reviews_for(user: Any, *, now: datetime) -> list[BreakGlassUse]:
     """Unreviewed uses for the dashboard: all for security, the approver's teams otherwise."""
     roles = roles_for(user)

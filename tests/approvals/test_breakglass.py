@@ -351,3 +351,15 @@ def test_unreviewed_and_overdue_uses_appear_on_the_approver_dashboard(
     assert "overdue</strong>" in signed_in(approver).get("/approvals/").content.decode()
     breakglass.review_breakglass(actor=security_officer, use=use, outcome="acknowledged", notes="")
     assert "awaiting review" not in signed_in(security_officer).get("/approvals/").content.decode()
+
+
+def test_metrics_count_open_unreviewed_and_overdue_uses(stepped_up: Client, workload: Any) -> None:
+    assert stepped_up.post(PAGE, form(workload)).status_code == 302
+    BreakGlassUse.objects.update(review_due_at=timezone.now() - timedelta(minutes=1))
+    body = Client().get("/metrics").content.decode()
+    for line in (
+        "egress_breakglass_active 1.0",
+        "egress_breakglass_unreviewed 1.0",
+        "egress_breakglass_review_overdue 1.0",
+    ):
+        assert line in body
