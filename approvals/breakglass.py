@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -59,8 +59,16 @@ def breakglass_workloads(user: Any) -> QuerySet[Workload]:
     return workloads.filter(team_id__in=roles.member_team_ids)
 
 
+def open_uses(*, now: datetime) -> QuerySet[BreakGlassUse]:
+    """Uses with a grant still open (a grant revoked on its own page closes its use too)."""
+    live = Grant.objects.filter(
+        request_id=OuterRef("request_id"), breakglass=True, status=GrantStatus.ACTIVE, expires_at__gt=now
+    )
+    return BreakGlassUse.objects.filter(drill=False, revoked_at__isnull=True).filter(Exists(live))
+
+
 def active_uses(user: Any, *, now: datetime) -> QuerySet[BreakGlassUse]:
-    return BreakGlassUse.objects.filter(user=user, drill=False, revoked_at__isnull=True, expires_at__gt=now)
+    return open_uses(now=now).filter(user=user)
 
 
 def any_breakglass_active(*, now: datetime) -> bool:
@@ -90,7 +98,7 @@ def metric_counts(*, now: datetime) -> dict[str, int]:
     """For /metrics: open break-glass uses, and uses awaiting review (and of those, overdue)."""
     open_reviews = BreakGlassUse.objects.filter(drill=False, reviewed_at__isnull=True)
     return {
-        "active": BreakGlassUse.objects.filter(drill=False, revoked_at__isnull=True, expires_at__gt=now).count(),
+        "active": open_uses(now=now).count(),
         "unreviewed": open_reviews.count(),
         "overdue": open_reviews.filter(review_due_at__lt=now).count(),
     }
@@ -108,10 +116,14 @@ def reviews_for(user: Any, *, now: datetime) -> list[BreakGlassUse]:
     return rows
 
 
-def drills_by_team() -> list[dict[str, Any]]:
-    """Each team with its drills, newest first, and when it last practised."""
+def drills_by_team(user: Any) -> list[dict[str, Any]]:
+    """Each team the user may see with its drills, newest first, and when it last practised."""
+    roles = roles_for(user)
+    drills = BreakGlassUse.objects.filter(drill=True).select_related("team", "user").order_by("-created_at")
+    if not roles.sees_everything:
+        drills = drills.filter(team_id__in=roles.visible_team_ids)
     rows: dict[int, dict[str, Any]] = {}
-    for drill in BreakGlassUse.objects.filter(drill=True).select_related("team", "user").order_by("-created_at"):
+    for drill in drills:
         entry = rows.setdefault(drill.team_id, {"team": drill.team, "last": drill.created_at, "drills": []})
         entry["drills"].append(drill)
     return sorted(rows.values(), key=lambda r: r["team"].name)

@@ -159,4 +159,4 @@ def use_review(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def drills_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "approvals/breakglass/drills.html", {"teams": breakglass.drills_by_team()})
+    return render(request, "approvals/breakglass/drills.html", {"teams": breakglass.drills_by_team(request.user)})

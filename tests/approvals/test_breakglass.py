@@ -26,6 +26,7 @@ from exceptions.choices import GrantStatus
 from exceptions.models import Grant
 from exceptions.publishing import publish_bundle
 from exceptions.services.batches import expire_due_grants
+from exceptions.services.grants import revoke_grant
 from exceptions.tokens import create_token
 from tests.approvals.conftest import enrol_mfa
 
@@ -227,10 +228,16 @@ def test_at_most_two_open_break_glass_uses_per_user(settings: Any, stepped_up: C
     first = BreakGlassUse.objects.get(incident_ref="INC-1")
     breakglass.revoke_breakglass(actor=first.user, use=first, reason="Partner is back.")
     assert stepped_up.post(PAGE, form(workload, incident_ref="INC-3")).status_code == 302
+    # Revoking a use's grants on the grant pages closes the use as well.
+    second = BreakGlassUse.objects.get(incident_ref="INC-2")
+    for grant in Grant.objects.filter(request=second.request):
+        revoke_grant(actor=second.user, grant=grant, reason="Closed from the grant page.")
+    assert stepped_up.post(PAGE, form(workload, incident_ref="INC-4")).status_code == 302
+    assert stepped_up.post(PAGE, form(workload, incident_ref="INC-5")).status_code == 400
 
 
 def test_a_drill_runs_the_flow_and_creates_no_grant_and_no_publish(
-    stepped_up: Client, workload: Any, security_officer: Any
+    stepped_up: Client, workload: Any, security_officer: Any, outsider: Any
 ) -> None:
     response = stepped_up.get(DRILL)
     assert response.status_code == 200 and "DRILL" in response.content.decode()
@@ -247,6 +254,7 @@ def test_a_drill_runs_the_flow_and_creates_no_grant_and_no_publish(
     page = stepped_up.get("/approvals/break-glass/drills/").content.decode()
     assert workload.team.name in page and "Last practised" in page
     assert 'id="breakglass-banner"' not in page
+    assert workload.team.name not in signed_in(outsider).get("/approvals/break-glass/drills/").content.decode()
 
 
 def test_break_glass_over_the_api_is_refused(requester: Any, workload: Any) -> None:
