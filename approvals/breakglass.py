@@ -262,9 +262,13 @@ def use_breakglass(
 
 
 def queue_priority_publish(*, trigger: str, key: str) -> None:
-    """A publish of its own on the `priority` queue: no coalescing window, and the relay is woken
-    at commit rather than at its next 2-second tick."""
+    """A publish of its own on the `priority` queue: no coalescing window."""
     enqueue(kind=settings.EGRESS_BREAKGLASS_PUBLISH_KIND, payload={"trigger": trigger}, idempotency_key=key)
+    _nudge_priority_relay()
+
+
+def _nudge_priority_relay() -> None:
+    # Woken at commit rather than at its next 2-second tick.
     if settings.OUTBOX_NUDGE:
         queue = settings.OUTBOX_KIND_QUEUES[settings.EGRESS_BREAKGLASS_PUBLISH_KIND]
         transaction.on_commit(lambda: nudge_relay(queue))
@@ -320,7 +324,9 @@ def _broadcast(use: BreakGlassUse, *, workload: Workload, grants: list[Grant]) -
         template="emails/breakglass_used",
         context={"use": use, "workload": workload, "grants": grants, "url": _url("breakglass-detail", use.pk)},
         idempotency_key=f"breakglass:{use.pk}:broadcast",
+        kind=settings.EGRESS_BREAKGLASS_MAIL_KIND,
     )
+    _nudge_priority_relay()
 
 
 def _lock_use(use: BreakGlassUse) -> BreakGlassUse:

@@ -431,5 +431,9 @@ EGRESS_BREAKGLASS_REMINDER_HOURS = env_int("EGRESS_BREAKGLASS_REMINDER_HOURS", 4
 EGRESS_BREAKGLASS_PUBLISH_KIND = "bundle.publish.priority"
 TEMPLATES[0]["OPTIONS"]["context_processors"].append("approvals.breakglass.banner")  # type: ignore[index]
 MIDDLEWARE.append("egress_portal.mfa.RequireMfaEnrolmentMiddleware")
+# The broadcast mail too: same handler as any mail, delivered by the `priority` relay.
+EGRESS_BREAKGLASS_MAIL_KIND = "mail.priority"
 OUTBOX_HANDLERS[EGRESS_BREAKGLASS_PUBLISH_KIND] = "exceptions.delivery.deliver_publish"
+OUTBOX_HANDLERS[EGRESS_BREAKGLASS_MAIL_KIND] = "egress_portal.outbox.handlers.send_mail"
 OUTBOX_KIND_QUEUES[EGRESS_BREAKGLASS_PUBLISH_KIND] = "priority"
+OUTBOX_KIND_QUEUES[EGRESS_BREAKGLASS_MAIL_KIND] = "priority"

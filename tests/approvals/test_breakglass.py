@@ -141,7 +141,7 @@ def test_break_glass_opens_an_active_grant_at_once_broadcasts_and_publishes_on_p
     assert use.request is not None and use.request.status == "active"
     [publish] = OutboxMessage.objects.filter(kind="bundle.publish.priority")
     assert publish.payload["trigger"] == f"break-glass #{use.pk}"
-    [mail] = OutboxMessage.objects.filter(kind="mail")
+    [mail] = OutboxMessage.objects.filter(kind="mail.priority")
     assert mail.payload["to"] == sorted([security_officer.email, approver.email])
     assert "BREAK-GLASS" in mail.payload["subject"] and "INC-4711" in mail.payload["text"]
     [event] = AuditEvent.objects.filter(object_type="approvals.breakglassuse")
@@ -248,7 +248,7 @@ def test_a_drill_runs_the_flow_and_creates_no_grant_and_no_publish(
     assert drill.flow_seconds >= 0
     assert not Grant.objects.exists()
     assert not OutboxMessage.objects.filter(kind__startswith="bundle.publish").exists()
-    [mail] = OutboxMessage.objects.filter(kind="mail")
+    [mail] = OutboxMessage.objects.filter(kind="mail.priority")
     assert "DRILL" in mail.payload["subject"] and "DRILL" in mail.payload["text"]
     assert AuditEvent.objects.get(object_type="approvals.breakglassuse").action == "breakglass.drilled"
     page = stepped_up.get("/approvals/break-glass/drills/").content.decode()
@@ -371,3 +371,19 @@ def test_metrics_count_open_unreviewed_and_overdue_uses(stepped_up: Client, work
         "egress_breakglass_review_overdue 1.0",
     ):
         assert line in body
+
+
+def test_the_priority_relay_delivers_the_broadcast_and_the_publish(
+    policy_repo: Path, stepped_up: Client, workload: Any, security_officer: Any, mailoutbox: Any
+) -> None:
+    from egress_portal.outbox.relay import relay_due
+    from exceptions.models import BundlePublication
+
+    assert stepped_up.post(PAGE, form(workload)).status_code == 302
+    relay_due(queue="default")
+    assert mailoutbox == [] and not BundlePublication.objects.exists()
+    relay_due(queue="priority")
+    [mail] = mailoutbox
+    assert mail.to == [security_officer.email] and "BREAK-GLASS" in mail.subject
+    assert BundlePublication.objects.get().status == "published"
+    assert set(OutboxMessage.objects.values_list("status", flat=True)) == {"delivered"}
