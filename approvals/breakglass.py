@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
@@ -48,6 +48,15 @@ API_REFUSAL = "Break-glass is a human action: use the break-glass page in the po
 
 
 # --- Reads ----------------------------------------------------------------------
+
+
+def access_use(user: Any, pk: int | str) -> BreakGlassUse:
+    """Who sees a use (or drill): its user, security and auditors, the team's members and approvers."""
+    use = BreakGlassUse.objects.select_related("user", "team", "reviewed_by", "request").filter(pk=pk).first()
+    roles = roles_for(user)
+    if use is None or not (use.user_id == user.pk or roles.sees_everything or use.team_id in roles.visible_team_ids):
+        raise Http404("No such break-glass use.")
+    return use
 
 
 def breakglass_workloads(user: Any) -> QuerySet[Workload]:

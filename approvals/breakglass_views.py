@@ -9,17 +9,15 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from approvals import breakglass
 from approvals.breakglass_forms import BreakGlassForm
-from approvals.models import BreakGlassUse
 from egress_portal.actors import actor_for
 from egress_portal.mfa import enrol_url, mfa_enrolled, step_up_is_fresh, step_up_url
-from exceptions.access import roles_for
 
 FLOW_STARTED = "breakglass_flow_started"
 DESTINATION_KEY = re.compile(r"^destinations\[(\d+)\]\.\w+$")
@@ -99,20 +97,9 @@ def drill_page(request: HttpRequest) -> HttpResponse:
     return _page(request, drill=True)
 
 
-def _access_use(request: HttpRequest, pk: int) -> BreakGlassUse:
-    """One access rule: the user, security, and the team's members and approvers see a use."""
-    use = BreakGlassUse.objects.select_related("user", "team", "reviewed_by", "request").filter(pk=pk).first()
-    roles = roles_for(request.user)
-    if use is None or not (
-        use.user_id == request.user.pk or roles.sees_everything or use.team_id in roles.visible_team_ids
-    ):
-        raise Http404("No such break-glass use.")
-    return use
-
-
 @login_required
 def use_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    use = _access_use(request, pk)
+    use = breakglass.access_use(request.user, pk)
     now = timezone.now()
     context = {
         "use": use,
@@ -129,7 +116,7 @@ def use_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def use_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    use = _access_use(request, pk)
+    use = breakglass.access_use(request.user, pk)
     try:
         breakglass.revoke_breakglass(actor=actor_for(request), use=use, reason=request.POST.get("reason", ""))
     except (ValidationError, PermissionDenied) as exc:
@@ -142,7 +129,7 @@ def use_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def use_review(request: HttpRequest, pk: int) -> HttpResponse:
-    use = _access_use(request, pk)
+    use = breakglass.access_use(request.user, pk)
     try:
         breakglass.review_breakglass(
             actor=actor_for(request),

@@ -387,3 +387,11 @@ def test_the_priority_relay_delivers_the_broadcast_and_the_publish(
     assert mail.to == [security_officer.email] and "BREAK-GLASS" in mail.subject
     assert BundlePublication.objects.get().status == "published"
     assert set(OutboxMessage.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+def test_a_use_is_hidden_from_people_outside_its_team(stepped_up: Client, workload: Any, outsider: Any) -> None:
+    assert stepped_up.post(PAGE, form(workload)).status_code == 302
+    use = BreakGlassUse.objects.get()
+    assert stepped_up.get(f"/approvals/break-glass/{use.pk}/").status_code == 200
+    assert signed_in(outsider).get(f"/approvals/break-glass/{use.pk}/").status_code == 404
+    assert signed_in(outsider).post(f"/approvals/break-glass/{use.pk}/revoke/", {"reason": "x"}).status_code == 404
