@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import math
 from collections.abc import Iterator
 
@@ -16,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from approvals.breakglass import metric_counts
 from audit.models import AuditChainHead
+from egress_portal.bearer import has_bearer_token
 from egress_portal.outbox.models import OutboxMessage, OutboxStatus
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import BundlePublication, ExceptionRequest, Grant
@@ -101,11 +101,8 @@ class PortalCollector(Collector):
 
 def metrics(request: HttpRequest) -> HttpResponse:
     """``/metrics`` for Prometheus; with METRICS_TOKEN set, a bearer token is required."""
-    expected = settings.METRICS_TOKEN
-    if expected:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
-            return HttpResponse("A valid bearer token is required.\n", status=401, content_type="text/plain")
+    if settings.METRICS_TOKEN and not has_bearer_token(request, settings.METRICS_TOKEN):
+        return HttpResponse("A valid bearer token is required.\n", status=401, content_type="text/plain")
     registry = CollectorRegistry()
     registry.register(PortalCollector())
     return HttpResponse(generate_latest(registry), content_type="text/plain; version=0.0.4; charset=utf-8")

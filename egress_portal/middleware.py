@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import render
 
 from egress_portal.context import request_id_scope
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class RequestIdMiddleware:
@@ -18,7 +19,47 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
-        with request_id_scope(incoming if _SAFE_ID.match(incoming) else None) as request_id:
+        with request_id_scope(incoming if _SAFE_ID.fullmatch(incoming) else None) as request_id:
             response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response
+
+
+class RefuseNulInQueryMiddleware:
+    """A NUL character in the query string is refused with a 400 naming the parameter.
+
+    PostgreSQL cannot hold or compare NUL in text, so a NUL reaching a filter
+    (the admin's list filters, for one) would be a 500. Forms and the API refuse
+    NUL in bodies themselves, field by field.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        for name, values in request.GET.lists():
+            if "\x00" in name or any("\x00" in value for value in values):
+                shown = name.replace("\x00", "\\0")
+                return HttpResponseBadRequest(
+                    f"The query parameter '{shown}' contains a NUL character; remove it and try again.\n",
+                    content_type="text/plain; charset=utf-8",
+                )
+        return self.get_response(request)
+
+
+class StateConflictMiddleware:
+    """A page whose action met a state change (a request decided meanwhile) answers 409
+    with the reason and a way back, as the API does, instead of a 500."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        from exceptions.state import TransitionError
+
+        if not isinstance(exception, TransitionError) or request.path.startswith("/api/"):
+            return None
+        return render(request, "conflict.html", {"reason": str(exception)}, status=409)

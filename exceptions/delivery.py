@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from egress_portal.outbox.errors import DeliveryError
 from egress_portal.outbox.models import OutboxMessage
-from exceptions.bundle.publisher import PublishError
-from exceptions.publishing import publish_bundle
+from exceptions.bundle.policy_repository import PublishError
+from exceptions.services.publications import publish_bundle
 
 
 def deliver_publish(message: OutboxMessage) -> None:

@@ -20,6 +20,7 @@ from exceptions.validators import (
     PORT_REQUIRED,
     PROTOCOL_REQUIRED,
     IntBounds,
+    choice_error,
     parse_bounded_int,
     validate_identity,
 )
@@ -66,11 +67,19 @@ class WorkloadChoiceField(forms.ModelChoiceField):
 
 class ExceptionRequestForm(forms.Form):
     workload = WorkloadChoiceField(queryset=Workload.objects.none(), empty_label="Choose a workload…")
-    purpose = forms.ChoiceField(choices=Purpose.choices)
-    data_class = forms.ChoiceField(choices=DataClass.choices, label="Data class", initial=DataClass.INTERNAL)
+    purpose = forms.ChoiceField(
+        choices=Purpose.choices, error_messages={"invalid_choice": choice_error("purpose", Purpose.values, "%(value)s")}
+    )
+    data_class = forms.ChoiceField(
+        choices=DataClass.choices,
+        label="Data class",
+        initial=DataClass.INTERNAL,
+        error_messages={"invalid_choice": choice_error("data class", DataClass.values, "%(value)s")},
+    )
     # The length limits live in the service (one message for form and API); the
     # maxlength attributes only stop a browser from typing past them.
     justification = forms.CharField(
+        required=False,  # the service says what an empty justification lacks
         widget=forms.Textarea(attrs={"rows": 4, "maxlength": settings.EGRESS_JUSTIFICATION_MAX_LENGTH}),
         help_text="What the workload does at the destination and what breaks without it.",
     )
@@ -112,7 +121,10 @@ class DestinationForm(forms.Form):
     protocol = forms.ChoiceField(
         choices=Protocol.choices,
         initial=Protocol.TCP,
-        error_messages={"required": PROTOCOL_REQUIRED, "invalid_choice": PROTOCOL_REQUIRED},
+        error_messages={
+            "required": PROTOCOL_REQUIRED,
+            "invalid_choice": choice_error("protocol", Protocol.values, "%(value)s"),
+        },
     )
     tls_required = forms.BooleanField(required=False, initial=True, label="TLS required")
 

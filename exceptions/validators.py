@@ -12,6 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import idna
 from confusable_homoglyphs import categories, confusables
@@ -213,6 +214,11 @@ def _check_not_egress(ascii_host: str, original: str) -> None:
             )
 
 
+def choice_error(label: str, options: Any, value: str = "{value}") -> str:
+    """The one wording for a value outside a fixed list (form, API and service fill in the value)."""
+    return f"'{value}' is not a valid {label}; choose one of: {', '.join(options)}."
+
+
 # One wording per rule: the form, the live preview and the API say these.
 HOST_REQUIRED = "Enter a destination host name, for example api.partner.example."
 PORT_REQUIRED = "Enter the port, a whole number from 1 to 65535."
@@ -370,7 +376,7 @@ def validate_port(value: object) -> int:
 def validate_protocol(value: object) -> str:
     protocol = str(value or "").strip().lower()
     if protocol not in {"tcp", "udp"}:
-        raise ValidationError(f"'{value}' is not a supported protocol; choose tcp or udp.", code="invalid_protocol")
+        raise ValidationError(choice_error("protocol", ["tcp", "udp"], str(value)), code="invalid_protocol")
     return protocol
 
 

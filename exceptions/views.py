@@ -222,7 +222,10 @@ def request_submit_draft(request: HttpRequest, pk: int) -> HttpResponse:
 def request_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     exception_request = access_request(request.user, pk, "cancel")
     form = ReasonForm(request.POST)
-    form.is_valid()
+    if not form.is_valid():
+        # Never act on input other than what was sent (a reason we could not read).
+        messages.error(request, reason_error(form))
+        return redirect(exception_request)
     try:
         requests.cancel_request(
             actor=actor_for(request), request=exception_request, reason=form.cleaned_data.get("reason", "")
@@ -232,6 +235,10 @@ def request_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"Request #{pk} cancelled.")
     return redirect(exception_request)
+
+
+def reason_error(form: ReasonForm) -> str:
+    return "Reason: " + " ".join(str(e) for e in form.errors.get("reason", [])) + " Nothing was changed."
 
 
 @login_required
@@ -267,7 +274,9 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def grant_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     grant = access_grant(request.user, pk, "revoke")
     form = ReasonForm(request.POST)
-    form.is_valid()
+    if not form.is_valid():
+        messages.error(request, reason_error(form))
+        return redirect(grant)
     try:
         grants.revoke_grant(actor=actor_for(request), grant=grant, reason=form.cleaned_data.get("reason", ""))
     except (ValidationError, TransitionError, PermissionDenied) as exc:

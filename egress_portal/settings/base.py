@@ -174,6 +174,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "exceptions.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "egress_portal.api.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "exceptions.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Egress Portal API",
@@ -343,6 +348,14 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# A NUL in a query string is a 400 before it reaches a database filter.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("egress_portal.middleware.RequestIdMiddleware"),
+    "egress_portal.middleware.RefuseNulInQueryMiddleware",
+)
+# A page action that meets a state change answers 409 with the reason, never a 500.
+MIDDLEWARE.append("egress_portal.middleware.StateConflictMiddleware")
+
 # Links in e-mails point where `make run` listens unless EGRESS_BASE_URL says otherwise.
 if not env_str("EGRESS_BASE_URL"):
     EGRESS_BASE_URL = f"http://{env_str('EGRESS_HOST', '127.0.0.1')}:{env_str('EGRESS_PORT', '8000')}"
@@ -437,3 +450,26 @@ OUTBOX_HANDLERS[EGRESS_BREAKGLASS_PUBLISH_KIND] = "exceptions.delivery.deliver_p
 OUTBOX_HANDLERS[EGRESS_BREAKGLASS_MAIL_KIND] = "egress_portal.outbox.handlers.send_mail"
 OUTBOX_KIND_QUEUES[EGRESS_BREAKGLASS_PUBLISH_KIND] = "priority"
 OUTBOX_KIND_QUEUES[EGRESS_BREAKGLASS_MAIL_KIND] = "priority"
+# --- Issue 11: bundles at scale ---
+# Every Kubernetes object in the bundle stays under this many bytes (etcd refuses 1.5 MiB).
+EGRESS_BUNDLE_MAX_OBJECT_BYTES = env_int("EGRESS_BUNDLE_MAX_OBJECT_BYTES", 512 * 1024)
+# OPA long polling on the bundle endpoint (Prefer: wait=N): the longest wait
+# granted, the waiting requests per process (more get an immediate answer;
+# run gunicorn with threads, e.g. --threads 8), and how often the one watcher
+# per process checks the revision.
+OPA_LONG_POLL_MAX_WAIT_SECONDS = env_int("OPA_LONG_POLL_MAX_WAIT_SECONDS", 60)
+OPA_LONG_POLL_MAX_WAITERS = env_int("OPA_LONG_POLL_MAX_WAITERS", 16)
+OPA_LONG_POLL_INTERVAL_SECONDS = float(env_str("OPA_LONG_POLL_INTERVAL_SECONDS", "0.2"))
+# The generated CODEOWNERS of the policy repository: the security team owns the
+# shared policy library and everything no team owns; each team its teams/<slug>/
+# directory (EGRESS_CODEOWNERS_TEAM with {team}, or "slug=@handle,..." overrides).
+EGRESS_CODEOWNERS_SECURITY = env_str("EGRESS_CODEOWNERS_SECURITY", "@egress-portal/security")
+EGRESS_CODEOWNERS_TEAM = env_str("EGRESS_CODEOWNERS_TEAM", "@egress-portal/{team}")
+EGRESS_CODEOWNERS = env_str("EGRESS_CODEOWNERS")
+# Provider range files (AWS ip-ranges.json, Google cloud.json): where
+# `manage.py sync_provider_ranges` loads them from ("aws=URL-or-path,google=...").
+EGRESS_PROVIDER_RANGE_SOURCES = env_str(
+    "EGRESS_PROVIDER_RANGE_SOURCES",
+    "aws=https://ip-ranges.amazonaws.com/ip-ranges.json,google=https://www.gstatic.com/ipranges/cloud.json",
+)
+EGRESS_PROVIDER_RANGES_TIMEOUT = env_int("EGRESS_PROVIDER_RANGES_TIMEOUT", 30)

@@ -18,7 +18,7 @@ from exceptions.access import requestable_workloads
 from exceptions.choices import DataClass, Protocol, Purpose, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
 from exceptions.services.submissions import UNKNOWN_WORKLOAD
-from exceptions.validators import LIFETIME_HOURS, OBJECT_ID, PORT, IntBounds, parse_bounded_int
+from exceptions.validators import LIFETIME_HOURS, OBJECT_ID, PORT, IntBounds, choice_error, parse_bounded_int
 
 
 class BoundedIntegerField(serializers.IntegerField):
@@ -57,7 +57,11 @@ class RequestableWorkloadField(serializers.PrimaryKeyRelatedField[Workload]):
 class DestinationInputSerializer(serializers.Serializer[dict[str, Any]]):
     host = serializers.CharField(max_length=300)
     port = BoundedIntegerField(bounds=PORT)
-    protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.TCP)
+    protocol = serializers.ChoiceField(
+        choices=Protocol.choices,
+        default=Protocol.TCP,
+        error_messages={"invalid_choice": choice_error("protocol", Protocol.values, "{input}")},
+    )
     tls_required = serializers.BooleanField(default=True)
 
 
@@ -66,9 +70,14 @@ class RequestInputSerializer(serializers.Serializer[dict[str, Any]]):
     # No max_length on the list or the texts: the service owns those limits and
     # words them the same for the HTML form.
     destinations = DestinationInputSerializer(many=True, allow_empty=False)
-    purpose = serializers.ChoiceField(choices=Purpose.choices)
-    data_class = serializers.ChoiceField(choices=DataClass.choices)
-    justification = serializers.CharField()
+    purpose = serializers.ChoiceField(
+        choices=Purpose.choices, error_messages={"invalid_choice": choice_error("purpose", Purpose.values, "{input}")}
+    )
+    data_class = serializers.ChoiceField(
+        choices=DataClass.choices,
+        error_messages={"invalid_choice": choice_error("data class", DataClass.values, "{input}")},
+    )
+    justification = serializers.CharField(required=False, allow_blank=True, default="")
     ticket_ref = serializers.CharField(required=False, allow_blank=True, default="")
     lifetime_hours = BoundedIntegerField(bounds=LIFETIME_HOURS)
     desired_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
@@ -79,6 +88,21 @@ class RequestInputSerializer(serializers.Serializer[dict[str, Any]]):
 
     def lifetime(self) -> timedelta:
         return timedelta(hours=self.validated_data["lifetime_hours"])
+
+
+def flat_errors(errors: Any) -> dict[str, Any]:
+    """Nested row errors as ``destinations[0].port``: the keys the service uses, one shape per API."""
+    flat: dict[str, Any] = {}
+    for key, value in errors.items():
+        rows = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        nested = [(index, row) for index, row in rows if isinstance(row, dict)]
+        if nested:
+            for index, row in nested:
+                for field, messages in row.items():
+                    flat[f"{key}[{index}].{field}"] = messages
+        else:
+            flat[key] = value
+    return flat
 
 
 class ReasonInputSerializer(serializers.Serializer[dict[str, Any]]):

@@ -24,6 +24,7 @@ from exceptions.api.serializers import (
     ReasonInputSerializer,
     RequestInputSerializer,
     WorkloadSerializer,
+    flat_errors,
 )
 from exceptions.choices import RequestStatus
 from exceptions.models import ExceptionRequest, Grant, Workload
@@ -73,7 +74,8 @@ class RequestListCreate(APIView):
     @extend_schema(request=RequestInputSerializer, responses={201: ExceptionRequestSerializer})
     def post(self, request: Request) -> Response:
         payload = RequestInputSerializer(data=request.data, context={"request": request})
-        payload.is_valid(raise_exception=True)
+        if not payload.is_valid():
+            raise serializers.ValidationError(flat_errors(payload.errors))
         data = payload.validated_data
         renews = None
         if data["renews"] is not None:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("exceptions", "0007_approvals_revision_do_not_renew"),
+        ("exceptions", "0008_provider_ranges"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

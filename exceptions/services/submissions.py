@@ -20,6 +20,7 @@ from exceptions.validators import (
     HOST_REQUIRED,
     PORT_REQUIRED,
     PROTOCOL_REQUIRED,
+    choice_error,
     is_wildcard,
     validate_destination_host,
     validate_port,
@@ -193,7 +194,4 @@ def check_text_limits(errors: dict[str, list[str]], *, justification: str, ticke
 
 def check_choice(errors: dict[str, list[str]], field: str, value: str, choices: Any) -> None:
     if value not in choices.values:
-        options = ", ".join(choices.values)
-        errors.setdefault(field, []).append(
-            f"'{value}' is not a valid {field.replace('_', ' ')}; choose one of: {options}."
-        )
+        errors.setdefault(field, []).append(choice_error(field.replace("_", " "), choices.values, value))

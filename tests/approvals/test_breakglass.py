@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from datetime import timedelta
@@ -22,11 +21,12 @@ from audit.models import AuditEvent
 from audit.verification import verify_chain
 from egress_portal.actors import TOKEN, Actor
 from egress_portal.outbox.models import OutboxMessage
+from exceptions.bundle.opa import load_data
 from exceptions.choices import GrantStatus
 from exceptions.models import Grant
-from exceptions.publishing import publish_bundle
 from exceptions.services.batches import expire_due_grants
 from exceptions.services.grants import revoke_grant
+from exceptions.services.publications import publish_bundle
 from exceptions.tokens import create_token
 from tests.approvals.conftest import enrol_mfa
 
@@ -191,19 +191,22 @@ def test_the_published_opa_bundle_allows_the_break_glass_grant(
     # What the priority relay's handler does with the row (issue 7's deliver_publish).
     publication = publish_bundle(trigger=row.payload["trigger"])
     assert publication.status == "published"
-    engine = OpaEngine()
     names = subprocess.run(
         ["git", "--git-dir", str(policy_repo), "ls-tree", "-r", "--name-only", "main", "opa/"],
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
-    for name in names:
-        blob = subprocess.run(
+    files = {
+        name: subprocess.run(
             ["git", "--git-dir", str(policy_repo), "show", f"main:{name}"], capture_output=True, check=True
         ).stdout
+        for name in names
+    }
+    engine = OpaEngine()
+    for name, blob in files.items():
         if name.endswith(".rego") and not name.endswith("_test.rego"):
             engine.add_policy(name, blob.decode())
-        elif name == "opa/data.json":
-            engine.add_data(json.loads(blob))
+    # The data document as OPA assembles it from the bundle's data files (team fragments included).
+    engine.add_data(load_data(files))
     allowed = {"identity": workload.identity, "host": "api.partner.example", "port": 443, "protocol": "tcp"}
     assert engine.eval_document("egress.allow", allowed) is True
     assert engine.eval_document("egress.allow", {**allowed, "host": "evil.example"}) is False

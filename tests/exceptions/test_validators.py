@@ -122,7 +122,7 @@ def test_protocols(value: str, expected: str) -> None:
 
 
 def test_unknown_protocol_is_refused() -> None:
-    with pytest.raises(ValidationError, match="tcp or udp"):
+    with pytest.raises(ValidationError, match="choose one of: tcp, udp"):
         validate_protocol("icmp")
 
 

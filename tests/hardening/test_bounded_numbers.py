@@ -71,3 +71,26 @@ def test_request_page_names_a_bad_number_in_the_address(client: Any, requester: 
     response = client.get(f"/requests/new/?{query}")
     assert response.status_code == 400
     assert query.split("=")[0] in response.content.decode()
+
+
+MALFORMED_BODIES = [
+    "[" * 100_000,
+    '{"a":' * 50_000,
+    '"\\ud800"',
+    "\xff\xfe",
+    '{"workload": 1e999}',
+    "NaN",
+    '{"destinations": [' + '{"host": "a.example", "port": 443},' * 3000 + "1]}",
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body", MALFORMED_BODIES, ids=range(len(MALFORMED_BODIES)))
+def test_malformed_json_bodies_are_a_400(requester: Any, body: str) -> None:
+    from exceptions.models import ExceptionRequest
+
+    client = APIClient()
+    client.force_authenticate(requester)
+    response = client.post("/api/v1/requests/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert not ExceptionRequest.objects.exists()

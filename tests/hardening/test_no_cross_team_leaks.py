@@ -13,7 +13,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from approvals.services import approve_request
-from exceptions.bundle.explain import explain
+from exceptions.explain import explain
 from tests.hardening.test_no_input_gives_500 import form_payload
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +55,8 @@ def test_explain_cli_answers_as_a_user_when_asked(granted: Any, workload: Any, o
     call_command("explain", *args, "--as-user", "charlie", stdout=out)
     body = json.loads(out.getvalue())
     assert body["allow"] and body["grant_id"] is None and body["granted_by_team"] == "Payments"
+    with pytest.raises(CommandError, match="not a valid port"):
+        call_command("explain", "--identity", "payments/checkout-api", "--host", "a.example", "--port", "٤٤٣")
     with pytest.raises(CommandError, match="identity"):
         call_command("explain", "--identity", "not an identity", "--host", "a.example", "--port", "443")
 

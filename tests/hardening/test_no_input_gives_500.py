@@ -238,3 +238,51 @@ def test_query_parameters(path: str, name: str, client: Client, security_officer
             assert name in response.content.decode(), f"the error does not name {name}"
 
     check()
+
+
+REASON_ENDPOINTS = [
+    ("api", "/api/v1/requests/{request}/cancel/"),
+    ("api", "/api/v1/requests/{request}/approve/"),
+    ("api", "/api/v1/requests/{request}/reject/"),
+    ("api", "/api/v1/grants/{grant}/revoke/"),
+    ("page", "/requests/{request}/cancel/"),
+    ("page", "/approvals/{request}/approve/"),
+    ("page", "/approvals/{request}/reject/"),
+    ("page", "/grants/{grant}/revoke/"),
+]
+
+
+@pytest.mark.parametrize(("kind", "template"), REASON_ENDPOINTS)
+def test_reason_fields(kind: str, template: str, submit: Any, security_officer: Any, approver: Any) -> None:
+    """Every decision's free-text reason, on the API and the pages; the actor may act on the object."""
+    from approvals.services import approve_request
+
+    [grant] = approve_request(actor=approver, request=submit())
+    pending = submit(destinations=[{"host": "b.partner.example", "port": 443}])
+    actor = approver if "/approv" in template or "/reject" in template else security_officer
+    if "/requests/{request}/cancel/" in template:
+        actor = pending.requester
+    path = template.format(request=pending.pk, grant=grant.pk)
+    api, client = APIClient(), Client()
+    api.force_authenticate(actor)
+    client.force_login(actor)
+
+    @PROPERTY
+    @given(value=JSON_VALUE if kind == "api" else FORM_VALUE)
+    @example(value="\x00")
+    @example(value="x" * 20_000)
+    def check(value: Any) -> None:
+        body = {} if value is MISSING else {"reason": value}
+        before = row_total()
+        response: Any = (
+            api.post(path, json.dumps(body), content_type="application/json")
+            if kind == "api"
+            else client.post(path, body)
+        )
+        assert response.status_code < 500
+        if response.status_code >= 400 and response.status_code != 409:
+            assert row_total() == before
+        if response.status_code == 400:
+            assert "reason" in response.content.decode()
+
+    check()

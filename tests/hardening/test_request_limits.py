@@ -53,3 +53,47 @@ def test_text_limits_get_one_message(requester: Any, workload: Any, field: str, 
     assert f"at most {limit} characters" in api_message
     assert api_message in _form_errors(requester, workload, **{field: "x" * length})
     assert not ExceptionRequest.objects.exists()
+
+
+def test_an_unreadable_reason_changes_nothing(
+    client: Client, submit: Any, security_officer: Any, approver: Any
+) -> None:
+    from approvals.services import approve_request
+
+    [grant] = approve_request(actor=approver, request=submit())
+    client.force_login(security_officer)
+    response = client.post(f"/grants/{grant.pk}/revoke/", {"reason": "bad\x00byte"}, follow=True)
+    grant.refresh_from_db()
+    assert grant.status == "active"
+    assert "Reason: Null characters are not allowed. Nothing was changed." in response.content.decode()
+
+
+ONE_WORDING = [
+    ("purpose", {"purpose": "spying"}, {"purpose": "spying"}),
+    ("data_class", {"data_class": "secret"}, {"data_class": "secret"}),
+    ("justification", {"justification": ""}, {"justification": ""}),
+    (
+        "destinations[0].protocol",
+        {"destinations": [{"host": "api.partner.example", "port": 443, "protocol": "sctp"}]},
+        {"dest-0-protocol": "sctp"},
+    ),
+    (
+        "destinations[0].port",
+        {"destinations": [{"host": "api.partner.example", "port": "٤٤٣"}]},
+        {"dest-0-port": "٤٤٣"},
+    ),
+    (
+        "destinations[0].host",
+        {"destinations": [{"host": "metadata.google.internal", "port": 443}]},
+        {"dest-0-host": "metadata.google.internal"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("key", "api_changes", "form_changes"), ONE_WORDING)
+def test_each_rule_has_one_wording_in_the_form_and_the_api(
+    requester: Any, workload: Any, key: str, api_changes: dict[str, Any], form_changes: dict[str, str]
+) -> None:
+    # Row errors use the service's keys whether DRF or the service found them.
+    [api_message] = _api_errors(requester, workload, **api_changes)[key]
+    assert api_message in _form_errors(requester, workload, **form_changes)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
@@ -7,7 +8,16 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from exceptions.bundle.explain import explain
+from exceptions.explain import explain
+from exceptions.validators import PORT, parse_bounded_int
+
+
+def _port(value: str) -> int:
+    # The same bounded parser as the pages and the API: ASCII digits from 1 to 65535.
+    try:
+        return parse_bounded_int(value, PORT)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(" ".join(exc.messages)) from exc
 
 
 class Command(BaseCommand):
@@ -16,7 +26,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--identity", required=True, help="SPIFFE ID, namespace/serviceaccount, ARN or e-mail")
         parser.add_argument("--host", required=True)
-        parser.add_argument("--port", required=True, type=int)
+        parser.add_argument("--port", required=True, type=_port)
         parser.add_argument("--protocol", default="tcp", choices=["tcp", "udp"])
         parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
         parser.add_argument(
