@@ -9,6 +9,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from egress_portal.actors import actor_for
 from egress_portal.webhooks import services
 from egress_portal.webhooks.access import access_delivery, access_subscription, visible_subscriptions
 from egress_portal.webhooks.events import EVENTS
@@ -89,7 +90,7 @@ class SubscriptionList(IntegrationView):
     def post(self, request: Request) -> Response:
         payload = SubscriptionInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        created = services.create_subscription(actor=request.user, **payload.validated_data)
+        created = services.create_subscription(actor=actor_for(request), **payload.validated_data)
         return Response(
             CreatedSubscriptionSerializer(created).data,
             status=status.HTTP_201_CREATED,
@@ -110,12 +111,12 @@ class SubscriptionDetail(IntegrationView):
         payload = SubscriptionPatch(data=request.data)
         payload.is_valid(raise_exception=True)
         changes = {k: v for k, v in payload.validated_data.items() if k in request.data}
-        changed = services.update_subscription(actor=request.user, subscription=subscription, **changes)
+        changed = services.update_subscription(actor=actor_for(request), subscription=subscription, **changes)
         return Response(SubscriptionSerializer(changed).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        services.delete_subscription(actor=request.user, subscription=access_subscription(request.user, pk))
+        services.delete_subscription(actor=actor_for(request), subscription=access_subscription(request.user, pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -137,5 +138,5 @@ class Redeliver(IntegrationView):
 
     @extend_schema(request=None, responses={202: DeliverySerializer})
     def post(self, request: Request, pk: int) -> Response:
-        delivery = services.redeliver(actor=request.user, delivery=access_delivery(request.user, pk))
+        delivery = services.redeliver(actor=actor_for(request), delivery=access_delivery(request.user, pk))
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)

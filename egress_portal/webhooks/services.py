@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from audit.services import record_event
+from egress_portal.actors import user_of
 from egress_portal.outbox.services import enqueue
 from egress_portal.webhooks.events import EVENTS, KIND, outbox_key
 from egress_portal.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
@@ -20,7 +21,7 @@ ADMINS_ONLY = "Only a portal administrator may manage webhooks."
 
 
 def _require_admin(actor: Any) -> None:
-    if not roles_for(getattr(actor, "user", actor)).is_admin:
+    if not roles_for(user_of(actor)).is_admin:
         raise PermissionDenied(ADMINS_ONLY)
 
 
@@ -52,7 +53,7 @@ def create_subscription(
             secret=secret or f"whsec_{secrets.token_urlsafe(32)}",
             description=description.strip(),
             active=active,
-            created_by=getattr(actor, "user", actor),
+            created_by=user_of(actor),
         )
         record_event(actor=actor, action="webhook.created", obj=subscription, after=subscription.snapshot())
     return subscription

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from egress_portal.actors import actor_for
 from egress_portal.webhooks import services
 from egress_portal.webhooks.access import access_delivery, access_subscription, visible_subscriptions
 from egress_portal.webhooks.events import EVENTS
@@ -31,7 +32,7 @@ def webhook_list(request: HttpRequest) -> HttpResponse:
     created = None
     if request.method == "POST" and form.is_valid():
         try:
-            created = services.create_subscription(actor=request.user, **form.cleaned_data)
+            created = services.create_subscription(actor=actor_for(request), **form.cleaned_data)
         except ValidationError as exc:
             for field, errors in exc.message_dict.items():
                 form.add_error(field if field in form.fields else None, errors)
@@ -57,7 +58,7 @@ def webhook_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def webhook_toggle(request: HttpRequest, pk: int) -> HttpResponse:
     subscription = access_subscription(request.user, pk)
-    services.update_subscription(actor=request.user, subscription=subscription, active=not subscription.active)
+    services.update_subscription(actor=actor_for(request), subscription=subscription, active=not subscription.active)
     return redirect("webhook-detail", pk=pk)
 
 
@@ -65,6 +66,6 @@ def webhook_toggle(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def webhook_redeliver(request: HttpRequest, pk: int) -> HttpResponse:
     delivery = access_delivery(request.user, pk)
-    services.redeliver(actor=request.user, delivery=delivery)
+    services.redeliver(actor=actor_for(request), delivery=delivery)
     messages.success(request, f"Delivery {delivery.pk} queued again.")
     return redirect("webhook-detail", pk=delivery.subscription_id)

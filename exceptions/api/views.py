@@ -14,6 +14,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from egress_portal.actors import actor_for
 from exceptions import selectors
 from exceptions.access import access_grant, access_request, requestable_workloads, visible_grants
 from exceptions.api.base import GRANT, REQUEST, IntegrationView, render_request, request_queryset
@@ -85,7 +86,7 @@ class RequestListCreate(IntegrationView):
         self, request: Request, data: dict[str, Any], payload: RequestInputSerializer, renews: Grant | None
     ) -> ExceptionRequest:
         return requests.submit_request(
-            actor=request.user,
+            actor=actor_for(request),
             workload=data["workload"],
             destinations=data["destinations"],
             purpose=data["purpose"],
@@ -119,7 +120,9 @@ class RequestCancel(IntegrationView):
         exception_request = access_request(request.user, pk, "cancel")
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        requests.cancel_request(actor=request.user, request=exception_request, reason=payload.validated_data["reason"])
+        requests.cancel_request(
+            actor=actor_for(request), request=exception_request, reason=payload.validated_data["reason"]
+        )
         return render_request(request.user, pk)
 
 
@@ -163,7 +166,7 @@ class GrantRevoke(IntegrationView):
         grant = access_grant(request.user, pk, "revoke")
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        revoked = grants.revoke_grant(actor=request.user, grant=grant, reason=payload.validated_data["reason"])
+        revoked = grants.revoke_grant(actor=actor_for(request), grant=grant, reason=payload.validated_data["reason"])
         return Response(GrantSerializer(get_object_or_404(Grant, pk=revoked.pk), context={"user": request.user}).data)
 
 
@@ -176,7 +179,7 @@ class RequestSubmit(IntegrationView):
     @extend_schema(request=None, responses=ExceptionRequestSerializer)
     def post(self, request: Request, pk: int) -> Response:
         exception_request = access_request(request.user, pk)
-        requests.submit_draft(actor=request.user, request=exception_request)
+        requests.submit_draft(actor=actor_for(request), request=exception_request)
         return render_request(request.user, pk)
 
 
@@ -200,7 +203,7 @@ class RequestComments(IntegrationView):
         exception_request = access_request(request.user, pk)
         payload = CommentInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        comment = add_comment(actor=request.user, request=exception_request, body=payload.validated_data["body"])
+        comment = add_comment(actor=actor_for(request), request=exception_request, body=payload.validated_data["body"])
         return Response(
             CommentSerializer(comment).data,
             status=status.HTTP_201_CREATED,
@@ -227,7 +230,7 @@ class GrantRenew(IntegrationView):
         original = grant.request
         try:
             created = requests.submit_request(
-                actor=request.user,
+                actor=actor_for(request),
                 workload=grant.workload,
                 destinations=[
                     {

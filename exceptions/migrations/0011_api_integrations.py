@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("exceptions", "0008_provider_ranges"),
+        ("exceptions", "0010_breakglass_grant"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from audit.services import record_event
+from egress_portal.actors import user_of
 from exceptions.access import roles_for
 from exceptions.models import ExceptionRequest, RequestComment
 
@@ -27,7 +28,7 @@ def comment_denial(user: Any, request: ExceptionRequest) -> str | None:
 
 def add_comment(*, actor: Any, request: ExceptionRequest, body: str) -> RequestComment:
     """Add a comment; the caller has checked the actor may see ``request`` (access_request)."""
-    denial = comment_denial(actor, request)
+    denial = comment_denial(user_of(actor), request)
     if denial:
         raise PermissionDenied(denial)
     text = (body or "").strip()
@@ -36,7 +37,7 @@ def add_comment(*, actor: Any, request: ExceptionRequest, body: str) -> RequestC
     if len(text) > MAX_COMMENT_LENGTH:
         raise ValidationError({"body": [f"Keep a comment under {MAX_COMMENT_LENGTH} characters ({len(text)} given)."]})
     with transaction.atomic():
-        comment = RequestComment.objects.create(request=request, author=actor, body=text)
+        comment = RequestComment.objects.create(request=request, author=user_of(actor), body=text)
         record_event(
             actor=actor,
             action="request.commented",
