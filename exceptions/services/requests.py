@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audit.services import Actor, PendingEvent, record_event, record_events
+from egress_portal.actors import Actor as RequestActor
 from egress_portal.actors import user_of
 from egress_portal.webhooks.events import emit_request
 from exceptions.access import cancel_denial, roles_for
@@ -36,6 +37,7 @@ from exceptions.services.submissions import (
 from exceptions.state import OPEN_GRANT_STATUSES, TransitionError, check_request_transition
 
 REQUEST_TYPE = "exceptions.exceptionrequest"
+ON_BEHALF_OF = "requests:on-behalf-of"
 DESIRED_START_SLACK = timedelta(minutes=5)
 MAX_DESIRED_START_AHEAD = timedelta(days=90)
 
@@ -129,9 +131,11 @@ def submit_request(
 
     ``on_behalf_of``: the person the request is for (an integration filing a ticket
     reporter's request); they become the requester, so separation of duties applies
-    to them, and the event's actor stays whoever filed it. The caller checks that the
-    actor may file for others (the API's ``requests:on-behalf-of`` scope)."""
+    to them, and the event's actor stays whoever filed it. Only an integration token
+    with the ``requests:on-behalf-of`` scope may do it (a bare user: jobs and fixtures)."""
     now = now or timezone.now()
+    if on_behalf_of is not None and isinstance(actor, RequestActor) and ON_BEHALF_OF not in actor.token_scopes:
+        raise PermissionDenied(f"Filing for someone else needs an integration token with the '{ON_BEHALF_OF}' scope.")
     justification, cleaned, risk = _check_submission(
         actor=actor,
         workload=workload,

@@ -118,3 +118,26 @@ def test_the_integration_that_filed_cannot_approve_it(bot: Any, requester: Any, 
     request_id = client.post("/api/v1/requests/", body(workload, requester="alice"), format="json").json()["id"]
     refused = client.post(f"/api/v1/requests/{request_id}/approve/", {}, format="json")
     assert "for someone else" in problem(refused, 403)["detail"]
+
+
+def test_the_service_refuses_on_behalf_of_without_the_scope(bot: Any, requester: Any, workload: Any) -> None:
+    from datetime import timedelta
+
+    from django.core.exceptions import PermissionDenied
+
+    from egress_portal.actors import TOKEN, Actor
+    from exceptions.services.requests import submit_request
+
+    actor = Actor(user=bot, via=TOKEN, token_name="jira", token_scopes=("requests:write",))
+    with pytest.raises(PermissionDenied):
+        submit_request(
+            actor=actor,
+            workload=workload,
+            destinations=[{"host": "api.partner.example", "port": 443}],
+            purpose="partner_api",
+            data_class="internal",
+            justification="Filed from ticket CHG-7 for the reporter, who owns the partner integration.",
+            lifetime=timedelta(hours=24),
+            on_behalf_of=requester,
+        )
+    assert ExceptionRequest.objects.count() == 0
