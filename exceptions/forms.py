@@ -14,7 +14,8 @@ from exceptions.models import Workload
 from exceptions.services.submissions import NO_DESTINATIONS, UNKNOWN_WORKLOAD
 from exceptions.validators import (
     HOST_REQUIRED,
-    LIFETIME_VALUE,
+    LIFETIME_DAYS,
+    LIFETIME_HOURS,
     OBJECT_ID,
     PORT,
     PORT_REQUIRED,
@@ -88,7 +89,8 @@ class ExceptionRequestForm(forms.Form):
         label="Ticket reference",
         widget=forms.TextInput(attrs={"maxlength": settings.EGRESS_TICKET_REF_MAX_LENGTH}),
     )
-    lifetime_value = BoundedIntegerField(bounds=LIFETIME_VALUE, initial=7, label="Lifetime")
+    # Bounded in the unit the person chose (see __init__), so the limit they read is in that unit.
+    lifetime_value = BoundedIntegerField(bounds=LIFETIME_DAYS, initial=7, label="Lifetime")
     lifetime_unit = forms.ChoiceField(choices=LIFETIME_UNITS, initial="days", label="Lifetime unit")
     renews = BoundedIntegerField(bounds=OBJECT_ID, required=False, widget=forms.HiddenInput)
     desired_start = forms.DateTimeField(
@@ -102,6 +104,12 @@ class ExceptionRequestForm(forms.Form):
         field = self.fields["workload"]
         assert isinstance(field, forms.ModelChoiceField)
         field.queryset = workloads if workloads is not None else Workload.objects.none()
+        lifetime = self.fields["lifetime_value"]
+        assert isinstance(lifetime, BoundedIntegerField)
+        unit = self.data.get("lifetime_unit") if self.is_bound else None
+        lifetime.bounds = LIFETIME_HOURS if unit == "hours" else LIFETIME_DAYS
+        # The unit can change in the browser after rendering: no fixed max in the page.
+        lifetime.widget.attrs.pop("max", None)
 
     def lifetime(self) -> timedelta | None:
         value = self.cleaned_data.get("lifetime_value")

@@ -335,7 +335,7 @@ class IntBounds:
 PORT = IntBounds("port", 1, 65535)
 OBJECT_ID = IntBounds("id", 1, MAX_ID)
 LIFETIME_HOURS = IntBounds("lifetime in hours", 1, 24 * 366)
-LIFETIME_VALUE = IntBounds("lifetime", 1, 24 * 366)
+LIFETIME_DAYS = IntBounds("lifetime in days", 1, 366)
 PAGE_LIMIT = IntBounds("limit", 1, 200)
 PAGE_OFFSET = IntBounds("offset", 0, 10**9)
 PAGE_NUMBER = IntBounds("page", 1, 10**7)

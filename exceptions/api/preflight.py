@@ -14,8 +14,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from exceptions.api.serializers import BoundedIntegerField
 from exceptions.choices import Protocol
 from exceptions.preflight import STATUSES, preflight, preflight_workload
+from exceptions.validators import OBJECT_ID, PORT
 
 
 class _ClosedSerializer(serializers.Serializer[dict[str, Any]]):
@@ -32,7 +34,7 @@ class _ClosedSerializer(serializers.Serializer[dict[str, Any]]):
 
 class PreflightDestinationInput(_ClosedSerializer):
     host = serializers.CharField(max_length=300, help_text="DNS name (exact, or one leading '*.' label).")
-    port = serializers.IntegerField(min_value=1, max_value=65535)
+    port = BoundedIntegerField(bounds=PORT)
     protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.TCP)
 
 
@@ -46,7 +48,7 @@ class _DestinationList(serializers.ListField):
 
 
 class PreflightInput(_ClosedSerializer):
-    workload = serializers.IntegerField(required=False, min_value=1, help_text="Workload id; or give 'identity'.")
+    workload = BoundedIntegerField(bounds=OBJECT_ID, required=False, help_text="Workload id; or give 'identity'.")
     identity = serializers.CharField(
         required=False,
         max_length=300,
