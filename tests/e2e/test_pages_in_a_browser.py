@@ -31,6 +31,16 @@ BROKEN_DESCRIPTIONS = """
     .map((id) => (el.name || el.id || el.tagName) + ' -> #' + id))
 """
 
+# Table headers and dates that wrap onto more than two lines: a cell broken letter by letter.
+BROKEN_CELLS = """
+() => Array.from(document.querySelectorAll('main th, main td time')).flatMap((el) => {
+  const range = document.createRange();
+  range.selectNodeContents(el);
+  const lines = new Set(Array.from(range.getClientRects()).map((r) => Math.round(r.top))).size;
+  return lines > 2 ? [el.textContent.trim() + ' (' + lines + ' lines)'] : [];
+})
+"""
+
 
 @pytest.fixture
 def pages(
@@ -113,7 +123,9 @@ def test_api_docs_list_the_operations_offline(browser: Any, live_server: Any, pa
     context.close()
 
 
-def test_no_main_page_is_wider_than_a_phone(browser: Any, live_server: Any, pages: list[str]) -> None:
+def test_no_main_page_is_wider_than_a_phone_and_table_cells_stay_readable(
+    browser: Any, live_server: Any, pages: list[str]
+) -> None:
     base = live_server.url
     context = browser.new_context(viewport={"width": 390, "height": 844})
     page = context.new_page()
@@ -124,6 +136,7 @@ def test_no_main_page_is_wider_than_a_phone(browser: Any, live_server: Any, page
         width = page.evaluate("document.documentElement.scrollWidth")
         if width > 390:
             too_wide.append(f"{path}: {width}px")
+        too_wide += [f"{path}: {cell}" for cell in page.evaluate(BROKEN_CELLS)]
     assert too_wide == [], too_wide
     context.close()
 
