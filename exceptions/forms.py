@@ -136,6 +136,13 @@ class DestinationForm(forms.Form):
     )
     tls_required = forms.BooleanField(required=False, initial=True, label="TLS required")
 
+    def has_changed(self) -> bool:
+        # A row is filled in when it has a host: clearing the host removes the row
+        # (its port and TLS box keep their defaults, so they cannot tell).
+        if not self.is_bound:
+            return super().has_changed()
+        return bool(str(self.data.get(self.add_prefix("host"), "")).strip())
+
 
 # The limit on destinations is the service's (one message for form and API);
 # max_num only stops the page's "Add destination" at that many rows.
@@ -145,6 +152,18 @@ class BaseDestinationFormSet(forms.BaseFormSet):
         "too_few_forms": NO_DESTINATIONS,
         "too_many_forms": NO_DESTINATIONS,
     }
+
+    def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
+        # Any row may be left empty (and is then dropped), the first included.
+        return {**super().get_form_kwargs(index), "empty_permitted": True}
+
+    def clean(self) -> None:
+        if not any(form.has_changed() for form in self.forms):
+            raise ValidationError(NO_DESTINATIONS, code="too_few_forms")
+
+    def filled_forms(self) -> list[forms.Form]:
+        """The rows with a host, in order: the destinations the service is given."""
+        return [form for form in self.forms if form.has_changed()]
 
 
 DestinationFormSet = forms.formset_factory(
@@ -158,14 +177,16 @@ DestinationFormSet = forms.formset_factory(
 
 
 def apply_service_errors(error: ValidationError, form: forms.Form, formset: forms.BaseFormSet[Any]) -> None:
-    """Put a service's field-keyed errors on the matching form or destination row."""
+    """Put a service's field-keyed errors on the matching form or destination row
+    (the service numbers only the rows that were filled in)."""
+    rows = formset.filled_forms() if isinstance(formset, BaseDestinationFormSet) else formset.forms
     for key, messages in error.message_dict.items():
         if key.startswith("destinations["):
             index_text, _, field = key[len("destinations[") :].partition("].")
             index = int(index_text)
-            if index < len(formset.forms) and field in formset.forms[index].fields:
+            if index < len(rows) and field in rows[index].fields:
                 for message in messages:
-                    formset.forms[index].add_error(field, message)
+                    rows[index].add_error(field, message)
                 continue
         target = "lifetime_value" if key == "lifetime" else key
         for message in messages:
