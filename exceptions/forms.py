@@ -82,7 +82,10 @@ class ExceptionRequestForm(forms.Form):
     justification = forms.CharField(
         required=False,  # the service says what an empty justification lacks
         widget=forms.Textarea(attrs={"rows": 4, "maxlength": settings.EGRESS_JUSTIFICATION_MAX_LENGTH}),
-        help_text="What the workload does at the destination and what breaks without it.",
+        help_text=(
+            f"At least {settings.EGRESS_JUSTIFICATION_MIN_LENGTH} characters: what the workload does at the "
+            "destination and what breaks without it."
+        ),
     )
     ticket_ref = forms.CharField(
         required=False,

@@ -80,6 +80,8 @@ def _to_ascii(name: str, original: str) -> str:
             code="invalid_character",
         ) from exc
     except (idna.IDNAError, UnicodeError) as exc:
+        if name.isascii():
+            raise _ascii_label_error(name, original) from exc
         raise ValidationError(
             f"'{original}' is not a valid internationalised host name: one of its labels breaks the rules for "
             "such names (for example a hyphen in the third and fourth places, a label that starts with an accent, "
@@ -87,6 +89,33 @@ def _to_ascii(name: str, original: str) -> str:
             code="invalid_name",
         ) from exc
     return encoded.lower()
+
+
+def _ascii_label_error(name: str, original: str) -> ValidationError:
+    """The rule a plain ASCII name broke, in its own words (not the internationalised-name ones)."""
+    for label in name.split("."):
+        if label.startswith("-") or label.endswith("-"):
+            return ValidationError(
+                f"'{original}': the label '{label}' starts or ends with a hyphen; a label may not start or end "
+                "with a hyphen.",
+                code="hyphen_at_edge",
+            )
+        if label.startswith("xn--"):
+            return ValidationError(
+                f"'{original}': the label '{label}' starts with 'xn--' but is not valid punycode; "
+                "enter the name as you read it, or copy its punycode exactly.",
+                code="invalid_punycode",
+            )
+        if label[2:4] == "--":
+            return ValidationError(
+                f"'{original}': the label '{label}' has hyphens in the third and fourth places, which are kept "
+                "for internationalised (xn--) names.",
+                code="reserved_hyphens",
+            )
+    return ValidationError(
+        f"'{original}': each dot-separated label may only hold letters, digits and inner hyphens.",
+        code="invalid_label",
+    )
 
 
 def to_unicode(ascii_host: str) -> str:

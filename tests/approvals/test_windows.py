@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -198,6 +199,8 @@ def test_request_form_preview_names_the_rule_and_when_it_would_go_live(
     assert "security-officers from outside the requesting team, MFA enrolled" in body["approval"]["needs"]
     assert body["approval"]["go_live"]["window"] == "tue"
     assert "Europe/Berlin" in body["approval"]["go_live"]["reason"]
+    # The time as the pages write it, for the script to show as is (not the browser's locale, without a zone).
+    assert re.fullmatch(r"\w{3} \d{4}-\d\d-\d\d \d\d:\d\d UTC", body["approval"]["go_live"]["at_display"])
 
 
 def test_the_approval_preview_shows_what_approving_publishes_now_and_what_changes_at_go_live(
