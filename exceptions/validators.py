@@ -92,29 +92,30 @@ def _to_ascii(name: str, original: str) -> str:
 
 
 def _ascii_label_error(name: str, original: str) -> ValidationError:
-    """The rule a plain ASCII name broke, in its own words (not the internationalised-name ones)."""
+    """The rule a plain ASCII name broke, in its own words (not the internationalised-name ones);
+    the code stays the one clients already know."""
     for label in name.split("."):
         if label.startswith("-") or label.endswith("-"):
             return ValidationError(
                 f"'{original}': the label '{label}' starts or ends with a hyphen; a label may not start or end "
                 "with a hyphen.",
-                code="hyphen_at_edge",
+                code="invalid_name",
             )
         if label.startswith("xn--"):
             return ValidationError(
                 f"'{original}': the label '{label}' starts with 'xn--' but is not valid punycode; "
                 "enter the name as you read it, or copy its punycode exactly.",
-                code="invalid_punycode",
+                code="invalid_name",
             )
         if label[2:4] == "--":
             return ValidationError(
                 f"'{original}': the label '{label}' has hyphens in the third and fourth places, which are kept "
                 "for internationalised (xn--) names.",
-                code="reserved_hyphens",
+                code="invalid_name",
             )
     return ValidationError(
         f"'{original}': each dot-separated label may only hold letters, digits and inner hyphens.",
-        code="invalid_label",
+        code="invalid_name",
     )
 
 
