@@ -258,6 +258,22 @@ def test_a_named_policy_group_member_sees_and_decides_what_the_policy_gives_them
     assert client.get(f"/requests/{request.pk}/").status_code == 404
 
 
+TWO_HOSTS = [{"host": "a.partner.example", "port": 443}, {"host": "b.partner.example", "port": 443}]
+
+
+@pytest.fixture
+def sent_back(submit: Any, approver: Any) -> Any:
+    """Submit a request and send it back to its requester with changes requested."""
+    from approvals.services import request_changes
+
+    def _make(**overrides: Any) -> Any:
+        request = submit(**overrides)
+        request_changes(actor=approver, request=request, comment="Only what you need.")
+        return request
+
+    return _make
+
+
 def _resubmit_data(request: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
     data: dict[str, Any] = {
         "workload": request.workload_id,
@@ -278,14 +294,9 @@ def _resubmit_data(request: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_resubmit_page_offers_add_and_remove_with_the_request_forms_script(
-    client: Client, submit: Any, approver: Any, requester: Any
+    client: Client, sent_back: Any, requester: Any
 ) -> None:
-    from approvals.services import request_changes
-
-    request = submit(
-        destinations=[{"host": "a.partner.example", "port": 443}, {"host": "b.partner.example", "port": 443}]
-    )
-    request_changes(actor=approver, request=request, comment="Drop b.")
+    request = sent_back(destinations=TWO_HOSTS)
     client.force_login(requester)
     page = client.get(f"/approvals/{request.pk}/resubmit/").content.decode()
     assert page.count('class="link remove-row"') == 3  # two rows and the template for new ones
@@ -324,14 +335,9 @@ def test_resubmit_page_offers_add_and_remove_with_the_request_forms_script(
     ],
 )
 def test_resubmit_drops_cleared_rows_and_keeps_added_ones(
-    client: Client, submit: Any, approver: Any, requester: Any, rows: list[dict[str, Any]], expected: list[str]
+    client: Client, sent_back: Any, requester: Any, rows: list[dict[str, Any]], expected: list[str]
 ) -> None:
-    from approvals.services import request_changes
-
-    request = submit(
-        destinations=[{"host": "a.partner.example", "port": 443}, {"host": "b.partner.example", "port": 443}]
-    )
-    request_changes(actor=approver, request=request, comment="Only what you need.")
+    request = sent_back(destinations=TWO_HOSTS)
     client.force_login(requester)
     response = client.post(f"/approvals/{request.pk}/resubmit/", _resubmit_data(request, rows))
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -340,14 +346,10 @@ def test_resubmit_drops_cleared_rows_and_keeps_added_ones(
     assert sorted(d.host for d in request.destinations.all()) == expected
 
 
-def test_resubmit_with_every_row_cleared_says_add_a_destination(
-    client: Client, submit: Any, approver: Any, requester: Any
-) -> None:
-    from approvals.services import request_changes
+def test_resubmit_with_every_row_cleared_says_add_a_destination(client: Client, sent_back: Any, requester: Any) -> None:
     from exceptions.services.submissions import NO_DESTINATIONS
 
-    request = submit()
-    request_changes(actor=approver, request=request, comment="Only what you need.")
+    request = sent_back()
     client.force_login(requester)
     rows = [{"host": "", "port": 443, "protocol": "tcp"}, {"host": "", "port": 443, "protocol": "tcp"}]
     response = client.post(f"/approvals/{request.pk}/resubmit/", _resubmit_data(request, rows))
@@ -358,12 +360,9 @@ def test_resubmit_with_every_row_cleared_says_add_a_destination(
 
 
 def test_a_service_error_lands_on_its_row_when_an_earlier_row_was_cleared(
-    client: Client, submit: Any, approver: Any, requester: Any
+    client: Client, sent_back: Any, requester: Any
 ) -> None:
-    from approvals.services import request_changes
-
-    request = submit()
-    request_changes(actor=approver, request=request, comment="Only what you need.")
+    request = sent_back()
     client.force_login(requester)
     rows = [
         {"host": "", "port": 443, "protocol": "tcp"},

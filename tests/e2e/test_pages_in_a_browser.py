@@ -185,3 +185,27 @@ def test_request_form_shows_each_error_once_and_no_tier_until_destinations_are_v
     page.wait_for_selector("#risk-summary .tier")
     assert page.locator(".destination .error").count() == 0
     context.close()
+
+
+def test_resubmit_removes_and_adds_destinations_with_the_request_forms_buttons(
+    browser: Any, live_server: Any, submit: Any, approver: Any, requester: Any
+) -> None:
+    from approvals.services import request_changes
+
+    request = submit(
+        destinations=[{"host": "a.partner.example", "port": 443}, {"host": "b.partner.example", "port": 443}]
+    )
+    request_changes(actor=approver, request=request, comment="Drop b, add c.")
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, live_server.url, requester.username)
+    page.goto(f"{live_server.url}/approvals/{request.pk}/resubmit/")
+    page.locator(".destination .remove-row").nth(1).click()
+    page.click("#add-destination")
+    page.fill("input[name='dest-1-host']", "c.partner.example")
+    page.click("button[name=resubmit]")
+    page.wait_for_url(f"**/requests/{request.pk}/")
+    request.refresh_from_db()
+    assert request.status == "pending"
+    assert sorted(d.host for d in request.destinations.all()) == ["a.partner.example", "c.partner.example"]
+    context.close()
