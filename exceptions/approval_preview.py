@@ -12,9 +12,10 @@ from django.utils import timezone
 
 from exceptions.bundle.compiler import compile_bundle
 from exceptions.bundle.opa import DATA
+from exceptions.bundle.provider_ranges import is_service_destination
 from exceptions.bundle.records import GrantRecord
 from exceptions.models import ExceptionRequest, Grant
-from exceptions.selectors import bundle_records
+from exceptions.selectors import bundle_records, latest_provider_ranges, service_cidrs
 from exceptions.services.publications import bundle_options
 
 IGNORED = {"MANIFEST.json", "opa/.manifest"}  # their only change is the revision
@@ -50,11 +51,14 @@ def preview_approval(request: ExceptionRequest, *, now: datetime | None = None, 
     next_id = (Grant.objects.aggregate(top=Max("id"))["top"] or 0) + 1
     valid_from, expires_at = request.grant_window(now)
     workload = request.workload
+    ranges = latest_provider_ranges()
     proposed = [
         GrantRecord(
             id=next_id + i,
             identity=workload.identity,
             host=d.host,
+            service=d.host if is_service_destination(d.host) else "",
+            cidrs=service_cidrs(d.host, ranges) if is_service_destination(d.host) else (),
             port=d.port,
             protocol=d.protocol,
             valid_from=valid_from,

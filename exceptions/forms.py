@@ -112,10 +112,19 @@ class ExceptionRequestForm(forms.Form):
 
 
 class DestinationForm(forms.Form):
+    # One of host or service; the submission service says which is missing or wrong.
     host = forms.CharField(
         max_length=300,
+        required=False,
         widget=forms.TextInput(attrs={"placeholder": "api.partner.example"}),
         error_messages={"required": HOST_REQUIRED},
+    )
+    service = forms.CharField(
+        max_length=300,
+        required=False,
+        label="or provider service",
+        help_text="When the provider publishes only addresses: provider:SERVICE/region, e.g. aws:S3/eu-west-1.",
+        widget=forms.TextInput(attrs={"placeholder": "aws:S3/eu-west-1"}),
     )
     port = BoundedIntegerField(bounds=PORT, initial=443, error_messages={"required": PORT_REQUIRED})
     protocol = forms.ChoiceField(
