@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from exceptions.bundle.compiler import compile_bundle
 from exceptions.bundle.opa import DATA
-from exceptions.bundle.provider_ranges import is_service_destination
+from exceptions.bundle.provider_ranges import is_service_destination, service_of
 from exceptions.bundle.records import GrantRecord
 from exceptions.models import ExceptionRequest, Grant
 from exceptions.selectors import bundle_records, latest_provider_ranges, service_cidrs
@@ -57,7 +57,7 @@ def preview_approval(request: ExceptionRequest, *, now: datetime | None = None, 
             id=next_id + i,
             identity=workload.identity,
             host=d.host,
-            service=d.host if is_service_destination(d.host) else "",
+            service=service_of(d.host),
             cidrs=service_cidrs(d.host, ranges) if is_service_destination(d.host) else (),
             port=d.port,
             protocol=d.protocol,

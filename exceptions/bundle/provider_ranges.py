@@ -25,6 +25,11 @@ def is_service_destination(host: str) -> bool:
     return bool(separator and key) and provider in PROVIDERS
 
 
+def service_of(host: str) -> str:
+    """The provider service a destination names ("" for a host): what ``Grant.service`` records."""
+    return host if is_service_destination(host) else ""
+
+
 class RangeFileError(ValueError):
     """The file is not a valid range file of the provider; the message says where and why."""
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from audit.services import Actor, PendingEvent, record_event, record_events
 from egress_portal.actors import user_of
 from exceptions.access import revoke_denial
-from exceptions.bundle.provider_ranges import is_service_destination
+from exceptions.bundle.provider_ranges import service_of
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant
 from exceptions.services.publishes import queue_publish
@@ -37,7 +37,7 @@ def issue_grants(
             workload=request.workload,
             identity=request.workload.identity,
             host=dest.host,
-            service=dest.host if is_service_destination(dest.host) else "",
+            service=service_of(dest.host),
             port=dest.port,
             protocol=dest.protocol,
             tls_required=dest.tls_required,
