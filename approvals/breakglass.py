@@ -31,6 +31,7 @@ from egress_portal.mfa import mfa_enrolled, step_up_is_fresh
 from egress_portal.outbox.services import enqueue, enqueue_mail, nudge_relay
 from egress_portal.webhooks.events import emit
 from exceptions.access import SECURITY_GROUP, roles_for
+from exceptions.bundle.provider_ranges import service_of
 from exceptions.choices import DataClass, GrantStatus, Purpose, RequestStatus, RiskTier
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
 from exceptions.services.requests import close_finished_requests
@@ -331,6 +332,7 @@ def _open_path(
             workload=workload,
             identity=workload.identity,
             host=d.host,
+            service=service_of(d.host),
             port=d.port,
             protocol=d.protocol,
             tls_required=d.tls_required,

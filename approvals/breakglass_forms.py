@@ -7,7 +7,9 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
+from exceptions.forms import BoundedIntegerField
 from exceptions.models import Workload
+from exceptions.validators import BREAKGLASS_HOURS
 
 
 class BreakGlassForm(forms.Form):
@@ -20,7 +22,7 @@ class BreakGlassForm(forms.Form):
     )
     incident_ref = forms.CharField(label="Incident reference", max_length=100)
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Reason", max_length=2000)
-    duration_hours = forms.IntegerField(label="Open for (hours)", min_value=1)
+    duration_hours = BoundedIntegerField(bounds=BREAKGLASS_HOURS, label="Open for (hours)")
     acknowledged = forms.BooleanField(
         label="I understand security officers and the team's approvers are told now and this use is reviewed.",
         required=False,

@@ -15,9 +15,10 @@ from django.utils import timezone
 
 from exceptions.bundle.compiler import compile_bundle
 from exceptions.bundle.opa import DATA
+from exceptions.bundle.provider_ranges import is_service_destination, service_of
 from exceptions.bundle.records import GrantRecord
 from exceptions.models import ExceptionRequest, Grant
-from exceptions.selectors import bundle_records
+from exceptions.selectors import bundle_records, latest_provider_ranges, service_cidrs
 from exceptions.services.publications import bundle_options
 
 IGNORED = {"MANIFEST.json", "opa/.manifest"}  # their only change is the revision
@@ -81,11 +82,14 @@ def preview_approval(
     next_id = (Grant.objects.aggregate(top=Max("id"))["top"] or 0) + 1
     valid_from, expires_at = request.grant_window(now, not_before=not_before)
     workload = request.workload
+    ranges = latest_provider_ranges()
     proposed = [
         GrantRecord(
             id=next_id + i,
             identity=workload.identity,
             host=d.host,
+            service=service_of(d.host),
+            cidrs=service_cidrs(d.host, ranges) if is_service_destination(d.host) else (),
             port=d.port,
             protocol=d.protocol,
             valid_from=valid_from,

@@ -123,10 +123,19 @@ class ExceptionRequestForm(forms.Form):
 
 
 class DestinationForm(forms.Form):
+    # One of host or service; the submission service says which is missing or wrong.
     host = forms.CharField(
         max_length=300,
+        required=False,
         widget=forms.TextInput(attrs={"placeholder": "api.partner.example"}),
         error_messages={"required": HOST_REQUIRED},
+    )
+    service = forms.CharField(
+        max_length=300,
+        required=False,
+        label="or provider service",
+        help_text="When the provider publishes only addresses: provider:SERVICE/region, e.g. aws:S3/eu-west-1.",
+        widget=forms.TextInput(attrs={"placeholder": "aws:S3/eu-west-1"}),
     )
     port = BoundedIntegerField(bounds=PORT, initial=443, error_messages={"required": PORT_REQUIRED})
     protocol = forms.ChoiceField(
@@ -140,11 +149,11 @@ class DestinationForm(forms.Form):
     tls_required = forms.BooleanField(required=False, initial=True, label="TLS required")
 
     def has_changed(self) -> bool:
-        # A row is filled in when it has a host: clearing the host removes the row
-        # (its port and TLS box keep their defaults, so they cannot tell).
+        # A row is filled in when it names a host or a provider service: clearing
+        # both removes the row (its port and TLS box keep their defaults, so they cannot tell).
         if not self.is_bound:
             return super().has_changed()
-        return bool(str(self.data.get(self.add_prefix("host"), "")).strip())
+        return any(str(self.data.get(self.add_prefix(name), "")).strip() for name in ("host", "service"))
 
 
 # The limit on destinations is the service's (one message for form and API);
@@ -165,7 +174,7 @@ class BaseDestinationFormSet(forms.BaseFormSet):
             raise ValidationError(NO_DESTINATIONS, code="too_few_forms")
 
     def filled_forms(self) -> list[forms.Form]:
-        """The rows with a host, in order: the destinations the service is given."""
+        """The rows with a host or a service, in order: the destinations the service is given."""
         return [form for form in self.forms if form.has_changed()]
 
 

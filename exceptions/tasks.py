@@ -9,10 +9,11 @@ from typing import Any
 from celery import Task, shared_task
 from django.db import OperationalError
 
+from audit.services import SYSTEM
 from egress_portal.context import request_id_scope
 from exceptions import reminders
 from exceptions.bundle.policy_repository import PublishError
-from exceptions.services import batches
+from exceptions.services import batches, provider_ranges
 from exceptions.services import publications as publishing
 
 
@@ -87,3 +88,17 @@ def publish_bundle(self: Task[..., str], trigger: str = "manual", refresh: bool 
 def send_expiry_reminders(self: Task[..., int], now: str | None = None) -> int:
     with task_scope(self):
         return reminders.send_expiry_reminders(now=_parse_now(now))
+
+
+@shared_task(
+    name="exceptions.sync_provider_ranges",
+    bind=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def sync_provider_ranges(self: Task[..., str], provider: str) -> str:
+    """A provider's range file from its configured source; a bad or unreachable file fails this run only."""
+    with task_scope(self):
+        return provider_ranges.sync_configured_provider(actor=SYSTEM, provider=provider)

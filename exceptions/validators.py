@@ -365,6 +365,8 @@ class IntBounds:
 PORT = IntBounds("port", 1, 65535)
 OBJECT_ID = IntBounds("id", 1, MAX_ID)
 LIFETIME_HOURS = IntBounds("lifetime in hours", 1, 24 * 366)
+# Break-glass is short-lived; the service holds it to EGRESS_BREAKGLASS_MAX_HOURS, this only bounds parsing.
+BREAKGLASS_HOURS = IntBounds("duration in hours", 1, 24 * 7)
 LIFETIME_DAYS = IntBounds("lifetime in days", 1, 366)
 PAGE_LIMIT = IntBounds("limit", 1, 200)
 PAGE_OFFSET = IntBounds("offset", 0, 10**9)

@@ -62,6 +62,21 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
     # At least hourly; a checkpoint also follows every publish that changed the bundle.
     DefaultSchedule(name="audit-checkpoint", task="audit.write_checkpoint", cron={"minute": "7"}),
     DefaultSchedule(name="outcome-snapshot", task="outcomes.take_daily_snapshot", cron={"minute": "59"}),
+    # Issue 11: each provider's range file (EGRESS_PROVIDER_RANGE_SOURCES; a provider
+    # without a source is skipped); a changed file republishes without a new approval.
+    *(
+        DefaultSchedule(
+            name=f"sync-provider-ranges-{provider}",
+            task="exceptions.sync_provider_ranges",
+            cron={"minute": minute},
+            kwargs={"provider": provider},
+            expire_seconds=1800,
+            description=f"Load {provider}'s published ranges; republish when they changed.",
+        )
+        for provider, minute in (("aws", "20"), ("google", "25"))
+    ),
+    # Idempotency keys are kept EGRESS_IDEMPOTENCY_HOURS (24 h); older records go hourly.
+    DefaultSchedule(name="purge-idempotency-records", task="api.purge_idempotency_records", cron={"minute": "40"}),
     # The safety net: whatever was missed (a failed push, a branch moved by hand)
     # is carried by the next full publish, which fetches the branch first.
     DefaultSchedule(

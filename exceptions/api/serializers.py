@@ -113,7 +113,9 @@ class RequestableWorkloadField(serializers.PrimaryKeyRelatedField[Workload]):
 
 
 class DestinationInputSerializer(ClosedSerializer):
-    host = serializers.CharField(max_length=300)
+    # A host, or a provider service ("aws:S3/eu-west-1"); the service checks which and words the errors.
+    host = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    service = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
     port = BoundedIntegerField(bounds=PORT)
     protocol = serializers.ChoiceField(
         choices=Protocol.choices,

@@ -19,6 +19,17 @@ from typing import Any
 PROVIDERS = ("aws", "google")
 
 
+def is_service_destination(host: str) -> bool:
+    """A destination naming a provider service ("aws:S3/eu-west-1") rather than a host."""
+    provider, separator, key = host.partition(":")
+    return bool(separator and key) and provider in PROVIDERS
+
+
+def service_of(host: str) -> str:
+    """The provider service a destination names ("" for a host): what ``Grant.service`` records."""
+    return host if is_service_destination(host) else ""
+
+
 class RangeFileError(ValueError):
     """The file is not a valid range file of the provider; the message says where and why."""
 

@@ -13,6 +13,7 @@ from audit.services import Actor, PendingEvent, record_event, record_events
 from egress_portal.actors import user_of
 from egress_portal.webhooks.events import emit_grants
 from exceptions.access import revoke_denial
+from exceptions.bundle.provider_ranges import service_of
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant
 from exceptions.services.publishes import queue_publish
@@ -37,6 +38,7 @@ def issue_grants(
             workload=request.workload,
             identity=request.workload.identity,
             host=dest.host,
+            service=service_of(dest.host),
             port=dest.port,
             protocol=dest.protocol,
             tls_required=dest.tls_required,

@@ -38,6 +38,21 @@ def read_range_file(source: str) -> bytes:
     return data
 
 
+def configured_sources() -> dict[str, str]:
+    """Provider to URL-or-path, from EGRESS_PROVIDER_RANGE_SOURCES ("aws=...,google=...")."""
+    pairs = (item.partition("=") for item in settings.EGRESS_PROVIDER_RANGE_SOURCES.split(",") if "=" in item)
+    return {provider.strip(): source.strip() for provider, _, source in pairs}
+
+
+def sync_configured_provider(*, actor: Actor, provider: str) -> str:
+    """The periodic job: sync ``provider`` from its configured source; a line saying what happened."""
+    source = configured_sources().get(provider)
+    if not source:
+        return f"{provider}: no source configured"
+    version = sync_provider_ranges(actor=actor, provider=provider, source=source)
+    return f"{provider}: unchanged" if version is None else f"{provider}: stored {version.sync_token}"
+
+
 def sync_provider_ranges(*, actor: Actor, provider: str, source: str) -> ProviderRangeSet | None:
     """Load ``provider``'s ranges from ``source``; the new version, or None if nothing changed."""
     return record_provider_ranges(actor=actor, provider=provider, source=source, data=read_range_file(source))

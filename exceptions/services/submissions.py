@@ -14,8 +14,10 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from exceptions.bundle.provider_ranges import is_service_destination
 from exceptions.models import Workload
 from exceptions.risk import LifetimeCaps, RiskAssessment, assess_risk, format_duration
+from exceptions.selectors import latest_provider_ranges
 from exceptions.validators import (
     HOST_REQUIRED,
     PORT_REQUIRED,
@@ -58,11 +60,47 @@ def assess_request_risk(
     return assess_risk(
         environment=environment,
         data_class=data_class,
-        wildcard=any(is_wildcard(h) for h in hosts),
+        # A provider service is a whole range of addresses shared with every other customer: at least a wildcard.
+        wildcard=any(is_wildcard(h) or is_service_destination(h) for h in hosts),
         purpose=purpose,
         lifetime=lifetime,
         caps=lifetime_caps(),
     )
+
+
+SHOWN_SERVICES = 30
+
+
+def validate_provider_service(value: str) -> str:
+    """A provider service ("aws:S3/eu-west-1") known to the newest range file of its provider."""
+    service = value.strip()
+    provider, _, key = service.partition(":")
+    ranges = latest_provider_ranges()
+    if provider not in ranges:
+        loaded = ", ".join(sorted(ranges)) or "none yet"
+        raise ValidationError(
+            f"'{service}' does not start with a provider whose ranges are loaded (loaded: {loaded}). "
+            "Write provider:SERVICE/region, for example aws:S3/eu-west-1.",
+            code="unknown_provider",
+        )
+    known = sorted(ranges[provider].services)
+    if key not in known:
+        shown = ", ".join(f"{provider}:{k}" for k in known[:SHOWN_SERVICES])
+        more = f" and {len(known) - SHOWN_SERVICES} more" if len(known) > SHOWN_SERVICES else ""
+        raise ValidationError(
+            f"'{service}' is not a service in {provider}'s ranges ({ranges[provider].sync_token}). "
+            f"Known services: {shown}{more}.",
+            code="unknown_service",
+        )
+    return f"{provider}:{key}"
+
+
+def _destination_target(data: Mapping[str, Any]) -> tuple[str, Any, Any]:
+    """Which field names the destination (host or service), its value and its validator."""
+    host, service = data.get("host") or "", data.get("service") or ""
+    if service or (isinstance(host, str) and is_service_destination(host.strip())):
+        return "service", service or host, validate_provider_service
+    return "host", host, validate_destination_host
 
 
 def clean_destinations(raw: Sequence[Mapping[str, Any] | DestinationInput]) -> list[DestinationInput]:
@@ -86,17 +124,23 @@ def clean_destinations(raw: Sequence[Mapping[str, Any] | DestinationInput]) -> l
         data = row.__dict__ if isinstance(row, DestinationInput) else row
         prefix = f"destinations[{index}]"
         values: dict[str, Any] = {}
-        for field, validator, default, required in (
-            ("host", validate_destination_host, None, HOST_REQUIRED),
-            ("port", validate_port, None, PORT_REQUIRED),
-            ("protocol", validate_protocol, "tcp", PROTOCOL_REQUIRED),
+        target, target_value, target_validator = _destination_target(data)
+        if target == "service" and data.get("host") and data.get("service"):
+            errors.setdefault(f"{prefix}.service", []).append(
+                "Give either a host or a provider service in one destination, not both."
+            )
+            continue
+        for field, value, validator, required in (
+            (target, target_value, target_validator, HOST_REQUIRED),
+            ("port", data.get("port"), validate_port, PORT_REQUIRED),
+            ("protocol", data.get("protocol", "tcp"), validate_protocol, PROTOCOL_REQUIRED),
         ):
-            value = data.get(field, default)
             if value is None or value == "":
                 errors.setdefault(f"{prefix}.{field}", []).append(required)
                 continue
             try:
-                values[field] = validator(value)
+                # A provider service is stored where a host goes: approvals, pages and the bundle read it there.
+                values["host" if field == "service" else field] = validator(value)
             except ValidationError as exc:
                 # The key names the row; the page shows the message inside it.
                 errors.setdefault(f"{prefix}.{field}", []).extend(exc.messages)

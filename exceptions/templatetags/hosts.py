@@ -13,6 +13,7 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from exceptions.bundle.provider_ranges import is_service_destination
 from exceptions.validators import to_unicode
 
 register = template.Library()
@@ -28,6 +29,9 @@ def show_host(host: str, port: object = None, protocol: str = "") -> SafeString:
     host = host or ""
     suffix = f":{port}" if port not in (None, "") else ""
     suffix += f"/{protocol}" if protocol else ""
+    if is_service_destination(host):
+        # Approved as the named service; its addresses change with the provider's file.
+        return format_html('<code class="host service">{}{}</code> <small>(provider service)</small>', host, suffix)
     readable = to_unicode(host)
     if readable == host:
         return format_html('<code class="host">{}{}</code>', host, suffix)

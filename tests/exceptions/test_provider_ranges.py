@@ -95,3 +95,29 @@ def test_a_range_change_reaches_the_bundle_without_a_new_approval(tmp_path: Path
     assert "3.5.72.0/23" in after.files[path].decode()
     assert json.loads(after.files["MANIFEST.json"])["provider_ranges"]["aws"]["sync_token"] == "1732900000"
     assert Grant.objects.count() == 1  # no new grant, no new approval
+
+
+def test_each_provider_sync_is_a_seeded_beat_schedule() -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    from exceptions.tasks import sync_provider_ranges as task
+
+    schedules = {t.name: t for t in PeriodicTask.objects.filter(task=task.name).select_related("crontab")}
+    assert set(schedules) == {"sync-provider-ranges-aws", "sync-provider-ranges-google"}
+    assert json.loads(schedules["sync-provider-ranges-aws"].kwargs) == {"provider": "aws"}
+    assert schedules["sync-provider-ranges-google"].crontab is not None
+
+
+def test_the_scheduled_task_syncs_the_configured_source(settings: Any) -> None:
+    from exceptions.tasks import sync_provider_ranges as task
+
+    google = AWS.parent / "cloud.json"
+    settings.EGRESS_PROVIDER_RANGE_SOURCES = f"aws={AWS}, google={google}"
+    assert task.apply(kwargs={"provider": "aws"}).get() == "aws: stored 1732800000"
+    assert task.apply(kwargs={"provider": "google"}).get().startswith("google: stored ")
+    assert task.apply(kwargs={"provider": "aws"}).get() == "aws: unchanged"
+    assert set(ProviderRangeSet.objects.values_list("provider", flat=True)) == {"aws", "google"}
+    event = AuditEvent.objects.filter(action="provider_ranges.synced").order_by("seq").first()
+    assert event is not None and event.actor_kind == "system" and event.request_id.startswith("task-")
+    settings.EGRESS_PROVIDER_RANGE_SOURCES = ""
+    assert task.apply(kwargs={"provider": "aws"}).get() == "aws: no source configured"

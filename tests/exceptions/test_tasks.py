@@ -65,6 +65,7 @@ def test_beat_schedules_live_in_the_database_with_the_defaults_seeded() -> None:
         "outcomes.take_daily_snapshot",
         "outbox.relay",
         "traffic.stale_sweep",
+        "api.purge_idempotency_records",
     }
     relay = tasks_by_name["outbox-relay"]
     assert relay.interval is not None and relay.interval.every <= 5 and relay.interval.period == "seconds"

@@ -67,7 +67,9 @@ def row_total() -> int:
 def api_payload(workload: Any) -> dict[str, Any]:
     return {
         "workload": workload.pk,
-        "destinations": [{"host": "api.partner.example", "port": 443, "protocol": "tcp", "tls_required": True}],
+        "destinations": [
+            {"host": "api.partner.example", "service": "", "port": 443, "protocol": "tcp", "tls_required": True}
+        ],
         "purpose": "partner_api",
         "data_class": "internal",
         "justification": "Settles card payments with the partner every night at 02:00.",
@@ -154,6 +156,7 @@ def form_payload(workload: Any) -> dict[str, Any]:
         "dest-MIN_NUM_FORMS": "1",
         "dest-MAX_NUM_FORMS": "50",
         "dest-0-host": "api.partner.example",
+        "dest-0-service": "",
         "dest-0-port": "443",
         "dest-0-protocol": "tcp",
         "dest-0-tls_required": "on",

@@ -2,18 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.services import SYSTEM
 from exceptions.models import ProviderRangeSet
-from exceptions.services.provider_ranges import sync_provider_ranges
-
-
-def configured_sources() -> dict[str, str]:
-    pairs = (item.partition("=") for item in settings.EGRESS_PROVIDER_RANGE_SOURCES.split(",") if "=" in item)
-    return {provider.strip(): source.strip() for provider, _, source in pairs}
+from exceptions.services.provider_ranges import configured_sources, sync_provider_ranges
 
 
 class Command(BaseCommand):
