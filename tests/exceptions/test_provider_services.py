@@ -127,7 +127,8 @@ def test_the_html_form_files_a_service_and_every_page_shows_the_name_not_the_num
     page = client.get(request.get_absolute_url()).content.decode()
     assert "aws:S3/eu-west-1" in page and "provider service" in page and "3.5.64.0" not in page
 
-    diff = "".join(d.diff for d in preview_approval(request))
+    preview = preview_approval(request)
+    diff = "".join(d.diff for d in [*preview.on_approval, *preview.at_go_live])
     assert "aws:S3/eu-west-1" in diff
 
     client.force_login(approver)
@@ -139,8 +140,10 @@ def test_the_html_form_files_a_service_and_every_page_shows_the_name_not_the_num
     assert "aws:S3/eu-west-1" in grant_page and "3.5.64.0" not in grant_page
 
 
-def test_a_missing_destination_still_asks_for_a_host(client: Client, requester: Any, workload: Any) -> None:
-    from exceptions.validators import HOST_REQUIRED
+def test_a_row_with_neither_host_nor_service_asks_for_a_destination(
+    client: Client, requester: Any, workload: Any
+) -> None:
+    from exceptions.services.submissions import NO_DESTINATIONS
 
     client.force_login(requester)
     response = client.post(
@@ -159,4 +162,5 @@ def test_a_missing_destination_still_asks_for_a_host(client: Client, requester: 
         },
     )
     assert response.status_code == 400
-    assert response.context["formset"].forms[0].errors["host"] == [HOST_REQUIRED]
+    # An empty row is dropped (as on resubmit); with none left the page asks for one.
+    assert response.context["formset"].non_form_errors() == [NO_DESTINATIONS]
