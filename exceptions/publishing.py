@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import logging
 import time
 import zlib
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import SYSTEM, record_event
+from egress_portal.logging import log_publication
 from exceptions.bundle.archive import opa_tarball
 from exceptions.bundle.compiler import Bundle, compile_bundle
 from exceptions.bundle.publisher import GitPublisher, PublishError, PublishResult
@@ -31,7 +31,6 @@ from exceptions.bundle.records import BundleOptions, GrantRecord
 from exceptions.models import BundlePublication
 from exceptions.selectors import bundle_records
 
-logger = logging.getLogger(__name__)
 LOCK_KEY = zlib.crc32(b"egress-portal:publish-bundle")
 
 
@@ -119,7 +118,7 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
         try:
             result: PublishResult = publisher().publish(bundle, trigger=trigger, refresh=refresh)
         except PublishError as exc:
-            BundlePublication.objects.create(
+            failed = BundlePublication.objects.create(
                 status=BundlePublication.Status.FAILED,
                 revision=bundle.revision,
                 trigger=trigger,
@@ -127,7 +126,7 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                 duration_ms=int((time.monotonic() - started) * 1000),
                 error=str(exc)[:4000],
             )
-            logger.warning("bundle publish failed: %s", exc)
+            log_publication(failed)
             raise
         with transaction.atomic():
             publication = BundlePublication.objects.create(
@@ -154,4 +153,5 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                     },
                     reason=trigger,
                 )
+        log_publication(publication)
     return publication
