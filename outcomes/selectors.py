@@ -94,8 +94,9 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
     ).values_list("day", "metric", "value"):
         percentiles[metric][index[day]] = value
 
-    def spread(p90: str, p50: str, what: str = "") -> list[Series]:
-        return [Series(f"{what}90th percentile", percentiles[p90]), Series(f"{what}median", percentiles[p50])]
+    def spread(p90: str, p50: str, what: str) -> list[Series]:
+        # Short labels: each is drawn at its line's end, in the chart's right margin.
+        return [Series(f"{what} p90", percentiles[p90]), Series(f"{what} median", percentiles[p50])]
 
     wildcards = summed(Metric.WILDCARD_GRANTS, tiers)
     via_points = summed(Metric.TRAFFIC_VIA_EGRESS_POINTS, [ALL])
@@ -136,8 +137,8 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
             "Time to approve",
             "hours",
             days,
-            spread(Metric.APPROVE_P90_HOURS, Metric.APPROVE_P50_HOURS, "approved, ")
-            + spread(Metric.FIRST_DECISION_P90_HOURS, Metric.FIRST_DECISION_P50_HOURS, "first decision, "),
+            spread(Metric.APPROVE_P90_HOURS, Metric.APPROVE_P50_HOURS, "approved")
+            + spread(Metric.FIRST_DECISION_P90_HOURS, Metric.FIRST_DECISION_P50_HOURS, "first decision"),
             "From submission to full approval (the approval that completed the quorum), for requests "
             "approved that day; and from submission to the first decision of any approver, for requests "
             "first decided that day.",
@@ -147,8 +148,8 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
             "Time to policy update",
             "seconds",
             days,
-            spread(Metric.POLICY_UPDATE_P90_SECONDS, Metric.POLICY_UPDATE_P50_SECONDS, "pushed, ")
-            + spread(Metric.ENGINE_P90_SECONDS, Metric.ENGINE_P50_SECONDS, "in an engine, "),
+            spread(Metric.POLICY_UPDATE_P90_SECONDS, Metric.POLICY_UPDATE_P50_SECONDS, "pushed")
+            + spread(Metric.ENGINE_P90_SECONDS, Metric.ENGINE_P50_SECONDS, "in an engine"),
             "From approval to the pushed commit of the first bundle publish that carries it, and to the "
             "first decision an engine reported (OPA decision logs) with that bundle revision or a later one.",
         ),

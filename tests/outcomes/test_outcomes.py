@@ -87,16 +87,16 @@ def test_daily_snapshot_has_the_known_answers(scenario: Any) -> None:
     assert last["expiring"] == {"expiring soon": 2}
     # One approval completes each request's quorum here, so the first decision is the full approval.
     assert last["time_to_approve"] == {
-        "approved, 90th percentile": pytest.approx(8.8),
-        "approved, median": 4,
-        "first decision, 90th percentile": pytest.approx(8.8),
-        "first decision, median": 4,
+        "approved p90": pytest.approx(8.8),
+        "approved median": 4,
+        "first decision p90": pytest.approx(8.8),
+        "first decision median": 4,
     }
     assert last["policy_update"] == {
-        "pushed, 90th percentile": pytest.approx(24.6),
-        "pushed, median": 3,
-        "in an engine, 90th percentile": None,  # no engine reported a decision
-        "in an engine, median": None,
+        "pushed p90": pytest.approx(24.6),
+        "pushed median": 3,
+        "in an engine p90": None,  # no engine reported a decision
+        "in an engine median": None,
     }
     assert last["approvals"] == {"approved": 3}
     # Days before the first snapshot are gaps, not zeros.
@@ -105,10 +105,10 @@ def test_daily_snapshot_has_the_known_answers(scenario: Any) -> None:
     staging = outcomes(filters=Filters(period=7, environment="staging"), today=today)
     last = {chart.key: {s.label: s.values[-1] for s in chart.series} for chart in staging.charts}
     assert last["active"]["all tiers"] == 2
-    assert last["time_to_approve"]["approved, 90th percentile"] == pytest.approx(9.2)
-    assert last["time_to_approve"]["approved, median"] == 6
-    assert last["policy_update"]["pushed, 90th percentile"] == pytest.approx(27.3)
-    assert last["policy_update"]["pushed, median"] == 16.5
+    assert last["time_to_approve"]["approved p90"] == pytest.approx(9.2)
+    assert last["time_to_approve"]["approved median"] == 6
+    assert last["policy_update"]["pushed p90"] == pytest.approx(27.3)
+    assert last["policy_update"]["pushed median"] == 16.5
 
     everything = outcomes(filters=Filters(period=30), today=today)
     assert everything.breakdown == [("payments", "prod", 1), ("payments", "staging", 2), ("platform", "dev", 1)]
@@ -130,16 +130,16 @@ def test_metrics_page_draws_charts_with_tables_and_csv(client: Client, requester
     client.force_login(requester)
     page = client.get("/outcomes/?period=7&team=payments").content.decode()
     assert page.count("<svg") == 9 and 'role="img"' in page
-    assert "Time to approve (hours)</title>" in page and "approved, median 4</text>" in page
+    assert "Time to approve (hours)</title>" in page and "approved median 4</text>" in page
     assert "<caption>Active grants by risk tier, grants per day" in page
     response = client.get("/outcomes/time_to_approve.csv?period=7&team=payments")
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[0] == [
         "day",
-        "approved, 90th percentile (hours)",
-        "approved, median (hours)",
-        "first decision, 90th percentile (hours)",
-        "first decision, median (hours)",
+        "approved p90 (hours)",
+        "approved median (hours)",
+        "first decision p90 (hours)",
+        "first decision median (hours)",
     ]
     assert len(rows) == 8 and rows[1][1:] == ["", "", "", ""]
     assert [scenario.date().isoformat(), "8.8", "4.0", "8.8", "4.0"] in rows
