@@ -10,4 +10,4 @@ RUN SECRET_KEY=build-only ALLOWED_HOSTS=build DATABASE_URL=sqlite:////tmp/build.
 RUN useradd --create-home --uid 10001 portal && mkdir -p /var/lib/egress-portal && chown portal /var/lib/egress-portal
 USER portal
 EXPOSE 8000
-CMD ["gunicorn", "egress_portal.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "egress_portal.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "8", "--access-logfile", "-"]

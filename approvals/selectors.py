@@ -208,7 +208,7 @@ def request_page(user: Any, req: ExceptionRequest, *, now: datetime) -> dict[str
     """What the request page shows about approvals: rule, why, missing, go-live, who approved, actions."""
     from approvals.services import go_live_for
     from exceptions.access import roles_for
-    from exceptions.bundle.preview import preview_approval
+    from exceptions.approval_preview import preview_approval
 
     policy_state = approval_state(req)
     actions = request_actions(user, req, state=policy_state)

@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 def bench_opa_archive_key() -> None:
     from bench.run import _records
     from exceptions.bundle.compiler import compile_bundle
-    from exceptions.publishing import content_revision
+    from exceptions.services.publications import bundle_options, content_revision
 
     now = datetime.now(UTC)
     for count in (10_000, 100_000):
         records = _records(count, now)
         started = time.perf_counter()
-        content_revision(records, now=now)
+        content_revision(records, now=now, options=bundle_options())
         key = time.perf_counter() - started
         started = time.perf_counter()
         compile_bundle(records, now=now)

@@ -208,13 +208,13 @@ def bench_publish() -> None:
     from datetime import UTC, datetime
 
     from exceptions.bundle.compiler import compile_bundle
-    from exceptions.bundle.publisher import GitPublisher
+    from exceptions.bundle.policy_repository import PolicyRepository
 
     now = datetime.now(UTC)
     for count in (10_000, 100_000):
         bundle = compile_bundle(_records(count, now), now=now)
         with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
-            publisher = GitPublisher(url=f"{tmp}/policy.git", work_dir=Path(tmp) / "work")
+            publisher = PolicyRepository(url=f"{tmp}/policy.git", work_dir=Path(tmp) / "work")
             started = time.perf_counter()
             first = publisher.publish(bundle, trigger="bench")
             full = time.perf_counter() - started
@@ -235,12 +235,12 @@ def bench_publish() -> None:
 
 def bench_opa() -> None:
     """Target: OPA decision cost at 100k grants / at 1k <= 1.5."""
-    import json
     from datetime import UTC, datetime
 
     from opa_bindings import OpaEngine
 
     from exceptions.bundle.compiler import compile_bundle
+    from exceptions.bundle.opa import load_data
 
     now = datetime.now(UTC)
     costs = {}
@@ -249,7 +249,7 @@ def bench_opa() -> None:
         files = compile_bundle(records, now=now).files
         engine = OpaEngine()
         engine.add_policy("egress/policy.rego", files["opa/egress/policy.rego"].decode())
-        engine.add_data(json.loads(files["opa/data.json"]))
+        engine.add_data(load_data(files))
         inputs = [
             {"identity": r.identity, "host": r.host.replace("*", "img"), "port": r.port, "protocol": "tcp"}
             for r in records[:: max(1, count // 500)]
@@ -378,6 +378,7 @@ def main() -> None:
             "dashboard",
             "traffic",
             "opa-archive",
+            "bundles",
         ],
     )
     parser.add_argument("--grants", type=int, default=100_000)
@@ -421,6 +422,10 @@ def main() -> None:
         from bench.opa_archive import bench_opa_archive_key
 
         bench_opa_archive_key()
+    if args.which in {"all", "bundles"}:
+        from bench import bundles
+
+        bundles.run(args.grants)
 
 
 if __name__ == "__main__":

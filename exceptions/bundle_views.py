@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -10,11 +12,12 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from egress_portal.bearer import has_bearer_token
-from exceptions.bundle.explain import explain
+from exceptions.bundle_watch import revision_watch
+from exceptions.explain import explain
 from exceptions.forms import ExplainForm
 from exceptions.models import BundlePublication
-from exceptions.publishing import opa_archive
 from exceptions.selectors import explainable_identities
+from exceptions.services.publications import opa_archive
 
 
 @login_required
@@ -41,19 +44,39 @@ def _authorised(request: HttpRequest) -> bool:
     return has_bearer_token(request, settings.OPA_BUNDLE_TOKEN)
 
 
+# OPA takes this content type as "the server long-polls" (and keeps long polling).
+LONG_POLL_CONTENT_TYPE = "application/vnd.openpolicyagent.bundles"
+_PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait=(\d+)", re.IGNORECASE)
+
+
+def _prefer_wait(request: HttpRequest) -> int | None:
+    """Seconds from ``Prefer: wait=N`` (OPA's long polling), capped; None without it."""
+    match = _PREFER_WAIT.search(request.headers.get("Prefer", ""))
+    return min(int(match.group(1)), settings.OPA_LONG_POLL_MAX_WAIT_SECONDS) if match else None
+
+
 @require_GET
 def opa_bundle(request: HttpRequest) -> HttpResponse:
-    """The current OPA bundle for OPA's bundle service (bearer token, ETag, 304)."""
+    """The current OPA bundle for OPA's bundle service (bearer token, ETag, 304, long polling).
+
+    With ``Prefer: wait=N`` and an ``If-None-Match`` naming the current
+    revision, the answer waits until the revision changes (then 200 with the
+    new bundle) or N seconds pass (then 304).
+    """
     if not _authorised(request):
         response = HttpResponse("A valid bearer token is required.\n", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = 'Bearer realm="egress-portal"'
         return response
+    known = [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]
+    wait = _prefer_wait(request)
     revision, archive = opa_archive()
+    if wait and f'"{revision}"' in known and revision_watch().wait(known=revision, timeout=wait):
+        revision, archive = opa_archive()
     etag = f'"{revision}"'
-    if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
+    if etag in known:
         response = HttpResponse(status=304)
     else:
-        response = HttpResponse(archive, content_type="application/gzip")
+        response = HttpResponse(archive, content_type=LONG_POLL_CONTENT_TYPE if wait else "application/gzip")
     response["ETag"] = etag
     response["Cache-Control"] = "no-cache"
     return response

@@ -5,9 +5,9 @@ from __future__ import annotations
 from audit.checkpoints import queue_checkpoint
 from egress_portal.outbox.errors import DeliveryError
 from egress_portal.outbox.models import OutboxMessage
-from exceptions.bundle.publisher import PublishError
+from exceptions.bundle.policy_repository import PublishError
 from exceptions.models import BundlePublication
-from exceptions.publishing import publish_bundle
+from exceptions.services.publications import publish_bundle
 
 
 def deliver_publish(message: OutboxMessage) -> None:

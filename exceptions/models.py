@@ -157,6 +157,9 @@ class Grant(models.Model):
     port = models.PositiveIntegerField()
     protocol = models.CharField(max_length=3, choices=Protocol.choices, default=Protocol.TCP)
     tls_required = models.BooleanField(default=True)
+    # A provider service ("aws:S3/eu-west-1") when the destination has no usable name:
+    # approved as the service; its addresses come from the latest ProviderRangeSet.
+    service = models.CharField(max_length=200, blank=True, default="")
     valid_from = models.DateTimeField()
     expires_at = models.DateTimeField()
     status = models.CharField(max_length=16, choices=GrantStatus.choices)
@@ -278,3 +281,30 @@ class ExpiryReminder(models.Model):
 
     def __str__(self) -> str:
         return f"grant {self.grant_id}: {self.days_before} days before"
+
+
+class ProviderRangeSet(models.Model):
+    """One version of a provider's published ranges (AWS ip-ranges.json, Google cloud.json).
+
+    Grants name a provider service (``S3/eu-west-1``); the bundle takes the
+    numbers from the newest version. A new version republishes without a new
+    approval, and its arrival is audited.
+    """
+
+    class Provider(models.TextChoices):
+        AWS = "aws", "AWS (ip-ranges.json)"
+        GOOGLE = "google", "Google Cloud (cloud.json)"
+
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    source = models.CharField(max_length=500)
+    sync_token = models.CharField(max_length=64)
+    published = models.CharField(max_length=64, help_text="The file's own creation date, as written.")
+    services = models.JSONField(help_text="Service key (e.g. S3/eu-west-1) to its CIDRs.")
+    fetched_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-fetched_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["provider", "sync_token"], name="one_range_set_per_token")]
+
+    def __str__(self) -> str:
+        return f"{self.provider} ranges {self.sync_token} ({self.published})"

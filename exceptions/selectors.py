@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Max, QuerySet, Sum
 
 from audit.models import AuditEvent
 from audit.selectors import timeline
 from exceptions.access import roles_for, visible_grants, visible_requests
 from exceptions.bundle.records import GrantRecord
 from exceptions.choices import GrantStatus
-from exceptions.models import ExceptionRequest, Grant, Workload
+from exceptions.models import ExceptionRequest, Grant, ProviderRangeSet, Workload
 
 GRANT_VIEWS = ("active", "expiring", "scheduled", "expired", "revoked")
 
@@ -52,11 +53,49 @@ def request_timeline(request: ExceptionRequest) -> QuerySet[AuditEvent]:
     return timeline({"exceptions.exceptionrequest": [request.pk], "exceptions.grant": grant_ids})
 
 
-def bundle_records(*, identity: str | None = None) -> list[GrantRecord]:
+def latest_provider_ranges() -> dict[str, ProviderRangeSet]:
+    """The newest stored range file of each provider."""
+    latest: dict[str, ProviderRangeSet] = {}
+    for provider in ProviderRangeSet.Provider.values:
+        version = ProviderRangeSet.objects.filter(provider=provider).first()
+        if version is not None:
+            latest[provider] = version
+    return latest
+
+
+def open_grants() -> QuerySet[Grant]:
+    return Grant.objects.filter(status__in=[GrantStatus.SCHEDULED, GrantStatus.ACTIVE])
+
+
+def open_grants_fingerprint(*, now: datetime) -> tuple[int, int, int]:
+    """Count, id sum and top id of the grants open at ``now``: one indexed aggregate.
+
+    New grants get higher ids and closed grants never reopen, so a change of
+    the open set changes this (the long-poll watcher's cheap "anything new?").
+    """
+    found = open_grants().filter(expires_at__gt=now).aggregate(count=Count("id"), total=Sum("id"), top=Max("id"))
+    return (found["count"] or 0, found["total"] or 0, found["top"] or 0)
+
+
+def open_grant_ids() -> list[int]:
+    """The ids of the open grants: what changed since the last read, cheaply (publishing)."""
+    return list(open_grants().order_by("id").values_list("id", flat=True))
+
+
+def service_cidrs(service: str, ranges: dict[str, ProviderRangeSet]) -> tuple[str, ...]:
+    """The CIDRs of a provider service ("aws:S3/eu-west-1") in the newest range file."""
+    provider, _, key = service.partition(":")
+    version = ranges.get(provider)
+    return tuple(version.services.get(key, ())) if version is not None else ()
+
+
+def bundle_records(*, identity: str | None = None, ids: Collection[int] | None = None) -> list[GrantRecord]:
     """Open grants (scheduled or active) as the compiler's frozen records."""
-    grants = Grant.objects.filter(status__in=[GrantStatus.SCHEDULED, GrantStatus.ACTIVE])
+    grants = open_grants()
     if identity is not None:
         grants = grants.filter(identity=identity)
+    if ids is not None:
+        grants = grants.filter(id__in=list(ids))
     rows = grants.values_list(
         "id",
         "identity",
@@ -71,7 +110,10 @@ def bundle_records(*, identity: str | None = None) -> list[GrantRecord]:
         "workload__name",
         "workload__namespace",
         "workload__service_account",
+        "workload__team__slug",
+        "service",
     ).order_by("id")
+    ranges = latest_provider_ranges()
     return [
         GrantRecord(
             id=row[0],
@@ -87,6 +129,9 @@ def bundle_records(*, identity: str | None = None) -> list[GrantRecord]:
             workload=row[10],
             namespace=row[11],
             service_account=row[12],
+            team=row[13] or "",
+            service=row[14],
+            cidrs=service_cidrs(row[14], ranges) if row[14] else (),
         )
         for row in rows.iterator(chunk_size=5000)
     ]

@@ -10,9 +10,10 @@ from celery import Task, shared_task
 from django.db import OperationalError
 
 from egress_portal.context import request_id_scope
-from exceptions import publishing, reminders
-from exceptions.bundle.publisher import PublishError
+from exceptions import reminders
+from exceptions.bundle.policy_repository import PublishError
 from exceptions.services import batches
+from exceptions.services import publications as publishing
 
 
 def task_scope(task: Task[..., Any]) -> AbstractContextManager[str]:

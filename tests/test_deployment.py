@@ -13,6 +13,7 @@ import pytest
 from django.core.management import call_command
 
 from audit.verification import verify_chain
+from egress_portal.signing import generate_key_file
 from exceptions.models import ExceptionRequest, Grant
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +23,15 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     clean = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+        if k
+        not in {
+            "DATABASE_URL",
+            "SECRET_KEY",
+            "DJANGO_SETTINGS_MODULE",
+            "DJANGO_ALLOW_ASYNC_UNSAFE",
+            "EGRESS_SIGNING_KEY",
+            "EGRESS_SIGNING_KEY_FILE",
+        }
     }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -37,9 +46,12 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 def _production_env(tmp_path: Path) -> dict[str, str]:
     secret_file = tmp_path / "secret"
     secret_file.write_text(secrets.token_urlsafe(50))
+    signing_key = tmp_path / "signing-key.pem"
+    generate_key_file(signing_key)
     return {
         "DJANGO_SETTINGS_MODULE": "egress_portal.settings.production",
         "SECRET_KEY_FILE": str(secret_file),
+        "EGRESS_SIGNING_KEY_FILE": str(signing_key),
         "ALLOWED_HOSTS": "egress.example.org",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.db'}",
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
@@ -61,6 +73,14 @@ def test_production_refuses_to_start_without_a_secret(tmp_path: Path, variable: 
     result = _manage("check", env=env)
     assert result.returncode != 0
     assert f"{name} (or {name}_FILE) must be set" in result.stderr
+
+
+def test_production_refuses_to_start_without_a_bundle_signing_key(tmp_path: Path) -> None:
+    env = _production_env(tmp_path)
+    del env["EGRESS_SIGNING_KEY_FILE"]
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert "EGRESS_SIGNING_KEY (or EGRESS_SIGNING_KEY_FILE) must be set" in result.stderr
 
 
 @pytest.mark.compose

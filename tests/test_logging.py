@@ -12,7 +12,7 @@ from django.test import Client
 from approvals.services import approve_request, reject_request
 from egress_portal.context import request_id_scope
 from egress_portal.logging import logging_config
-from exceptions.bundle.explain import explain
+from exceptions.explain import explain
 
 
 def _decisions(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:

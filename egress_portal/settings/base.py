@@ -431,3 +431,26 @@ EGRESS_STALE_FEED_FRESH_HOURS = env_int("EGRESS_STALE_FEED_FRESH_HOURS", 48)
 # publishes in between share it (one pending `audit.checkpoint` outbox row).
 AUDIT_CHECKPOINT_DELAY_SECONDS = env_int("AUDIT_CHECKPOINT_DELAY_SECONDS", 30)
 OUTBOX_HANDLERS["audit.checkpoint"] = "audit.delivery.deliver_checkpoint"
+# --- Issue 11: bundles at scale ---
+# Every Kubernetes object in the bundle stays under this many bytes (etcd refuses 1.5 MiB).
+EGRESS_BUNDLE_MAX_OBJECT_BYTES = env_int("EGRESS_BUNDLE_MAX_OBJECT_BYTES", 512 * 1024)
+# OPA long polling on the bundle endpoint (Prefer: wait=N): the longest wait
+# granted, the waiting requests per process (more get an immediate answer;
+# run gunicorn with threads, e.g. --threads 8), and how often the one watcher
+# per process checks the revision.
+OPA_LONG_POLL_MAX_WAIT_SECONDS = env_int("OPA_LONG_POLL_MAX_WAIT_SECONDS", 60)
+OPA_LONG_POLL_MAX_WAITERS = env_int("OPA_LONG_POLL_MAX_WAITERS", 16)
+OPA_LONG_POLL_INTERVAL_SECONDS = float(env_str("OPA_LONG_POLL_INTERVAL_SECONDS", "0.2"))
+# The generated CODEOWNERS of the policy repository: the security team owns the
+# shared policy library and everything no team owns; each team its teams/<slug>/
+# directory (EGRESS_CODEOWNERS_TEAM with {team}, or "slug=@handle,..." overrides).
+EGRESS_CODEOWNERS_SECURITY = env_str("EGRESS_CODEOWNERS_SECURITY", "@egress-portal/security")
+EGRESS_CODEOWNERS_TEAM = env_str("EGRESS_CODEOWNERS_TEAM", "@egress-portal/{team}")
+EGRESS_CODEOWNERS = env_str("EGRESS_CODEOWNERS")
+# Provider range files (AWS ip-ranges.json, Google cloud.json): where
+# `manage.py sync_provider_ranges` loads them from ("aws=URL-or-path,google=...").
+EGRESS_PROVIDER_RANGE_SOURCES = env_str(
+    "EGRESS_PROVIDER_RANGE_SOURCES",
+    "aws=https://ip-ranges.amazonaws.com/ip-ranges.json,google=https://www.gstatic.com/ipranges/cloud.json",
+)
+EGRESS_PROVIDER_RANGES_TIMEOUT = env_int("EGRESS_PROVIDER_RANGES_TIMEOUT", 30)

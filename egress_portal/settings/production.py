@@ -46,3 +46,8 @@ if CACHE_URL.startswith("redis://"):
 
 # --- Issue 12: health ---
 SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^readyz$"]
+# --- Issue 11: bundles at scale ---
+# OPA verifies every bundle against this key's public half: an unsigned
+# bundle in production would let anyone who can push to the policy
+# repository add a grant.
+EGRESS_SIGNING_KEY = env_required("EGRESS_SIGNING_KEY")

@@ -15,9 +15,9 @@ from rest_framework.views import APIView
 from exceptions.access import access_request
 from exceptions.api.pagination import BoundedLimitOffsetPagination
 from exceptions.api.serializers import BoundedIntegerField
-from exceptions.bundle.explain import explain
-from exceptions.bundle.preview import preview_approval
+from exceptions.approval_preview import preview_approval
 from exceptions.choices import Protocol
+from exceptions.explain import explain
 from exceptions.models import BundlePublication
 from exceptions.validators import PORT, validate_identity
 

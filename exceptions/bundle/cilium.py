@@ -1,22 +1,38 @@
-"""Cilium: one CiliumNetworkPolicy per Kubernetes workload, toFQDNs plus the DNS rule."""
+"""Cilium: a CiliumNetworkPolicy per Kubernetes workload, toFQDNs plus the DNS rule.
+
+A workload with very many grants gets several policies (Cilium adds them up),
+each under the size budget and each with the DNS rule its toFQDNs need.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from exceptions.bundle.kubernetes import emit_lines, quote, resource_name
+from exceptions.bundle.budget import Memo, fit, item_key
+from exceptions.bundle.kubernetes import emit_lines, quote, resource_name, team_root, to_yaml
 from exceptions.bundle.records import BundleOptions, GrantRecord
+
+Destination = tuple[int, str, str]  # port, protocol, host
+
+
+def destinations(grants: Sequence[GrantRecord]) -> list[Destination]:
+    return sorted({(grant.port, grant.protocol, grant.host) for grant in grants})
+
+
+def policy_name(service_account: str, prefix: str = "") -> str:
+    return resource_name("egress", service_account, *([prefix] if prefix else []))
 
 
 def policy(
-    namespace: str, service_account: str, grants: Sequence[GrantRecord], options: BundleOptions
+    namespace: str, service_account: str, grants: Sequence[Destination], options: BundleOptions, *, name: str = ""
 ) -> dict[str, Any]:
     by_port: dict[tuple[int, str], set[str]] = defaultdict(set)
-    for grant in grants:
-        by_port[(grant.port, grant.protocol)].add(grant.host)
+    for port, protocol, host in grants:
+        by_port[(port, protocol)].add(host)
     egress: list[dict[str, Any]] = [
         {
             # toFQDNs only works when the DNS proxy sees the lookups.
@@ -44,7 +60,7 @@ def policy(
         "apiVersion": "cilium.io/v2",
         "kind": "CiliumNetworkPolicy",
         "metadata": {
-            "name": resource_name("egress", service_account),
+            "name": name or policy_name(service_account),
             "namespace": namespace,
             "labels": {"app.kubernetes.io/managed-by": options.managed_by},
         },
@@ -71,18 +87,20 @@ def _dns_rule_lines(options: BundleOptions) -> str:
     return "\n".join(lines) + "\n"
 
 
-def policy_yaml(namespace: str, service_account: str, grants: Sequence[GrantRecord], options: BundleOptions) -> bytes:
+def policy_yaml(
+    namespace: str, service_account: str, grants: Sequence[Destination], options: BundleOptions, *, name: str = ""
+) -> bytes:
     """``to_yaml(policy(...))``, rendered directly: a bundle holds a policy per workload.
 
     The tests hold the two to the same bytes.
     """
     by_port: dict[tuple[int, str], set[str]] = defaultdict(set)
-    for grant in grants:
-        by_port[(grant.port, grant.protocol)].add(grant.host)
+    for port, protocol, host in grants:
+        by_port[(port, protocol)].add(host)
     out = [
         'apiVersion: "cilium.io/v2"\nkind: "CiliumNetworkPolicy"\nmetadata:\n  labels:\n',
         f"    app.kubernetes.io/managed-by: {quote(options.managed_by)}\n",
-        f"  name: {quote(resource_name('egress', service_account))}\n  namespace: {quote(namespace)}\n",
+        f"  name: {quote(name or policy_name(service_account))}\n  namespace: {quote(namespace)}\n",
         "spec:\n  egress:\n",
         _dns_rule_lines(options),
     ]
@@ -100,17 +118,83 @@ def policy_yaml(namespace: str, service_account: str, grants: Sequence[GrantReco
     return "".join(out).encode("utf-8")
 
 
-def emit(records: Sequence[GrantRecord], options: BundleOptions) -> tuple[dict[str, bytes], list[str]]:
+def _network_order(cidr: str) -> tuple[int, int, int]:
+    network = ipaddress.ip_network(cidr)
+    return (network.version, int(network.network_address), network.prefixlen)
+
+
+def range_policy(
+    namespace: str, service_account: str, ranges: Sequence[Destination], options: BundleOptions, *, name: str
+) -> dict[str, Any]:
+    """A workload's provider-service grants: ``toCIDRSet`` from the provider's current ranges."""
+    by_port: dict[tuple[int, str], set[str]] = defaultdict(set)
+    for port, protocol, cidr in ranges:
+        by_port[(port, protocol)].add(cidr)
+    document = policy(namespace, service_account, [], options, name=name)
+    document["spec"]["egress"] = [
+        {
+            "toCIDRSet": [{"cidr": cidr} for cidr in sorted(cidrs, key=_network_order)],
+            "toPorts": [{"ports": [{"port": str(port), "protocol": protocol.upper()}]}],
+        }
+        for (port, protocol), cidrs in sorted(by_port.items())
+    ]
+    return document
+
+
+def _size(destination: Destination) -> int:
+    return len(destination[2]) + 20
+
+
+def _key(destination: Destination) -> int:
+    return item_key(destination[2], destination[0], destination[1])
+
+
+def emit(
+    records: Sequence[GrantRecord], options: BundleOptions, memo: Memo | None = None
+) -> tuple[dict[str, bytes], list[str]]:
     """Files by path, and the identities skipped because they are not Kubernetes workloads."""
-    workloads: dict[tuple[str, str], list[GrantRecord]] = defaultdict(list)
+    workloads: dict[tuple[str, str, str], list[GrantRecord]] = defaultdict(list)
+    ranges: dict[tuple[str, str, str], set[Destination]] = defaultdict(set)
     skipped: set[str] = set()
     for record in records:
-        if record.is_kubernetes:
-            workloads[(record.namespace, record.service_account)].append(record)
+        if record.is_provider_service:
+            if not record.is_kubernetes:
+                skipped.add(record.identity)
+            elif not record.cidrs:
+                skipped.add(f"{record.identity} {record.service} (no ranges loaded for the service yet)")
+            else:
+                key = (record.team, record.namespace, record.service_account)
+                ranges[key].update((record.port, record.protocol, cidr) for cidr in record.cidrs)
+        elif record.is_kubernetes:
+            workloads[(record.team, record.namespace, record.service_account)].append(record)
         else:
             skipped.add(record.identity)
-    files = {
-        f"cilium/{namespace}/{resource_name('egress', sa)}.yaml": policy_yaml(namespace, sa, grants, options)
-        for (namespace, sa), grants in sorted(workloads.items())
-    }
+    files: dict[str, bytes] = {}
+
+    def place(kind: str, items: Sequence[Destination], team: str, namespace: str, sa: str) -> None:
+        """Render a workload's policy (or its parts under the budget) into ``files``."""
+
+        def name(prefix: str) -> str:
+            return resource_name("egress", sa, *([kind] if kind else []), *([prefix] if prefix else []))
+
+        def render(part: Sequence[Destination], prefix: str) -> bytes:
+            if kind:
+                return to_yaml(range_policy(namespace, sa, part, options, name=name(prefix)))
+            return policy_yaml(namespace, sa, part, options, name=name(prefix))
+
+        for prefix, data in fit(
+            items,
+            key=_key,
+            render=render,
+            budget=options.max_object_bytes,
+            size=_size,
+            memo=memo,
+            context=("cilium", kind, namespace, sa, options),
+        ):
+            files[f"{team_root(team)}cilium/{namespace}/{name(prefix)}.yaml"] = data
+
+    for (team, namespace, sa), grants in sorted(workloads.items()):
+        place("", destinations(grants), team, namespace, sa)
+    for (team, namespace, sa), cidrs in sorted(ranges.items()):
+        place("ranges", sorted(cidrs), team, namespace, sa)
     return files, sorted(skipped)

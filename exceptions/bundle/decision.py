@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Any
 
 from exceptions.bundle.records import GrantRecord, rfc3339, to_ns
@@ -61,6 +62,17 @@ def candidate_keys(host: str) -> list[str]:
     return keys
 
 
+def as_address(host: str) -> IPv4Address | IPv6Address | None:
+    try:
+        return ip_address(host)
+    except ValueError:
+        return None
+
+
+def _holds(cidrs: Sequence[str], address: IPv4Address | IPv6Address) -> bool:
+    return any(address in ip_network(cidr) for cidr in cidrs)
+
+
 def _fmt(value: object) -> str:
     return str(value)
 
@@ -75,6 +87,10 @@ def decide(index: Index, *, identity: str, host: str, port: object, protocol: st
     if by_host is None:
         return Decision(False, REASON_UNKNOWN_IDENTITY.format(**fields))
     candidates = [g for key in candidate_keys(host_n) for g in by_host.get(key, ())]
+    address = as_address(host_n)
+    if address is not None:
+        # Provider-service grants: their current ranges, not a name, decide.
+        candidates += [g for grants in by_host.values() for g in grants if g.cidrs and _holds(g.cidrs, address)]
     if not candidates:
         return Decision(False, REASON_NO_HOST.format(**fields))
     numeric = isinstance(port, int | float) and not isinstance(port, bool)  # JSON numbers only, as in Rego

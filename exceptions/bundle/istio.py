@@ -1,44 +1,64 @@
-"""Istio: a ServiceEntry per external host and the egress gateway's AuthorizationPolicy."""
+"""Istio: ServiceEntries grouped many hosts to an object, and the egress gateway's
+AuthorizationPolicies, one per source namespace (split further under the budget).
+
+Every object stays under ``BundleOptions.max_object_bytes`` (see ``budget``).
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from functools import lru_cache
+from collections.abc import Sequence
 from typing import Any
 
-from exceptions.bundle.kubernetes import quote, resource_name, to_yaml
+from exceptions.bundle.budget import Memo, fit, item_key
+from exceptions.bundle.kubernetes import quote, resource_name, team_root, to_yaml
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
 # ServiceEntry ports speak TCP-level protocols only; Istio has no UDP egress.
 SUPPORTED = {"tcp"}
+ANCHOR = "istio/authorizationpolicy.yaml"
+# The CRDs' list limits (spec.hosts maxItems, spec.rules maxItems).
+MAX_HOSTS = 256
+MAX_RULES = 512
+
+Ports = tuple[tuple[int, bool], ...]
 
 
-def service_entry(host: str, ports: set[tuple[int, bool]], options: BundleOptions) -> dict[str, Any]:
-    wildcard = host.startswith("*.")
+def _port_name(port: int, tls: bool) -> str:
+    return f"{'tls' if tls else 'tcp'}-{port}"
+
+
+def service_entry_name(wildcard: bool, ports: Ports, prefix: str = "") -> str:
+    """The group's name: resolution, then ports, then the split prefix (if split)."""
+    signature = "-".join(_port_name(port, tls).replace("-", "") for port, tls in ports)
+    return resource_name("egress", "sni" if wildcard else "dns", signature, *([prefix] if prefix else []))
+
+
+def service_entry(hosts: Sequence[str], ports: Ports, options: BundleOptions, *, name: str) -> dict[str, Any]:
+    wildcard = hosts[0].startswith("*.")
     return {
         "apiVersion": "networking.istio.io/v1",
         "kind": "ServiceEntry",
         "metadata": {
-            "name": resource_name("egress", host),
+            "name": name,
             "namespace": options.istio_namespace,
             "labels": {"app.kubernetes.io/managed-by": options.managed_by},
         },
         "spec": {
-            "hosts": [host],
+            "hosts": sorted(hosts),
             "location": "MESH_EXTERNAL",
             # Istio cannot DNS-resolve a wildcard; the gateway forwards by SNI.
             "resolution": "NONE" if wildcard else "DNS",
             "exportTo": ["*"],
             "ports": [
-                {"number": port, "name": f"{'tls' if tls else 'tcp'}-{port}", "protocol": "TLS" if tls else "TCP"}
-                for port, tls in sorted(ports)
+                {"number": port, "name": _port_name(port, tls), "protocol": "TLS" if tls else "TCP"}
+                for port, tls in ports
             ],
         },
     }
 
 
-SERVICE_ENTRY_YAML = """apiVersion: "networking.istio.io/v1"
+SERVICE_ENTRY_HEAD = """apiVersion: "networking.istio.io/v1"
 kind: "ServiceEntry"
 metadata:
   labels:
@@ -49,8 +69,8 @@ spec:
   exportTo:
   - "*"
   hosts:
-  - {host}
-  location: "MESH_EXTERNAL"
+"""
+SERVICE_ENTRY_TAIL = """  location: "MESH_EXTERNAL"
   ports:
 {ports}  resolution: {resolution}
 """
@@ -60,40 +80,22 @@ PORT_YAML = """  - name: {name}
 """
 
 
-def service_entry_yaml(host: str, ports: set[tuple[int, bool]], options: BundleOptions) -> bytes:
-    """``to_yaml(service_entry(...))``, rendered directly: a bundle can hold 100,000 of them.
+def service_entry_yaml(hosts: Sequence[str], ports: Ports, options: BundleOptions, *, name: str) -> bytes:
+    """``to_yaml(service_entry(...))``, rendered directly: a bundle can hold 1,000,000 hosts.
 
     The tests hold the two to the same bytes.
     """
-    return _service_entry_renderer(options.managed_by, options.istio_namespace)(host, ports)
-
-
-@lru_cache(maxsize=8)
-def _service_entry_renderer(managed_by: str, namespace: str) -> Callable[[str, set[tuple[int, bool]]], bytes]:
-    template = SERVICE_ENTRY_YAML.replace("{managed_by}", quote(managed_by)).replace("{namespace}", quote(namespace))
-    port_lines = {
-        (port, tls): PORT_YAML.format(
-            name=quote(f"{'tls' if tls else 'tcp'}-{port}"), number=port, protocol=quote("TLS" if tls else "TCP")
-        )
-        for port, tls in ((443, True), (443, False))
-    }
-
-    def render(host: str, ports: set[tuple[int, bool]]) -> bytes:
-        lines = "".join(
-            port_lines.get(p)
-            or PORT_YAML.format(
-                name=quote(f"{'tls' if p[1] else 'tcp'}-{p[0]}"), number=p[0], protocol=quote("TLS" if p[1] else "TCP")
-            )
-            for p in sorted(ports)
-        )
-        return template.format(
-            name=quote(resource_name("egress", host)),
-            host=quote(host),
-            resolution='"NONE"' if host.startswith("*.") else '"DNS"',
-            ports=lines,
-        ).encode("utf-8")
-
-    return render
+    head = SERVICE_ENTRY_HEAD.format(
+        managed_by=quote(options.managed_by), name=quote(name), namespace=quote(options.istio_namespace)
+    )
+    tail = SERVICE_ENTRY_TAIL.format(
+        ports="".join(
+            PORT_YAML.format(name=quote(_port_name(port, tls)), number=port, protocol=quote("TLS" if tls else "TCP"))
+            for port, tls in ports
+        ),
+        resolution='"NONE"' if hosts[0].startswith("*.") else '"DNS"',
+    )
+    return "".join([head, *(f"  - {quote(host)}\n" for host in sorted(hosts)), tail]).encode("utf-8")
 
 
 def principal(identity: str) -> str | None:
@@ -101,48 +103,135 @@ def principal(identity: str) -> str | None:
     return identity[len("spiffe://") :] if identity.startswith("spiffe://") else None
 
 
-def authorization_policy(records: Sequence[GrantRecord], options: BundleOptions) -> dict[str, Any]:
-    rules: dict[tuple[str, int], set[str]] = defaultdict(set)
-    for record in records:
-        name = principal(record.identity)
-        if name and record.protocol in SUPPORTED:
-            rules[(name, record.port)].add(record.host)
+def source_namespace(record: GrantRecord, name: str) -> str:
+    """The Kubernetes namespace the caller runs in ("" when the identity names none)."""
+    if record.namespace:
+        return record.namespace
+    parts = name.split("/")
+    return parts[parts.index("ns") + 1] if "ns" in parts[:-1] else ""
+
+
+def policy_name(namespace: str, prefix: str = "", team: str = "") -> str:
+    scope = ("ns", namespace) if namespace else ("other",)
+    return resource_name("egress-portal-allow", *([team] if team else []), *scope, *([prefix] if prefix else []))
+
+
+Rule = tuple[str, int, str]  # principal, port, host
+
+
+def authorization_policy(rules: Sequence[Rule], options: BundleOptions, *, name: str) -> dict[str, Any]:
+    grouped: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for name_, port, host in rules:
+        grouped[(name_, port)].add(host)
     return {
         "apiVersion": "security.istio.io/v1",
         "kind": "AuthorizationPolicy",
         "metadata": {
-            "name": "egress-portal-allow",
+            "name": name,
             "namespace": options.istio_namespace,
             "labels": {"app.kubernetes.io/managed-by": options.managed_by},
         },
         "spec": {
             "selector": {"matchLabels": dict(options.egress_gateway_labels)},
-            # With no rules an ALLOW policy allows nothing: default deny at the gateway.
+            # ALLOW policies add up. The anchor has no rules: with no grant at all
+            # the gateway still has an ALLOW policy, so it denies everything.
             "action": "ALLOW",
             "rules": [
                 {
-                    "from": [{"source": {"principals": [name]}}],
+                    "from": [{"source": {"principals": [rule_principal]}}],
                     "to": [{"operation": {"hosts": sorted(hosts), "ports": [str(port)]}}],
                 }
-                for (name, port), hosts in sorted(rules.items())
+                for (rule_principal, port), hosts in sorted(grouped.items())
             ],
         },
     }
 
 
-def emit(records: Sequence[GrantRecord], options: BundleOptions) -> tuple[dict[str, bytes], list[str]]:
+def _host_size(host: str) -> int:
+    return len(host) + 6
+
+
+def _rule_size(rule: Rule) -> int:
+    return len(rule[2]) + 8
+
+
+def _rule_key(rule: Rule) -> int:
+    # The principal leads the key: a workload's rules stay together until it alone is too large.
+    return (item_key(rule[0]) & ~0xFFFFFFFFFF) | (item_key(rule[1], rule[2]) & 0xFFFFFFFFFF)
+
+
+def _few_hosts(hosts: Sequence[str]) -> bool:
+    return len(hosts) <= MAX_HOSTS
+
+
+def _few_rules(rules: Sequence[Rule]) -> bool:
+    return len(rules) <= MAX_RULES or len({(name, port) for name, port, _ in rules}) <= MAX_RULES
+
+
+def emit(
+    records: Sequence[GrantRecord], options: BundleOptions, memo: Memo | None = None
+) -> tuple[dict[str, bytes], list[str]]:
     hosts: dict[str, set[tuple[int, bool]]] = defaultdict(set)
+    rules: dict[tuple[str, str], set[Rule]] = defaultdict(set)
     skipped: set[str] = set()
+    sources: dict[tuple[str, str, str], tuple[str | None, tuple[str, str]]] = {}
     for record in records:
+        if record.is_provider_service:
+            skipped.add(f"{record.identity} {record.service} (a provider service: Istio egress here is by name)")
+            continue
         if record.protocol not in SUPPORTED:
             skipped.add(f"{record.identity} {record.host}:{record.port}/{record.protocol} (Istio has no UDP egress)")
             continue
-        if principal(record.identity) is None:
+        # A workload's grants share its principal and policy group: work them out once.
+        source = sources.get((record.identity, record.team, record.namespace))
+        if source is None:
+            name = principal(record.identity)
+            group = (record.team, source_namespace(record, name)) if name is not None else ("", "")
+            source = sources[(record.identity, record.team, record.namespace)] = (name, group)
+        name, group = source
+        if name is None:
             skipped.add(f"{record.identity} (not a SPIFFE identity)")
+        else:
+            rules[group].add((name, record.port, record.host))
         hosts[record.host].add((record.port, record.tls_required))
-    files = {
-        f"istio/serviceentries/{resource_name('egress', host)}.yaml": service_entry_yaml(host, ports, options)
-        for host, ports in sorted(hosts.items())
-    }
-    files["istio/authorizationpolicy.yaml"] = to_yaml(authorization_policy(records, options))
+    budget = options.max_object_bytes
+    groups: dict[tuple[bool, Ports], list[str]] = defaultdict(list)
+    for host, host_ports in hosts.items():
+        signature = tuple(host_ports) if len(host_ports) == 1 else tuple(sorted(host_ports))
+        groups[(host.startswith("*."), signature)].append(host)
+    files: dict[str, bytes] = {}
+    for (wildcard, ports), members in sorted(groups.items()):
+
+        def entry(part: Sequence[str], prefix: str, wildcard: bool = wildcard, ports: Ports = ports) -> bytes:
+            return service_entry_yaml(part, ports, options, name=service_entry_name(wildcard, ports, prefix))
+
+        for prefix, data in fit(
+            members,  # fit orders them by key; the rendering sorts the hosts
+            key=item_key,
+            render=entry,
+            budget=budget,
+            size=_host_size,
+            allowed=_few_hosts,
+            memo=memo,
+            context=("serviceentry", wildcard, ports, options),
+        ):
+            files[f"istio/serviceentries/{service_entry_name(wildcard, ports, prefix)}.yaml"] = data
+    files[ANCHOR] = to_yaml(authorization_policy([], options, name="egress-portal-allow"))
+    for (team, namespace), namespace_rules in sorted(rules.items()):
+
+        def allow(part: Sequence[Rule], prefix: str, namespace: str = namespace, team: str = team) -> bytes:
+            return to_yaml(authorization_policy(part, options, name=policy_name(namespace, prefix, team)))
+
+        for prefix, data in fit(
+            sorted(namespace_rules),
+            key=_rule_key,
+            render=allow,
+            budget=budget,
+            size=_rule_size,
+            allowed=_few_rules,
+            memo=memo,
+            context=("authorizationpolicy", team, namespace, options),
+        ):
+            name = policy_name(namespace, prefix, team)
+            files[f"{team_root(team)}istio/authorizationpolicies/{name}.yaml"] = data
     return files, sorted(skipped)

@@ -22,6 +22,11 @@ def resource_name(*parts: str, max_length: int = 63) -> str:
     return name
 
 
+def team_root(team: str) -> str:
+    """Where a team's fragments live in the repository ("" for grants no team owns)."""
+    return f"teams/{team}/" if team else ""
+
+
 quote = json.encoder.encode_basestring_ascii
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
 _YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}

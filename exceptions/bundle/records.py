@@ -41,6 +41,15 @@ class GrantRecord:
     workload: str = ""
     namespace: str = ""
     service_account: str = ""
+    team: str = ""  # the owning team's slug: its fragments go under teams/<team>/
+    # A provider service ("aws:S3/eu-west-1") instead of a name: the approval is for the
+    # service, the addresses come from the provider's latest range file (``cidrs``).
+    service: str = ""
+    cidrs: tuple[str, ...] = ()
+
+    @property
+    def is_provider_service(self) -> bool:
+        return bool(self.service)
 
     @property
     def is_kubernetes(self) -> bool:
@@ -68,3 +77,15 @@ class BundleOptions:
     dns_namespace: str = "kube-system"
     dns_labels: tuple[tuple[str, str], ...] = (("k8s-app", "kube-dns"),)
     managed_by: str = "egress-portal"
+    # Every Kubernetes object stays under this many bytes (etcd refuses 1.5 MiB).
+    max_object_bytes: int = 512 * 1024
+    # CODEOWNERS (written only when security_owner is set): the security team owns
+    # everything not owned by a team, the shared policy library included; a team's
+    # handle is owners[team], else owner_template with {team}. Paths are prefixed
+    # with repository_prefix (the bundle's subdirectory in the repository).
+    security_owner: str = ""
+    owner_template: str = ""
+    owners: tuple[tuple[str, str], ...] = ()
+    repository_prefix: str = ""
+    # The provider range files the CIDRs came from: (provider, sync token, date), for MANIFEST.json.
+    provider_ranges: tuple[tuple[str, str, str], ...] = ()

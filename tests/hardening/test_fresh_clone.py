@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
 
-from exceptions.bundle.records import GrantRecord
-from exceptions.publishing import content_revision
+from exceptions.bundle.records import BundleOptions, GrantRecord
+from exceptions.services.publications import content_revision
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -29,16 +30,23 @@ def _record(**overrides: Any) -> GrantRecord:
     return GrantRecord(**values)
 
 
+OPTIONS = BundleOptions()
+
+
 def test_archive_cache_key_is_the_content_not_the_ids() -> None:
     # SQLite reuses a rolled-back id: same id, different grant, different bundle.
-    assert content_revision([_record()], now=NOW) != content_revision([_record(host="other.example")], now=NOW)
-    assert content_revision([_record()], now=NOW) == content_revision([_record()], now=NOW)
+    key = partial(content_revision, now=NOW, options=OPTIONS)
+    assert key([_record()]) != key([_record(host="other.example")])
+    assert key([_record()]) == key([_record()])
 
 
 def test_archive_cache_key_changes_when_a_grant_becomes_valid_or_expires() -> None:
     scheduled = _record(valid_from=NOW + timedelta(hours=1))
-    assert content_revision([scheduled], now=NOW) != content_revision([scheduled], now=NOW + timedelta(hours=2))
-    assert content_revision([_record()], now=NOW + timedelta(days=2)) == content_revision([], now=NOW)
+    assert content_revision([scheduled], now=NOW, options=OPTIONS) != content_revision(
+        [scheduled], now=NOW + timedelta(hours=2), options=OPTIONS
+    )
+    later = content_revision([_record()], now=NOW + timedelta(days=2), options=OPTIONS)
+    assert later == content_revision([], now=NOW, options=OPTIONS)
 
 
 @pytest.mark.parametrize("order", [1, 2])

@@ -13,7 +13,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from approvals.services import approve_request
-from exceptions.bundle.explain import explain
+from exceptions.explain import explain
 from tests.hardening.test_no_input_gives_500 import form_payload
 
 pytestmark = pytest.mark.django_db

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from egress_portal.signing import generate_key_file
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 CSS = (ROOT / "static" / "portal.css").read_text()
 
@@ -75,8 +77,10 @@ def test_production_sends_a_csp_without_inline_scripts(tmp_path: Path) -> None:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db'}",
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
         "METRICS_TOKEN": "t",
+        "EGRESS_SIGNING_KEY_FILE": str(tmp_path / "signing-key.pem"),
         "EGRESS_VAR_DIR": str(tmp_path),
     }
+    generate_key_file(tmp_path / "signing-key.pem")
     out = subprocess.run(
         [sys.executable, "manage.py", "shell", "-v", "0", "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
     )

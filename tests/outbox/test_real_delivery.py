@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from egress_portal.outbox.services import enqueue_mail
 from exceptions.models import BundlePublication, Grant
 from exceptions.reminders import send_expiry_reminders
 from exceptions.services.batches import expire_due_grants
+from tests.exceptions.bundle.test_publications import remote_data
 from tests.outbox.conftest import CeleryStack, SmtpHandler, ThrowawayRedis, wait_for
 
 
@@ -35,13 +35,14 @@ def grant_with_days_left(submit: Any, approver: Any, host: str, days: int) -> Gr
 
 
 def remote_grant_ids(policy_repo: Path) -> set[int]:
-    shown = subprocess.run(
-        ["git", "--git-dir", str(policy_repo), "show", "main:opa/data.json"], capture_output=True, text=True
+    """The grant ids in the OPA data on the branch (every shard), or none before the first publish."""
+    listed = subprocess.run(
+        ["git", "--git-dir", str(policy_repo), "rev-parse", "--verify", "main"], capture_output=True
     )
-    if shown.returncode != 0:
+    if listed.returncode != 0:
         return set()
-    data = json.loads(shown.stdout)
-    return {g["id"] for hosts in data["egress"]["grants"].values() for gs in hosts.values() for g in gs}
+    grants = remote_data(policy_repo)["egress"]["grants"]
+    return {g["id"] for shard in grants.values() for hosts in shard.values() for gs in hosts.values() for g in gs}
 
 
 @pytest.mark.postgres

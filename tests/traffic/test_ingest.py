@@ -229,7 +229,7 @@ def test_decisions_of_the_real_opa_engine_on_the_published_bundle_are_ingested(
     """The events carry what the real engine answers for the portal's bundle, in OPA's log format."""
     import uuid
 
-    from exceptions.publishing import current_bundle
+    from exceptions.services.publications import current_bundle
     from tests.exceptions.bundle.test_opa_conformance import engine_for
 
     _, token = gateway_and_token

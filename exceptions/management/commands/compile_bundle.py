@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from exceptions.publishing import current_bundle
+from exceptions.services.publications import current_bundle
 
 
 class Command(BaseCommand):

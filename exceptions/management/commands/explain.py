@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from exceptions.bundle.explain import explain
+from exceptions.explain import explain
 from exceptions.validators import PORT, parse_bounded_int
 
 

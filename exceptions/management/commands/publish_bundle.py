@@ -4,8 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from exceptions.bundle.publisher import PublishError
-from exceptions.publishing import publish_bundle
+from exceptions.bundle.policy_repository import PublishError
+from exceptions.services.publications import publish_bundle
 
 
 class Command(BaseCommand):

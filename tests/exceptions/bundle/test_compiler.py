@@ -58,9 +58,15 @@ def test_manifest_lists_counts_skips_and_digests() -> None:
         assert digest(bundle.files[path]) == sha
 
 
-def test_data_is_indexed_by_identity_then_host() -> None:
-    data = json.loads(compile_bundle(sample_records(), now=NOW).files["opa/data.json"])
-    grants = data["egress"]["grants"]
+def test_data_is_indexed_by_identity_then_host_in_a_file_per_shard() -> None:
+    from exceptions.bundle.opa import load_data, shard_of, shard_path
+
+    files = compile_bundle(sample_records(), now=NOW).files
+    data = load_data(files)
+    shard = shard_of(CHECKOUT)
+    assert data["egress"]["shard"][CHECKOUT] == shard
+    assert json.loads(files[shard_path(shard)])[CHECKOUT] == data["egress"]["grants"][shard][CHECKOUT]
+    grants = data["egress"]["grants"][shard]
     assert sorted(grants[CHECKOUT]) == ["*.cdn.partner.example", "api.stripe.com", "sandbox.partner.example"]
     assert grants[CHECKOUT]["api.stripe.com"][0]["id"] == 1
     assert "old.partner.example" not in grants[CHECKOUT]
@@ -116,7 +122,9 @@ def test_empty_state_denies_everything_at_the_gateway() -> None:
     bundle = compile_bundle([], now=NOW)
     policy = yaml.safe_load(bundle.files["istio/authorizationpolicy.yaml"])
     assert policy["spec"]["action"] == "ALLOW" and policy["spec"]["rules"] == []
-    assert json.loads(bundle.files["opa/data.json"]) == {"egress": {"grants": {}}}
+    assert not [path for path in bundle.files if path.startswith("istio/authorizationpolicies/")]
+    assert json.loads(bundle.files["opa/data.json"]) == {"egress": {"shard": {}}}
+    assert not [path for path in bundle.files if path.startswith("opa/egress/grants/")]
 
 
 @pytest.mark.parametrize("host", ["*.cdn.partner.example", "api.stripe.com"])
@@ -147,15 +155,16 @@ def test_every_yaml_file_loads_back_to_valid_kubernetes_objects() -> None:
             assert {"apiVersion", "kind", "metadata", "spec"} <= set(document), path
 
 
-@pytest.mark.parametrize("host", ["api.stripe.com", "*.cdn.partner.example"])
-def test_fast_service_entry_rendering_equals_the_generic_emitter(host: str) -> None:
+@pytest.mark.parametrize("hosts", [["api.stripe.com", "b.example", "a.example"], ["*.cdn.partner.example"]])
+def test_fast_service_entry_rendering_equals_the_generic_emitter(hosts: list[str]) -> None:
     from exceptions.bundle import istio
     from exceptions.bundle.kubernetes import to_yaml
     from exceptions.bundle.records import BundleOptions
 
-    ports = {(443, True), (8080, False)}
+    ports = ((443, True), (8080, False))
     options = BundleOptions(istio_namespace="mesh-egress")
-    assert istio.service_entry_yaml(host, ports, options) == to_yaml(istio.service_entry(host, ports, options))
+    fast = istio.service_entry_yaml(hosts, ports, options, name="egress-x")
+    assert fast == to_yaml(istio.service_entry(hosts, ports, options, name="egress-x"))
 
 
 @pytest.mark.parametrize(
@@ -174,5 +183,36 @@ def test_fast_cilium_rendering_equals_the_generic_emitter(options: dict | None) 
     grants = [r for r in sample_records() if r.namespace == "payments"] + [
         r for r in sample_records() if r.protocol == "udp"
     ]
-    fast = cilium.policy_yaml("payments", "checkout-api", grants, bundle_options)
-    assert fast == to_yaml(cilium.policy("payments", "checkout-api", grants, bundle_options))
+    destinations = cilium.destinations(grants)
+    fast = cilium.policy_yaml("payments", "checkout-api", destinations, bundle_options)
+    assert fast == to_yaml(cilium.policy("payments", "checkout-api", destinations, bundle_options))
+
+
+def test_teams_own_their_fragments_and_codeowners_says_so() -> None:
+    from dataclasses import replace
+
+    from exceptions.bundle.records import BundleOptions
+
+    records = [replace(r, team="payments" if "payments" in r.identity else "ci") for r in sample_records()]
+    options = BundleOptions(
+        security_owner="@acme/security",
+        owner_template="@acme/{team}",
+        owners=(("ci", "@acme/build-infra"),),
+        repository_prefix="egress/prod",
+    )
+    bundle = compile_bundle(records, now=NOW, options=options)
+    assert "teams/payments/cilium/payments/egress-checkout-api.yaml" in bundle.files
+    assert "teams/ci/cilium/ci/egress-runner.yaml" in bundle.files
+    policy = yaml.safe_load(
+        bundle.files["teams/payments/istio/authorizationpolicies/egress-portal-allow-payments-ns-payments.yaml"]
+    )
+    assert policy["metadata"]["name"] == "egress-portal-allow-payments-ns-payments"
+    assert _schema_errors("authorizationpolicy_v1.json", policy) == []
+    lines = bundle.files["CODEOWNERS"].decode().splitlines()
+    assert "/egress/prod/* @acme/security" in lines and "/egress/prod/opa/ @acme/security" in lines
+    assert lines[-2:] == ["/egress/prod/teams/ci/ @acme/build-infra", "/egress/prod/teams/payments/ @acme/payments"]
+    teams = json.loads(bundle.files[MANIFEST])["teams"]
+    assert teams["payments"] == {"grants": 3, "workloads": 1, "objects": 2}
+    assert teams["ci"] == {"grants": 3, "workloads": 2, "objects": 2}  # the settlement batch is no Kubernetes workload
+    # Without owners configured the compiler writes no CODEOWNERS.
+    assert "CODEOWNERS" not in compile_bundle(records, now=NOW).files

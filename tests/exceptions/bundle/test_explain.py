@@ -14,7 +14,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from approvals.services import approve_request
-from exceptions.bundle.explain import explain
+from exceptions.bundle.opa import shard_of, shard_path
+from exceptions.explain import explain
 from exceptions.services.batches import expire_due_grants
 
 pytestmark = pytest.mark.django_db
@@ -110,22 +111,27 @@ def test_preview_shows_the_exact_files_approval_would_change(
     api = APIClient()
     api.force_authenticate(approver)
     files = {d["path"]: d["diff"] for d in api.get(f"/api/v1/requests/{request.pk}/preview/").json()}
-    paths = sorted(files)
-    entry = paths[2]
-    assert entry.startswith("istio/serviceentries/egress-api-partner-example-")
-    assert paths == [
-        "cilium/payments-prod/egress-checkout.yaml",
-        "istio/authorizationpolicy.yaml",
-        entry,
-        "opa/data.json",
+    cilium = "teams/payments/cilium/payments-prod/egress-checkout.yaml"
+    allow = "teams/payments/istio/authorizationpolicies/egress-portal-allow-payments-ns-payments-prod.yaml"
+    shard = shard_path(shard_of(prod_workload.identity))
+    assert sorted(files) == [
+        "CODEOWNERS",  # the team's first grant: its directory gets its owner
+        "istio/serviceentries/egress-dns-tls443.yaml",
+        "opa/data.json",  # a new identity: the shard index names its shard
+        shard,
+        cilium,
+        allow,
     ]
 
     def added(path: str, text: str) -> bool:
         return any(line.startswith("+") and text in line for line in files[path].splitlines())
 
-    assert added("opa/data.json", '"host": "api.partner.example"')
-    assert added("cilium/payments-prod/egress-checkout.yaml", 'matchName: "api.partner.example"')
-    assert added("istio/authorizationpolicy.yaml", "cluster.local/ns/payments-prod/sa/checkout")
+    assert added(shard, '"host": "api.partner.example"')
+    assert added("opa/data.json", f'"{prod_workload.identity}"')
+    assert added(cilium, 'matchName: "api.partner.example"')
+    assert added("CODEOWNERS", "/teams/payments/ @egress-portal/payments")
+    assert added(allow, "cluster.local/ns/payments-prod/sa/checkout")
+    assert added("istio/serviceentries/egress-dns-tls443.yaml", '"api.partner.example"')
     approve_request(actor=approver, request=request)
     assert api.get(f"/api/v1/requests/{request.pk}/preview/").status_code == 409
 

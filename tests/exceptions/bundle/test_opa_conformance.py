@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from datetime import UTC, datetime, timedelta
@@ -12,6 +11,7 @@ import pytest
 
 from exceptions.bundle.compiler import compile_bundle
 from exceptions.bundle.decision import build_index, decide
+from exceptions.bundle.opa import load_data
 from exceptions.bundle.records import GrantRecord, to_ns
 
 pytestmark = pytest.mark.opa
@@ -31,7 +31,7 @@ def engine_for(files: dict[str, bytes]) -> Any:
     for path, data in files.items():
         if path.endswith(".rego"):
             engine.add_policy(path, data.decode())
-    engine.add_data(json.loads(files["opa/data.json"]))
+    engine.add_data(load_data(files))
     return engine
 
 
@@ -152,3 +152,43 @@ def test_a_broken_policy_would_fail_the_unit_tests() -> None:
 
     with pytest.raises(OpaUndefinedError):
         engine.eval_document("egress_test.test_expiry_is_checked_by_the_policy")
+
+
+def test_addresses_are_decided_by_provider_service_ranges_alike_in_opa_and_the_portal() -> None:
+    now = datetime.now(UTC)
+    ident = IDENTITIES[0]
+    day = timedelta(days=1)
+    s3 = ("3.5.64.0/21", "52.218.0.0/17", "2a05:d07a:a000::/40")
+    records = [
+        GrantRecord(1, ident, "aws:S3/eu-west-1", 443, "tcp", now - day, now + day, service="aws:S3/eu-west-1",
+                    cidrs=s3),
+        GrantRecord(
+            2, ident, "google:Google Cloud/europe-west1", 443, "tcp", now - day, now + 3 * day,
+            service="google:Google Cloud/europe-west1", cidrs=("35.187.0.0/17", "3.5.64.0/24"),
+        ),
+        GrantRecord(3, ident, "aws:S3/us-east-1", 443, "tcp", now + day, now + 2 * day, service="aws:S3/us-east-1",
+                    cidrs=("52.216.0.0/15",)),
+        GrantRecord(4, ident, "api.partner.example", 443, "tcp", now - day, now + day),
+    ]  # fmt: skip
+    engine = engine_for(compile_bundle(records, now=now).files)
+    index = build_index(records)
+    cases = [
+        ("3.5.65.9", 443, True),  # S3 only
+        ("3.5.64.9", 443, True),  # both: the longer-lasting Google grant is named
+        ("2a05:d07a:a0ff::1", 443, True),
+        ("2A05:D07A:A0FF::1", 443, True),
+        ("52.218.1.1", 8443, False),  # wrong port
+        ("52.216.0.1", 443, False),  # not valid yet
+        ("8.8.8.8", 443, False),
+        ("api.partner.example", 443, True),
+        ("3.5.64", 443, False),
+        ("010.0.0.1", 443, False),
+    ]
+    for host, port, allowed in cases:
+        request = {"identity": ident, "host": host, "port": port, "protocol": "tcp"}
+        expected = decide(index, identity=ident, host=host, port=port, protocol="tcp", now_ns=to_ns(datetime.now(UTC)))
+        assert expected.allow is allowed, (host, expected)
+        assert engine.eval_document("egress.allow", request) is allowed, host
+        assert engine.eval_document("egress.decision", request) == expected.as_contract(), host
+    both = decide(index, identity=ident, host="3.5.64.9", port=443, protocol="tcp", now_ns=to_ns(now))
+    assert both.grant_id == 2

@@ -8,14 +8,24 @@ id := "spiffe://cluster.local/ns/shop/sa/api"
 grants := {id: {
 	"api.partner.example": [{"id": 1, "host": "api.partner.example", "port": 443, "protocol": "tcp", "valid_from_ns": 1000, "expires_at_ns": 2000, "expires_at": "t1"}],
 	"*.cdn.partner.example": [{"id": 2, "host": "*.cdn.partner.example", "port": 443, "protocol": "tcp", "valid_from_ns": 1000, "expires_at_ns": 3000, "expires_at": "t2"}],
+	"img.cdn.partner.example": [
+		{"id": 3, "host": "img.cdn.partner.example", "port": 443, "protocol": "tcp", "valid_from_ns": 1000, "expires_at_ns": 2500, "expires_at": "t3"},
+		{"id": 4, "host": "img.cdn.partner.example", "port": 8443, "protocol": "tcp", "valid_from_ns": 1000, "expires_at_ns": 2500, "expires_at": "t4"},
+		{"id": 5, "host": "img.cdn.partner.example", "port": 8443, "protocol": "tcp", "valid_from_ns": 1000, "expires_at_ns": 2500, "expires_at": "t5"},
+	],
+	"aws:S3/eu-west-1": [{"id": 6, "host": "aws:S3/eu-west-1", "port": 443, "protocol": "tcp", "valid_from_ns": 1000, "expires_at_ns": 2000, "expires_at": "t6", "cidrs": ["3.5.64.0/21", "2a05:d07a:a000::/40"]}],
 }}
 
+shard := {id: "00"}
+
+sharded := {"00": grants}
+
 allowed(request, now) if {
-	data.egress.allow with data.egress.grants as grants with input as request with time.now_ns as now
+	data.egress.allow with data.egress.shard as shard with data.egress.grants as sharded with input as request with time.now_ns as now
 }
 
 decision(request, now) := d if {
-	d := data.egress.decision with data.egress.grants as grants with input as request with time.now_ns as now
+	d := data.egress.decision with data.egress.shard as shard with data.egress.grants as sharded with input as request with time.now_ns as now
 }
 
 test_exact_host_is_allowed if {
@@ -53,6 +63,27 @@ test_decision_names_the_grant if {
 	d.allow == true
 	d.grant_id == 1
 	d.expires_at == "t1"
+}
+
+test_the_longest_lasting_grant_is_named_even_when_it_is_a_wildcard if {
+	d := decision({"identity": id, "host": "img.cdn.partner.example", "port": 443, "protocol": "tcp"}, 1500)
+	d.grant_id == 2
+	later := decision({"identity": id, "host": "IMG.cdn.partner.example", "port": 443, "protocol": "tcp"}, 2700)
+	later.grant_id == 2
+}
+
+test_equal_expiry_names_the_lowest_id if {
+	d := decision({"identity": id, "host": "img.cdn.partner.example", "port": 8443, "protocol": "tcp"}, 1500)
+	d.grant_id == 4
+}
+
+test_an_address_in_a_provider_services_ranges_is_allowed if {
+	allowed({"identity": id, "host": "3.5.65.9", "port": 443, "protocol": "tcp"}, 1500)
+	allowed({"identity": id, "host": "2a05:d07a:a000::1", "port": 443, "protocol": "tcp"}, 1500)
+	not allowed({"identity": id, "host": "3.5.72.1", "port": 443, "protocol": "tcp"}, 1500)
+	not allowed({"identity": id, "host": "3.5.65.9", "port": 8443, "protocol": "tcp"}, 1500)
+	d := decision({"identity": id, "host": "3.5.65.9", "port": 443, "protocol": "tcp"}, 1500)
+	d.grant_id == 6
 }
 
 test_wildcard_host_in_input_is_not_a_name if {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import threading
 from pathlib import Path
@@ -10,7 +12,7 @@ import git
 import pytest
 
 from exceptions.bundle.compiler import compile_bundle
-from exceptions.bundle.publisher import GitPublisher, PublishError
+from exceptions.bundle.policy_repository import PolicyRepository, PublishError
 from tests.exceptions.bundle.fixtures import NOW, sample_records
 
 
@@ -27,8 +29,8 @@ def remote_file(remote: Path, path: str, branch: str = "main") -> bytes:
     ).stdout
 
 
-def make_publisher(tmp_path: Path, name: str = "work", **kwargs: object) -> GitPublisher:
-    return GitPublisher(url=str(tmp_path / "policy.git"), work_dir=tmp_path / name, **kwargs)
+def make_publisher(tmp_path: Path, name: str = "work", **kwargs: object) -> PolicyRepository:
+    return PolicyRepository(url=str(tmp_path / "policy.git"), work_dir=tmp_path / name, **kwargs)
 
 
 def test_first_publish_creates_the_bare_repo_and_commits_the_tree(tmp_path: Path) -> None:
@@ -127,7 +129,7 @@ def test_two_publishers_on_separate_machines_both_land(tmp_path: Path) -> None:
 
 def test_unreachable_remote_fails_then_recovers_with_the_whole_state(tmp_path: Path) -> None:
     missing = tmp_path / "later.git"
-    publisher = GitPublisher(url=f"file://{missing}", work_dir=tmp_path / "work")
+    publisher = PolicyRepository(url=f"file://{missing}", work_dir=tmp_path / "work")
     bundle = compile_bundle(sample_records(), now=NOW)
     with pytest.raises(PublishError) as info:
         publisher.publish(bundle, trigger="test")
@@ -179,7 +181,7 @@ def test_an_unpushed_commit_is_pushed_by_the_next_publish(tmp_path: Path) -> Non
     publisher.publish(compile_bundle(sample_records()[:1], now=NOW), trigger="first")
 
     def fail_push(attempt: int) -> None:
-        raise git.GitCommandError(["git", "push"], 128, b"fatal: unable to access remote")
+        raise OSError("fatal: unable to access remote")
 
     with pytest.raises(PublishError):
         publisher.publish(bundle, trigger="second", before_push=fail_push)
@@ -187,3 +189,103 @@ def test_an_unpushed_commit_is_pushed_by_the_next_publish(tmp_path: Path) -> Non
     result = publisher.publish(bundle, trigger="retry")
     assert result.status == "published"
     assert remote_file(tmp_path / "policy.git", "MANIFEST.json") == bundle.files["MANIFEST.json"]
+
+
+def remote_tree(remote: Path, branch: str = "main") -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(remote), "rev-parse", f"{branch}^{{tree}}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def changed_paths(remote: Path, branch: str = "main") -> set[str]:
+    out = subprocess.run(
+        ["git", "--git-dir", str(remote), "diff", "--name-only", f"{branch}~1", branch],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return set(out.split())
+
+
+def test_an_incremental_publish_writes_only_changed_files_and_equals_a_full_rebuild(tmp_path: Path) -> None:
+    records = sample_records()
+    remote = tmp_path / "policy.git"
+    publisher = make_publisher(tmp_path)
+    before = compile_bundle(records[:4], now=NOW)
+    publisher.publish(before, trigger="first")
+    after = compile_bundle(records, now=NOW)
+    result = publisher.publish(after, trigger="second")
+    assert result.status == "published" and [g.id for g in result.added] == [5, 6]
+    expected = {path for path, sha in after.digests.items() if before.digests.get(path) != sha}
+    assert changed_paths(remote) == expected and "opa/egress/policy.rego" not in expected
+    incremental_tree = remote_tree(remote)
+    # A fresh publisher (no memory of the last push) rebuilds every file: same tree.
+    rebuilt = make_publisher(tmp_path, "fresh").publish(after, trigger="rebuild", refresh=True)
+    assert rebuilt.status == "unchanged" and remote_tree(remote) == incremental_tree
+
+
+def add_foreign_file(tmp_path: Path, path: str, text: str) -> None:
+    other = tmp_path / f"other-{len(list(tmp_path.iterdir()))}"
+    repo = git.Repo.clone_from(str(tmp_path / "policy.git"), other)
+    (other / path).parent.mkdir(parents=True, exist_ok=True)
+    (other / path).write_text(text)
+    (other / "cilium" / "payments" / "egress-checkout-api.yaml").write_text("tampered\n")
+    repo.index.add([path, "cilium/payments/egress-checkout-api.yaml"])
+    repo.index.commit(f"Add {path}")
+    repo.remotes.origin.push("HEAD:main")
+
+
+def test_paths_the_bundle_does_not_own_survive_publishes_and_refreshes(tmp_path: Path) -> None:
+    records = sample_records()
+    remote = tmp_path / "policy.git"
+    publisher = make_publisher(tmp_path)
+    publisher.publish(compile_bundle(records, now=NOW), trigger="first")
+    add_foreign_file(tmp_path, "audit/checkpoint-1.json", '{"head": 1}\n')
+    # Our push is rejected (the branch moved): rebuilt on the new head, keeping audit/.
+    publisher.publish(compile_bundle(records[:3], now=NOW), trigger="second")
+    assert remote_file(remote, "audit/checkpoint-1.json") == b'{"head": 1}\n'
+    cilium = "cilium/payments/egress-checkout-api.yaml"
+    assert remote_file(remote, cilium) == compile_bundle(records[:3], now=NOW).files[cilium]  # not "tampered"
+    # The refresh restores only the bundle's own paths.
+    add_foreign_file(tmp_path, "audit/checkpoint-2.json", '{"head": 2}\n')
+    assert publisher.publish(compile_bundle(records, now=NOW), trigger="refresh", refresh=True).status == "published"
+    assert remote_file(remote, "audit/checkpoint-1.json") == b'{"head": 1}\n'
+    assert remote_file(remote, "audit/checkpoint-2.json") == b'{"head": 2}\n'
+    bundle = compile_bundle(records, now=NOW)
+    for path, data in bundle.files.items():
+        assert remote_file(remote, path) == data
+
+
+def test_a_full_rebuild_removes_stale_files_under_its_own_roots_only(tmp_path: Path) -> None:
+    records = sample_records()
+    remote = tmp_path / "policy.git"
+    make_publisher(tmp_path).publish(compile_bundle(records, now=NOW), trigger="first")
+    add_foreign_file(tmp_path, "istio/handmade.yaml", "kind: Nothing\n")
+    no_kubernetes = [r for r in records if not r.is_kubernetes]
+    make_publisher(tmp_path, "fresh").publish(compile_bundle(no_kubernetes, now=NOW), trigger="x", refresh=True)
+    tree = subprocess.run(
+        ["git", "--git-dir", str(remote), "ls-tree", "-r", "--name-only", "main"], capture_output=True, text=True
+    ).stdout.split()
+    assert not [path for path in tree if path.startswith("cilium/")]
+    assert "istio/handmade.yaml" not in tree
+    assert {"MANIFEST.json", "opa/data.json"} <= set(tree)
+
+
+def test_a_fresh_signature_over_the_same_files_makes_no_commit(tmp_path: Path) -> None:
+    from exceptions.bundle import signatures
+    from exceptions.bundle.compiler import Bundle
+
+    def signed(token_tail: str) -> Bundle:
+        bundle = compile_bundle(sample_records(), now=NOW)
+        claims = signatures.claims(bundle.opa_files())
+        header = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsifQ"  # {"alg":"ES256","kid":"k"}
+        body = json.dumps(claims).encode()
+        token = f"{header}.{base64.urlsafe_b64encode(body).decode().rstrip('=')}.{token_tail}"
+        return bundle.with_files({"opa/.signatures.json": signatures.signatures_file(token)})
+
+    first = signed("first-signature")
+    make_publisher(tmp_path).publish(first, trigger="first")
+    # Another process signs the same files again (ES256 is randomised): nothing to commit.
+    again = make_publisher(tmp_path, "other").publish(signed("second-signature"), trigger="again", refresh=True)
+    assert again.status == "unchanged"
+    assert remote_file(tmp_path / "policy.git", "opa/.signatures.json") == first.files["opa/.signatures.json"]

@@ -18,10 +18,11 @@ from django.test import Client
 from approvals.services import approve_request
 from audit.models import AuditEvent
 from egress_portal.outbox.models import OutboxMessage
-from exceptions.bundle.publisher import PublishError
+from exceptions.bundle.opa import load_data, shard_of
+from exceptions.bundle.policy_repository import PublishError
 from exceptions.models import BundlePublication
-from exceptions.publishing import current_bundle, publish_bundle
 from exceptions.services.grants import revoke_grant
+from exceptions.services.publications import current_bundle, publish_bundle
 
 
 def remote_log(remote: Path) -> list[str]:
@@ -32,10 +33,19 @@ def remote_log(remote: Path) -> list[str]:
 
 
 def remote_data(remote: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        ["git", "--git-dir", str(remote), "show", "main:opa/data.json"], capture_output=True, check=True
-    )
-    return json.loads(out.stdout)
+    """The OPA data document as the bundle on the branch builds it."""
+    listing = subprocess.run(
+        ["git", "--git-dir", str(remote), "ls-tree", "-r", "--name-only", "main", "opa/"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    files = {
+        path: subprocess.run(["git", "--git-dir", str(remote), "show", f"main:{path}"], capture_output=True).stdout
+        for path in listing
+        if path.endswith("data.json")
+    }
+    return load_data(files)
 
 
 @pytest.mark.django_db
@@ -44,7 +54,8 @@ def test_publish_records_the_publication_and_one_audit_event(policy_repo: Path, 
     publication = publish_bundle(trigger="test")
     assert (publication.status, publication.grant_count, publication.added) == ("published", 1, 1)
     data = remote_data(policy_repo)
-    assert data["egress"]["grants"][grant.identity]["api.partner.example"][0]["id"] == grant.pk
+    shard = data["egress"]["shard"][grant.identity]
+    assert data["egress"]["grants"][shard][grant.identity]["api.partner.example"][0]["id"] == grant.pk
     [event] = AuditEvent.objects.filter(action="bundle.published")
     assert event.after["commit"] == publication.commit and event.after["added"] == [grant.pk]
     again = publish_bundle(trigger="test")
@@ -128,6 +139,9 @@ def test_approval_reaches_a_pushed_commit_through_the_worker(
         time.sleep(0.1)
     assert remote_log(policy_repo), "no commit reached the policy repository within 30 s"
     assert str(grant.pk) in json.dumps(remote_data(policy_repo))
+    # The worker records the publication just after its push lands.
+    while time.monotonic() < deadline and not BundlePublication.objects.filter(status="published").exists():
+        time.sleep(0.05)
     assert BundlePublication.objects.filter(status="published").count() == 1
 
 
@@ -143,7 +157,7 @@ def test_bundle_endpoint_requires_the_bearer_token(client: Client) -> None:
 
 @pytest.mark.django_db
 def test_bundle_endpoint_serves_the_opa_bundle_with_etag_and_304(client: Client, submit: Any, approver: Any) -> None:
-    approve_request(actor=approver, request=submit())
+    [grant] = approve_request(actor=approver, request=submit())
     auth = {"HTTP_AUTHORIZATION": "Bearer test-bundle-token"}
     response = client.get("/bundles/egress.tar.gz", **auth)
     assert response.status_code == 200 and response["Content-Type"] == "application/gzip"
@@ -152,7 +166,15 @@ def test_bundle_endpoint_serves_the_opa_bundle_with_etag_and_304(client: Client,
     with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
         names = sorted(tar.getnames())
         manifest = json.loads(tar.extractfile("/.manifest").read())  # type: ignore[union-attr]
-    assert names == ["/.manifest", "/data.json", "/egress/policy.rego", "/egress/policy_test.rego"]
+    shard = shard_of(grant.identity)
+    assert names == [
+        "/.manifest",
+        "/.signatures.json",
+        "/data.json",
+        f"/egress/grants/{shard}/data.json",
+        "/egress/policy.rego",
+        "/egress/policy_test.rego",
+    ]
     assert manifest["revision"] == revision
     again = client.get("/bundles/egress.tar.gz", HTTP_IF_NONE_MATCH=f'"{revision}"', **auth)
     assert again.status_code == 304 and again.content == b""
@@ -194,3 +216,22 @@ def test_bundle_endpoint_cache_follows_grant_changes(
     assert granted != empty and granted == f'"{current_bundle().revision}"'
     revoke_grant(actor=security_officer, grant=grant, reason="done")
     assert client.get("/bundles/egress.tar.gz", **auth)["ETag"] == empty
+
+
+@pytest.mark.django_db
+def test_the_incremental_read_of_open_grants_equals_a_full_read(submit: Any, approver: Any) -> None:
+    from exceptions.selectors import bundle_records
+    from exceptions.services.grants import revoke_grant
+    from exceptions.services.publications import OpenRecords
+
+    [first] = approve_request(actor=approver, request=submit())
+    reader = OpenRecords()
+    assert [r.id for r in reader.read()] == [first.pk]
+    [second] = approve_request(
+        actor=approver, request=submit(destinations=[{"host": "pypi.org", "port": 443, "protocol": "tcp"}])
+    )
+    revoke_grant(actor=approver, grant=first, reason="No longer needed.")
+    incremental = reader.read()
+    assert [r.id for r in incremental] == [second.pk]
+    assert incremental == bundle_records()
+    assert reader.read(refresh=True) == bundle_records()

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -24,25 +27,116 @@ from django.utils import timezone
 
 from audit.services import SYSTEM, record_event
 from egress_portal.logging import log_publication
+from egress_portal.signing import sign_jws
+from exceptions.bundle import signatures
 from exceptions.bundle.archive import opa_tarball
+from exceptions.bundle.cache import CompileCache
 from exceptions.bundle.compiler import Bundle, compile_bundle
-from exceptions.bundle.publisher import GitPublisher, PublishError, PublishResult
+from exceptions.bundle.policy_repository import PolicyRepository, PublishError, PublishResult
 from exceptions.bundle.records import BundleOptions, GrantRecord
 from exceptions.models import BundlePublication
-from exceptions.selectors import bundle_records
+from exceptions.selectors import bundle_records, latest_provider_ranges, open_grant_ids, service_cidrs
 
 LOCK_KEY = zlib.crc32(b"egress-portal:publish-bundle")
 
 
 def bundle_options() -> BundleOptions:
-    return BundleOptions(istio_namespace=settings.ISTIO_NAMESPACE)
+    overrides = (item.partition("=") for item in settings.EGRESS_CODEOWNERS.split(",") if "=" in item)
+    return BundleOptions(
+        istio_namespace=settings.ISTIO_NAMESPACE,
+        max_object_bytes=settings.EGRESS_BUNDLE_MAX_OBJECT_BYTES,
+        security_owner=settings.EGRESS_CODEOWNERS_SECURITY,
+        owner_template=settings.EGRESS_CODEOWNERS_TEAM,
+        owners=tuple(sorted((team.strip(), owner.strip()) for team, _, owner in overrides)),
+        repository_prefix=settings.POLICY_REPO_SUBDIR,
+        provider_ranges=tuple(
+            (provider, version.sync_token, version.published)
+            for provider, version in sorted(latest_provider_ranges().items())
+        ),
+    )
 
 
-def current_bundle(*, now: datetime | None = None) -> Bundle:
-    return compile_bundle(bundle_records(), now=now or timezone.now(), options=bundle_options())
+# This process's last compile, per object: the next publish renders only what changed.
+# Used under the publisher lock only (one compile at a time).
+_COMPILE_CACHE = CompileCache()
 
 
-def content_revision(records: list[GrantRecord], *, now: datetime) -> str:
+SIGNATURE_KEY = "egress-portal:bundle-signature:"
+
+
+def _signer(claims: dict[str, Any]) -> str:
+    """Sign once per content: every process serves (and the branch keeps) the same bytes.
+
+    ES256 signatures are randomised, so signing the same files twice would
+    give a new .signatures.json, a new commit and a new ETag each time.
+    """
+    key = SIGNATURE_KEY + hashlib.sha256(json.dumps(claims, sort_keys=True).encode()).hexdigest()
+    token = cache.get(key)
+    if token is None:
+        token = sign_jws(claims)
+        cache.set(key, token, timeout=None)
+    return str(token)
+
+
+def sign_bundle(bundle: Bundle) -> Bundle:
+    """The bundle with ``opa/.signatures.json``, signed with EGRESS_SIGNING_KEY (if one is set)."""
+    if not settings.EGRESS_SIGNING_KEY:
+        return bundle
+    return bundle.with_files(
+        {f"opa/{signatures.SIGNATURES}": signatures.sign(bundle.opa_files(), _signer, compact=True)}
+    )
+
+
+class OpenRecords:
+    """This process's last read of the open grants, by id.
+
+    A grant's fields do not change while it is open, only whether it is open
+    (revoked, expired), so a publish reads the open grants' ids and only the
+    rows it has not seen; a provider-service grant gets the CIDRs of the
+    newest range file on every read. The refreshing safety net reads
+    everything again (a renamed workload is picked up there).
+    """
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, GrantRecord] = {}
+
+    def read(self, *, refresh: bool = False) -> list[GrantRecord]:
+        if refresh or not self.by_id:
+            records = bundle_records()
+            self.by_id = {record.id: record for record in records}
+            return records
+        ids = open_grant_ids()
+        missing = [i for i in ids if i not in self.by_id]
+        fresh = {record.id: record for record in bundle_records(ids=missing)} if missing else {}
+        seen = self.by_id
+        self.by_id = {i: record for i in ids if (record := seen.get(i) or fresh.get(i)) is not None}
+        if any(record.service for record in self.by_id.values()):
+            ranges = latest_provider_ranges()
+            for i, record in self.by_id.items():
+                if record.service:
+                    self.by_id[i] = replace(record, cidrs=service_cidrs(record.service, ranges))
+        return list(self.by_id.values())
+
+
+_OPEN_RECORDS = OpenRecords()
+
+
+def current_bundle(
+    *,
+    now: datetime | None = None,
+    compile_cache: CompileCache | None = None,
+    records: list[GrantRecord] | None = None,
+) -> Bundle:
+    bundle = compile_bundle(
+        bundle_records() if records is None else records,
+        now=now or timezone.now(),
+        options=bundle_options(),
+        cache=compile_cache,
+    )
+    return sign_bundle(bundle)
+
+
+def content_revision(records: list[GrantRecord], *, now: datetime, options: BundleOptions) -> str:
     """A digest of everything the compiled bundle depends on at ``now``.
 
     The open grants' contents (a record's repr names every field, so a field added
@@ -50,7 +144,7 @@ def content_revision(records: list[GrantRecord], *, now: datetime) -> str:
     Istio carry only those). Two states with the same digest compile to the same
     bytes, whatever ids a database reuses after a rollback.
     """
-    lines = [repr(bundle_options())]
+    lines = [repr(options)]
     lines += [f"{record!r} {record.valid_from <= now}" for record in records if record.expires_at > now]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
@@ -64,17 +158,18 @@ def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:
     """
     now = now or timezone.now()
     records = bundle_records()
-    key = f"egress-portal:opa-archive:{content_revision(records, now=now)}"
+    options = bundle_options()
+    key = f"egress-portal:opa-archive:{content_revision(records, now=now, options=options)}"
     cached = cache.get(key)
     if cached is None:
-        bundle = compile_bundle(records, now=now, options=bundle_options())
+        bundle = sign_bundle(compile_bundle(records, now=now, options=options))
         cached = (bundle.revision, opa_tarball(bundle.opa_files()))
         cache.set(key, cached, timeout=3600)
     return cached
 
 
-def publisher() -> GitPublisher:
-    return GitPublisher(
+def publisher() -> PolicyRepository:
+    return PolicyRepository(
         url=settings.POLICY_REPO_URL,
         work_dir=Path(settings.POLICY_WORK_DIR),
         branch=settings.POLICY_REPO_BRANCH,
@@ -114,7 +209,7 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
     """
     started = time.monotonic()
     with publisher_lock():
-        bundle = current_bundle()
+        bundle = current_bundle(compile_cache=_COMPILE_CACHE, records=_OPEN_RECORDS.read(refresh=refresh))
         try:
             result: PublishResult = publisher().publish(bundle, trigger=trigger, refresh=refresh)
         except PublishError as exc:

@@ -11,10 +11,11 @@ from django.db.models import Max
 from django.utils import timezone
 
 from exceptions.bundle.compiler import compile_bundle
+from exceptions.bundle.opa import DATA
 from exceptions.bundle.records import GrantRecord
 from exceptions.models import ExceptionRequest, Grant
-from exceptions.publishing import bundle_options
 from exceptions.selectors import bundle_records
+from exceptions.services.publications import bundle_options
 
 IGNORED = {"MANIFEST.json", "opa/.manifest"}  # their only change is the revision
 
@@ -28,10 +29,13 @@ class FileDiff:
 def _pretty(path: str, data: bytes | None, identity: str) -> list[str]:
     if data is None:
         return []
-    if path == "opa/data.json":
+    if path == DATA:
         # Only this identity's part can change; diffing the whole document would
         # cost time proportional to every grant in the organisation.
-        part = json.loads(data)["egress"]["grants"].get(identity, {})
+        shard = json.loads(data)["egress"]["shard"].get(identity)
+        return (json.dumps({identity: shard}, indent=1, sort_keys=True) + "\n").splitlines(keepends=True)
+    if path.startswith("opa/egress/grants/") and path.endswith("/data.json"):
+        part = json.loads(data).get(identity, {})
         return (json.dumps({identity: part}, indent=1, sort_keys=True) + "\n").splitlines(keepends=True)
     return data.decode("utf-8").splitlines(keepends=True)
 
@@ -61,6 +65,7 @@ def preview_approval(request: ExceptionRequest, *, now: datetime | None = None, 
             workload=workload.name,
             namespace=workload.namespace,
             service_account=workload.service_account,
+            team=workload.team.slug,
         )
         for i, d in enumerate(request.destinations.all())
     ]

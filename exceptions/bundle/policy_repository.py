@@ -1,0 +1,384 @@
+"""The policy repository (git side of publishing): build the tree, commit when it changed, push.
+
+No work tree: blobs, trees and commits are written straight into a bare
+cache repository with libgit2 (pygit2), and only the files whose content
+changed since the last push become new blobs. ``git`` itself fetches and
+pushes (credentials, transports and ``http.*`` config as an operator expects).
+Paths outside the bundle's own top-level entries (another writer's ``audit/``,
+a README) are carried over from the branch as they are, never deleted.
+
+The caller holds the publisher lock; this module knows nothing of Django.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pygit2
+
+from exceptions.bundle.compiler import MANIFEST, Bundle, owned_roots
+from exceptions.bundle.records import GrantRecord, rfc3339
+from exceptions.bundle.signatures import SIGNATURES, signed_part
+
+REJECTED_MARKERS = ("[rejected]", "non-fast-forward", "fetch first", "failed to update ref", "cannot lock ref")
+
+
+class PublishError(Exception):
+    """A publish failed. ``transient`` errors (network, a moving branch) are worth retrying."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class GrantSummary:
+    id: int
+    identity: str
+    host: str
+    port: int
+    protocol: str
+    expires_at: str
+    request_id: int
+    decided_by: str
+
+    def line(self) -> str:
+        decider = f", approved by {self.decided_by}" if self.decided_by else ""
+        return (
+            f"  grant {self.id}: {self.identity} -> {self.host}:{self.port}/{self.protocol} "
+            f"until {self.expires_at} (request #{self.request_id}{decider})"
+        )
+
+
+@dataclass
+class PublishResult:
+    status: str  # "published" or "unchanged"
+    revision: str
+    commit: str = ""
+    attempts: int = 1
+    added: list[GrantSummary] = field(default_factory=list)
+    removed: list[GrantSummary] = field(default_factory=list)
+
+
+def summary(record: GrantRecord) -> GrantSummary:
+    return GrantSummary(
+        record.id,
+        record.identity,
+        record.host,
+        record.port,
+        record.protocol,
+        rfc3339(record.expires_at),
+        record.request_id,
+        record.decided_by,
+    )
+
+
+def grants_in(shard_json: bytes | None) -> dict[int, GrantSummary]:
+    """The grants in one OPA data shard (the slow path, when no earlier bundle is at hand)."""
+    if not shard_json:
+        return {}
+    grants = json.loads(shard_json)
+    return {
+        entry["id"]: GrantSummary(
+            entry["id"],
+            identity,
+            host,
+            entry["port"],
+            entry["protocol"],
+            entry["expires_at"],
+            entry.get("request_id", 0),
+            entry.get("decided_by", ""),
+        )
+        for identity, by_host in grants.items()
+        for host, entries in by_host.items()
+        for entry in entries
+    }
+
+
+MAX_LISTED = 500  # per section; the data itself is in the commit
+
+
+def _section(title: str, grants: list[GrantSummary]) -> list[str]:
+    if not grants:
+        return []
+    lines = ["", f"{title}:", *(g.line() for g in grants[:MAX_LISTED])]
+    if len(grants) > MAX_LISTED:
+        lines.append(f"  ... and {len(grants) - MAX_LISTED} more")
+    return lines
+
+
+def commit_message(revision: str, added: list[GrantSummary], removed: list[GrantSummary], trigger: str) -> str:
+    lines = [f"Egress policy bundle {revision}: +{len(added)} -{len(removed)} grants", "", f"Trigger: {trigger}"]
+    lines += _section("Added", added) + _section("Removed", removed)
+    return "\n".join(lines) + "\n"
+
+
+def is_local_path(url: str) -> bool:
+    return "://" not in url and not url.startswith("git@") and ":" not in url.split("/", 1)[0]
+
+
+def with_credentials(url: str, username: str, password: str) -> str:
+    if not username or not url.startswith(("https://", "http://")):
+        return url
+    parts = urlsplit(url)
+    from urllib.parse import quote
+
+    return parts._replace(
+        netloc=f"{quote(username, safe='')}:{quote(password, safe='')}@{parts.hostname}"
+        + (f":{parts.port}" if parts.port else "")
+    ).geturl()
+
+
+@dataclass
+class _Pushed:
+    """What this process last pushed: the commit and the bundle it carries."""
+
+    commit: str
+    bundle: Bundle
+
+
+# Per process and repository: the next publish builds on it without a fetch.
+# If the branch moved meanwhile, the push is rejected and the whole tree is
+# reconciled on the new head.
+_LAST_PUSHED: dict[tuple[str, str, str, str], _Pushed] = {}
+
+
+class PolicyRepository:
+    def __init__(
+        self,
+        *,
+        url: str,
+        work_dir: Path,
+        branch: str = "main",
+        subdir: str = "",
+        author: tuple[str, str] = ("Egress Portal", "egress-portal@localhost"),
+        username: str = "",
+        password: str = "",
+        max_attempts: int = 5,
+    ) -> None:
+        self.url = url
+        self.remote_url = with_credentials(url, username, password)
+        self.work_dir = Path(work_dir)
+        self.branch = branch
+        self.subdir = subdir.strip("/")
+        self.author = author
+        self.max_attempts = max_attempts
+        self.remote_ref = f"refs/remotes/origin/{self.branch}"
+        self.env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+
+    # --- repository plumbing ---------------------------------------------------
+
+    @property
+    def _key(self) -> tuple[str, str, str, str]:
+        return (str(self.work_dir.resolve()), self.url, self.branch, self.subdir)
+
+    def _ensure_remote(self) -> None:
+        if is_local_path(self.url) and not Path(self.url).exists():
+            Path(self.url).parent.mkdir(parents=True, exist_ok=True)
+            pygit2.init_repository(self.url, bare=True, initial_head=self.branch)
+
+    def _repo(self) -> pygit2.Repository:
+        """The bare cache repository (an older non-bare clone in its place is replaced)."""
+        if (self.work_dir / "HEAD").exists() and (self.work_dir / "objects").is_dir():
+            return pygit2.Repository(str(self.work_dir))
+        if self.work_dir.exists():
+            shutil.rmtree(self.work_dir)
+        self.work_dir.parent.mkdir(parents=True, exist_ok=True)
+        repo = pygit2.init_repository(str(self.work_dir), bare=True, initial_head=self.branch)
+        # No background "gc --auto" racing the next publish in this cache.
+        repo.config["gc.autoDetach"] = False
+        _LAST_PUSHED.pop(self._key, None)
+        return repo
+
+    def _git(self, *args: str) -> None:
+        done = subprocess.run(
+            ["git", "--git-dir", str(self.work_dir), *args], env=self.env, capture_output=True, text=True, check=False
+        )
+        if done.returncode:
+            raise _GitFailed(args[0], f"{done.stderr}{done.stdout}".replace(self.remote_url, self.url).strip())
+
+    def _fetch(self, repo: pygit2.Repository) -> pygit2.Commit | None:
+        """The remote branch head (None if the remote has no such branch yet)."""
+        try:
+            self._git("fetch", "--quiet", "--no-tags", self.remote_url, f"+refs/heads/{self.branch}:{self.remote_ref}")
+        except _GitFailed as exc:
+            if "couldn't find remote ref" not in exc.detail:
+                raise
+            # A new repository, or the remote lost the branch: start it again from an empty tree.
+            if repo.references.get(self.remote_ref) is not None:
+                repo.references.delete(self.remote_ref)
+            return None
+        return self._head(repo)
+
+    def _head(self, repo: pygit2.Repository) -> pygit2.Commit | None:
+        ref = repo.references.get(self.remote_ref)
+        return repo[ref.target] if ref is not None else None  # type: ignore[return-value]
+
+    def _path(self, path: str) -> str:
+        return f"{self.subdir}/{path}" if self.subdir else path
+
+    # --- trees -------------------------------------------------------------------
+
+    def _tree(
+        self,
+        repo: pygit2.Repository,
+        base: pygit2.Commit | None,
+        bundle: Bundle,
+        previous: Bundle | None,
+    ) -> pygit2.Oid:
+        """The base commit's tree with this bundle's files in place.
+
+        With ``previous`` (the bundle the base commit carries) only the files
+        whose digest changed are written; without it every file of the bundle
+        is, and every other path under the bundle's own roots is removed.
+        Either way the tree is the same for the same base and bundle.
+        """
+        index = pygit2.Index()
+        if base is not None:
+            index.read_tree(base.tree)
+        if previous is None:
+            roots = {self._path(root) for root in owned_roots(bundle.files)}
+            prefixes = tuple(f"{root}/" for root in roots)
+            stale = [e.path for e in index if (e.path in roots or e.path.startswith(prefixes))]
+            changed: Iterable[str] = bundle.files
+        else:
+            stale = [self._path(path) for path in previous.digests.keys() - bundle.digests.keys()]
+            changed = [path for path, sha in bundle.digests.items() if previous.digests.get(path) != sha]
+        for path in stale:
+            if path in index:
+                index.remove(path)
+        for path in changed:
+            oid = repo.create_blob(bundle.files[path])
+            index.add(pygit2.IndexEntry(self._path(path), oid, pygit2.enums.FileMode.BLOB))
+        return index.write_tree(repo)
+
+    def _keep_signature(
+        self, repo: pygit2.Repository, base: pygit2.Commit | None, bundle: Bundle, previous: Bundle | None
+    ) -> Bundle:
+        """Keep the branch's signature when it signs the same files with the same key.
+
+        ES256 signatures are randomised: a fresh one over unchanged files would
+        otherwise make a commit of its own.
+        """
+        path = f"opa/{SIGNATURES}"
+        new = bundle.files.get(path)
+        if new is None or base is None:
+            return bundle
+        if previous is not None:
+            old = previous.files.get(path)
+        else:
+            try:
+                old = repo[base.tree[self._path(path)].id].data  # type: ignore[attr-defined]
+            except KeyError:
+                old = None
+        if old is None or old == new:
+            return bundle
+        try:
+            same = signed_part(old) == signed_part(new)
+        except (ValueError, KeyError):
+            same = False
+        return bundle.with_files({path: old}) if same else bundle
+
+    def _message(
+        self, repo: pygit2.Repository, base: pygit2.Commit | None, bundle: Bundle, previous: Bundle | None, trigger: str
+    ) -> tuple[str, list[GrantSummary], list[GrantSummary]]:
+        # Added and removed are counted against what the base commit has, so a
+        # commit that failed to push is described again when it goes out.
+        now = {record.id: record for record in bundle.records}
+        if previous is not None:
+            earlier = {record.id: record for record in previous.records}
+            added = [summary(now[i]) for i in sorted(now.keys() - earlier.keys())]
+            removed = [summary(earlier[i]) for i in sorted(earlier.keys() - now.keys())]
+        else:
+            before = self._grants_at(repo, base)
+            added = [summary(now[i]) for i in sorted(now.keys() - before.keys())]
+            removed = [before[i] for i in sorted(before.keys() - now.keys())]
+        return commit_message(bundle.revision, added, removed, trigger), added, removed
+
+    def _grants_at(self, repo: pygit2.Repository, base: pygit2.Commit | None) -> dict[int, GrantSummary]:
+        if base is None:
+            return {}
+        grants: dict[int, GrantSummary] = {}
+        for path in _opa_data_paths(repo, base.tree, self._path("opa/egress/grants")):
+            grants.update(grants_in(repo[base.tree[path].id].data))  # type: ignore[attr-defined]
+        return grants
+
+    # --- the one public operation ----------------------------------------------
+
+    def publish(
+        self, bundle: Bundle, *, trigger: str, refresh: bool = False, before_push: Callable[[int], None] | None = None
+    ) -> PublishResult:
+        """Commit ``bundle`` if it differs from the branch, and push it.
+
+        ``refresh`` fetches first and compares every file (the scheduled safety
+        net); otherwise the last push of this process is the base, and only the
+        changed files are written. A push rejected because the branch moved is
+        rebuilt on the new head and retried. ``before_push`` is called with the
+        attempt number (tests move the branch there).
+        """
+        try:
+            self._ensure_remote()
+            repo = self._repo()
+            pushed = None if refresh else _LAST_PUSHED.get(self._key)
+            if pushed is not None and repo.references.get(self.remote_ref) is not None:
+                if pushed.bundle.files[MANIFEST] == bundle.files[MANIFEST]:
+                    # MANIFEST.json holds the revision and every file's digest.
+                    return PublishResult("unchanged", bundle.revision, pushed.commit)
+                base: pygit2.Commit | None = repo[pushed.commit]  # type: ignore[assignment]
+                previous: Bundle | None = pushed.bundle
+            else:
+                base, previous = self._fetch(repo), None
+            for attempt in range(1, self.max_attempts + 1):
+                bundle = self._keep_signature(repo, base, bundle, previous)
+                tree = self._tree(repo, base, bundle, previous)
+                if base is not None and tree == base.tree.id:
+                    _LAST_PUSHED[self._key] = _Pushed(str(base.id), bundle)
+                    return PublishResult("unchanged", bundle.revision, str(base.id), attempt)
+                message, added, removed = self._message(repo, base, bundle, previous, trigger)
+                signature = pygit2.Signature(*self.author)
+                commit = repo.create_commit(
+                    None, signature, signature, message, tree, [base.id] if base is not None else []
+                )
+                if before_push:
+                    before_push(attempt)
+                try:
+                    self._git("push", "--quiet", self.remote_url, f"{commit}:refs/heads/{self.branch}")
+                except _GitFailed as exc:
+                    if any(marker in exc.detail for marker in REJECTED_MARKERS) and attempt < self.max_attempts:
+                        # Someone else moved the branch: start again from their head.
+                        base, previous = self._fetch(repo), None
+                        time.sleep(0.05 * attempt)
+                        continue
+                    raise
+                repo.references.create(self.remote_ref, commit, force=True)
+                _LAST_PUSHED[self._key] = _Pushed(str(commit), bundle)
+                return PublishResult("published", bundle.revision, str(commit), attempt, added, removed)
+            raise PublishError(f"the branch kept moving; gave up after {self.max_attempts} attempts")
+        except _GitFailed as exc:
+            _LAST_PUSHED.pop(self._key, None)
+            raise PublishError(f"git {exc.command} failed: {exc.detail}") from exc
+        except (OSError, pygit2.GitError) as exc:
+            _LAST_PUSHED.pop(self._key, None)
+            raise PublishError(f"policy repository unavailable: {exc}") from exc
+
+
+class _GitFailed(Exception):
+    def __init__(self, command: str, detail: str) -> None:
+        super().__init__(f"git {command}: {detail}")
+        self.command = command
+        self.detail = detail
+
+
+def _opa_data_paths(repo: pygit2.Repository, tree: pygit2.Tree, root: str) -> list[str]:
+    """Every ``data.json`` under the OPA bundle's root in ``tree``."""
+    index = pygit2.Index()
+    index.read_tree(tree)
+    return [e.path for e in index if e.path.startswith(f"{root}/") and e.path.endswith("/data.json")]

@@ -1,0 +1,35 @@
+"""The compiler package imports no Django: it runs without settings or a database."""
+
+from __future__ import annotations
+
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import exceptions.bundle
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_no_module_of_the_bundle_package_imports_django() -> None:
+    modules = [f"exceptions.bundle.{m.name}" for m in pkgutil.iter_modules(exceptions.bundle.__path__)]
+    assert "exceptions.bundle.compiler" in modules and "exceptions.bundle.policy_repository" in modules
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "leaked = sorted(m for m in sys.modules if m == 'django' or m.startswith('django.'))\n"
+        "print(','.join(leaked))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"Django imported by the bundle package: {result.stdout}"
