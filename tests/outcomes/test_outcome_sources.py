@@ -247,3 +247,18 @@ def test_prometheus_counts_ingested_records_and_denied_attempts_without_hosts_or
     assert denied.value == 2 and denied.labels == {}
     text = client.get("/metrics").content.decode()
     assert "paste.example" not in text and workload.identity not in text
+
+
+def test_wildcard_chart_states_its_change_over_the_period(submit: Any, approver: Any, noon: Any) -> None:
+    def wildcard(host: str, at: Any) -> None:
+        approve_request(actor=approver, request=submit(destinations=[{"host": host, "port": 443}]), now=at)
+
+    yesterday = noon - timedelta(days=1)
+    wildcard("*.files.example", yesterday - timedelta(hours=1))
+    take_daily_snapshot(now=yesterday)
+    wildcard("*.cdn.example", noon - timedelta(hours=1))
+    wildcard("*.logs.example", noon - timedelta(hours=1))
+    take_daily_snapshot(now=noon)
+    [chart] = [c for c in outcomes(filters=Filters(period=7), today=noon.date()).charts if c.key == "wildcards"]
+    assert chart.series[0].values[-2:] == [1, 3]
+    assert chart.description.endswith("Over the period: 1 to 3 (+2).")
