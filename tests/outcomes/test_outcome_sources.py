@@ -115,6 +115,18 @@ def test_engine_time_counts_the_first_decision_with_a_bundle_carrying_the_approv
     assert seen["rev-b"] == noon + timedelta(seconds=20)  # the earlier time of a later batch wins
     take_daily_snapshot(now=noon + timedelta(minutes=20))
 
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(Client().get("/metrics").content.decode())}
+    gauges = {
+        (s.labels["stage"], s.labels["quantile"]): s.value for s in families["egress_policy_update_seconds"].samples
+    }
+    assert gauges == {
+        ("pushed", "0.5"): pytest.approx(2.5),
+        ("pushed", "0.9"): pytest.approx(2.9),
+        ("engine", "0.5"): pytest.approx(15.5),
+        ("engine", "0.9"): pytest.approx(19.1),
+    }
     update = last_values(noon.date())["policy_update"]
     # Pushed: 3 s and 2 s after approval; in an engine: 20 s and 11 s.
     assert update["pushed median"] == pytest.approx(2.5)
