@@ -25,8 +25,16 @@ def _ids(queryset: QuerySet[Any]) -> QuerySet[Any]:
     return queryset.annotate(key=Cast("pk", CharField())).values("key")
 
 
+# Up to this many ids per object type are read first and looked up in the
+# (object_type, object_id, seq) index; more stay a subquery (a list that long costs more to send).
+ID_LIST_LIMIT = 5_000
+
+
 def _about(object_type: str, queryset: QuerySet[Any]) -> Q:
-    return Q(object_type=object_type, object_id__in=_ids(queryset))
+    ids = list(queryset.values_list("pk", flat=True)[: ID_LIST_LIMIT + 1])
+    if len(ids) > ID_LIST_LIMIT:
+        return Q(object_type=object_type, object_id__in=_ids(queryset))
+    return Q(object_type=object_type, object_id__in=[str(pk) for pk in ids])
 
 
 def about_team(team_slug: str) -> Q:

@@ -379,6 +379,7 @@ def main() -> None:
             "traffic",
             "opa-archive",
             "bundles",
+            "audit_viewer",
         ],
     )
     parser.add_argument("--grants", type=int, default=100_000)
@@ -422,6 +423,10 @@ def main() -> None:
         from bench.opa_archive import bench_opa_archive_key
 
         bench_opa_archive_key()
+    if args.which in {"all", "audit_viewer"}:
+        from bench.audit_viewer import bench_audit_viewer
+
+        bench_audit_viewer()
     if args.which in {"all", "bundles"}:
         from bench import bundles
 
