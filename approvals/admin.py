@@ -14,6 +14,7 @@ from django.http import HttpRequest
 
 from approvals import reference
 from approvals.models import ApproverGroup, ChangeWindow, Decision, Freeze
+from egress_portal.actors import actor_for
 from exceptions.admin import ReadOnlyAdmin
 
 
@@ -33,14 +34,14 @@ class ApproverGroupAdmin(admin.ModelAdmin[ApproverGroup]):
 
     def save_related(self, request: HttpRequest, form: ModelForm[ApproverGroup], formsets: Any, change: bool) -> None:
         data = form.cleaned_data
-        group = reference.ensure_approver_group(actor=request.user, name=data["name"], teams=list(data["teams"]))
+        group = reference.ensure_approver_group(actor=actor_for(request), name=data["name"], teams=list(data["teams"]))
         form.instance.pk = group.pk
         wanted = set(data["members"])
         current = set(group.members.all())
         for user in wanted - current:
-            reference.add_approver(actor=request.user, group=group, user=user)
+            reference.add_approver(actor=actor_for(request), group=group, user=user)
         for user in current - wanted:
-            reference.remove_approver(actor=request.user, group=group, user=user)
+            reference.remove_approver(actor=actor_for(request), group=group, user=user)
 
 
 @admin.register(ChangeWindow)

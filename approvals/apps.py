@@ -9,7 +9,12 @@ class ApprovalsConfig(AppConfig):
     def ready(self) -> None:
         # A bad approval policy must stop the process before it serves a
         # single request: nobody may approve against rules that do not parse.
+        from allauth.mfa.signals import authentication_failed
+
         from approvals.policy import PolicyError, current_policy
+        from egress_portal.mfa import on_authentication_failed
+
+        authentication_failed.connect(on_authentication_failed, dispatch_uid="egress-mfa-refused")
 
         try:
             current_policy()

@@ -117,3 +117,68 @@ class Freeze(models.Model):
 
     def __str__(self) -> str:
         return f"Freeze {self.starts_at:%Y-%m-%d} to {self.ends_at:%Y-%m-%d}: {self.reason[:40]}"
+
+
+class ReviewOutcome(models.TextChoices):
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    MISUSE = "misuse", "Flagged as misuse"
+
+
+class BreakGlassUse(models.Model):
+    """One break-glass (or a drill of one): who, why, for how long, and its review afterwards.
+
+    A real use owns the request whose grants it opened; a drill owns none.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="breakglass_uses")
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="breakglass_uses")
+    workload_name = models.CharField(max_length=200)
+    request = models.OneToOneField(
+        ExceptionRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="breakglass"
+    )
+    drill = models.BooleanField(default=False)
+    incident_ref = models.CharField(max_length=100)
+    reason = models.TextField()
+    destinations = models.JSONField(default=list)
+    duration = models.DurationField()
+    flow_started_at = models.DateTimeField(help_text="When the user opened the break-glass flow (before step-up).")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    review_due_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_outcome = models.CharField(max_length=16, choices=ReviewOutcome.choices, blank=True)
+    review_notes = models.TextField(blank=True)
+    reminded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["drill", "reviewed_at", "review_due_at"], name="breakglass_review_queue"),
+            models.Index(fields=["team", "drill", "created_at"], name="breakglass_team_drills"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{'Drill' if self.drill else 'Break-glass'} #{self.pk} by {self.user_id} ({self.incident_ref})"
+
+    @property
+    def flow_seconds(self) -> float:
+        return (self.created_at - self.flow_started_at).total_seconds()
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "user": self.user.get_username(),
+            "team": self.team.slug,
+            "workload": self.workload_name,
+            "request": self.request_id,
+            "drill": self.drill,
+            "incident_ref": self.incident_ref,
+            "destinations": self.destinations,
+            "duration": self.duration,
+            "flow_seconds": round(self.flow_seconds, 3),
+            "expires_at": self.expires_at,
+            "review_due_at": self.review_due_at,
+        }

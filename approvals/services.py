@@ -24,6 +24,7 @@ from approvals.models import Decision, DecisionKind
 from approvals.policy import Policy, RequestFacts, Rule, current_policy
 from approvals.windows import Calendar, GoLive, frozen_environments, load_calendar
 from audit.services import SYSTEM, record_event
+from egress_portal.actors import user_of
 from egress_portal.logging import log_request_decision
 from egress_portal.outbox.models import OutboxMessage
 from exceptions.choices import GrantStatus, RequestStatus
@@ -112,7 +113,7 @@ def _decision(
 ) -> Decision:
     return Decision.objects.create(
         request=locked,
-        actor=actor,
+        actor=user_of(actor),
         kind=kind,
         counts_for=counts_for,
         reason=reason,
@@ -153,7 +154,7 @@ def approve_request(
                 now=now,
             )
         state = approval_state(locked, policy=policy)
-        requirement, denial = approval_slot(actor, locked, state)
+        requirement, denial = approval_slot(user_of(actor), locked, state)
         if requirement is None:
             raise PermissionDenied(denial)
         cap = state.rule.max_lifetime
@@ -193,11 +194,11 @@ def approve_request(
             notifications.tell_requester(
                 locked,
                 what="approval_added",
-                key=f"r{locked.revision}:{actor.pk}",
-                approver=actor.get_username(),
+                key=f"r{locked.revision}:{user_of(actor).pk}",
+                approver=user_of(actor).get_username(),
                 state=state,
             )
-            notifications.ask_for_missing_approvals(locked, state=state, event=f"after-{actor.pk}")
+            notifications.ask_for_missing_approvals(locked, state=state, event=f"after-{user_of(actor).pk}")
             return []
         go_live = go_live_for(locked, now=now, state=state)
         if go_live.at is None:
@@ -207,7 +208,7 @@ def approve_request(
         valid_from, _ = locked.grant_window(now, not_before=go_live.at)
         target = RequestStatus.ACTIVE if valid_from <= now else RequestStatus.APPROVED
         before = locked.status
-        move_request(locked, target, now=now, decided_by=actor, decided_at=now, decision_reason=reason)
+        move_request(locked, target, now=now, decided_by=user_of(actor), decided_at=now, decision_reason=reason)
         record_event(
             actor=actor,
             action="request.approved",
@@ -215,7 +216,7 @@ def approve_request(
             before={"status": before},
             after={
                 "status": locked.status,
-                "decided_by": actor.get_username(),
+                "decided_by": user_of(actor).get_username(),
                 "approved_by": state.approvers,
                 "rule": state.rule.name,
                 "policy_revision": policy.revision,
@@ -245,14 +246,14 @@ def _decide_against(
     with transaction.atomic():
         locked = _lock_pending(request)
         state = approval_state(locked, policy=policy)
-        denial = decide_denial(actor, locked, state)
+        denial = decide_denial(user_of(actor), locked, state)
         if denial:
             raise PermissionDenied(denial)
         _decision(
             locked=locked, actor=actor, kind=kind, counts_for="", reason=reason, policy=policy, state=state, now=now
         )
         before = locked.status
-        move_request(locked, target, now=now, decided_by=actor, decided_at=now, decision_reason=reason)
+        move_request(locked, target, now=now, decided_by=user_of(actor), decided_at=now, decision_reason=reason)
         record_event(
             actor=actor,
             action=action,
@@ -260,14 +261,14 @@ def _decide_against(
             before={"status": before},
             after={
                 "status": locked.status,
-                "decided_by": actor.get_username(),
+                "decided_by": user_of(actor).get_username(),
                 "rule": state.rule.name,
                 "policy_revision": policy.revision,
             },
             reason=reason,
         )
         notifications.tell_requester(
-            locked, what=target, key=f"r{locked.revision}", decided_by=actor.get_username(), reason=reason
+            locked, what=target, key=f"r{locked.revision}", decided_by=user_of(actor).get_username(), reason=reason
         )
     log_request_decision(kind, actor=actor, request=locked, reason=reason, rule=state.rule.name)
     return locked

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from approvals import services
+from approvals import breakglass, services
 from exceptions.tasks import TRANSIENT, _parse_now, task_scope
 
 
@@ -47,3 +47,16 @@ def activate_due_requests(self: Task[..., Any], now: str | None = None) -> int:
 def remind_missing_approvals(self: Task[..., int], now: str | None = None) -> int:
     with task_scope(self):
         return services.remind_missing_approvals(now=_parse_now(now))
+
+
+@shared_task(
+    name="approvals.remind_breakglass_reviews",
+    bind=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def remind_breakglass_reviews(self: Task[..., int], now: str | None = None) -> int:
+    with task_scope(self):
+        return breakglass.remind_unreviewed(now=_parse_now(now))

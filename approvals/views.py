@@ -13,11 +13,12 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from approvals import selectors, services
+from approvals import breakglass, selectors, services
 from approvals.access import access_request_to_decide, approval_state
 from approvals.actions import request_actions
 from approvals.forms import DecisionForm, QueueFilterForm, ShortenForm
 from approvals.policy import current_policy
+from egress_portal.actors import actor_for
 from exceptions.access import access_grant, access_request
 from exceptions.choices import RiskTier
 from exceptions.forms import DestinationFormSet, ExceptionRequestForm, apply_service_errors
@@ -56,7 +57,9 @@ def approval_queue(request: HttpRequest) -> HttpResponse:
     queryset = selectors.with_decision_data(selectors.decidable_requests(request.user, policy=policy, filters=filters))
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = selectors.queue_rows(request.user, list(page.object_list), policy=policy, now=timezone.now())
-    return render(request, "approvals/queue.html", {"page": page, "rows": rows, "form": form, "policy": policy})
+    reviews = breakglass.reviews_for(request.user, now=timezone.now())
+    context = {"page": page, "rows": rows, "form": form, "policy": policy, "breakglass_reviews": reviews}
+    return render(request, "approvals/queue.html", context)
 
 
 def _confirmation(request: HttpRequest, exception_request: ExceptionRequest, form: DecisionForm) -> HttpResponse:
@@ -88,7 +91,7 @@ def approve(request: HttpRequest, pk: int) -> HttpResponse:
     lifetime, keep = form.narrowing()
     try:
         grants = services.approve_request(
-            actor=request.user,
+            actor=actor_for(request),
             request=exception_request,
             reason=form.cleaned_data["reason"],
             lifetime=lifetime,
@@ -112,9 +115,9 @@ def _decide_against(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     reason = form.cleaned_data.get("reason", "")
     try:
         if action == "reject":
-            services.reject_request(actor=request.user, request=exception_request, reason=reason)
+            services.reject_request(actor=actor_for(request), request=exception_request, reason=reason)
         else:
-            services.request_changes(actor=request.user, request=exception_request, comment=reason)
+            services.request_changes(actor=actor_for(request), request=exception_request, comment=reason)
     except (ValidationError, TransitionError, PermissionDenied) as exc:
         messages.error(request, _error_text(exc))
     else:
@@ -164,7 +167,7 @@ def resubmit(request: HttpRequest, pk: int) -> HttpResponse:
         assert lifetime is not None
         try:
             resubmit_request(
-                actor=request.user,
+                actor=actor_for(request),
                 request=exception_request,
                 destinations=[f.cleaned_data for f in formset.forms if f.cleaned_data],
                 purpose=form.cleaned_data["purpose"],
@@ -202,7 +205,7 @@ def policy_page(request: HttpRequest) -> HttpResponse:
 def grant_do_not_renew(request: HttpRequest, pk: int) -> HttpResponse:
     grant = access_grant(request.user, pk)
     try:
-        grants.mark_do_not_renew(actor=request.user, grant=grant, reason=request.POST.get("reason", ""))
+        grants.mark_do_not_renew(actor=actor_for(request), grant=grant, reason=request.POST.get("reason", ""))
     except (ValidationError, TransitionError, PermissionDenied) as exc:
         messages.error(request, _error_text(exc))
     else:
@@ -220,7 +223,7 @@ def grant_shorten(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect(grant)
     try:
         grants.shorten_grant(
-            actor=request.user,
+            actor=actor_for(request),
             grant=grant,
             expires_at=form.cleaned_data["expires_at"],
             reason=form.cleaned_data["reason"],

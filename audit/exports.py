@@ -137,6 +137,7 @@ def csv_lines(filters: ExportFilters) -> Iterator[str]:
     for count, record in enumerate(export_records(filters, header["through_seq"]), start=1):
         record["before"] = json.dumps(record["before"], sort_keys=True, ensure_ascii=False)
         record["after"] = json.dumps(record["after"], sort_keys=True, ensure_ascii=False)
+        record["context"] = json.dumps(record["context"], sort_keys=True) if record["context"] else ""
         writer.writerow([csv_cell(value) if isinstance(value, str) else value for value in record.values()])
         # Lines are batched: a response chunk per row costs more than the row.
         if count % 500 == 0:

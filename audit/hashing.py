@@ -50,8 +50,11 @@ def event_payload(
     after: Any,
     reason: str,
     request_id: str,
+    context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """The hashed fields; ``context`` (how the actor authenticated) only when there is one, so
+    events written before it existed keep their hashes."""
+    payload = {
         "seq": seq,
         "created_at": created_at.isoformat(),
         "actor_id": actor_id,
@@ -65,6 +68,9 @@ def event_payload(
         "reason": reason,
         "request_id": request_id,
     }
+    if context:
+        payload["context"] = context
+    return payload
 
 
 def chain_hash(prev_hash: str, payload: dict[str, Any]) -> str:

@@ -18,7 +18,8 @@ from django.db import models, transaction
 
 from audit.hashing import GENESIS_HASH, chain_hash, event_payload, to_jsonable
 from audit.models import ActorKind, AuditChainHead, AuditEvent
-from egress_portal.context import current_api_token, current_request_id
+from egress_portal.actors import Actor as RequestActor
+from egress_portal.context import current_request_id
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class SystemActor:
 
 SYSTEM = SystemActor()
 
-Actor = AbstractBaseUser | AnonymousUser | SystemActor
+Actor = RequestActor | AbstractBaseUser | AnonymousUser | SystemActor
 
 
 @dataclass
@@ -49,15 +50,17 @@ def object_type_of(obj: models.Model) -> str:
     return f"{obj._meta.app_label}.{obj._meta.model_name}"
 
 
-def _actor_fields(actor: Actor) -> tuple[int | None, str, str]:
+def _actor_fields(actor: Actor) -> tuple[int | None, str, str, dict[str, Any]]:
+    """The actor columns of an event, and its context (how they authenticated, break-glass)."""
     if isinstance(actor, SystemActor):
-        return None, ActorKind.SYSTEM, actor.label
-    if isinstance(actor, AnonymousUser) or not actor.is_authenticated:
+        return None, ActorKind.SYSTEM, actor.label, {}
+    context: dict[str, Any] = actor.audit_context() if isinstance(actor, RequestActor) else {}
+    user = actor.user if isinstance(actor, RequestActor) else actor
+    if isinstance(user, AnonymousUser) or not user.is_authenticated:
         raise ValueError("An anonymous user cannot change state; log in first.")
-    token = current_api_token()
-    if token:
-        return int(actor.pk), ActorKind.TOKEN, token
-    return int(actor.pk), ActorKind.USER, actor.get_username()
+    if isinstance(actor, RequestActor) and actor.is_token:
+        return int(user.pk), ActorKind.TOKEN, actor.label, context
+    return int(user.pk), ActorKind.USER, user.get_username(), context
 
 
 def _lock_head() -> AuditChainHead:
@@ -81,6 +84,7 @@ _COLUMNS = (
     "after",
     "reason",
     "request_id",
+    "context",
     "prev_hash",
     "hash",
 )
@@ -96,7 +100,7 @@ def _insert(rows: list[dict[str, Any]]) -> None:
                 for row in rows:
                     copy.write_row(
                         [
-                            json.dumps(row[c]) if c in {"before", "after"} and row[c] is not None else row[c]
+                            json.dumps(row[c]) if c in {"before", "after", "context"} and row[c] is not None else row[c]
                             for c in _COLUMNS
                         ]
                     )
@@ -118,7 +122,7 @@ def record_events(events: Sequence[PendingEvent], *, now: datetime | None = None
     rows: list[dict[str, Any]] = []
     for event in events:
         seq += 1
-        actor_id, actor_kind, actor_label = _actor_fields(event.actor)
+        actor_id, actor_kind, actor_label, context = _actor_fields(event.actor)
         payload = event_payload(
             seq=seq,
             created_at=created_at,
@@ -132,9 +136,10 @@ def record_events(events: Sequence[PendingEvent], *, now: datetime | None = None
             after=to_jsonable(event.after),
             reason=event.reason,
             request_id=request_id,
+            context=context,
         )
         digest = chain_hash(prev_hash, payload)
-        rows.append({**payload, "created_at": created_at, "prev_hash": prev_hash, "hash": digest})
+        rows.append({**payload, "created_at": created_at, "context": context, "prev_hash": prev_hash, "hash": digest})
         prev_hash = digest
     _insert(rows)
     AuditChainHead.objects.filter(pk=1).update(last_seq=seq, last_hash=prev_hash)

@@ -25,6 +25,8 @@ PAYLOAD_FIELDS = (
     "seq", "created_at", "actor_id", "actor_kind", "actor_label", "action", "object_type", "object_id",
     "before", "after", "reason", "request_id",
 )  # fmt: skip
+# Hashed only when present (how a person acted), so events written before it existed still verify.
+OPTIONAL_PAYLOAD_FIELDS = ("context",)
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,16 @@ class VerificationResult:
     notes: tuple[str, ...] = ()
 
 
+def hashed_payload(record: dict[str, Any]) -> dict[str, Any]:
+    """The part of an exported record its hash covers."""
+    payload = {name: record.get(name) for name in PAYLOAD_FIELDS}
+    payload.update({name: record[name] for name in OPTIONAL_PAYLOAD_FIELDS if record.get(name)})
+    return payload
+
+
 def export_record(event: AuditEvent) -> dict[str, Any]:
     """One event as exported: the hashed payload plus its chain links."""
-    payload = event_payload(**{name: getattr(event, name) for name in PAYLOAD_FIELDS})
+    payload = event_payload(**{name: getattr(event, name) for name in PAYLOAD_FIELDS + OPTIONAL_PAYLOAD_FIELDS})
     return {**payload, "prev_hash": event.prev_hash, "hash": event.hash}
 
 
@@ -80,8 +89,7 @@ def walk(
                 prev_hash,
                 anchored_seq=anchored,
             )
-        payload = {name: record.get(name) for name in PAYLOAD_FIELDS}
-        if chain_hash(prev_hash, payload) != record.get("hash"):
+        if chain_hash(prev_hash, hashed_payload(record)) != record.get("hash"):
             return VerificationResult(
                 False, checked, seq, "content does not match its hash (altered)", prev_hash, anchored_seq=anchored
             )
@@ -118,7 +126,7 @@ def walk(
     return VerificationResult(True, checked, last_hash=prev_hash, anchored_seq=anchored)
 
 
-RECORD_FIELDS = (*PAYLOAD_FIELDS, "prev_hash", "hash")
+RECORD_FIELDS = (*PAYLOAD_FIELDS, *OPTIONAL_PAYLOAD_FIELDS, "prev_hash", "hash")
 
 
 def database_records(
@@ -184,6 +192,7 @@ def _csv_record(row: dict[str, str]) -> dict[str, Any]:
     record["actor_id"] = int(row["actor_id"]) if row["actor_id"] else None
     record["before"] = json.loads(record["before"]) if record["before"] else None
     record["after"] = json.loads(record["after"]) if record["after"] else None
+    record["context"] = json.loads(record["context"]) if record.get("context") else {}
     return record
 
 
@@ -217,8 +226,7 @@ def walk_filtered(records: Iterable[dict[str, Any]], *, anchor: Checkpoint | Non
             return VerificationResult(False, checked, last_seq + 1, "events are out of order or repeated")
         if seq == last_seq + 1 and record.get("prev_hash") != last_hash:
             return VerificationResult(False, checked, seq, "prev_hash does not match the previous event's hash")
-        payload = {name: record.get(name) for name in PAYLOAD_FIELDS}
-        if chain_hash(str(record.get("prev_hash")), payload) != record.get("hash"):
+        if chain_hash(str(record.get("prev_hash")), hashed_payload(record)) != record.get("hash"):
             return VerificationResult(False, checked, seq, "content does not match its hash (altered)")
         if anchor is not None and seq == anchor.seq and record["hash"] != anchor.head_hash:
             return VerificationResult(

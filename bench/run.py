@@ -377,6 +377,7 @@ def main() -> None:
             "audit_checkpoint",
             "dashboard",
             "traffic",
+            "breakglass",
             "opa-archive",
             "bundles",
             "audit_viewer",
@@ -415,6 +416,10 @@ def main() -> None:
         from bench.audit_checkpoint import bench_audit_checkpoint
 
         bench_audit_checkpoint()
+    if args.which in {"all", "breakglass"}:
+        from bench.breakglass import bench_breakglass
+
+        bench_breakglass()
     if args.which in {"all", "traffic"}:
         from bench.traffic import run
 

@@ -21,24 +21,3 @@ def request_id_scope(value: str | None = None) -> Iterator[str]:
         yield _request_id.get()
     finally:
         _request_id.reset(token)
-
-
-_api_token: ContextVar[str] = ContextVar("api_token", default="")
-
-
-def current_api_token() -> str:
-    """A label for the integration token acting in this request ('' for a person)."""
-    return _api_token.get()
-
-
-def set_api_token(label: str) -> None:
-    _api_token.set(label)
-
-
-@contextmanager
-def api_token_scope() -> Iterator[None]:
-    token = _api_token.set("")
-    try:
-        yield
-    finally:
-        _api_token.reset(token)

@@ -16,7 +16,8 @@ import structlog
 from django.dispatch import receiver
 from django_structlog import signals
 
-from egress_portal.context import current_api_token, current_request_id
+from egress_portal.actors import actor_for, token_label, user_of
+from egress_portal.context import current_request_id
 
 decision_logger = structlog.get_logger("egress_portal.decisions")
 
@@ -82,15 +83,17 @@ def _bind_portal_request_id(**kwargs: Any) -> None:
 
 
 @receiver(signals.bind_extra_request_finished_metadata)
-def _bind_token(**kwargs: Any) -> None:
-    # The token is known only after DRF authenticated the request.
-    if current_api_token():
-        structlog.contextvars.bind_contextvars(token=current_api_token())
+def _bind_token(request: Any = None, **kwargs: Any) -> None:
+    # The token is known only after DRF authenticated the request (DRF sets ``auth`` on it too).
+    label = token_label(actor_for(request)) if getattr(request, "auth", None) is not None else ""
+    if label:
+        structlog.contextvars.bind_contextvars(token=label)
 
 
 def _actor_label(actor: Any) -> str:
     if actor is None:
         return ""
+    actor = user_of(actor)
     if hasattr(actor, "get_username"):
         return str(actor.get_username())
     return str(getattr(actor, "label", actor))
@@ -113,7 +116,7 @@ def log_decision(
     back is never logged as made. Logs may name hosts and identities; metric
     labels never do.
     """
-    fields = {"request_id": current_request_id(), "token": current_api_token(), **fields}
+    fields = {"request_id": current_request_id(), "token": token_label(actor), **fields}
     decision_logger.log(
         level,
         "decision",

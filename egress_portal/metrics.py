@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from approvals.breakglass import metric_counts
 from audit.models import AuditChainHead
 from egress_portal.bearer import has_bearer_token
 from egress_portal.outbox.models import OutboxMessage, OutboxStatus
@@ -145,6 +146,16 @@ class PortalCollector(Collector):
         for status in OutboxStatus.values:
             outbox.add_metric([status], counts.get(status, 0))
         yield outbox
+        breakglass = metric_counts(now=now)
+        yield GaugeMetricFamily("egress_breakglass_active", "Break-glass uses still open.", value=breakglass["active"])
+        yield GaugeMetricFamily(
+            "egress_breakglass_unreviewed", "Break-glass uses awaiting review.", value=breakglass["unreviewed"]
+        )
+        yield GaugeMetricFamily(
+            "egress_breakglass_review_overdue",
+            "Break-glass uses past their review due time.",
+            value=breakglass["overdue"],
+        )
         head = AuditChainHead.objects.filter(pk=1).first()
         yield CounterMetricFamily("egress_audit_events", "Audit events written.", value=head.last_seq if head else 0)
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
-from egress_portal.context import api_token_scope, request_id_scope
+from egress_portal.context import request_id_scope
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -19,7 +19,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
-        with request_id_scope(incoming if _SAFE_ID.fullmatch(incoming) else None) as request_id, api_token_scope():
+        with request_id_scope(incoming if _SAFE_ID.fullmatch(incoming) else None) as request_id:
             response = self.get_response(request)
         response["X-Request-ID"] = request_id
         return response

@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from egress_portal.actors import actor_for
 from exceptions.models import ExceptionRequest, Grant, IntegrationToken, Team, TeamMembership, Workload
 from exceptions.tokens import revoke_token
 
@@ -65,4 +66,4 @@ class IntegrationTokenAdmin(ReadOnlyAdmin):
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request: HttpRequest, queryset: Any) -> None:
         for token in queryset:
-            revoke_token(actor=request.user, token=token, reason="revoked in the admin")
+            revoke_token(actor=actor_for(request), token=token, reason="revoked in the admin")

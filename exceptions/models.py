@@ -169,6 +169,7 @@ class Grant(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoke_reason = models.TextField(blank=True)
     do_not_renew = models.BooleanField(default=False, help_text="The owners let it lapse: no expiry reminders.")
+    breakglass = models.BooleanField(default=False, help_text="Opened by break-glass: no quorum, window or freeze.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -176,6 +177,12 @@ class Grant(models.Model):
         indexes = [
             models.Index(fields=["status", "expires_at"], name="grant_status_expiry"),
             models.Index(fields=["status", "valid_from"], name="grant_status_start"),
+            # The banner on every page asks this; break-glass grants are few.
+            models.Index(
+                fields=["expires_at"],
+                condition=models.Q(breakglass=True, status="active"),
+                name="grant_breakglass_active",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -15,7 +15,7 @@ from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from audit.services import record_event
-from egress_portal.context import set_api_token
+from egress_portal.actors import user_of
 from exceptions.models import IntegrationToken
 
 if TYPE_CHECKING:  # rest_framework.views imports this module through its settings
@@ -60,7 +60,7 @@ def create_token(
             prefix=prefix,
             key_hash=_hash(key),
             scopes=sorted(set(scopes)),
-            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            created_by=user_of(actor) if getattr(user_of(actor), "is_authenticated", False) else None,
             expires_at=timezone.now() + lifetime if lifetime else None,
         )
         record_event(
@@ -116,7 +116,6 @@ class IntegrationTokenAuthentication(authentication.BaseAuthentication):
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
             # Usage metadata, not a state change of the token: no audit event.
             IntegrationToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        set_api_token(f"{token.user.get_username()} via token {token.name}")
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

@@ -17,6 +17,7 @@ from approvals import selectors as approval_selectors
 from approvals.actions import grant_actions
 from approvals.policy import current_policy
 from approvals.services import form_preview
+from egress_portal.actors import actor_for
 from exceptions import selectors
 from exceptions.access import access_grant, access_request, requestable_workloads, roles_for, visible_grants
 from exceptions.choices import RequestStatus
@@ -121,7 +122,7 @@ def _request_create(request: HttpRequest) -> HttpResponse:
         destinations = [f.cleaned_data for f in formset.forms if f.cleaned_data]
         try:
             created = requests.submit_request(
-                actor=request.user,
+                actor=actor_for(request),
                 workload=form.cleaned_data["workload"],
                 destinations=destinations,
                 purpose=form.cleaned_data["purpose"],
@@ -208,7 +209,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def request_submit_draft(request: HttpRequest, pk: int) -> HttpResponse:
     exception_request = access_request(request.user, pk)
     try:
-        requests.submit_draft(actor=request.user, request=exception_request)
+        requests.submit_draft(actor=actor_for(request), request=exception_request)
     except (TransitionError, PermissionDenied) as exc:
         messages.error(request, str(exc))
     else:
@@ -227,7 +228,7 @@ def request_cancel(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect(exception_request)
     try:
         requests.cancel_request(
-            actor=request.user, request=exception_request, reason=form.cleaned_data.get("reason", "")
+            actor=actor_for(request), request=exception_request, reason=form.cleaned_data.get("reason", "")
         )
     except TransitionError as exc:
         messages.error(request, str(exc))
@@ -277,7 +278,7 @@ def grant_revoke(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, reason_error(form))
         return redirect(grant)
     try:
-        grants.revoke_grant(actor=request.user, grant=grant, reason=form.cleaned_data.get("reason", ""))
+        grants.revoke_grant(actor=actor_for(request), grant=grant, reason=form.cleaned_data.get("reason", ""))
     except (ValidationError, TransitionError, PermissionDenied) as exc:
         messages.error(request, " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc))
     else:

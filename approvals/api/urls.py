@@ -9,4 +9,5 @@ urlpatterns = [
     path("requests/<int:pk>/resubmit/", views.Resubmit.as_view(), name="api-request-resubmit"),
     path("grants/<int:pk>/do-not-renew/", views.GrantDoNotRenew.as_view(), name="api-grant-do-not-renew"),
     path("grants/<int:pk>/shorten/", views.GrantShorten.as_view(), name="api-grant-shorten"),
+    path("break-glass/", views.BreakGlass.as_view(), name="api-breakglass"),
 ]

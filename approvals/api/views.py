@@ -6,13 +6,15 @@ from datetime import timedelta
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from approvals import services
 from approvals.access import access_request_to_decide
+from approvals.breakglass import API_REFUSAL
+from egress_portal.actors import actor_for
 from exceptions.access import access_grant, access_request
 from exceptions.api.serializers import (
     DestinationInputSerializer,
@@ -60,7 +62,7 @@ class Approve(APIView):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         services.approve_request(
-            actor=request.user,
+            actor=actor_for(request),
             request=exception_request,
             reason=data["reason"],
             lifetime=timedelta(hours=data["lifetime_hours"]) if data["lifetime_hours"] else None,
@@ -82,9 +84,9 @@ class _DecideAgainst(APIView):
         payload.is_valid(raise_exception=True)
         reason = payload.validated_data["reason"]
         if self.action == "reject":
-            services.reject_request(actor=request.user, request=exception_request, reason=reason)
+            services.reject_request(actor=actor_for(request), request=exception_request, reason=reason)
         else:
-            services.request_changes(actor=request.user, request=exception_request, comment=reason)
+            services.request_changes(actor=actor_for(request), request=exception_request, comment=reason)
         return render_request(request.user, pk)
 
 
@@ -106,7 +108,7 @@ class Resubmit(APIView):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         resubmit_request(
-            actor=request.user,
+            actor=actor_for(request),
             request=exception_request,
             destinations=data["destinations"],
             purpose=data["purpose"],
@@ -132,7 +134,9 @@ class GrantDoNotRenew(APIView):
         grant = access_grant(request.user, pk)
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        changed = grants.mark_do_not_renew(actor=request.user, grant=grant, reason=payload.validated_data["reason"])
+        changed = grants.mark_do_not_renew(
+            actor=actor_for(request), grant=grant, reason=payload.validated_data["reason"]
+        )
         return Response(GrantSerializer(changed, context={"user": request.user}).data)
 
 
@@ -145,9 +149,19 @@ class GrantShorten(APIView):
         payload = ShortenInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         changed = grants.shorten_grant(
-            actor=request.user,
+            actor=actor_for(request),
             grant=grant,
             expires_at=payload.validated_data["expires_at"],
             reason=payload.validated_data["reason"],
         )
         return Response(GrantSerializer(changed, context={"user": request.user}).data)
+
+
+class BreakGlass(APIView):
+    """Refused for every caller: break-glass is a human action behind an MFA step-up in the portal."""
+
+    required_scopes = {"POST": "requests:write"}
+
+    @extend_schema(request=None, responses={403: None})
+    def post(self, request: Request) -> Response:
+        return Response({"detail": API_REFUSAL}, status=status.HTTP_403_FORBIDDEN)

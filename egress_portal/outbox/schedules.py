@@ -55,6 +55,10 @@ DEFAULT_SCHEDULES: tuple[DefaultSchedule, ...] = (
     DefaultSchedule(
         name="remind-missing-approvals", task="approvals.remind_missing_approvals", cron={"minute": "30", "hour": "8"}
     ),
+    # Issue 9: unreviewed break-glass uses are reminded (each at most every EGRESS_BREAKGLASS_REMINDER_HOURS).
+    DefaultSchedule(
+        name="remind-breakglass-reviews", task="approvals.remind_breakglass_reviews", cron={"minute": "45"}
+    ),
     # At least hourly; a checkpoint also follows every publish that changed the bundle.
     DefaultSchedule(name="audit-checkpoint", task="audit.write_checkpoint", cron={"minute": "7"}),
     DefaultSchedule(name="outcome-snapshot", task="outcomes.take_daily_snapshot", cron={"minute": "59"}),

@@ -52,6 +52,7 @@ def enqueue_mail(
     template: str,
     context: Mapping[str, Any],
     idempotency_key: str,
+    kind: str = MAIL,
 ) -> OutboxMessage | None:
     """Render ``<template>.txt`` (and ``<template>.html`` when it exists) now and queue the mail.
 
@@ -68,7 +69,7 @@ def enqueue_mail(
     }
     with contextlib.suppress(TemplateDoesNotExist):
         payload["html"] = render_to_string(f"{template}.html", dict(context))
-    return enqueue(kind=MAIL, payload=payload, idempotency_key=idempotency_key)
+    return enqueue(kind=kind, payload=payload, idempotency_key=idempotency_key)
 
 
 def enqueue_coalesced(*, kind: str, payload: Mapping[str, Any], idempotency_key: str, delay_seconds: float) -> None:

@@ -424,6 +424,7 @@ EGRESS_STALE_DAYS = env_int("EGRESS_STALE_DAYS", 30)
 EGRESS_STALE_DAYS_BY_TIER = {
     tier: env_int(f"EGRESS_STALE_DAYS_{tier.upper()}", EGRESS_STALE_DAYS) for tier in ("low", "medium", "high")
 }
+
 EGRESS_STALE_GRACE_DAYS = env_int("EGRESS_STALE_GRACE_DAYS", 7)
 EGRESS_STALE_FEED_FRESH_HOURS = env_int("EGRESS_STALE_FEED_FRESH_HOURS", 48)
 # --- Issue 12: proof, round 2 (publish -> checkpoint) ---
@@ -431,6 +432,29 @@ EGRESS_STALE_FEED_FRESH_HOURS = env_int("EGRESS_STALE_FEED_FRESH_HOURS", 48)
 # publishes in between share it (one pending `audit.checkpoint` outbox row).
 AUDIT_CHECKPOINT_DELAY_SECONDS = env_int("AUDIT_CHECKPOINT_DELAY_SECONDS", 30)
 OUTBOX_HANDLERS["audit.checkpoint"] = "audit.delivery.deliver_checkpoint"
+
+# --- Issue 9: break-glass override with MFA step-up ---
+# Approvers and security officers must enrol an authenticator before anything else.
+EGRESS_MFA_REQUIRED_FOR_APPROVERS = env_bool("EGRESS_MFA_REQUIRED_FOR_APPROVERS", True)
+# Break-glass needs an MFA code entered within this many seconds (allauth's reauthentication).
+EGRESS_STEP_UP_SECONDS = env_int("EGRESS_STEP_UP_SECONDS", 300)
+EGRESS_BREAKGLASS_DEFAULT_HOURS = env_int("EGRESS_BREAKGLASS_DEFAULT_HOURS", 4)
+EGRESS_BREAKGLASS_MAX_HOURS = env_int("EGRESS_BREAKGLASS_MAX_HOURS", 4)
+EGRESS_BREAKGLASS_MAX_ACTIVE_PER_USER = env_int("EGRESS_BREAKGLASS_MAX_ACTIVE_PER_USER", 2)
+EGRESS_BREAKGLASS_REVIEW_HOURS = env_int("EGRESS_BREAKGLASS_REVIEW_HOURS", 24)
+# Unreviewed uses are reminded to security officers at most this often.
+EGRESS_BREAKGLASS_REMINDER_HOURS = env_int("EGRESS_BREAKGLASS_REMINDER_HOURS", 4)
+# The outbox kind of a break-glass publish: issue 7's relay routes it to the `priority` queue
+# (no coalescing delay) and delivers it with the ordinary bundle publish handler.
+EGRESS_BREAKGLASS_PUBLISH_KIND = "bundle.publish.priority"
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("approvals.breakglass.banner")  # type: ignore[index]
+MIDDLEWARE.append("egress_portal.mfa.RequireMfaEnrolmentMiddleware")
+# The broadcast mail too: same handler as any mail, delivered by the `priority` relay.
+EGRESS_BREAKGLASS_MAIL_KIND = "mail.priority"
+OUTBOX_HANDLERS[EGRESS_BREAKGLASS_PUBLISH_KIND] = "exceptions.delivery.deliver_publish"
+OUTBOX_HANDLERS[EGRESS_BREAKGLASS_MAIL_KIND] = "egress_portal.outbox.handlers.send_mail"
+OUTBOX_KIND_QUEUES[EGRESS_BREAKGLASS_PUBLISH_KIND] = "priority"
+OUTBOX_KIND_QUEUES[EGRESS_BREAKGLASS_MAIL_KIND] = "priority"
 # --- Issue 11: bundles at scale ---
 # Every Kubernetes object in the bundle stays under this many bytes (etcd refuses 1.5 MiB).
 EGRESS_BUNDLE_MAX_OBJECT_BYTES = env_int("EGRESS_BUNDLE_MAX_OBJECT_BYTES", 512 * 1024)

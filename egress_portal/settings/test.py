@@ -89,3 +89,6 @@ OUTBOX_LEASE_SECONDS = int(env_str("OUTBOX_LEASE_SECONDS", "600"))
 # A worker the tests start may mail a loopback aiosmtpd server.
 EMAIL_HOST = env_str("EMAIL_HOST", "127.0.0.1")
 EMAIL_PORT = int(env_str("EMAIL_PORT", "25"))
+# --- Issue 9: break-glass override with MFA step-up ---
+# Most tests sign approvers in without an authenticator; the enrolment rule has its own tests.
+EGRESS_MFA_REQUIRED_FOR_APPROVERS = False

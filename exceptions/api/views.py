@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from egress_portal.actors import actor_for
 from exceptions import selectors
 from exceptions.access import access_grant, access_request, requestable_workloads, visible_grants, visible_requests
 from exceptions.api.pagination import BoundedLimitOffsetPagination
@@ -94,7 +95,7 @@ class RequestListCreate(APIView):
         self, request: Request, data: dict[str, Any], payload: RequestInputSerializer, renews: Grant | None
     ) -> ExceptionRequest:
         return requests.submit_request(
-            actor=request.user,
+            actor=actor_for(request),
             workload=data["workload"],
             destinations=data["destinations"],
             purpose=data["purpose"],
@@ -125,7 +126,9 @@ class RequestCancel(APIView):
         exception_request = access_request(request.user, pk, "cancel")
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        requests.cancel_request(actor=request.user, request=exception_request, reason=payload.validated_data["reason"])
+        requests.cancel_request(
+            actor=actor_for(request), request=exception_request, reason=payload.validated_data["reason"]
+        )
         return render_request(request.user, pk)
 
 
@@ -159,5 +162,5 @@ class GrantRevoke(APIView):
         grant = access_grant(request.user, pk, "revoke")
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        revoked = grants.revoke_grant(actor=request.user, grant=grant, reason=payload.validated_data["reason"])
+        revoked = grants.revoke_grant(actor=actor_for(request), grant=grant, reason=payload.validated_data["reason"])
         return Response(GrantSerializer(get_object_or_404(Grant, pk=revoked.pk), context={"user": request.user}).data)

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import Actor, PendingEvent, record_event, record_events
+from egress_portal.actors import user_of
 from exceptions.access import revoke_denial
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant
@@ -66,19 +67,19 @@ def revoke_grant(*, actor: Any, grant: Grant, reason: str, now: datetime | None 
     now = now or timezone.now()
     with transaction.atomic():
         locked = Grant.objects.select_for_update().select_related("workload__team").get(pk=grant.pk)
-        denial = revoke_denial(actor, locked)
+        denial = revoke_denial(user_of(actor), locked)
         if denial:
             raise PermissionDenied(denial)
         check_grant_transition(locked.status, GrantStatus.REVOKED)
         before = locked.snapshot()
         updated = Grant.objects.filter(pk=locked.pk, status=locked.status).update(
-            status=GrantStatus.REVOKED, revoked_by=actor, revoked_at=now, revoke_reason=reason
+            status=GrantStatus.REVOKED, revoked_by=user_of(actor), revoked_at=now, revoke_reason=reason
         )
         if updated != 1:
             raise TransitionError(f"Grant #{locked.pk} changed while you were revoking it; reload and try again.")
         locked.status, locked.revoked_by, locked.revoked_at, locked.revoke_reason = (
             GrantStatus.REVOKED,
-            actor,
+            user_of(actor),
             now,
             reason,
         )
@@ -98,7 +99,7 @@ def _grant_denial(actor: Any, grant: Grant, action: str) -> None:
     # approvals decides who may do what with a grant (deferred import: it sits above this app).
     from approvals.actions import grant_actions
 
-    actions = grant_actions(actor, grant)
+    actions = grant_actions(user_of(actor), grant)
     if not actions.allows(action):
         raise PermissionDenied(actions.why_not(action))
 

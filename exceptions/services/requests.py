@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audit.services import Actor, PendingEvent, record_event, record_events
+from egress_portal.actors import user_of
 from exceptions.access import cancel_denial, roles_for
 from exceptions.choices import DataClass, Purpose, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
@@ -28,7 +29,7 @@ from exceptions.services.submissions import (
     assess_request_risk,
     check_choice,
     check_text_limits,
-    clean_destinations,
+    collect_destination_errors,
     lifetime_error,
 )
 from exceptions.state import OPEN_GRANT_STATUSES, TransitionError, check_request_transition
@@ -54,7 +55,7 @@ def _check_submission(
 ) -> tuple[str, list[DestinationInput], RiskAssessment]:
     """Every check a filed or resubmitted request passes; ValidationError names each bad field."""
     errors: dict[str, list[str]] = {}
-    if workload.team_id not in roles_for(actor).member_team_ids:
+    if workload.team_id not in roles_for(user_of(actor)).member_team_ids:
         errors["workload"] = [UNKNOWN_WORKLOAD]
     check_choice(errors, "purpose", purpose, Purpose)
     check_choice(errors, "data_class", data_class, DataClass)
@@ -66,12 +67,7 @@ def _check_submission(
             f"Explain why this workload needs the destination in at least {minimum} characters "
             f"({len(justification)} given): what it does there and what breaks without it."
         ]
-    try:
-        cleaned = clean_destinations(destinations)
-    except ValidationError as exc:
-        for field, messages in exc.message_dict.items():
-            errors.setdefault(field, []).extend(messages)
-        cleaned = []
+    cleaned = collect_destination_errors(errors, destinations)
     if lifetime <= timedelta(0):
         errors["lifetime"] = ["The lifetime must be positive, for example 7 days."]
     if desired_start is not None:
@@ -138,7 +134,7 @@ def submit_request(
     with transaction.atomic():
         request = ExceptionRequest.objects.create(
             workload=workload,
-            requester=actor,
+            requester=user_of(actor),
             purpose=purpose,
             data_class=data_class,
             justification=justification,
@@ -184,7 +180,7 @@ def resubmit_request(
     now = now or timezone.now()
     with transaction.atomic():
         locked = lock_request(request)
-        if locked.requester_id != actor.pk:
+        if locked.requester_id != user_of(actor).pk:
             raise PermissionDenied("Only the requester may edit and resubmit this request.")
         if locked.status != RequestStatus.CHANGES_REQUESTED:
             raise TransitionError(
@@ -324,7 +320,7 @@ def move_request(request: ExceptionRequest, target: str, *, now: datetime, **fie
 def submit_draft(*, actor: Any, request: ExceptionRequest) -> ExceptionRequest:
     with transaction.atomic():
         locked = lock_request(request)
-        if locked.requester_id != actor.pk:
+        if locked.requester_id != user_of(actor).pk:
             raise PermissionDenied("Only the author of a draft may submit it.")
         before = locked.status
         move_request(locked, RequestStatus.PENDING, now=timezone.now())
@@ -342,7 +338,7 @@ def submit_draft(*, actor: Any, request: ExceptionRequest) -> ExceptionRequest:
 def cancel_request(*, actor: Any, request: ExceptionRequest, reason: str = "") -> ExceptionRequest:
     with transaction.atomic():
         locked = lock_request(request)
-        denial = cancel_denial(actor, locked)
+        denial = cancel_denial(user_of(actor), locked)
         if denial:
             raise PermissionDenied(denial)
         before = locked.status

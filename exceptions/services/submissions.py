@@ -115,6 +115,18 @@ def clean_destinations(raw: Sequence[Mapping[str, Any] | DestinationInput]) -> l
     return cleaned
 
 
+def collect_destination_errors(
+    errors: dict[str, list[str]], raw: Sequence[Mapping[str, Any] | DestinationInput]
+) -> list[DestinationInput]:
+    """``clean_destinations`` for a caller gathering every field's errors before it raises."""
+    try:
+        return clean_destinations(raw)
+    except ValidationError as exc:
+        for field, messages in exc.message_dict.items():
+            errors.setdefault(field, []).extend(messages)
+        return []
+
+
 def lifetime_error(risk: RiskAssessment, lifetime: timedelta | None) -> str | None:
     """Why ``lifetime`` is too long for the assessed tier, or None when it fits."""
     if lifetime is None or risk.within_cap:

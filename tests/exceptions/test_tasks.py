@@ -60,6 +60,7 @@ def test_beat_schedules_live_in_the_database_with_the_defaults_seeded() -> None:
         "approvals.expire_stale_requests",
         "approvals.activate_due_requests",
         "approvals.remind_missing_approvals",
+        "approvals.remind_breakglass_reviews",
         "audit.write_checkpoint",
         "outcomes.take_daily_snapshot",
         "outbox.relay",
