@@ -40,6 +40,10 @@ def fill_year(teams: int = 10) -> int:
                             values.append((metric, team, environment, tier, value))
                     values.append((Metric.APPROVALS, team, environment, ALL, 3))
                     values.append((Metric.DENIED_ATTEMPTS, team, environment, ALL, 40 + n))
+                    values.append((Metric.BREAKGLASS_USES, team, environment, ALL, int(back % 5 == 0)))
+                    values.append((Metric.BREAKGLASS_UNREVIEWED, team, environment, ALL, int(back % 9 == 0)))
+                    values.append((Metric.BREAKGLASS_OVERDUE, team, environment, ALL, int(back % 18 == 0)))
+                values.append((Metric.BREAKGLASS_DRILLS, team, ALL, ALL, int(back % 30 == 0)))
             for environment in Environment.values:
                 values.append((Metric.TRAFFIC_VIA_EGRESS_POINTS, ALL, environment, ALL, 90_000))
                 values.append((Metric.TRAFFIC_VIA_NODES, ALL, environment, ALL, 10_000))

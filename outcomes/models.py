@@ -30,6 +30,11 @@ class Metric(models.TextChoices):
     REVOKED_STALE = "revoked_stale", "Grants revoked as stale"
     REVOKED_OTHER = "revoked_other", "Grants revoked by a person"
     STALE_NOTICES_OPEN = "stale_notices_open", "Open stale notices"
+    BREAKGLASS_USES = "breakglass_uses", "Break-glass uses"
+    BREAKGLASS_UNREVIEWED = "breakglass_unreviewed", "Break-glass uses awaiting review"
+    BREAKGLASS_OVERDUE = "breakglass_overdue", "Break-glass uses past their review due time"
+    # Drills own no request, so no environment: stored with environment ALL.
+    BREAKGLASS_DRILLS = "breakglass_drills", "Break-glass drills"
 
 
 COUNT_METRICS = frozenset(
@@ -44,6 +49,10 @@ COUNT_METRICS = frozenset(
         Metric.REVOKED_STALE,
         Metric.REVOKED_OTHER,
         Metric.STALE_NOTICES_OPEN,
+        Metric.BREAKGLASS_USES,
+        Metric.BREAKGLASS_UNREVIEWED,
+        Metric.BREAKGLASS_OVERDUE,
+        Metric.BREAKGLASS_DRILLS,
     }
 )
 # Identities no registered workload has (denied traffic of an unknown caller): their team.

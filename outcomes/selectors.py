@@ -51,6 +51,7 @@ class Outcomes:
     charts: list[Chart]
     breakdown: list[tuple[str, str, int]] = field(default_factory=list)  # team, environment, active grants
     breakdown_day: date | None = None
+    drills: list[tuple[str, int]] = field(default_factory=list)  # team, drills in the period
 
 
 def filter_choices() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -184,6 +185,20 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
             "Grants revoked each day by reason, and grants noticed as unused that are waiting for their grace period.",
         ),
         Chart(
+            "breakglass",
+            "Break-glass",
+            "uses",
+            days,
+            [
+                Series("uses", summed(Metric.BREAKGLASS_USES, [ALL])),
+                Series("awaiting review", summed(Metric.BREAKGLASS_UNREVIEWED, [ALL])),
+                Series("review overdue", summed(Metric.BREAKGLASS_OVERDUE, [ALL])),
+                Series("drills", summed(Metric.BREAKGLASS_DRILLS, [ALL])),
+            ],
+            "Real break-glass uses opened each day, uses still awaiting their review and those past the review "
+            "due time at each snapshot, and drills run each day (drills have no environment).",
+        ),
+        Chart(
             "approvals",
             "Requests approved",
             "requests",
@@ -193,6 +208,13 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
         ),
     ]
     result = Outcomes(filters=filters, charts=charts)
+    result.drills = [
+        (team, int(total))
+        for team, total in scoped.filter(metric=Metric.BREAKGLASS_DRILLS)
+        .values_list("team")
+        .annotate(total=Sum("value"))
+        .order_by("team")
+    ]
     if snapshot_days:
         result.breakdown_day = max(snapshot_days)
         result.breakdown = [

@@ -14,6 +14,7 @@ from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from approvals.models import BreakGlassUse
 from audit.services import SYSTEM, Actor, record_event
 from egress_portal.traffic.models import (
     NODE_OBSERVER_KINDS,
@@ -230,6 +231,28 @@ def _revocation_values(start: datetime, end: datetime) -> list[SnapshotValue]:
     return values
 
 
+def _breakglass_values(start: datetime, end: datetime, now: datetime) -> list[SnapshotValue]:
+    """Real uses opened that day, uses awaiting review and overdue ones at the snapshot (by team
+    and the environment of the workload they opened a path for), and drills that day by team."""
+    real = BreakGlassUse.objects.filter(drill=False)
+    grain = ("team__slug", "request__workload__environment")
+    counts: dict[tuple[Metric, str, str], int] = defaultdict(int)
+    for metric, rows in (
+        (Metric.BREAKGLASS_USES, real.filter(created_at__gte=start, created_at__lt=end)),
+        (Metric.BREAKGLASS_UNREVIEWED, real.filter(reviewed_at__isnull=True)),
+        (Metric.BREAKGLASS_OVERDUE, real.filter(reviewed_at__isnull=True, review_due_at__lt=now)),
+    ):
+        for team, environment, n in rows.values_list(*grain).annotate(n=Count("id")).order_by():
+            counts[(metric, team, environment or UNREGISTERED)] += n
+    drills = BreakGlassUse.objects.filter(drill=True, created_at__gte=start, created_at__lt=end)
+    for team, n in drills.values_list("team__slug").annotate(n=Count("id")).order_by():
+        counts[(Metric.BREAKGLASS_DRILLS, team, ALL)] += n
+    return [
+        SnapshotValue(metric=metric, team=team, environment=environment, tier=ALL, value=n)
+        for (metric, team, environment), n in sorted(counts.items())
+    ]
+
+
 def take_daily_snapshot(*, actor: Actor = SYSTEM, now: datetime | None = None) -> SnapshotDay:
     """Snapshot today's figures (UTC day of ``now``); again the same day replaces them."""
     now = now or timezone.now()
@@ -248,6 +271,7 @@ def take_daily_snapshot(*, actor: Actor = SYSTEM, now: datetime | None = None) -
             + _denied_values(day)
             + _traffic_values(start, end)
             + _revocation_values(start, end)
+            + _breakglass_values(start, end, now)
         )
         for value in values:
             value.snapshot = snapshot
