@@ -224,10 +224,10 @@ def write_checkpoint(
 
 
 def queue_checkpoint(*, reason: str) -> None:
-    """Ask for a checkpoint ``AUDIT_CHECKPOINT_DELAY_SECONDS`` from now (after a publish that
-    changed the bundle). Coalesced: a burst of publishes re-arms one pending row, which keeps
-    its earlier due time, so a steady stream of publishes still gets a checkpoint."""
-    with transaction.atomic():
+    """Ask for a checkpoint ``AUDIT_CHECKPOINT_DELAY_SECONDS`` from now, in the caller's
+    transaction (the publish that changed the bundle). Coalesced: a burst of publishes re-arms
+    one pending row, which keeps its earlier due time, so a steady stream still gets one."""
+    with transaction.atomic():  # a savepoint inside the caller's; its own transaction alone
         enqueue_coalesced(
             kind=CHECKPOINT_KIND,
             payload={"reason": reason},

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from audit.checkpoints import queue_checkpoint
 from egress_portal.outbox.errors import DeliveryError
 from egress_portal.outbox.models import OutboxMessage
 from exceptions.bundle.policy_repository import PublishError
-from exceptions.models import BundlePublication
 from exceptions.services.publications import publish_bundle
 
 
 def deliver_publish(message: OutboxMessage) -> None:
     """A ``bundle.publish`` row: publish the whole current state. A failed push is worth another
-    try (the next publish carries everything), so it is transient. A publish that changed the
-    bundle asks for an audit checkpoint (one for a burst of publishes)."""
+    try (the next publish carries everything), so it is transient."""
     try:
-        publication = publish_bundle(trigger=str(message.payload.get("trigger", "outbox")))
+        publish_bundle(trigger=str(message.payload.get("trigger", "outbox")))
     except PublishError as exc:
         raise DeliveryError(str(exc)) from exc
-    if publication.status == BundlePublication.Status.PUBLISHED:
-        queue_checkpoint(reason=f"publication {publication.pk}")

@@ -25,6 +25,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit.checkpoints import queue_checkpoint
 from audit.services import SYSTEM, record_event
 from egress_portal.logging import log_publication
 from egress_portal.signing import sign_jws
@@ -248,5 +249,7 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                     },
                     reason=trigger,
                 )
+                # The history of heads follows the bundle (one checkpoint for a burst of publishes).
+                queue_checkpoint(reason=f"publication {publication.pk}")
         log_publication(publication)
     return publication

@@ -90,3 +90,17 @@ def test_a_refused_checkpoint_parks_its_row_for_a_person(publishing: Path, submi
     assert row is not None and row.status == OutboxStatus.PARKED
     assert "checkpoint refused" in row.last_error and f"#{anchored.seq + 2}" in row.last_error
     assert AuditCheckpoint.objects.count() == 1
+
+
+def test_the_periodic_and_manual_publish_ask_for_a_checkpoint_too(
+    publishing: Path, submit: Any, approver: Any, settings: Any
+) -> None:
+    from exceptions.services.publications import publish_bundle
+
+    settings.EGRESS_AUTO_PUBLISH = False  # no outbox publish: only the safety net will publish
+    approve_request(actor=approver, request=submit())
+    assert not OutboxMessage.objects.filter(kind="bundle.publish").exists()
+    publication = publish_bundle(trigger="safety net")
+    assert publication.status == "published"
+    row = _checkpoint_row()
+    assert row is not None and row.payload == {"reason": f"publication {publication.pk}"}
