@@ -151,6 +151,9 @@ def _eligible(profile: ApproverProfile, request: ExceptionRequest, rule: Rule) -
     """The requirements this person may fill for ``request``, or why none."""
     if request.requester_id == profile.user_id:
         return [], "Separation of duties: you filed this request, so someone else must decide it."
+    if request.filed_by_id == profile.user_id:
+        # Issue 10: an integration that filed for someone must not approve it either.
+        return [], "Separation of duties: you filed this request for someone else, so someone else must decide it."
     groups = [r for r in rule.requires if _in_group(profile, r, request)]
     if not groups:
         who = " or ".join(

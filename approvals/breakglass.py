@@ -29,6 +29,7 @@ from egress_portal.actors import Actor
 from egress_portal.logging import log_decision
 from egress_portal.mfa import mfa_enrolled, step_up_is_fresh
 from egress_portal.outbox.services import enqueue, enqueue_mail, nudge_relay
+from egress_portal.webhooks.events import emit
 from exceptions.access import SECURITY_GROUP, roles_for
 from exceptions.choices import DataClass, GrantStatus, Purpose, RequestStatus, RiskTier
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
@@ -250,7 +251,29 @@ def use_breakglass(
             use.save(update_fields=["request"])
             queue_priority_publish(trigger=f"break-glass #{use.pk}", key=f"breakglass:{use.pk}:publish")
         _broadcast(use, workload=workload, grants=grants)
-        # TODO(issue 10): enqueue the `breakglass.used` webhook here once webhooks have an outbox handler.
+        if not drill:
+            emit(
+                "breakglass.used",
+                occurrences=[
+                    (
+                        f"breakglass:{use.pk}",
+                        {
+                            "breakglass": {
+                                "id": use.pk,
+                                "user": user.get_username(),
+                                "team": workload.team.slug,
+                                "workload": workload.identity,
+                                "incident_ref": use.incident_ref,
+                                "reason": use.reason,
+                                "destinations": use.destinations,
+                                "expires_at": use.expires_at.isoformat() if use.expires_at else None,
+                                "request": use.request_id,
+                                "grants": [g.pk for g in grants],
+                            }
+                        },
+                    )
+                ],
+            )
         record_event(
             actor=breaker,
             action="breakglass.drilled" if drill else "breakglass.used",

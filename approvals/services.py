@@ -27,6 +27,7 @@ from audit.services import SYSTEM, record_event
 from egress_portal.actors import user_of
 from egress_portal.logging import log_request_decision
 from egress_portal.outbox.models import OutboxMessage
+from egress_portal.webhooks.events import emit_request
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, Workload
 from exceptions.services.batches import activate_due_grants
@@ -227,6 +228,7 @@ def approve_request(
         )
         grants = issue_grants(actor=actor, request=locked, now=now, not_before=go_live.at)
         supersede_renewed_grant(actor=actor, request=locked, starts_at=valid_from, now=now)
+        emit_request("request.approved", locked, revision=True)
         notifications.tell_requester(
             locked,
             what="approved" if target == RequestStatus.ACTIVE else "scheduled",
@@ -270,6 +272,7 @@ def _decide_against(
         notifications.tell_requester(
             locked, what=target, key=f"r{locked.revision}", decided_by=user_of(actor).get_username(), reason=reason
         )
+        emit_request(action, locked, revision=True)
     log_request_decision(kind, actor=actor, request=locked, reason=reason, rule=state.rule.name)
     return locked
 

@@ -381,6 +381,7 @@ def main() -> None:
             "opa-archive",
             "bundles",
             "audit_viewer",
+            "api",
         ],
     )
     parser.add_argument("--grants", type=int, default=100_000)
@@ -436,6 +437,10 @@ def main() -> None:
         from bench import bundles
 
         bundles.run(args.grants)
+    if args.which in {"all", "api"}:
+        from bench.api import bench_api
+
+        bench_api(args.grants)
 
 
 if __name__ == "__main__":

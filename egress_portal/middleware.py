@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
@@ -40,10 +41,19 @@ class RefuseNulInQueryMiddleware:
         for name, values in request.GET.lists():
             if "\x00" in name or any("\x00" in value for value in values):
                 shown = name.replace("\x00", "\\0")
-                return HttpResponseBadRequest(
-                    f"The query parameter '{shown}' contains a NUL character; remove it and try again.\n",
-                    content_type="text/plain; charset=utf-8",
-                )
+                message = f"The query parameter '{shown}' contains a NUL character; remove it and try again."
+                if request.path.startswith("/api/"):
+                    # The API's one error shape (issue 10), so a client parses every 400 the same way.
+                    from egress_portal.problems import PROBLEM_CONTENT_TYPE, problem
+
+                    body = problem(
+                        400,
+                        "validation_error",
+                        message,
+                        errors=[{"field": shown, "message": message, "code": "null_characters_not_allowed"}],
+                    )
+                    return HttpResponseBadRequest(json.dumps(body), content_type=PROBLEM_CONTENT_TYPE)
+                return HttpResponseBadRequest(message + "\n", content_type="text/plain; charset=utf-8")
         return self.get_response(request)
 
 

@@ -89,7 +89,7 @@ def visible_requests(user: Any) -> QuerySet[ExceptionRequest]:
     requests = ExceptionRequest.objects.all()
     if roles.sees_everything:
         return requests
-    visible = Q(workload__team_id__in=roles.visible_team_ids) | Q(requester_id=user.pk)
+    visible = Q(workload__team_id__in=roles.visible_team_ids) | Q(requester_id=user.pk) | Q(filed_by_id=user.pk)
     # Members of a group the approval policy names (not a team's approvers) see
     # what they may decide and what they decided. Deferred import: approvals
     # sits above this app.

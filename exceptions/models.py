@@ -73,6 +73,10 @@ class Workload(models.Model):
 class ExceptionRequest(models.Model):
     workload = models.ForeignKey(Workload, on_delete=models.PROTECT, related_name="requests")
     requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="exception_requests")
+    # Set when an integration filed the request for the requester (issue 10): it may follow what it filed.
+    filed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="filed_requests"
+    )
     purpose = models.CharField(max_length=32, choices=Purpose.choices)
     data_class = models.CharField(max_length=16, choices=DataClass.choices)
     justification = models.TextField()
@@ -98,6 +102,8 @@ class ExceptionRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # Incremental sync (updated_since, cursor over updated_at) for integrations.
+        indexes = [models.Index(fields=["updated_at", "id"], name="request_updated_idx")]
 
     def __str__(self) -> str:
         return f"Request #{self.pk} for {self.workload}"
@@ -315,3 +321,40 @@ class ProviderRangeSet(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} ranges {self.sync_token} ({self.published})"
+
+
+class RequestComment(models.Model):
+    """A remark on a request by someone who can see it (a person or an integration on the ticket)."""
+
+    request = models.ForeignKey(ExceptionRequest, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"comment {self.pk} on request {self.request_id}"
+
+
+class IdempotencyRecord(models.Model):
+    """The outcome of one POST sent with an ``Idempotency-Key``, replayed for the same owner and key.
+
+    ``owner`` is ``token:<id>`` or ``user:<id>`` (keys are per token); ``status_code`` is
+    null while the first call is still running."""
+
+    owner = models.CharField(max_length=40)
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of method, path and body.")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    body = models.JSONField(null=True, blank=True)
+    location = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "key"], name="one_outcome_per_idempotency_key")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.owner} {self.key}"

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audit.services import SYSTEM, PendingEvent, record_events
 from egress_portal.outbox.services import enqueue_mail
+from egress_portal.webhooks.events import emit, grant_data
 from exceptions.choices import GrantStatus
 from exceptions.models import ExpiryReminder, Grant
 
@@ -89,6 +90,13 @@ def send_expiry_reminders(*, now: datetime | None = None) -> int:
                     )
                     for r in reminders
                 ]
+            )
+            # Webhook event ids are per grant and threshold, so each reminder is one event.
+            emit(
+                "grant.expiring",
+                occurrences=(
+                    (f"grant:{g.pk}:{days_before}d", {**grant_data(g), "days_before": days_before}) for g in due
+                ),
             )
             for reminder in reminders:
                 _queue_mail(reminder)

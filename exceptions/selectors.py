@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max, QuerySet, Sum
+from django.db.models import Count, Max, Q, QuerySet, Sum
 
 from audit.models import AuditEvent
 from audit.selectors import timeline
@@ -144,3 +144,47 @@ def explainable_identities(user: Any) -> QuerySet[Workload]:
         Workload.objects.all() if roles.sees_everything else Workload.objects.filter(team_id__in=roles.visible_team_ids)
     )
     return workloads.select_related("team").order_by("team__name", "name")
+
+
+def active_person(name_or_email: str) -> Any | None:
+    """The active user with this username, or else the one with this e-mail (case-insensitive);
+    None when there is none, or when several people share the e-mail."""
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects.filter(is_active=True)
+    value = name_or_email.strip()
+    by_name = users.filter(username=value).first()
+    if by_name is not None or "@" not in value:
+        return by_name
+    matches = list(users.filter(email__iexact=value)[:2])
+    return matches[0] if len(matches) == 1 else None
+
+
+def filter_requests(
+    requests: QuerySet[ExceptionRequest],
+    *,
+    ticket_ref: str | None = None,
+    status: str | None = None,
+    team: str | None = None,
+    workload: int | None = None,
+    requester: str | None = None,
+    environment: str | None = None,
+    updated_since: datetime | None = None,
+    **_paging: Any,
+) -> QuerySet[ExceptionRequest]:
+    """The API list's filters over requests the caller may already see (paging keys are ignored)."""
+    if ticket_ref is not None:
+        requests = requests.filter(ticket_ref=ticket_ref.strip())
+    if status is not None:
+        requests = requests.filter(status=status)
+    if team is not None:
+        requests = requests.filter(workload__team__slug=team)
+    if workload is not None:
+        requests = requests.filter(workload_id=workload)
+    if requester is not None:
+        requests = requests.filter(Q(requester__username=requester) | Q(requester__email__iexact=requester))
+    if environment is not None:
+        requests = requests.filter(workload__environment=environment)
+    if updated_since is not None:
+        requests = requests.filter(updated_at__gte=updated_since)
+    return requests

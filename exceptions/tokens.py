@@ -24,10 +24,12 @@ if TYPE_CHECKING:  # rest_framework.views imports this module through its settin
 SCOPES = {
     "requests:read": "list and read requests",
     "requests:write": "file and cancel requests",
+    "requests:on-behalf-of": "file requests for a named team member (the 'requester' field)",
     "requests:decide": "approve and reject requests",
     "grants:read": "list and read grants",
     "grants:revoke": "revoke grants",
     "explain": "explain decisions and read bundle publications",
+    "webhooks:manage": "manage webhook subscriptions and redeliver (administrators' tokens)",
 }
 KEY_PREFIX = "egp_"
 LAST_USED_RESOLUTION = timedelta(minutes=10)
@@ -120,6 +122,12 @@ class IntegrationTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="egress-portal"'
+
+
+def token_has_scope(request: Request, scope: str) -> bool:
+    """Whether the call is made through an integration token holding ``scope`` (never true for a session)."""
+    token = request.auth
+    return isinstance(token, IntegrationToken) and scope in token.scopes
 
 
 class TokenScopePermission(permissions.BasePermission):

@@ -3,32 +3,32 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from approvals import services
 from approvals.access import access_request_to_decide
 from approvals.breakglass import API_REFUSAL
 from egress_portal.actors import actor_for
 from exceptions.access import access_grant, access_request
+from exceptions.api.base import GRANT, REQUEST, IntegrationView, render_request
 from exceptions.api.serializers import (
+    ClosedSerializer,
     DestinationInputSerializer,
     ExceptionRequestSerializer,
     GrantSerializer,
     ReasonInputSerializer,
 )
-from exceptions.api.views import render_request
 from exceptions.choices import DataClass, Purpose
 from exceptions.services import grants
 from exceptions.services.requests import resubmit_request
 
 
-class ApproveInputSerializer(serializers.Serializer[dict[str, Any]]):
+class ApproveInputSerializer(ClosedSerializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="")
     lifetime_hours = serializers.IntegerField(
         required=False, allow_null=True, default=None, min_value=1, help_text="Narrow: a shorter lifetime."
@@ -42,7 +42,7 @@ class ApproveInputSerializer(serializers.Serializer[dict[str, Any]]):
     )
 
 
-class ResubmitInputSerializer(serializers.Serializer[dict[str, Any]]):
+class ResubmitInputSerializer(ClosedSerializer):
     destinations = DestinationInputSerializer(many=True, allow_empty=False)
     purpose = serializers.ChoiceField(choices=Purpose.choices)
     data_class = serializers.ChoiceField(choices=DataClass.choices)
@@ -52,7 +52,8 @@ class ResubmitInputSerializer(serializers.Serializer[dict[str, Any]]):
     desired_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 
-class Approve(APIView):
+class Approve(IntegrationView):
+    etag_kind = REQUEST
     required_scopes = {"POST": "requests:decide"}
 
     @extend_schema(request=ApproveInputSerializer, responses=ExceptionRequestSerializer)
@@ -71,7 +72,8 @@ class Approve(APIView):
         return render_request(request.user, pk)
 
 
-class _DecideAgainst(APIView):
+class _DecideAgainst(IntegrationView):
+    etag_kind = REQUEST
     """Reject or request changes: a reason is required, the approval services check who may."""
 
     required_scopes = {"POST": "requests:decide"}
@@ -98,7 +100,8 @@ class RequestChanges(_DecideAgainst):
     action = "request_changes"
 
 
-class Resubmit(APIView):
+class Resubmit(IntegrationView):
+    etag_kind = REQUEST
     required_scopes = {"POST": "requests:write"}
 
     @extend_schema(request=ResubmitInputSerializer, responses=ExceptionRequestSerializer)
@@ -121,12 +124,13 @@ class Resubmit(APIView):
         return render_request(request.user, pk)
 
 
-class ShortenInputSerializer(serializers.Serializer[dict[str, Any]]):
+class ShortenInputSerializer(ClosedSerializer):
     expires_at = serializers.DateTimeField()
     reason = serializers.CharField()
 
 
-class GrantDoNotRenew(APIView):
+class GrantDoNotRenew(IntegrationView):
+    etag_kind = GRANT
     required_scopes = {"POST": "grants:revoke"}
 
     @extend_schema(request=ReasonInputSerializer, responses=GrantSerializer)
@@ -140,7 +144,8 @@ class GrantDoNotRenew(APIView):
         return Response(GrantSerializer(changed, context={"user": request.user}).data)
 
 
-class GrantShorten(APIView):
+class GrantShorten(IntegrationView):
+    etag_kind = GRANT
     required_scopes = {"POST": "grants:revoke"}
 
     @extend_schema(request=ShortenInputSerializer, responses=GrantSerializer)
@@ -157,11 +162,11 @@ class GrantShorten(APIView):
         return Response(GrantSerializer(changed, context={"user": request.user}).data)
 
 
-class BreakGlass(APIView):
+class BreakGlass(IntegrationView):
     """Refused for every caller: break-glass is a human action behind an MFA step-up in the portal."""
 
     required_scopes = {"POST": "requests:write"}
 
     @extend_schema(request=None, responses={403: None})
     def post(self, request: Request) -> Response:
-        return Response({"detail": API_REFUSAL}, status=status.HTTP_403_FORBIDDEN)
+        raise PermissionDenied(API_REFUSAL)

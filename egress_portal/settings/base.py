@@ -173,7 +173,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "exceptions.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "egress_portal.api.exception_handler",
+    "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
     "DEFAULT_PARSER_CLASSES": [
         "exceptions.api.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
@@ -424,6 +424,33 @@ EGRESS_STALE_DAYS = env_int("EGRESS_STALE_DAYS", 30)
 EGRESS_STALE_DAYS_BY_TIER = {
     tier: env_int(f"EGRESS_STALE_DAYS_{tier.upper()}", EGRESS_STALE_DAYS) for tier in ("low", "medium", "high")
 }
+# --- Issue 10: REST API for ticketing tools and CI ---
+# Every API error is an RFC 9457 problem (egress_portal.problems via drf-standardized-errors).
+DRF_STANDARDIZED_ERRORS = {
+    "EXCEPTION_HANDLER_CLASS": "egress_portal.problems.ProblemExceptionHandler",
+    "EXCEPTION_FORMATTER_CLASS": "egress_portal.problems.ProblemFormatter",
+    # A 500 is a problem document too, in every environment (the traceback is still logged).
+    "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True,
+}
+# A POST with an Idempotency-Key is answered from its stored outcome for this long.
+EGRESS_IDEMPOTENCY_HOURS = env_int("EGRESS_IDEMPOTENCY_HOURS", 24)
+# API rate limits (egress_portal.ratelimit), counted in the shared cache (Redis in production):
+# each integration token, and each person across their session and tokens.
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["egress_portal.ratelimit.ApiRateThrottle"]
+EGRESS_API_RATE_LIMITS = {
+    "token": env_str("EGRESS_API_RATE_LIMIT_TOKEN", "600/min"),
+    "user": env_str("EGRESS_API_RATE_LIMIT_USER", "1200/min"),
+}
+# Webhooks (egress_portal.webhooks): delivered by the outbox relay as the "webhook" kind.
+INSTALLED_APPS += ["egress_portal.webhooks"]
+OUTBOX_HANDLERS["webhook"] = "egress_portal.webhooks.delivery.deliver"
+# Loopback, private, link-local and metadata targets are refused (at save and after DNS at delivery) unless this is on.
+EGRESS_WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("EGRESS_WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
+EGRESS_WEBHOOK_TIMEOUT_SECONDS = env_int("EGRESS_WEBHOOK_TIMEOUT_SECONDS", 10)
+EGRESS_STALE_GRACE_DAYS = env_int("EGRESS_STALE_GRACE_DAYS", 7)
+EGRESS_STALE_FEED_FRESH_HOURS = env_int("EGRESS_STALE_FEED_FRESH_HOURS", 48)
+# The OpenAPI document lists every problem response (egress_portal.api_schema).
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "egress_portal.api_schema.ProblemAutoSchema"
 
 EGRESS_STALE_GRACE_DAYS = env_int("EGRESS_STALE_GRACE_DAYS", 7)
 EGRESS_STALE_FEED_FRESH_HOURS = env_int("EGRESS_STALE_FEED_FRESH_HOURS", 48)

@@ -92,3 +92,6 @@ EMAIL_PORT = int(env_str("EMAIL_PORT", "25"))
 # --- Issue 9: break-glass override with MFA step-up ---
 # Most tests sign approvers in without an authenticator; the enrolment rule has its own tests.
 EGRESS_MFA_REQUIRED_FOR_APPROVERS = False
+# --- Issue 10: REST API for ticketing tools and CI ---
+# Property tests send thousands of calls as one person; the rate-limit tests set their own limits.
+EGRESS_API_RATE_LIMITS = {"token": "100000/min", "user": "100000/min"}

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from egress_portal.problems import Conflict
 from exceptions.access import access_request
+from exceptions.api.base import IntegrationView
 from exceptions.api.pagination import BoundedLimitOffsetPagination
-from exceptions.api.serializers import BoundedIntegerField
+from exceptions.api.serializers import BoundedIntegerField, ClosedSerializer
 from exceptions.approval_preview import preview_approval
 from exceptions.choices import Protocol
 from exceptions.explain import explain
@@ -22,7 +21,7 @@ from exceptions.models import BundlePublication
 from exceptions.validators import PORT, validate_identity
 
 
-class ExplainInputSerializer(serializers.Serializer[dict[str, Any]]):
+class ExplainInputSerializer(ClosedSerializer):
     identity = serializers.CharField(max_length=300)
     host = serializers.CharField(max_length=300)
     port = BoundedIntegerField(bounds=PORT)
@@ -56,7 +55,7 @@ ExplainOutput = inline_serializer(
 )
 
 
-class Explain(APIView):
+class Explain(IntegrationView):
     required_scopes = {"GET": "explain"}
 
     @extend_schema(parameters=[ExplainInputSerializer], responses=ExplainOutput)
@@ -66,8 +65,9 @@ class Explain(APIView):
         return Response(explain(**payload.validated_data, user=request.user).as_dict())
 
 
-class RequestPreview(APIView):
+class RequestPreview(IntegrationView):
     required_scopes = {"GET": "requests:read"}
+    problem_statuses = ("409",)
 
     @extend_schema(
         responses=inline_serializer(
@@ -77,7 +77,7 @@ class RequestPreview(APIView):
     def get(self, request: Request, pk: int) -> Response:
         exception_request = access_request(request.user, pk)
         if exception_request.status != "pending":
-            return Response({"detail": "Only a pending request has an approval preview."}, status=409)
+            raise Conflict("Only a pending request has an approval preview.", code="illegal_transition")
         diffs = preview_approval(exception_request, decided_by=request.user.get_username())
         return Response([{"path": d.path, "diff": d.diff} for d in diffs])
 
@@ -101,8 +101,9 @@ class PublicationSerializer(serializers.ModelSerializer[BundlePublication]):
         ]
 
 
-class Publications(APIView):
+class Publications(IntegrationView):
     required_scopes = {"GET": "explain"}
+    pagination_class = BoundedLimitOffsetPagination
 
     @extend_schema(responses=PublicationSerializer(many=True))
     def get(self, request: Request) -> Response:

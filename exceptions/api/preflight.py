@@ -3,7 +3,6 @@ pending or still need a request. Thin: shape checks here, the answer in exceptio
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -12,25 +11,14 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from exceptions.api.base import IntegrationView
+from exceptions.api.serializers import ClosedSerializer
 from exceptions.choices import Protocol
 from exceptions.preflight import STATUSES, preflight, preflight_workload
 
 
-class _ClosedSerializer(serializers.Serializer[dict[str, Any]]):
-    """Refuses fields it does not know, by name, instead of ignoring a typo."""
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if isinstance(data, Mapping):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                known = ", ".join(self.fields)
-                raise ValidationError({name: [f"Unknown field; the fields are: {known}."] for name in unknown})
-        return super().to_internal_value(data)
-
-
-class PreflightDestinationInput(_ClosedSerializer):
+class PreflightDestinationInput(ClosedSerializer):
     host = serializers.CharField(max_length=300, help_text="DNS name (exact, or one leading '*.' label).")
     port = serializers.IntegerField(min_value=1, max_value=65535)
     protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.TCP)
@@ -45,7 +33,7 @@ class _DestinationList(serializers.ListField):
         return super().to_internal_value(data)
 
 
-class PreflightInput(_ClosedSerializer):
+class PreflightInput(ClosedSerializer):
     workload = serializers.IntegerField(required=False, min_value=1, help_text="Workload id; or give 'identity'.")
     identity = serializers.CharField(
         required=False,
@@ -62,25 +50,6 @@ class PreflightInput(_ClosedSerializer):
         if ("workload" in attrs) == ("identity" in attrs):
             raise ValidationError({"workload": ["Give exactly one of 'workload' (id) and 'identity'."]})
         return attrs
-
-
-def flatten_errors(errors: Any, prefix: str = "") -> dict[str, list[str]]:
-    """DRF's nested errors as ``{"destinations[1].port": [...]}``, the paths the API names fields by."""
-    if isinstance(errors, Mapping):
-        flat: dict[str, list[str]] = {}
-        for key, value in errors.items():
-            # A row that is not an object is named by its own path, not '…non_field_errors'.
-            joined = prefix if key == "non_field_errors" and prefix else f"{prefix}.{key}" if prefix else str(key)
-            path = f"{prefix}[{key}]" if isinstance(key, int) else joined
-            flat.update(flatten_errors(value, path))
-        return flat
-    if isinstance(errors, list) and errors and all(isinstance(e, Mapping) for e in errors):
-        flat = {}
-        for index, value in enumerate(errors):
-            flat.update(flatten_errors(value, f"{prefix}[{index}]"))
-        return flat
-    messages = errors if isinstance(errors, list) else [errors]
-    return {prefix or "non_field_errors": [str(m) for m in messages]}
 
 
 PreflightRowOutput = inline_serializer(
@@ -199,7 +168,7 @@ _EXAMPLE_RESPONSE = {
 }
 
 
-class Preflight(APIView):
+class Preflight(IntegrationView):
     """Check a workload's intended destinations before deploying it."""
 
     # A read of decisions, like explain: a CI token needs 'explain' (and 'requests:write' to file).
@@ -229,8 +198,7 @@ class Preflight(APIView):
     )
     def post(self, request: Request) -> Response:
         payload = PreflightInput(data=request.data)
-        if not payload.is_valid():
-            raise ValidationError(flatten_errors(payload.errors))
+        payload.is_valid(raise_exception=True)
         data = payload.validated_data
         workload = preflight_workload(request.user, workload_id=data.get("workload"), identity=data.get("identity"))
         answer = preflight(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,10 +16,39 @@ from approvals.access import approval_state
 from approvals.actions import grant_actions, request_actions
 from approvals.windows import load_calendar
 from exceptions.access import requestable_workloads
-from exceptions.choices import DataClass, Protocol, Purpose, RequestStatus
-from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
+from exceptions.choices import DataClass, Environment, Protocol, Purpose, RequestStatus
+from exceptions.models import ExceptionRequest, Grant, RequestComment, RequestDestination, Workload
+from exceptions.selectors import active_person
 from exceptions.services.submissions import UNKNOWN_WORKLOAD
-from exceptions.validators import LIFETIME_HOURS, OBJECT_ID, PORT, IntBounds, choice_error, parse_bounded_int
+from exceptions.tokens import token_has_scope
+from exceptions.validators import (
+    LIFETIME_HOURS,
+    OBJECT_ID,
+    PAGE_LIMIT,
+    PORT,
+    IntBounds,
+    choice_error,
+    parse_bounded_int,
+)
+
+
+class ClosedSerializer(serializers.Serializer[dict[str, Any]]):
+    """Refuses fields it does not know, by name, instead of ignoring a typo; reported
+    together with every other field's error."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, Mapping) else []
+        known = ", ".join(name for name, field in self.fields.items() if not field.read_only)
+        refused = {name: [f"Unknown field; the fields are: {known}."] for name in unknown}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if refused and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **refused}) from exc
+            raise
+        if refused:
+            raise serializers.ValidationError(refused)
+        return value
 
 
 class BoundedIntegerField(serializers.IntegerField):
@@ -35,11 +65,39 @@ class BoundedIntegerField(serializers.IntegerField):
             raise serializers.ValidationError(exc.messages) from exc
 
 
+ON_BEHALF_OF_SCOPE = "requests:on-behalf-of"
+
+
+class RequesterField(serializers.CharField):
+    """The person a request is filed for (username or e-mail); only tokens with the
+    ``requests:on-behalf-of`` scope may name one."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        request = self.context.get("request")
+        if request is None or not token_has_scope(request, ON_BEHALF_OF_SCOPE):
+            raise serializers.ValidationError(
+                f"Only an integration token with the '{ON_BEHALF_OF_SCOPE}' scope may file for someone else; "
+                "leave 'requester' out to file as yourself."
+            )
+        value = super().to_internal_value(data)
+        if len(value) > 254:
+            raise serializers.ValidationError("A username or e-mail has at most 254 characters.")
+        person = active_person(value)
+        if person is None:
+            raise serializers.ValidationError(
+                f"No active person with the username or e-mail '{value}'; give the ticket reporter's portal username."
+            )
+        return person
+
+
 @extend_schema_field(OpenApiTypes.INT)
 class RequestableWorkloadField(serializers.PrimaryKeyRelatedField[Workload]):
     """A workload the caller may file for; any other id, existing or not, gets the same answer."""
 
     def get_queryset(self) -> Any:
+        # Filing for someone: the workloads they may file for (their membership is checked again by the service).
+        if "on_behalf_of" in self.context:
+            return requestable_workloads(self.context["on_behalf_of"])
         request = self.context.get("request")
         return requestable_workloads(request.user if request is not None else None)
 
@@ -54,7 +112,7 @@ class RequestableWorkloadField(serializers.PrimaryKeyRelatedField[Workload]):
         return workload
 
 
-class DestinationInputSerializer(serializers.Serializer[dict[str, Any]]):
+class DestinationInputSerializer(ClosedSerializer):
     host = serializers.CharField(max_length=300)
     port = BoundedIntegerField(bounds=PORT)
     protocol = serializers.ChoiceField(
@@ -65,7 +123,7 @@ class DestinationInputSerializer(serializers.Serializer[dict[str, Any]]):
     tls_required = serializers.BooleanField(default=True)
 
 
-class RequestInputSerializer(serializers.Serializer[dict[str, Any]]):
+class RequestInputSerializer(ClosedSerializer):
     workload = RequestableWorkloadField()
     # No max_length on the list or the texts: the service owns those limits and
     # words them the same for the HTML form.
@@ -85,6 +143,21 @@ class RequestInputSerializer(serializers.Serializer[dict[str, Any]]):
         bounds=OBJECT_ID, required=False, allow_null=True, default=None, help_text="id of the grant renewed"
     )
     draft = serializers.BooleanField(default=False)
+    requester = RequesterField(
+        required=False,
+        help_text="File for this person (username or e-mail, e.g. the ticket's reporter); "
+        "needs the 'requests:on-behalf-of' token scope and a member of the workload's team.",
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # The workload is looked up among the named person's, so resolve them first
+        # (the field itself still reports any problem with the name).
+        if isinstance(data, Mapping) and isinstance(data.get("requester"), str):
+            try:
+                self.context["on_behalf_of"] = self.fields["requester"].run_validation(data["requester"])
+            except serializers.ValidationError:
+                self.context.pop("on_behalf_of", None)
+        return super().to_internal_value(data)
 
     def lifetime(self) -> timedelta:
         return timedelta(hours=self.validated_data["lifetime_hours"])
@@ -105,8 +178,48 @@ def flat_errors(errors: Any) -> dict[str, Any]:
     return flat
 
 
-class ReasonInputSerializer(serializers.Serializer[dict[str, Any]]):
+class ReasonInputSerializer(ClosedSerializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class RequestListQuery(serializers.Serializer[dict[str, Any]]):
+    """Filters of GET /api/v1/requests/; a bad value is a 400 naming the parameter."""
+
+    ticket_ref = serializers.CharField(required=False, max_length=100, help_text="Exact ticket reference.")
+    status = serializers.ChoiceField(choices=RequestStatus.choices, required=False)
+    team = serializers.SlugField(required=False, max_length=100, help_text="Team slug.")
+    workload = BoundedIntegerField(bounds=OBJECT_ID, required=False, help_text="Workload id.")
+    requester = serializers.CharField(required=False, max_length=254, help_text="Requester's username or e-mail.")
+    environment = serializers.ChoiceField(choices=Environment.choices, required=False)
+    updated_since = serializers.DateTimeField(
+        required=False, help_text="Only requests changed at or after this instant (RFC 3339), for incremental sync."
+    )
+    ordering = serializers.ChoiceField(
+        choices=["-created_at", "updated_at"],
+        required=False,
+        help_text="Newest first (default), or oldest change first for incremental sync.",
+    )
+    cursor = serializers.CharField(required=False, help_text="The 'next' or 'previous' link's cursor.")
+    limit = BoundedIntegerField(bounds=PAGE_LIMIT, required=False, help_text="Page size (at most 200).")
+
+
+class CommentInputSerializer(ClosedSerializer):
+    body = serializers.CharField(help_text="The comment (plain text).")
+
+
+class CommentSerializer(serializers.ModelSerializer[RequestComment]):
+    author = serializers.CharField(source="author.get_username")
+
+    class Meta:
+        model = RequestComment
+        fields = ["id", "author", "body", "created_at"]
+
+
+class RenewInputSerializer(ClosedSerializer):
+    justification = serializers.CharField(help_text="Why the workload still needs the destination.")
+    lifetime_hours = BoundedIntegerField(bounds=LIFETIME_HOURS)
+    ticket_ref = serializers.CharField(required=False, allow_blank=True, default="")
+    desired_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 
 class DestinationSerializer(serializers.ModelSerializer[RequestDestination]):
@@ -177,6 +290,9 @@ class ExceptionRequestSerializer(serializers.ModelSerializer[ExceptionRequest]):
     grants = GrantSerializer(many=True)
     requester = serializers.CharField(source="requester.get_username")
     decided_by = serializers.CharField(source="decided_by.get_username", default=None)
+    filed_by = serializers.CharField(
+        source="filed_by.get_username", default=None, help_text="The integration's user, when filed on behalf."
+    )
     lifetime_hours = serializers.SerializerMethodField()
     # Issue 8: the approval rule and what is missing, when it would go live, what the caller may do.
     approval = serializers.SerializerMethodField()
@@ -199,6 +315,7 @@ class ExceptionRequestSerializer(serializers.ModelSerializer[ExceptionRequest]):
             "risk_tier",
             "risk_reasons",
             "requester",
+            "filed_by",
             "decided_by",
             "decided_at",
             "decision_reason",

@@ -2,50 +2,46 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from egress_portal.actors import actor_for
 from exceptions import selectors
-from exceptions.access import access_grant, access_request, requestable_workloads, visible_grants, visible_requests
-from exceptions.api.pagination import BoundedLimitOffsetPagination
+from exceptions.access import access_grant, access_request, requestable_workloads, visible_grants
+from exceptions.api.base import GRANT, REQUEST, IntegrationView, render_request, request_queryset
+from exceptions.api.pagination import BoundedLimitOffsetPagination, RequestCursorPagination
 from exceptions.api.serializers import (
+    CommentInputSerializer,
+    CommentSerializer,
     ExceptionRequestSerializer,
     GrantSerializer,
     ReasonInputSerializer,
+    RenewInputSerializer,
     RequestInputSerializer,
+    RequestListQuery,
     WorkloadSerializer,
     flat_errors,
 )
-from exceptions.choices import RequestStatus
 from exceptions.models import ExceptionRequest, Grant, Workload
 from exceptions.services import grants, requests
+from exceptions.services.comments import add_comment
 
 
-def _request_queryset(user: object) -> QuerySet[ExceptionRequest]:
-    return (
-        visible_requests(user)
-        .select_related("workload__team", "requester", "decided_by")
-        .prefetch_related("destinations", "grants__workload__team", "decisions__actor")
-    )
+def lifetime_hours_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
+    """The service speaks of "lifetime"; the API's field is lifetime_hours."""
+    return {("lifetime_hours" if key == "lifetime" else key): value for key, value in exc.message_dict.items()}
 
 
-def render_request(user: object, pk: int, *, status_code: int = status.HTTP_200_OK) -> Response:
-    """The request as the API returns it, read fresh after any change."""
-    serializer = ExceptionRequestSerializer(_request_queryset(user).get(pk=pk), context={"user": user})
-    return Response(serializer.data, status=status_code)
-
-
-class WorkloadList(generics.ListAPIView[Workload]):
+class WorkloadList(generics.ListAPIView[Workload], IntegrationView):
     """Workloads the caller may file requests for."""
 
     required_scopes = {"GET": "requests:read"}
@@ -55,18 +51,16 @@ class WorkloadList(generics.ListAPIView[Workload]):
         return requestable_workloads(self.request.user)
 
 
-class RequestListCreate(APIView):
+class RequestListCreate(IntegrationView):
     required_scopes = {"GET": "requests:read", "POST": "requests:write"}
+    pagination_class = RequestCursorPagination
 
-    @extend_schema(responses=ExceptionRequestSerializer(many=True))
+    @extend_schema(parameters=[RequestListQuery], responses=ExceptionRequestSerializer(many=True))
     def get(self, request: Request) -> Response:
-        queryset = _request_queryset(request.user)
-        status_filter = request.query_params.get("status")
-        if status_filter:
-            if status_filter not in RequestStatus.values:
-                raise serializers.ValidationError({"status": [f"Use one of: {', '.join(RequestStatus.values)}."]})
-            queryset = queryset.filter(status=status_filter)
-        paginator = BoundedLimitOffsetPagination()
+        query = RequestListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        queryset = selectors.filter_requests(request_queryset(request.user), **query.validated_data)
+        paginator = RequestCursorPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         data = ExceptionRequestSerializer(page, many=True, context={"user": request.user}).data
         return paginator.get_paginated_response(data)
@@ -85,10 +79,7 @@ class RequestListCreate(APIView):
         try:
             created = self._submit(request, data, payload, renews)
         except DjangoValidationError as exc:
-            # The service speaks of "lifetime"; this endpoint's field is lifetime_hours.
-            raise DjangoValidationError(
-                {("lifetime_hours" if key == "lifetime" else key): value for key, value in exc.message_dict.items()}
-            ) from exc
+            raise DjangoValidationError(lifetime_hours_errors(exc)) from exc
         return render_request(request.user, created.pk, status_code=status.HTTP_201_CREATED)
 
     def _submit(
@@ -106,10 +97,12 @@ class RequestListCreate(APIView):
             desired_start=data["desired_start"],
             renews=renews,
             draft=data["draft"],
+            on_behalf_of=data.get("requester"),
         )
 
 
-class RequestDetail(APIView):
+class RequestDetail(IntegrationView):
+    etag_kind = REQUEST
     required_scopes = {"GET": "requests:read"}
 
     @extend_schema(responses=ExceptionRequestSerializer)
@@ -118,7 +111,8 @@ class RequestDetail(APIView):
         return render_request(request.user, pk)
 
 
-class RequestCancel(APIView):
+class RequestCancel(IntegrationView):
+    etag_kind = REQUEST
     required_scopes = {"POST": "requests:write"}
 
     @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer)
@@ -132,21 +126,30 @@ class RequestCancel(APIView):
         return render_request(request.user, pk)
 
 
-class GrantList(APIView):
+class GrantList(IntegrationView):
     required_scopes = {"GET": "grants:read"}
+    pagination_class = BoundedLimitOffsetPagination
 
-    @extend_schema(responses=GrantSerializer(many=True))
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "view", str, enum=list(selectors.GRANT_VIEWS), description="Which grants (default: active)."
+            )
+        ],
+        responses=GrantSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
         view = request.query_params.get("view", "active")
         if view not in selectors.GRANT_VIEWS:
-            return Response({"view": [f"Use one of: {', '.join(selectors.GRANT_VIEWS)}."]}, status=400)
+            raise serializers.ValidationError({"view": [f"Use one of: {', '.join(selectors.GRANT_VIEWS)}."]})
         queryset = selectors.grant_list(request.user, view=view, now=timezone.now())
         paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(GrantSerializer(page, many=True, context={"user": request.user}).data)
 
 
-class GrantDetail(APIView):
+class GrantDetail(IntegrationView):
+    etag_kind = GRANT
     required_scopes = {"GET": "grants:read"}
 
     @extend_schema(responses=GrantSerializer)
@@ -154,7 +157,8 @@ class GrantDetail(APIView):
         return Response(GrantSerializer(access_grant(request.user, pk), context={"user": request.user}).data)
 
 
-class GrantRevoke(APIView):
+class GrantRevoke(IntegrationView):
+    etag_kind = GRANT
     required_scopes = {"POST": "grants:revoke"}
 
     @extend_schema(request=ReasonInputSerializer, responses=GrantSerializer)
@@ -164,3 +168,86 @@ class GrantRevoke(APIView):
         payload.is_valid(raise_exception=True)
         revoked = grants.revoke_grant(actor=actor_for(request), grant=grant, reason=payload.validated_data["reason"])
         return Response(GrantSerializer(get_object_or_404(Grant, pk=revoked.pk), context={"user": request.user}).data)
+
+
+class RequestSubmit(IntegrationView):
+    """Submit a draft for approval."""
+
+    required_scopes = {"POST": "requests:write"}
+    etag_kind = REQUEST
+
+    @extend_schema(request=None, responses=ExceptionRequestSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        exception_request = access_request(request.user, pk)
+        requests.submit_draft(actor=actor_for(request), request=exception_request)
+        return render_request(request.user, pk)
+
+
+class RequestComments(IntegrationView):
+    """The request's comments: whoever may see the request reads them; those who take part add them."""
+
+    required_scopes = {"GET": "requests:read", "POST": "requests:write"}
+    pagination_class = BoundedLimitOffsetPagination
+
+    @extend_schema(responses=CommentSerializer(many=True))
+    def get(self, request: Request, pk: int) -> Response:
+        exception_request = access_request(request.user, pk)
+        paginator = BoundedLimitOffsetPagination()
+        page = paginator.paginate_queryset(
+            exception_request.comments.select_related("author").order_by("created_at", "id"), request, view=self
+        )
+        return paginator.get_paginated_response(CommentSerializer(page, many=True).data)
+
+    @extend_schema(request=CommentInputSerializer, responses={201: CommentSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        exception_request = access_request(request.user, pk)
+        payload = CommentInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        comment = add_comment(actor=actor_for(request), request=exception_request, body=payload.validated_data["body"])
+        return Response(
+            CommentSerializer(comment).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": f"/api/v1/requests/{pk}/comments/"},
+        )
+
+
+def grant_destination(grant: Grant) -> dict[str, Any]:
+    return {"host": grant.host, "port": grant.port, "protocol": grant.protocol, "tls_required": grant.tls_required}
+
+
+class GrantRenew(IntegrationView):
+    """File a renewal: a new request for the grant's workload and destination, linked to the grant."""
+
+    required_scopes = {"POST": "requests:write"}
+    etag_kind = GRANT
+
+    @extend_schema(request=RenewInputSerializer, responses={201: ExceptionRequestSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        grant = access_grant(request.user, pk)
+        payload = RenewInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        original = grant.request
+        try:
+            created = requests.submit_request(
+                actor=actor_for(request),
+                workload=grant.workload,
+                destinations=[
+                    {
+                        "host": grant.host,
+                        "port": grant.port,
+                        "protocol": grant.protocol,
+                        "tls_required": grant.tls_required,
+                    }
+                ],
+                purpose=original.purpose,
+                data_class=original.data_class,
+                justification=data["justification"],
+                ticket_ref=data["ticket_ref"] or original.ticket_ref,
+                lifetime=timedelta(hours=data["lifetime_hours"]),
+                desired_start=data["desired_start"],
+                renews=grant,
+            )
+        except DjangoValidationError as exc:
+            raise DjangoValidationError(lifetime_hours_errors(exc)) from exc
+        return render_request(request.user, created.pk, status_code=status.HTTP_201_CREATED)

@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import SYSTEM, Actor, PendingEvent, record_events
+from egress_portal.webhooks.events import emit_grants
 from exceptions.choices import Environment, GrantStatus, RequestStatus
 from exceptions.models import Grant
 from exceptions.services.grants import GRANT_TYPE
@@ -88,6 +89,8 @@ def _move_grants_in_batches(
                 move_requests(request_ids, from_status=request_from, target=request_target, actor=actor, now=now)
             moved += len(batch)
             queue_publish(trigger=f"{len(batch)} grant(s) {target}")
+            # The grants are read only when a webhook listens to this event.
+            emit_grants(action, (g for g in Grant.objects.filter(pk__in=[row[0] for row in batch]).order_by("id")))
         if len(batch) < batch_size:
             return moved
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from audit.services import Actor, PendingEvent, record_event, record_events
 from egress_portal.actors import user_of
+from egress_portal.webhooks.events import emit_grants
 from exceptions.access import revoke_denial
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant
@@ -57,6 +58,7 @@ def issue_grants(
         ]
     )
     queue_publish(trigger=f"request {request.pk} approved")
+    emit_grants("grant.activated", [g for g in created if g.status == GrantStatus.ACTIVE])
     return created
 
 
@@ -88,6 +90,7 @@ def revoke_grant(*, actor: Any, grant: Grant, reason: str, now: datetime | None 
         )
         close_finished_requests([locked.request_id], target=RequestStatus.REVOKED, actor=actor, now=now, reason=reason)
         queue_publish(trigger=f"grant {locked.pk} revoked")
+        emit_grants("grant.revoked", [locked])
     return locked
 
 

@@ -29,6 +29,7 @@ from audit.checkpoints import queue_checkpoint
 from audit.services import SYSTEM, record_event
 from egress_portal.logging import log_publication
 from egress_portal.signing import sign_jws
+from egress_portal.webhooks.events import emit
 from exceptions.bundle import signatures
 from exceptions.bundle.archive import opa_tarball
 from exceptions.bundle.cache import CompileCache
@@ -248,6 +249,24 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                         "removed": [g.id for g in result.removed],
                     },
                     reason=trigger,
+                )
+                emit(
+                    "bundle.published",
+                    occurrences=[
+                        (
+                            f"publication:{publication.pk}",
+                            {
+                                "publication": {
+                                    "id": publication.pk,
+                                    "revision": result.revision,
+                                    "commit": result.commit,
+                                    "grant_count": bundle.grant_count,
+                                    "added": len(result.added),
+                                    "removed": len(result.removed),
+                                }
+                            },
+                        )
+                    ],
                 )
                 # The history of heads follows the bundle (one checkpoint for a burst of publishes).
                 queue_checkpoint(reason=f"publication {publication.pk}")

@@ -18,7 +18,9 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audit.services import Actor, PendingEvent, record_event, record_events
+from egress_portal.actors import Actor as RequestActor
 from egress_portal.actors import user_of
+from egress_portal.webhooks.events import emit_request
 from exceptions.access import cancel_denial, roles_for
 from exceptions.choices import DataClass, Purpose, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
@@ -35,6 +37,7 @@ from exceptions.services.submissions import (
 from exceptions.state import OPEN_GRANT_STATUSES, TransitionError, check_request_transition
 
 REQUEST_TYPE = "exceptions.exceptionrequest"
+ON_BEHALF_OF = "requests:on-behalf-of"
 DESIRED_START_SLACK = timedelta(minutes=5)
 MAX_DESIRED_START_AHEAD = timedelta(days=90)
 
@@ -43,6 +46,7 @@ def _check_submission(
     *,
     actor: Any,
     workload: Workload,
+    requester: Any = None,
     destinations: Sequence[Mapping[str, Any] | DestinationInput],
     purpose: str,
     data_class: str,
@@ -55,7 +59,14 @@ def _check_submission(
 ) -> tuple[str, list[DestinationInput], RiskAssessment]:
     """Every check a filed or resubmitted request passes; ValidationError names each bad field."""
     errors: dict[str, list[str]] = {}
-    if workload.team_id not in roles_for(user_of(actor)).member_team_ids:
+    if requester is not None:
+        # Filed on behalf of a person: the person must belong to the team, not the tool filing.
+        if workload.team_id not in roles_for(requester).member_team_ids:
+            errors["requester"] = [
+                f"{requester.get_username()} is not a member of the team that owns this workload; "
+                "name a member of the team as the requester."
+            ]
+    elif workload.team_id not in roles_for(user_of(actor)).member_team_ids:
         errors["workload"] = [UNKNOWN_WORKLOAD]
     check_choice(errors, "purpose", purpose, Purpose)
     check_choice(errors, "data_class", data_class, DataClass)
@@ -113,13 +124,22 @@ def submit_request(
     desired_start: datetime | None = None,
     renews: Grant | None = None,
     draft: bool = False,
+    on_behalf_of: Any = None,
     now: datetime | None = None,
 ) -> ExceptionRequest:
-    """File an exception request (pending, or a draft to finish later)."""
+    """File an exception request (pending, or a draft to finish later).
+
+    ``on_behalf_of``: the person the request is for (an integration filing a ticket
+    reporter's request); they become the requester, so separation of duties applies
+    to them, and the event's actor stays whoever filed it. Only an integration token
+    with the ``requests:on-behalf-of`` scope may do it (a bare user: jobs and fixtures)."""
     now = now or timezone.now()
+    if on_behalf_of is not None and isinstance(actor, RequestActor) and ON_BEHALF_OF not in actor.token_scopes:
+        raise PermissionDenied(f"Filing for someone else needs an integration token with the '{ON_BEHALF_OF}' scope.")
     justification, cleaned, risk = _check_submission(
         actor=actor,
         workload=workload,
+        requester=on_behalf_of,
         destinations=destinations,
         purpose=purpose,
         data_class=data_class,
@@ -134,7 +154,8 @@ def submit_request(
     with transaction.atomic():
         request = ExceptionRequest.objects.create(
             workload=workload,
-            requester=user_of(actor),
+            requester=on_behalf_of or user_of(actor),
+            filed_by=user_of(actor) if on_behalf_of is not None else None,
             purpose=purpose,
             data_class=data_class,
             justification=justification,
@@ -151,11 +172,16 @@ def submit_request(
             actor=actor,
             action="request.drafted" if draft else "request.submitted",
             obj=request,
-            after={**request.snapshot(), "destinations": [d.__dict__ for d in cleaned]},
+            after={
+                **request.snapshot(),
+                "destinations": [d.__dict__ for d in cleaned],
+                **({"on_behalf_of": on_behalf_of.get_username()} if on_behalf_of is not None else {}),
+            },
             reason=justification,
         )
         if not draft:
             _ask_approvers(request, event="submitted")
+            emit_request("request.created", request)
     return request
 
 
@@ -332,6 +358,7 @@ def submit_draft(*, actor: Any, request: ExceptionRequest) -> ExceptionRequest:
             after={"status": locked.status},
         )
         _ask_approvers(locked, event="submitted")
+        emit_request("request.created", locked)
     return locked
 
 

@@ -17,6 +17,7 @@ from exceptions.bundle.records import rfc3339
 from exceptions.models import ExceptionRequest
 from exceptions.services.grants import revoke_grant
 from exceptions.tokens import create_token
+from tests.api_problems import field_errors, problem
 from tests.factories import GrantFactory, WorkloadFactory
 
 pytestmark = pytest.mark.django_db
@@ -41,12 +42,8 @@ def check(client: APIClient, workload: Any, *destinations: dict[str, Any], **ext
 
 
 def error_fields(response: Any) -> dict[str, str]:
-    """Field path → messages, from {field: [messages]} or an RFC 9457 problem's errors list."""
-    assert response.status_code == 400, response.content
-    body = response.json()
-    if isinstance(body.get("errors"), list):
-        return {e.get("field") or e.get("attr"): e.get("message") or e.get("detail") for e in body["errors"]}
-    return {field: " ".join(messages) for field, messages in body.items()}
+    """Field path → messages of the RFC 9457 validation problem."""
+    return {str(field): " ".join(messages) for field, messages in field_errors(response).items()}
 
 
 def by_host(response: Any) -> dict[str, dict[str, Any]]:
@@ -243,7 +240,7 @@ def test_an_outsider_gets_the_same_answer_as_for_an_unknown_workload(
 def test_a_token_needs_the_explain_scope(requester: Any, workload: Any) -> None:
     _, reader = create_token(actor=requester, user=requester, name="ci-reader", scopes=["requests:read"])
     refused = check(bearer(reader), workload, {"host": "api.partner.example", "port": 443})
-    assert refused.status_code == 403 and "'explain'" in refused.json()["detail"]
+    assert "'explain'" in problem(refused, 403)["detail"]
     _, ci = create_token(actor=requester, user=requester, name="ci", scopes=["explain"])
     allowed = check(bearer(ci), workload, {"host": "api.partner.example", "port": 443})
     assert allowed.status_code == 200

@@ -93,7 +93,10 @@ def _put(body: dict[str, Any], path: str, value: Any) -> None:
         target = target[int(part)] if part.isdigit() else target[part]
     key: Any = int(last) if last.isdigit() else last
     if value is MISSING:
-        del target[key]
+        if isinstance(target, dict):
+            target.pop(key, None)  # optional fields (requester) are absent from the base body
+        else:
+            del target[key]
     else:
         target[key] = value
 
@@ -196,7 +199,21 @@ QUERY_PARAMETERS = [
     ("/explain", ["identity", "host", "port", "protocol"]),
     ("/audit/", ["actor", "action", "object_type", "since", "until", "page"]),
     ("/bundles/publications/", ["page"]),
-    ("/api/v1/requests/", ["status", "limit", "offset"]),
+    (
+        "/api/v1/requests/",
+        [
+            "status",
+            "limit",
+            "cursor",
+            "ordering",
+            "ticket_ref",
+            "team",
+            "workload",
+            "requester",
+            "environment",
+            "updated_since",
+        ],
+    ),
     ("/api/v1/grants/", ["view", "limit", "offset"]),
     ("/api/v1/workloads/", ["limit", "offset"]),
     ("/api/v1/explain/", ["identity", "host", "port", "protocol"]),
