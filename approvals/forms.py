@@ -7,12 +7,14 @@ from datetime import timedelta
 from django import forms
 
 from exceptions.choices import Environment, Purpose, RiskTier
+from exceptions.forms import BoundedIntegerField
+from exceptions.validators import LIFETIME_HOURS
 
 
 class DecisionForm(forms.Form):
     reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     # Narrowing before approving: a shorter lifetime, and only the destinations kept.
-    lifetime_hours = forms.IntegerField(required=False, min_value=1)
+    lifetime_hours = BoundedIntegerField(bounds=LIFETIME_HOURS, required=False, label="Lifetime (hours)")
     keep = forms.TypedMultipleChoiceField(required=False, coerce=int, choices=[])
     narrow = forms.BooleanField(required=False)
     confirm = forms.BooleanField(required=False)

@@ -225,7 +225,10 @@ def request_page(user: Any, req: ExceptionRequest, *, now: datetime) -> dict[str
     if req.status in (RequestStatus.PENDING, RequestStatus.DRAFT, RequestStatus.CHANGES_REQUESTED):
         context["go_live"] = go_live_for(req, now=now, state=policy_state)
     if req.status == RequestStatus.PENDING and (actions.allows("approve") or roles_for(user).sees_everything):
-        diffs = preview_approval(req, now=now, decided_by=user.get_username())
-        context["preview_files"] = [(d.path, colour_diff(d.diff)) for d in diffs]
-        context["preview_summary"] = preview_summary(req, len(diffs))
+        go_live = context["go_live"]
+        preview = preview_approval(req, now=now, decided_by=user.get_username(), not_before=go_live.at)
+        context["preview_files"] = [(d.path, colour_diff(d.diff)) for d in preview.on_approval]
+        context["preview_summary"] = preview_summary(req, len(preview.on_approval))
+        context["preview_go_live"] = preview.go_live
+        context["preview_live_files"] = [(d.path, colour_diff(d.diff)) for d in preview.at_go_live]
     return context

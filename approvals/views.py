@@ -31,7 +31,11 @@ PAGE_SIZE = 25
 
 
 def _form_errors(form: Any) -> str:
-    return "; ".join(f"{field}: {' '.join(map(str, errors))}" for field, errors in form.errors.items())
+    # The field's label, as the page shows it, not its POST name.
+    def label(name: str) -> str:
+        return str(form[name].label) if name in form.fields else "Form"
+
+    return "; ".join(f"{label(field)}: {' '.join(map(str, errors))}" for field, errors in form.errors.items())
 
 
 def _error_text(exc: Exception) -> str:

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dateutil.rrule import rrule, rrulestr
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils import dateformat, timezone
 
 from approvals.models import ChangeWindow, Freeze
 
@@ -55,7 +56,13 @@ class GoLive:
     window: str = ""
 
     def as_dict(self) -> dict[str, object]:
-        return {"at": self.at.isoformat() if self.at else None, "reason": self.reason, "window": self.window}
+        # at_display is the portal's one way of writing a time (the pages' "D Y-m-d H:i T"), for scripts to show as is.
+        return {
+            "at": self.at.isoformat() if self.at else None,
+            "at_display": dateformat.format(timezone.localtime(self.at), "D Y-m-d H:i T") if self.at else None,
+            "reason": self.reason,
+            "window": self.window,
+        }
 
 
 def _fmt(moment: datetime, tz: ZoneInfo) -> str:

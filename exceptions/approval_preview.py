@@ -1,10 +1,13 @@
-"""The exact bundle diff that approving a pending request now would cause."""
+"""The exact bundle diffs that approving a pending request now would cause: what the
+publish at approval changes, and, for a request that goes live later (a change window,
+a freeze, a desired start), what changes when it does. A grant that has not started
+enters only the OPA data (with its valid_from); Cilium and Istio carry valid grants only."""
 
 from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db.models import Max
@@ -40,15 +43,43 @@ def _pretty(path: str, data: bytes | None, identity: str) -> list[str]:
     return data.decode("utf-8").splitlines(keepends=True)
 
 
-def preview_approval(request: ExceptionRequest, *, now: datetime | None = None, decided_by: str = "") -> list[FileDiff]:
-    """Compile the bundle as it is and as it would be with this request approved now.
+@dataclass(frozen=True)
+class ApprovalPreview:
+    on_approval: list[FileDiff]
+    # Set when the grants start after the approval: the change at that moment.
+    go_live: datetime | None = None
+    at_go_live: list[FileDiff] = field(default_factory=list)
+
+
+def _diffs(before: dict[str, bytes], after: dict[str, bytes], identity: str) -> list[FileDiff]:
+    diffs = []
+    for path in sorted((before.keys() | after.keys()) - IGNORED):
+        old, new = before.get(path), after.get(path)
+        if old == new:
+            continue
+        lines = difflib.unified_diff(
+            _pretty(path, old, identity),
+            _pretty(path, new, identity),
+            fromfile=f"a/{path}" if old else "/dev/null",
+            tofile=f"b/{path}" if new else "/dev/null",
+            n=2,
+        )
+        diffs.append(FileDiff(path, "".join(lines)))
+    return diffs
+
+
+def preview_approval(
+    request: ExceptionRequest, *, now: datetime | None = None, decided_by: str = "", not_before: datetime | None = None
+) -> ApprovalPreview:
+    """Compile the bundle as it is and as it would be with this request approved now,
+    its grants starting at ``not_before`` (the go-live the approval would set) at the earliest.
 
     New grant ids are provisional (the next ids the database would hand out).
     """
     now = now or timezone.now()
     current = bundle_records()
     next_id = (Grant.objects.aggregate(top=Max("id"))["top"] or 0) + 1
-    valid_from, expires_at = request.grant_window(now)
+    valid_from, expires_at = request.grant_window(now, not_before=not_before)
     workload = request.workload
     proposed = [
         GrantRecord(
@@ -69,19 +100,12 @@ def preview_approval(request: ExceptionRequest, *, now: datetime | None = None, 
         )
         for i, d in enumerate(request.destinations.all())
     ]
-    before = compile_bundle(current, now=now, options=bundle_options()).files
-    after = compile_bundle([*current, *proposed], now=now, options=bundle_options()).files
-    diffs = []
-    for path in sorted((before.keys() | after.keys()) - IGNORED):
-        old, new = before.get(path), after.get(path)
-        if old == new:
-            continue
-        lines = difflib.unified_diff(
-            _pretty(path, old, workload.identity),
-            _pretty(path, new, workload.identity),
-            fromfile=f"a/{path}" if old else "/dev/null",
-            tofile=f"b/{path}" if new else "/dev/null",
-            n=2,
-        )
-        diffs.append(FileDiff(path, "".join(lines)))
-    return diffs
+
+    def compiled(records: list[GrantRecord], at: datetime) -> dict[str, bytes]:
+        return compile_bundle(records, now=at, options=bundle_options()).files
+
+    on_approval = _diffs(compiled(current, now), compiled([*current, *proposed], now), workload.identity)
+    if valid_from <= now:
+        return ApprovalPreview(on_approval=on_approval)
+    at_go_live = _diffs(compiled(current, valid_from), compiled([*current, *proposed], valid_from), workload.identity)
+    return ApprovalPreview(on_approval=on_approval, go_live=valid_from, at_go_live=at_go_live)

@@ -14,7 +14,8 @@ from exceptions.models import Workload
 from exceptions.services.submissions import NO_DESTINATIONS, UNKNOWN_WORKLOAD
 from exceptions.validators import (
     HOST_REQUIRED,
-    LIFETIME_VALUE,
+    LIFETIME_DAYS,
+    LIFETIME_HOURS,
     OBJECT_ID,
     PORT,
     PORT_REQUIRED,
@@ -81,14 +82,18 @@ class ExceptionRequestForm(forms.Form):
     justification = forms.CharField(
         required=False,  # the service says what an empty justification lacks
         widget=forms.Textarea(attrs={"rows": 4, "maxlength": settings.EGRESS_JUSTIFICATION_MAX_LENGTH}),
-        help_text="What the workload does at the destination and what breaks without it.",
+        help_text=(
+            f"At least {settings.EGRESS_JUSTIFICATION_MIN_LENGTH} characters: what the workload does at the "
+            "destination and what breaks without it."
+        ),
     )
     ticket_ref = forms.CharField(
         required=False,
         label="Ticket reference",
         widget=forms.TextInput(attrs={"maxlength": settings.EGRESS_TICKET_REF_MAX_LENGTH}),
     )
-    lifetime_value = BoundedIntegerField(bounds=LIFETIME_VALUE, initial=7, label="Lifetime")
+    # Bounded in the unit the person chose (see __init__), so the limit they read is in that unit.
+    lifetime_value = BoundedIntegerField(bounds=LIFETIME_DAYS, initial=7, label="Lifetime")
     lifetime_unit = forms.ChoiceField(choices=LIFETIME_UNITS, initial="days", label="Lifetime unit")
     renews = BoundedIntegerField(bounds=OBJECT_ID, required=False, widget=forms.HiddenInput)
     desired_start = forms.DateTimeField(
@@ -102,6 +107,12 @@ class ExceptionRequestForm(forms.Form):
         field = self.fields["workload"]
         assert isinstance(field, forms.ModelChoiceField)
         field.queryset = workloads if workloads is not None else Workload.objects.none()
+        lifetime = self.fields["lifetime_value"]
+        assert isinstance(lifetime, BoundedIntegerField)
+        unit = self.data.get("lifetime_unit") if self.is_bound else None
+        lifetime.bounds = LIFETIME_HOURS if unit == "hours" else LIFETIME_DAYS
+        # The unit can change in the browser after rendering: no fixed max in the page.
+        lifetime.widget.attrs.pop("max", None)
 
     def lifetime(self) -> timedelta | None:
         value = self.cleaned_data.get("lifetime_value")
@@ -128,6 +139,13 @@ class DestinationForm(forms.Form):
     )
     tls_required = forms.BooleanField(required=False, initial=True, label="TLS required")
 
+    def has_changed(self) -> bool:
+        # A row is filled in when it has a host: clearing the host removes the row
+        # (its port and TLS box keep their defaults, so they cannot tell).
+        if not self.is_bound:
+            return super().has_changed()
+        return bool(str(self.data.get(self.add_prefix("host"), "")).strip())
+
 
 # The limit on destinations is the service's (one message for form and API);
 # max_num only stops the page's "Add destination" at that many rows.
@@ -137,6 +155,18 @@ class BaseDestinationFormSet(forms.BaseFormSet):
         "too_few_forms": NO_DESTINATIONS,
         "too_many_forms": NO_DESTINATIONS,
     }
+
+    def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
+        # Any row may be left empty (and is then dropped), the first included.
+        return {**super().get_form_kwargs(index), "empty_permitted": True}
+
+    def clean(self) -> None:
+        if not any(form.has_changed() for form in self.forms):
+            raise ValidationError(NO_DESTINATIONS, code="too_few_forms")
+
+    def filled_forms(self) -> list[forms.Form]:
+        """The rows with a host, in order: the destinations the service is given."""
+        return [form for form in self.forms if form.has_changed()]
 
 
 DestinationFormSet = forms.formset_factory(
@@ -150,14 +180,16 @@ DestinationFormSet = forms.formset_factory(
 
 
 def apply_service_errors(error: ValidationError, form: forms.Form, formset: forms.BaseFormSet[Any]) -> None:
-    """Put a service's field-keyed errors on the matching form or destination row."""
+    """Put a service's field-keyed errors on the matching form or destination row
+    (the service numbers only the rows that were filled in)."""
+    rows = formset.filled_forms() if isinstance(formset, BaseDestinationFormSet) else formset.forms
     for key, messages in error.message_dict.items():
         if key.startswith("destinations["):
             index_text, _, field = key[len("destinations[") :].partition("].")
             index = int(index_text)
-            if index < len(formset.forms) and field in formset.forms[index].fields:
+            if index < len(rows) and field in rows[index].fields:
                 for message in messages:
-                    formset.forms[index].add_error(field, message)
+                    rows[index].add_error(field, message)
                 continue
         target = "lifetime_value" if key == "lifetime" else key
         for message in messages:

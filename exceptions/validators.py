@@ -80,6 +80,8 @@ def _to_ascii(name: str, original: str) -> str:
             code="invalid_character",
         ) from exc
     except (idna.IDNAError, UnicodeError) as exc:
+        if name.isascii():
+            raise _ascii_label_error(name, original) from exc
         raise ValidationError(
             f"'{original}' is not a valid internationalised host name: one of its labels breaks the rules for "
             "such names (for example a hyphen in the third and fourth places, a label that starts with an accent, "
@@ -87,6 +89,34 @@ def _to_ascii(name: str, original: str) -> str:
             code="invalid_name",
         ) from exc
     return encoded.lower()
+
+
+def _ascii_label_error(name: str, original: str) -> ValidationError:
+    """The rule a plain ASCII name broke, in its own words (not the internationalised-name ones);
+    the code stays the one clients already know."""
+    for label in name.split("."):
+        if label.startswith("-") or label.endswith("-"):
+            return ValidationError(
+                f"'{original}': the label '{label}' starts or ends with a hyphen; a label may not start or end "
+                "with a hyphen.",
+                code="invalid_name",
+            )
+        if label.startswith("xn--"):
+            return ValidationError(
+                f"'{original}': the label '{label}' starts with 'xn--' but is not valid punycode; "
+                "enter the name as you read it, or copy its punycode exactly.",
+                code="invalid_name",
+            )
+        if label[2:4] == "--":
+            return ValidationError(
+                f"'{original}': the label '{label}' has hyphens in the third and fourth places, which are kept "
+                "for internationalised (xn--) names.",
+                code="invalid_name",
+            )
+    return ValidationError(
+        f"'{original}': each dot-separated label may only hold letters, digits and inner hyphens.",
+        code="invalid_name",
+    )
 
 
 def to_unicode(ascii_host: str) -> str:
@@ -335,7 +365,7 @@ class IntBounds:
 PORT = IntBounds("port", 1, 65535)
 OBJECT_ID = IntBounds("id", 1, MAX_ID)
 LIFETIME_HOURS = IntBounds("lifetime in hours", 1, 24 * 366)
-LIFETIME_VALUE = IntBounds("lifetime", 1, 24 * 366)
+LIFETIME_DAYS = IntBounds("lifetime in days", 1, 366)
 PAGE_LIMIT = IntBounds("limit", 1, 200)
 PAGE_OFFSET = IntBounds("offset", 0, 10**9)
 PAGE_NUMBER = IntBounds("page", 1, 10**7)

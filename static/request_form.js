@@ -139,7 +139,7 @@
             const live = document.createElement("li");
             live.id = "go-live-preview";
             live.textContent = "If approved now, goes live " +
-              (body.approval.go_live.at ? new Date(body.approval.go_live.at).toLocaleString() + " (" + body.approval.go_live.reason + ")" : "not yet: " + body.approval.go_live.reason) + ".";
+              (body.approval.go_live.at ? body.approval.go_live.at_display + " (" + body.approval.go_live.reason + ")" : "not yet: " + body.approval.go_live.reason) + ".";
             reasons.append(rule, live);
           }
         })

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
@@ -17,6 +20,7 @@ from egress_portal.actors import actor_for
 from exceptions.access import access_grant, access_request
 from exceptions.api.base import GRANT, REQUEST, IntegrationView, render_request
 from exceptions.api.serializers import (
+    BoundedIntegerField,
     ClosedSerializer,
     DestinationInputSerializer,
     ExceptionRequestSerializer,
@@ -26,15 +30,16 @@ from exceptions.api.serializers import (
 from exceptions.choices import DataClass, Purpose
 from exceptions.services import grants
 from exceptions.services.requests import resubmit_request
+from exceptions.validators import LIFETIME_HOURS, OBJECT_ID
 
 
 class ApproveInputSerializer(ClosedSerializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="")
-    lifetime_hours = serializers.IntegerField(
-        required=False, allow_null=True, default=None, min_value=1, help_text="Narrow: a shorter lifetime."
+    lifetime_hours = BoundedIntegerField(
+        bounds=LIFETIME_HOURS, required=False, allow_null=True, default=None, help_text="Narrow: a shorter lifetime."
     )
     keep_destinations = serializers.ListField(
-        child=serializers.IntegerField(),
+        child=BoundedIntegerField(bounds=OBJECT_ID),
         required=False,
         allow_null=True,
         default=None,
@@ -48,8 +53,19 @@ class ResubmitInputSerializer(ClosedSerializer):
     data_class = serializers.ChoiceField(choices=DataClass.choices)
     justification = serializers.CharField()
     ticket_ref = serializers.CharField(required=False, allow_blank=True, default="")
-    lifetime_hours = serializers.IntegerField(min_value=1)
+    lifetime_hours = BoundedIntegerField(bounds=LIFETIME_HOURS)
     desired_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+@contextmanager
+def api_field_names(names: dict[str, str]) -> Iterator[None]:
+    """A service's field-keyed errors under this endpoint's field names (its 'lifetime' is 'lifetime_hours')."""
+    try:
+        yield
+    except DjangoValidationError as exc:
+        if not hasattr(exc, "error_dict"):
+            raise
+        raise DjangoValidationError({names.get(key, key): value for key, value in exc.message_dict.items()}) from exc
 
 
 class Approve(IntegrationView):
@@ -62,13 +78,14 @@ class Approve(IntegrationView):
         payload = ApproveInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        services.approve_request(
-            actor=actor_for(request),
-            request=exception_request,
-            reason=data["reason"],
-            lifetime=timedelta(hours=data["lifetime_hours"]) if data["lifetime_hours"] else None,
-            keep_destination_ids=data["keep_destinations"],
-        )
+        with api_field_names({"lifetime": "lifetime_hours", "destinations": "keep_destinations"}):
+            services.approve_request(
+                actor=actor_for(request),
+                request=exception_request,
+                reason=data["reason"],
+                lifetime=timedelta(hours=data["lifetime_hours"]) if data["lifetime_hours"] else None,
+                keep_destination_ids=data["keep_destinations"],
+            )
         return render_request(request.user, pk)
 
 
@@ -110,17 +127,18 @@ class Resubmit(IntegrationView):
         payload = ResubmitInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        resubmit_request(
-            actor=actor_for(request),
-            request=exception_request,
-            destinations=data["destinations"],
-            purpose=data["purpose"],
-            data_class=data["data_class"],
-            justification=data["justification"],
-            ticket_ref=data["ticket_ref"],
-            lifetime=timedelta(hours=data["lifetime_hours"]),
-            desired_start=data["desired_start"],
-        )
+        with api_field_names({"lifetime": "lifetime_hours"}):
+            resubmit_request(
+                actor=actor_for(request),
+                request=exception_request,
+                destinations=data["destinations"],
+                purpose=data["purpose"],
+                data_class=data["data_class"],
+                justification=data["justification"],
+                ticket_ref=data["ticket_ref"],
+                lifetime=timedelta(hours=data["lifetime_hours"]),
+                desired_start=data["desired_start"],
+            )
         return render_request(request.user, pk)
 
 

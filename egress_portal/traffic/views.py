@@ -21,6 +21,7 @@ from egress_portal.traffic.operations import periodic_jobs
 from egress_portal.traffic.services.gateways import create_gateway
 from egress_portal.traffic.services.stale import keep_grant
 from exceptions.access import access_grant
+from exceptions.validators import OBJECT_ID, parse_bounded_int
 
 
 @login_required
@@ -100,7 +101,11 @@ def operations(request: HttpRequest) -> HttpResponse:
 def operations_retry(request: HttpRequest) -> HttpResponse:
     if not can_operate(request.user):
         raise PermissionDenied("The operations page is for administrators and security officers.")
-    ids = [int(v) for v in request.POST.getlist("message") if v.isdigit()]
+    try:
+        ids = [parse_bounded_int(v, OBJECT_ID) for v in request.POST.getlist("message")]
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("operations")
     count = retry_parked(actor=request.user, message_ids=ids)
     messages.success(request, f"{count} parked side effect(s) queued again.")
     return redirect("operations")

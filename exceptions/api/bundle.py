@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from approvals.access import approval_state
+from approvals.services import go_live_for
 from egress_portal.problems import Conflict
 from exceptions.access import access_request
 from exceptions.api.base import IntegrationView
@@ -71,15 +74,33 @@ class RequestPreview(IntegrationView):
 
     @extend_schema(
         responses=inline_serializer(
-            "PreviewFile", {"path": serializers.CharField(), "diff": serializers.CharField()}, many=True
+            "PreviewFile",
+            {
+                "path": serializers.CharField(),
+                "diff": serializers.CharField(),
+                "applies": serializers.ChoiceField(choices=["on_approval", "at_go_live"]),
+                "at": serializers.DateTimeField(allow_null=True, help_text="When an at_go_live change happens."),
+            },
+            many=True,
         )
     )
     def get(self, request: Request, pk: int) -> Response:
         exception_request = access_request(request.user, pk)
         if exception_request.status != "pending":
             raise Conflict("Only a pending request has an approval preview.", code="illegal_transition")
-        diffs = preview_approval(exception_request, decided_by=request.user.get_username())
-        return Response([{"path": d.path, "diff": d.diff} for d in diffs])
+        now = timezone.now()
+        go_live = go_live_for(exception_request, now=now, state=approval_state(exception_request))
+        preview = preview_approval(
+            exception_request, now=now, decided_by=request.user.get_username(), not_before=go_live.at
+        )
+        # Each file says when it changes: at the publish on approval, or at go-live.
+        return Response(
+            [{"path": d.path, "diff": d.diff, "applies": "on_approval", "at": None} for d in preview.on_approval]
+            + [
+                {"path": d.path, "diff": d.diff, "applies": "at_go_live", "at": preview.go_live}
+                for d in preview.at_go_live
+            ]
+        )
 
 
 class PublicationSerializer(serializers.ModelSerializer[BundlePublication]):

@@ -13,14 +13,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from exceptions.api.base import IntegrationView
-from exceptions.api.serializers import ClosedSerializer
+from exceptions.api.serializers import BoundedIntegerField, ClosedSerializer
 from exceptions.choices import Protocol
 from exceptions.preflight import STATUSES, preflight, preflight_workload
+from exceptions.validators import OBJECT_ID, PORT
 
 
 class PreflightDestinationInput(ClosedSerializer):
     host = serializers.CharField(max_length=300, help_text="DNS name (exact, or one leading '*.' label).")
-    port = serializers.IntegerField(min_value=1, max_value=65535)
+    port = BoundedIntegerField(bounds=PORT)
     protocol = serializers.ChoiceField(choices=Protocol.choices, default=Protocol.TCP)
 
 
@@ -34,7 +35,7 @@ class _DestinationList(serializers.ListField):
 
 
 class PreflightInput(ClosedSerializer):
-    workload = serializers.IntegerField(required=False, min_value=1, help_text="Workload id; or give 'identity'.")
+    workload = BoundedIntegerField(bounds=OBJECT_ID, required=False, help_text="Workload id; or give 'identity'.")
     identity = serializers.CharField(
         required=False,
         max_length=300,

@@ -256,3 +256,121 @@ def test_a_named_policy_group_member_sees_and_decides_what_the_policy_gives_them
     stranger = UserFactory(username="stan")
     client.force_login(stranger)
     assert client.get(f"/requests/{request.pk}/").status_code == 404
+
+
+TWO_HOSTS = [{"host": "a.partner.example", "port": 443}, {"host": "b.partner.example", "port": 443}]
+
+
+@pytest.fixture
+def sent_back(submit: Any, approver: Any) -> Any:
+    """Submit a request and send it back to its requester with changes requested."""
+    from approvals.services import request_changes
+
+    def _make(**overrides: Any) -> Any:
+        request = submit(**overrides)
+        request_changes(actor=approver, request=request, comment="Only what you need.")
+        return request
+
+    return _make
+
+
+def _resubmit_data(request: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "workload": request.workload_id,
+        "purpose": "partner_api",
+        "data_class": "internal",
+        "justification": "Settles card payments with the partner every night at 02:00.",
+        "ticket_ref": "CHG-77",
+        "lifetime_value": 3,
+        "lifetime_unit": "days",
+        "dest-TOTAL_FORMS": len(rows),
+        "dest-INITIAL_FORMS": 2,
+        "dest-MIN_NUM_FORMS": 1,
+        "dest-MAX_NUM_FORMS": 20,
+    }
+    for index, row in enumerate(rows):
+        data.update({f"dest-{index}-{name}": value for name, value in row.items()})
+    return data
+
+
+def test_resubmit_page_offers_add_and_remove_with_the_request_forms_script(
+    client: Client, sent_back: Any, requester: Any
+) -> None:
+    request = sent_back(destinations=TWO_HOSTS)
+    client.force_login(requester)
+    page = client.get(f"/approvals/{request.pk}/resubmit/").content.decode()
+    assert page.count('class="link remove-row"') == 3  # two rows and the template for new ones
+    assert 'id="add-destination"' in page and 'id="destination-template"' in page
+    assert 'id="request-form"' in page and "/static/request_form.js" in page
+    assert "<script>" not in page  # CSP: no inline scripts
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        # Clearing a row's host drops the row, the first row included.
+        (
+            [
+                {"host": "a.partner.example", "port": 443, "protocol": "tcp"},
+                {"host": " ", "port": 443, "protocol": "tcp"},
+            ],
+            ["a.partner.example"],
+        ),
+        (
+            [
+                {"host": "", "port": 443, "protocol": "tcp"},
+                {"host": "b.partner.example", "port": 443, "protocol": "tcp"},
+            ],
+            ["b.partner.example"],
+        ),
+        # Added rows are kept.
+        (
+            [
+                {"host": "a.partner.example", "port": 443, "protocol": "tcp"},
+                {"host": "", "port": 443, "protocol": "tcp"},
+                {"host": "c.partner.example", "port": 8443, "protocol": "tcp"},
+            ],
+            ["a.partner.example", "c.partner.example"],
+        ),
+    ],
+)
+def test_resubmit_drops_cleared_rows_and_keeps_added_ones(
+    client: Client, sent_back: Any, requester: Any, rows: list[dict[str, Any]], expected: list[str]
+) -> None:
+    request = sent_back(destinations=TWO_HOSTS)
+    client.force_login(requester)
+    response = client.post(f"/approvals/{request.pk}/resubmit/", _resubmit_data(request, rows))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    request.refresh_from_db()
+    assert request.status == "pending"
+    assert sorted(d.host for d in request.destinations.all()) == expected
+
+
+def test_resubmit_with_every_row_cleared_says_add_a_destination(client: Client, sent_back: Any, requester: Any) -> None:
+    from exceptions.services.submissions import NO_DESTINATIONS
+
+    request = sent_back()
+    client.force_login(requester)
+    rows = [{"host": "", "port": 443, "protocol": "tcp"}, {"host": "", "port": 443, "protocol": "tcp"}]
+    response = client.post(f"/approvals/{request.pk}/resubmit/", _resubmit_data(request, rows))
+    assert response.status_code == 400
+    assert NO_DESTINATIONS in response.content.decode()
+    request.refresh_from_db()
+    assert request.status == "changes_requested"
+
+
+def test_a_service_error_lands_on_its_row_when_an_earlier_row_was_cleared(
+    client: Client, sent_back: Any, requester: Any
+) -> None:
+    request = sent_back()
+    client.force_login(requester)
+    rows = [
+        {"host": "", "port": 443, "protocol": "tcp"},
+        {"host": "a.partner.example", "port": 443, "protocol": "tcp"},
+        {"host": "a.partner.example", "port": 443, "protocol": "tcp"},
+    ]
+    response = client.post(f"/approvals/{request.pk}/resubmit/", _resubmit_data(request, rows))
+    assert response.status_code == 400
+    formset = response.context["formset"]
+    assert not formset.forms[0].errors
+    assert formset.forms[1].errors or formset.forms[2].errors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -198,3 +199,46 @@ def test_request_form_preview_names_the_rule_and_when_it_would_go_live(
     assert "security-officers from outside the requesting team, MFA enrolled" in body["approval"]["needs"]
     assert body["approval"]["go_live"]["window"] == "tue"
     assert "Europe/Berlin" in body["approval"]["go_live"]["reason"]
+    # The time as the pages write it, for the script to show as is (not the browser's locale, without a zone).
+    assert re.fullmatch(r"\w{3} \d{4}-\d\d-\d\d \d\d:\d\d UTC", body["approval"]["go_live"]["at_display"])
+
+
+def test_the_approval_preview_shows_what_approving_publishes_now_and_what_changes_at_go_live(
+    submit: Any, approver: Any, prod_workload: Any
+) -> None:
+    from approvals.access import approval_state
+    from approvals.selectors import request_page
+    from approvals.services import go_live_for
+    from exceptions.approval_preview import IGNORED, preview_approval
+    from exceptions.bundle.compiler import compile_bundle
+    from exceptions.selectors import bundle_records
+    from exceptions.services.publications import bundle_options
+
+    window("tue", "FREQ=WEEKLY;BYDAY=TU", datetime(2026, 1, 6, 2, 0), "Europe/Berlin")
+    now = utc(2026, 3, 25, 9)
+    request = submit(workload=prod_workload, lifetime=timedelta(days=5), now=now)
+    go_live = go_live_for(request, now=now, state=approval_state(request))
+    preview = preview_approval(request, now=now, not_before=go_live.at)
+    page = request_page(approver, request, now=now)
+
+    def files() -> dict[str, bytes]:
+        return compile_bundle(bundle_records(), now=now, options=bundle_options()).files
+
+    before = files()
+    approve_request(actor=approver, request=request, now=now)
+    after = files()
+    published = {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)} - IGNORED
+    # Honest: the files the preview says change on approval are the ones the publish changes.
+    assert {d.path for d in preview.on_approval} == published
+
+    def engines(paths: set[str]) -> set[str]:
+        return {part for path in paths for part in path.split("/")} & {"opa", "cilium", "istio"}
+
+    assert engines(published) == {"opa"}, published
+    assert '"valid_from_ns"' in "".join(d.diff for d in preview.on_approval)
+    # The engines that carry only valid grants change at go-live, and the page labels it so.
+    assert preview.go_live == utc(2026, 3, 31, 0)
+    live_paths = {d.path for d in preview.at_go_live}
+    assert engines(live_paths) >= {"cilium", "istio"}, live_paths
+    assert page["preview_go_live"] == preview.go_live
+    assert [path for path, _ in page["preview_live_files"]] == [d.path for d in preview.at_go_live]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,6 +70,7 @@ def test_high_risk_production_request_needs_team_and_security_then_goes_live_in_
     page.wait_for_selector("#go-live-preview")
     assert "high-risk-production" in page.inner_text("#approval-preview")
     assert "Daily production window" in page.inner_text("#go-live-preview")
+    assert re.search(r"goes live \w{3} \d{4}-\d\d-\d\d \d\d:\d\d UTC \(", page.inner_text("#go-live-preview"))
     page.click("button[name=submit]")
     page.wait_for_url("**/requests/*/")
     request = ExceptionRequest.objects.get()

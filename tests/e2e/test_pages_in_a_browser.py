@@ -31,6 +31,16 @@ BROKEN_DESCRIPTIONS = """
     .map((id) => (el.name || el.id || el.tagName) + ' -> #' + id))
 """
 
+# Table headers and dates that wrap onto more than two lines: a cell broken letter by letter.
+BROKEN_CELLS = """
+() => Array.from(document.querySelectorAll('main th, main td time')).flatMap((el) => {
+  const range = document.createRange();
+  range.selectNodeContents(el);
+  const lines = new Set(Array.from(range.getClientRects()).map((r) => Math.round(r.top))).size;
+  return lines > 2 ? [el.textContent.trim() + ' (' + lines + ' lines)'] : [];
+})
+"""
+
 
 @pytest.fixture
 def pages(
@@ -113,7 +123,9 @@ def test_api_docs_list_the_operations_offline(browser: Any, live_server: Any, pa
     context.close()
 
 
-def test_no_main_page_is_wider_than_a_phone(browser: Any, live_server: Any, pages: list[str]) -> None:
+def test_no_main_page_is_wider_than_a_phone_and_table_cells_stay_readable(
+    browser: Any, live_server: Any, pages: list[str]
+) -> None:
     base = live_server.url
     context = browser.new_context(viewport={"width": 390, "height": 844})
     page = context.new_page()
@@ -124,6 +136,7 @@ def test_no_main_page_is_wider_than_a_phone(browser: Any, live_server: Any, page
         width = page.evaluate("document.documentElement.scrollWidth")
         if width > 390:
             too_wide.append(f"{path}: {width}px")
+        too_wide += [f"{path}: {cell}" for cell in page.evaluate(BROKEN_CELLS)]
     assert too_wide == [], too_wide
     context.close()
 
@@ -171,4 +184,28 @@ def test_request_form_shows_each_error_once_and_no_tier_until_destinations_are_v
     page.fill("input[name='dest-0-host']", "api.partner.example")
     page.wait_for_selector("#risk-summary .tier")
     assert page.locator(".destination .error").count() == 0
+    context.close()
+
+
+def test_resubmit_removes_and_adds_destinations_with_the_request_forms_buttons(
+    browser: Any, live_server: Any, submit: Any, approver: Any, requester: Any
+) -> None:
+    from approvals.services import request_changes
+
+    request = submit(
+        destinations=[{"host": "a.partner.example", "port": 443}, {"host": "b.partner.example", "port": 443}]
+    )
+    request_changes(actor=approver, request=request, comment="Drop b, add c.")
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, live_server.url, requester.username)
+    page.goto(f"{live_server.url}/approvals/{request.pk}/resubmit/")
+    page.locator(".destination .remove-row").nth(1).click()
+    page.click("#add-destination")
+    page.fill("input[name='dest-1-host']", "c.partner.example")
+    page.click("button[name=resubmit]")
+    page.wait_for_url(f"**/requests/{request.pk}/")
+    request.refresh_from_db()
+    assert request.status == "pending"
+    assert sorted(d.host for d in request.destinations.all()) == ["a.partner.example", "c.partner.example"]
     context.close()

@@ -292,3 +292,27 @@ def test_renewal_is_prefilled_from_the_grant_and_linked_to_it(
     renewal = ExceptionRequest.objects.exclude(pk=grant.request_id).get()
     assert response.status_code == 302 and renewal.renews == grant
     assert f"grant #{grant.pk}" in client.get(renewal.get_absolute_url()).content.decode()
+
+
+def test_the_request_form_says_the_justifications_minimum_before_submit(
+    client: Client, requester: Any, workload: Any, settings: Any
+) -> None:
+    client.force_login(requester)
+    page = client.get(reverse("request-create")).content.decode()
+    assert f"At least {settings.EGRESS_JUSTIFICATION_MIN_LENGTH} characters" in page
+
+
+def test_the_decision_row_says_approved_or_rejected_not_the_status(
+    client: Client, submit: Any, approver: Any, requester: Any
+) -> None:
+    from approvals.services import reject_request
+
+    approved, rejected = submit(), submit(destinations=[{"host": "b.partner.example", "port": 443}])
+    approve_request(actor=approver, request=approved)
+    reject_request(actor=approver, request=rejected, reason="Use the proxy.")
+    client.force_login(requester)
+    page = client.get(f"/requests/{approved.pk}/").content.decode()
+    assert f"<dt>Decision</dt><dd>Approved by {approver.get_username()} at" in page
+    page = client.get(f"/requests/{rejected.pk}/").content.decode()
+    assert f"Rejected by {approver.get_username()} at" in page
+    assert "Active by" not in page

@@ -96,3 +96,58 @@ def test_malformed_json_bodies_are_a_400(requester: Any, body: str) -> None:
     response = client.post("/api/v1/requests/", body, content_type="application/json")
     assert response.status_code == 400
     assert not ExceptionRequest.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("port", ["٤٤٣", "\uff14\uff14\uff13", "+443", "4_43", 443.0, "443.0", True])
+def test_preflight_reads_ports_with_the_same_parser_as_requests(requester: Any, workload: Any, port: Any) -> None:
+    client = APIClient()
+    client.force_authenticate(requester)
+    body = {"workload": workload.pk, "destinations": [{"host": "api.partner.example", "port": port}]}
+    response = client.post("/api/v1/preflight/", body, format="json")
+    assert response.status_code == 400
+    [message] = response.json()["destinations[0].port"]
+    assert "port" in message and "1 to 65535" in message
+    if isinstance(port, str):
+        assert message.endswith("in the digits 0-9.")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("unit", "value", "expected"),
+    [
+        ("days", "400", "The lifetime in days is too large; enter a whole number from 1 to 366."),
+        ("hours", "9000", "The lifetime in hours is too large; enter a whole number from 1 to 8784."),
+        ("days", "٤٨", "'٤٨' is not a valid lifetime in days; enter a whole number from 1 to 366, in the digits 0-9."),
+    ],
+)
+def test_the_lifetime_error_names_the_chosen_unit_and_its_limit(
+    client: Any, requester: Any, workload: Any, unit: str, value: str, expected: str
+) -> None:
+    client.force_login(requester)
+    response = client.get(
+        "/requests/preview/", {"workload": workload.pk, "lifetime_value": value, "lifetime_unit": unit}
+    )
+    assert response.json()["errors"]["lifetime"] == [expected]
+
+
+@pytest.mark.django_db
+def test_narrowing_refuses_other_digits_and_huge_lifetimes(client: Any, approver: Any, submit: Any) -> None:
+    from approvals.services import approve_request
+
+    pending = submit()
+    api = APIClient()
+    api.force_authenticate(approver)
+    for value in ["٤٨", 10**20]:
+        response = api.post(f"/api/v1/requests/{pending.pk}/approve/", {"lifetime_hours": value}, format="json")
+        assert response.status_code == 400 and "lifetime in hours" in response.json()["lifetime_hours"][0]
+    client.force_login(approver)
+    for value in ["٤٨", "100000000000"]:
+        response = client.post(
+            f"/approvals/{pending.pk}/approve/", {"narrow": "on", "lifetime_hours": value}, follow=True
+        )
+        assert response.status_code == 200
+        assert "lifetime in hours" in response.content.decode()
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+    assert approve_request(actor=approver, request=pending)  # untouched by the refusals

@@ -124,3 +124,20 @@ def test_request_and_grant_pages_show_both_forms(client: Client, submit: Any, ap
     for url in (f"/requests/{request.pk}/", f"/grants/{grant.pk}/", "/grants/"):
         body = client.get(url).content.decode()
         assert "bücher.example" in body and "xn--bcher-kva.example" in body, url
+
+
+@pytest.mark.parametrize(
+    ("host", "code", "says"),
+    [
+        ("-bad-.example.com", "invalid_name", "may not start or end with a hyphen"),
+        ("bad-.example.com", "invalid_name", "may not start or end with a hyphen"),
+        ("api.-partner.example", "invalid_name", "may not start or end with a hyphen"),
+        ("ab--cd.example.com", "invalid_name", "third and fourth places"),
+        ("xn--zz.example.com", "invalid_name", "not valid punycode"),
+    ],
+)
+def test_a_plain_ascii_name_gets_the_ascii_rule_it_broke(host: str, code: str, says: str) -> None:
+    error = refusal(host)
+    assert error.code == code
+    assert says in error.messages[0]
+    assert "internationalised host name" not in error.messages[0]

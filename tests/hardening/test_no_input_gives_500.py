@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -301,5 +302,151 @@ def test_reason_fields(kind: str, template: str, submit: Any, security_officer: 
             assert row_total() == before
         if response.status_code == 400:
             assert "reason" in response.content.decode()
+
+    check()
+
+
+# --- Approvals: every decision form and body, field by field ----------------------------
+
+
+def _approvals_setup(kind: str, submit: Any, approver: Any) -> dict[str, Any]:
+    """A fresh object in the state the endpoint acts on, so every example reaches the field's parser."""
+    from approvals.services import approve_request, request_changes
+
+    serial = next(_SERIAL)
+    pending = submit(destinations=[{"host": f"h{serial}.partner.example", "port": 443}])
+    if kind == "changes":
+        request_changes(actor=approver, request=pending, comment="Keep only the one host you need.")
+    if kind == "grant":
+        [grant] = approve_request(actor=approver, request=pending)
+        return {"grant": grant.pk, "expires_at": (grant.expires_at - timedelta(hours=1)).isoformat()}
+    return {"request": pending.pk, "destination": pending.destinations.get().pk}
+
+
+_SERIAL = iter(range(10**9))
+
+
+def _approve_page(ids: dict[str, Any]) -> dict[str, Any]:
+    return {"reason": "Fine.", "narrow": "on", "lifetime_hours": "24", "keep": str(ids["destination"]), "confirm": "on"}
+
+
+def _approve_api(ids: dict[str, Any]) -> dict[str, Any]:
+    return {"reason": "Fine.", "lifetime_hours": 24, "keep_destinations": [ids["destination"]]}
+
+
+def _reason(ids: dict[str, Any]) -> dict[str, Any]:
+    return {"reason": "Only the one host is needed."}
+
+
+def _resubmit_page(ids: dict[str, Any]) -> dict[str, Any]:
+    from exceptions.models import ExceptionRequest
+
+    data = form_payload(ExceptionRequest.objects.get(pk=ids["request"]).workload)
+    data["dest-0-host"] = f"r{ids['request']}.partner.example"
+    return data
+
+
+def _resubmit_api(ids: dict[str, Any]) -> dict[str, Any]:
+    from exceptions.models import ExceptionRequest
+
+    body = api_payload(ExceptionRequest.objects.get(pk=ids["request"]).workload)
+    for name in ("workload", "renews", "draft"):
+        body.pop(name)
+    return body
+
+
+def _shorten(ids: dict[str, Any]) -> dict[str, Any]:
+    return {"expires_at": ids["expires_at"], "reason": "The migration finished early."}
+
+
+def _approval_endpoints() -> list[tuple[str, str, str, str, Any, list[str]]]:
+    """(kind, state, actor, path, body, fields): each field of each decision, resubmission and grant action."""
+    from approvals.api.views import ApproveInputSerializer, ResubmitInputSerializer, ShortenInputSerializer
+    from approvals.forms import DecisionForm, ShortenForm
+
+    resubmit_api_fields = [
+        *ResubmitInputSerializer().fields,
+        *(f"destinations.0.{name}" for name in DestinationInputSerializer().fields),
+    ]
+    return [
+        ("page", "pending", "approver", "/approvals/{request}/approve/", _approve_page, [*DecisionForm.base_fields]),
+        (
+            "api",
+            "pending",
+            "approver",
+            "/api/v1/requests/{request}/approve/",
+            _approve_api,
+            [*ApproveInputSerializer().fields, "keep_destinations.0"],
+        ),
+        ("page", "pending", "approver", "/approvals/{request}/reject/", _reason, ["reason"]),
+        ("page", "pending", "approver", "/approvals/{request}/request-changes/", _reason, ["reason"]),
+        ("api", "pending", "approver", "/api/v1/requests/{request}/request-changes/", _reason, ["reason"]),
+        ("page", "changes", "requester", "/approvals/{request}/resubmit/", _resubmit_page, FORM_FIELDS),
+        ("api", "changes", "requester", "/api/v1/requests/{request}/resubmit/", _resubmit_api, resubmit_api_fields),
+        (
+            "page",
+            "grant",
+            "security_officer",
+            "/approvals/grants/{grant}/shorten/",
+            _shorten,
+            [*ShortenForm.base_fields],
+        ),
+        (
+            "api",
+            "grant",
+            "security_officer",
+            "/api/v1/grants/{grant}/shorten/",
+            _shorten,
+            [*ShortenInputSerializer().fields],
+        ),
+        ("page", "grant", "security_officer", "/approvals/grants/{grant}/do-not-renew/", _reason, ["reason"]),
+        ("api", "grant", "security_officer", "/api/v1/grants/{grant}/do-not-renew/", _reason, ["reason"]),
+    ]
+
+
+APPROVAL_CASES = [
+    pytest.param(kind, state, actor, path, body, field, id=f"{kind}:{path}:{field}")
+    for kind, state, actor, path, body, fields in _approval_endpoints()
+    for field in fields
+]
+
+
+@pytest.mark.parametrize(("kind", "state", "actor_name", "template", "body", "field"), APPROVAL_CASES)
+def test_approval_fields(
+    kind: str, state: str, actor_name: str, template: str, body: Any, field: str, request: Any, submit: Any
+) -> None:
+    """Approving with narrowing, rejecting, requesting changes, resubmitting, shortening, do-not-renew."""
+    approver = request.getfixturevalue("approver")
+    actor = request.getfixturevalue(actor_name)
+    api, client = APIClient(), Client()
+    api.force_authenticate(actor)
+    client.force_login(actor)
+
+    @PROPERTY
+    @given(value=JSON_VALUE if kind == "api" else FORM_VALUE)
+    @example(value=10**20 if kind == "api" else "100000000000")
+    @example(value="٤٨")
+    @example(value=MISSING)
+    def check(value: Any) -> None:
+        ids = _approvals_setup(state, submit, approver)
+        data = body(ids)
+        if kind == "api":
+            _put(data, field, value)
+        elif value is MISSING:
+            data.pop(field, None)
+        else:
+            data[field] = value
+        path = template.format(**ids)
+        before = row_total()
+        response: Any = (
+            api.post(path, json.dumps(data), content_type="application/json")
+            if kind == "api"
+            else client.post(path, data)
+        )
+        assert response.status_code < 500, response.content[:500]
+        if response.status_code >= 400 and response.status_code != 409:
+            assert row_total() == before, f"{field}: a refused request wrote rows"
+        if kind == "api" and response.status_code == 400:
+            assert field.split(".")[0] in response.content.decode(), response.content[:500]
 
     check()

@@ -283,3 +283,14 @@ def test_concurrent_retries_of_overlapping_batches_count_each_event_once(gateway
     assert len(results) == 4
     assert sum(r.accepted for r in results) == 400
     assert GrantUsage.objects.get().count == 400
+
+
+@pytest.mark.parametrize("port", ["٤٤٣", "+443", "4_43", 443.0])
+def test_an_event_port_is_read_by_the_portals_one_parser(
+    client: Client, gateway_and_token: Any, grant: Any, port: Any
+) -> None:
+    _, token = gateway_and_token
+    event = opa_event("d", host="api.partner.example", port=443, allow=True, at=timezone.now())
+    body = post_opa(client, token, [{**event, "input": {**event["input"], "port": port}}]).json()
+    assert body["accepted"] == 0
+    assert "port must be a number from 1 to 65535" in body["rejected"][0]["reason"]

@@ -83,3 +83,14 @@ def test_sweep_button_queues_the_sweep_task(client: Client, security_officer: An
     queued = redis.Redis.from_url(settings.REDIS_URL).lrange("default", 0, -1)
     assert any(b"traffic.stale_sweep" in message for message in queued)
     app.control.purge()
+
+
+@pytest.mark.parametrize("value", ["²", "٤", "9" * 30, "-1"])
+def test_retrying_with_a_message_id_that_is_not_a_number_says_so(
+    client: Client, security_officer: Any, value: str
+) -> None:
+    client.force_login(security_officer)
+    response = client.post("/operations/outbox/retry/", {"message": [value]}, follow=True)
+    assert response.status_code == 200
+    assert "id" in " ".join(str(m) for m in response.context["messages"])
+    assert not AuditEvent.objects.filter(action="outbox.retried").exists()

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -31,6 +32,7 @@ from egress_portal.traffic.models import (
 )
 from exceptions.bundle.decision import candidate_keys, normalise_host
 from exceptions.models import Grant
+from exceptions.validators import PORT, parse_bounded_int
 
 # Decision-log paths of the portal's policy (OPA reports them without the `data.` prefix).
 KEPT_PATHS = {"egress/allow", "egress/decision"}
@@ -98,12 +100,11 @@ def _port(value: Any, name: str = "port") -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise RecordError(f"{name} must be a number from 1 to 65535")
     try:
-        port = int(value)
-    except ValueError:
-        raise RecordError(f"{name} must be a number from 1 to 65535, not {value!r}") from None
-    if not 1 <= port <= 65535:
-        raise RecordError(f"{name} must be a number from 1 to 65535, not {port}")
-    return port
+        # The portal's one parser: int() would also take '٤٤٣' or '4_43'.
+        return parse_bounded_int(value, PORT)
+    except ValidationError:
+        shown = value if isinstance(value, int) else repr(value[:20])
+        raise RecordError(f"{name} must be a number from 1 to 65535, not {shown}") from None
 
 
 @dataclass(frozen=True)
