@@ -27,9 +27,13 @@ from audit.services import SYSTEM, Actor, record_event
 from audit.verification import database_records, walk
 from egress_portal import signing
 from egress_portal.locks import named_lock
+from egress_portal.outbox.services import enqueue_coalesced
 
 CHECKPOINT_TYPE = "egress-portal.audit-checkpoint"
 CHECKPOINT_ACTION = "audit.checkpoint_written"
+# The outbox kind of "write a checkpoint soon", and the key every request for one shares.
+CHECKPOINT_KIND = "audit.checkpoint"
+CHECKPOINT_KEY = "audit.checkpoint:pending"
 
 
 class CheckpointRefused(Exception):
@@ -217,6 +221,19 @@ def write_checkpoint(
                 after={"seq": row.seq, "head_hash": row.head_hash, "commit": commit, "path": row.path},
             )
         return row
+
+
+def queue_checkpoint(*, reason: str) -> None:
+    """Ask for a checkpoint ``AUDIT_CHECKPOINT_DELAY_SECONDS`` from now, in the caller's
+    transaction (the publish that changed the bundle). Coalesced: a burst of publishes re-arms
+    one pending row, which keeps its earlier due time, so a steady stream still gets one."""
+    with transaction.atomic():  # a savepoint inside the caller's; its own transaction alone
+        enqueue_coalesced(
+            kind=CHECKPOINT_KIND,
+            payload={"reason": reason},
+            idempotency_key=CHECKPOINT_KEY,
+            delay_seconds=settings.AUDIT_CHECKPOINT_DELAY_SECONDS,
+        )
 
 
 def as_checkpoint(row: AuditCheckpoint) -> Checkpoint:

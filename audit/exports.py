@@ -5,8 +5,8 @@ runs through (the head when it started) and the last signed checkpoint at or
 before it. ``manage.py verify_audit --export FILE`` re-walks the chain and
 checks the checkpoint's signature and hash, with nothing but the file and the
 portal's public key. The query parameters are the audit log page's:
-``actor``, ``action``, ``object_type``, ``since`` and ``until`` (dates or ISO
-times; ``until`` as a date includes that whole day).
+``actor``, ``action``, ``object_type``, ``team``, ``ticket``, ``since`` and
+``until`` (dates or ISO times; ``until`` as a date includes that whole day).
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ class ExportFilters:
     object_type: str = ""
     since: datetime | None = None
     until: datetime | None = None
+    team: str = ""
+    ticket: str = ""
 
     def described(self) -> dict[str, str]:
         return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items() if v}
@@ -76,6 +78,8 @@ def parse_filters(query: QueryDict) -> ExportFilters:
         object_type=query.get("object_type", "").strip(),
         since=_moment("since", query.get("since", ""), end_of_day=False),
         until=_moment("until", query.get("until", ""), end_of_day=True),
+        team=query.get("team", "").strip(),
+        ticket=query.get("ticket", "").strip(),
     )
     if filters.since and filters.until and filters.since >= filters.until:
         raise FilterError("until", "must be later than since.")
@@ -101,6 +105,8 @@ def export_records(filters: ExportFilters, through_seq: int) -> Iterator[dict[st
         object_type=filters.object_type,
         since=filters.since,
         until=filters.until,
+        team=filters.team,
+        ticket=filters.ticket,
     ):
         yield record_from_row(row)
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import CharField, Q, QuerySet
+from django.db.models.functions import Cast
 
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from audit.verification import RECORD_FIELDS
@@ -18,6 +20,55 @@ def timeline(refs: dict[str, Iterable[object]]) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(query).order_by("seq")
 
 
+def _ids(queryset: QuerySet[Any]) -> QuerySet[Any]:
+    """The primary keys as text, to compare with ``AuditEvent.object_id`` in a subquery."""
+    return queryset.annotate(key=Cast("pk", CharField())).values("key")
+
+
+# Up to this many ids per object type are read first and looked up in the
+# (object_type, object_id, seq) index; more stay a subquery (a list that long costs more to send).
+ID_LIST_LIMIT = 5_000
+
+
+def _about(object_type: str, queryset: QuerySet[Any]) -> Q:
+    ids = list(queryset.values_list("pk", flat=True)[: ID_LIST_LIMIT + 1])
+    if len(ids) > ID_LIST_LIMIT:
+        return Q(object_type=object_type, object_id__in=_ids(queryset))
+    return Q(object_type=object_type, object_id__in=[str(pk) for pk in ids])
+
+
+def about_team(team_slug: str) -> Q:
+    """Events about a team's objects: the team, its workloads, their requests and grants, and
+    the egress points it owns (each a subquery on the (object_type, object_id) index)."""
+    from egress_portal.traffic.models import EgressGateway
+    from exceptions.models import ExceptionRequest, Grant, Team, Workload
+
+    return (
+        _about("exceptions.team", Team.objects.filter(slug=team_slug))
+        | _about("exceptions.workload", Workload.objects.filter(team__slug=team_slug))
+        | _about("exceptions.exceptionrequest", ExceptionRequest.objects.filter(workload__team__slug=team_slug))
+        | _about("exceptions.grant", Grant.objects.filter(workload__team__slug=team_slug))
+        | _about("traffic.egressgateway", EgressGateway.objects.filter(owner_team__slug=team_slug))
+    )
+
+
+def about_ticket(ticket: str) -> Q:
+    """Events about the requests that name a ticket (any case) and the grants they produced."""
+    from exceptions.models import ExceptionRequest, Grant
+
+    return _about("exceptions.exceptionrequest", ExceptionRequest.objects.filter(ticket_ref__iexact=ticket)) | _about(
+        "exceptions.grant", Grant.objects.filter(request__ticket_ref__iexact=ticket)
+    )
+
+
+def _scoped(events: QuerySet[AuditEvent], *, team: str, ticket: str) -> QuerySet[AuditEvent]:
+    if team:
+        events = events.filter(about_team(team))
+    if ticket:
+        events = events.filter(about_ticket(ticket))
+    return events
+
+
 def recent_events(
     *,
     action: str = "",
@@ -25,9 +76,11 @@ def recent_events(
     actor: str = "",
     since: datetime | None = None,
     until: datetime | None = None,
+    team: str = "",
+    ticket: str = "",
 ) -> QuerySet[AuditEvent]:
     """Newest first, narrowed by the audit log page's filters (``until`` is exclusive)."""
-    events = AuditEvent.objects.order_by("-seq")
+    events = _scoped(AuditEvent.objects.order_by("-seq"), team=team, ticket=ticket)
     if action:
         events = events.filter(action=action)
     if object_type:
@@ -66,6 +119,8 @@ def export_rows(
     object_type: str = "",
     since: datetime | None = None,
     until: datetime | None = None,
+    team: str = "",
+    ticket: str = "",
     chunk_size: int = 2000,
 ) -> Iterator[tuple[Any, ...]]:
     """Events up to ``through_seq`` as plain tuples in chain order.
@@ -73,7 +128,7 @@ def export_rows(
     Tuples, not model instances, and a server-side cursor on PostgreSQL
     (``iterator``): a million events stream in constant memory.
     """
-    events = AuditEvent.objects.filter(seq__lte=through_seq)
+    events = _scoped(AuditEvent.objects.filter(seq__lte=through_seq), team=team, ticket=ticket)
     if actor:
         events = events.filter(actor_label__iexact=actor)
     if action:
@@ -85,3 +140,81 @@ def export_rows(
     if until:
         events = events.filter(created_at__lt=until)
     return events.order_by("seq").values_list(*RECORD_FIELDS).iterator(chunk_size=chunk_size)
+
+
+def object_history(object_type: str, object_id: str) -> QuerySet[AuditEvent]:
+    """Every event about one object, oldest first (the (object_type, object_id, seq) index)."""
+    return AuditEvent.objects.filter(object_type=object_type, object_id=object_id).order_by("seq")
+
+
+@dataclass(frozen=True)
+class ChainStatus:
+    """What the audit page can say about the chain without walking it.
+
+    ``state`` is ``anchored`` (the last checkpoint's hash is still the chain's at its
+    number, the head row matches the newest event and no checkpoint attempt failed since),
+    ``contradicted`` (one of those comparisons fails: run ``verify_audit``),
+    ``refused`` (the last checkpoint attempt failed; its error says why) or ``none``
+    (no checkpoint yet). Writing a checkpoint checks every event since the previous
+    one, so ``anchored`` means the chain was whole through ``checkpoint`` when it was written.
+    """
+
+    state: str
+    message: str
+    checkpoint: AuditCheckpoint | None
+    head_seq: int
+    since_checkpoint: int
+    last_failure_at: datetime | None = None
+
+
+def chain_status() -> ChainStatus:
+    """Four indexed single-row reads, whatever the chain's length."""
+    from egress_portal.traffic.models import JobState
+
+    head = AuditChainHead.objects.filter(pk=1).first()
+    head_seq_, head_hash = (head.last_seq, head.last_hash) if head else (0, "")
+    checkpoint = AuditCheckpoint.objects.order_by("-seq").first()
+    newest = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    job = JobState.objects.filter(task="audit.write_checkpoint").first()
+    # A failure a later run recovered from (it succeeded since) is history, not the status.
+    failed_at = job.last_failure_at if job else None
+    if job and failed_at and job.last_success_at and job.last_success_at > failed_at:
+        failed_at = None
+    since = head_seq_ - (checkpoint.seq if checkpoint else 0)
+    if newest is not None and newest != (head_seq_, head_hash):
+        return ChainStatus(
+            "contradicted",
+            f"The newest event (#{newest[0]}) is not the chain head the database recorded (#{head_seq_}): "
+            "events were added or removed outside the portal. Run manage.py verify_audit.",
+            checkpoint,
+            head_seq_,
+            since,
+        )
+    if checkpoint is None:
+        return ChainStatus("none", "No checkpoint has been written yet.", None, head_seq_, since, failed_at)
+    at_checkpoint = AuditEvent.objects.filter(seq=checkpoint.seq).values_list("hash", flat=True).first()
+    if at_checkpoint != checkpoint.head_hash:
+        return ChainStatus(
+            "contradicted",
+            f"Event #{checkpoint.seq} no longer has the hash checkpoint #{checkpoint.seq} signed: "
+            "the table was rewritten. Run manage.py verify_audit for the first contradicted checkpoint.",
+            checkpoint,
+            head_seq_,
+            since,
+        )
+    if failed_at is not None and job is not None:
+        return ChainStatus(
+            "refused",
+            f"The last checkpoint attempt failed: {job.last_error[:300]}",
+            checkpoint,
+            head_seq_,
+            since,
+            failed_at,
+        )
+    return ChainStatus(
+        "anchored",
+        f"Whole through checkpoint #{checkpoint.seq} when it was signed; {since} events since.",
+        checkpoint,
+        head_seq_,
+        since,
+    )

@@ -12,8 +12,9 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from audit.selectors import event_choices, recent_events
+from audit.selectors import chain_status, event_choices, object_history, recent_events
 from exceptions.access import can_view_audit
+from exceptions.models import Grant, Team
 
 # Where each kind of audited object can be looked at.
 OBJECT_PAGES = {
@@ -28,9 +29,14 @@ class AuditFilterForm(forms.Form):
     object_type = forms.ChoiceField(required=False, label="Object type")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To (inclusive)")
+    team = forms.ChoiceField(required=False, help_text="Its workloads, their requests and grants, its gateways.")
+    ticket = forms.CharField(required=False, max_length=100, help_text="Requests naming it (any case), their grants.")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        team_field = self.fields["team"]
+        assert isinstance(team_field, forms.ChoiceField)
+        team_field.choices = [("", "any"), *Team.objects.order_by("name").values_list("slug", "name")]
         actions, object_types = event_choices()
         for name, values in (("action", actions), ("object_type", object_types)):
             field = self.fields[name]
@@ -67,14 +73,68 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     filters: dict[str, Any] = {}
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
-        filters = {"action": data["action"], "object_type": data["object_type"], "actor": data["actor"].strip()}
+        filters = {
+            "action": data["action"],
+            "object_type": data["object_type"],
+            "actor": data["actor"].strip(),
+            "team": data["team"],
+            "ticket": data["ticket"].strip(),
+        }
         if data["since"]:
             filters["since"] = _start_of(data["since"])
         if data["until"]:
             filters["until"] = _start_of(data["until"] + timedelta(days=1))
     events = recent_events(**filters) if not form.errors else AuditEvent.objects.none()
     page = Paginator(events, 50).get_page(request.GET.get("page"))
-    rows = [(event, object_url(event)) for event in page.object_list]
+    rows = [(event, object_url(event), history_url(event)) for event in page.object_list]
     return render(
-        request, "audit/event_list.html", {"page": page, "rows": rows, "form": form}, status=400 if form.errors else 200
+        request,
+        "audit/event_list.html",
+        {"page": page, "rows": rows, "form": form, "status": chain_status()},
+        status=400 if form.errors else 200,
+    )
+
+
+def history_url(event: AuditEvent) -> str | None:
+    try:
+        return reverse("audit-object", args=[event.object_type, event.object_id])
+    except NoReverseMatch:  # an id with a slash, or none: no page of its own
+        return None
+
+
+def _related(object_type: str, object_id: str) -> list[tuple[str, str]]:
+    """(label, history URL) of the objects whose story continues this one's."""
+    if not object_id.isascii() or not object_id.isdigit():
+        return []
+    if object_type == "exceptions.exceptionrequest":
+        grants = Grant.objects.filter(request_id=int(object_id)).order_by("pk").values_list("pk", flat=True)
+        return [(f"grant #{pk}", reverse("audit-object", args=["exceptions.grant", pk])) for pk in grants]
+    if object_type == "exceptions.grant":
+        request_id = Grant.objects.filter(pk=int(object_id)).values_list("request_id", flat=True).first()
+        if request_id is not None:
+            return [
+                (f"request #{request_id}", reverse("audit-object", args=["exceptions.exceptionrequest", request_id]))
+            ]
+    return []
+
+
+@login_required
+def audit_object(request: HttpRequest, object_type: str, object_id: str) -> HttpResponse:
+    """One object's full history, oldest first, read-only (auditors see every object)."""
+    if not can_view_audit(request.user):
+        raise Http404("No such page.")
+    page = Paginator(object_history(object_type, object_id), 100).get_page(request.GET.get("page"))
+    probe = AuditEvent(object_type=object_type, object_id=object_id)
+    return render(
+        request,
+        "audit/object_history.html",
+        {
+            "page": page,
+            "object_type": object_type,
+            "object_id": object_id,
+            "object_url": object_url(probe),
+            "related": _related(object_type, object_id),
+            "status": chain_status(),
+        },
+        status=200 if page.paginator.count else 404,
     )

@@ -380,6 +380,7 @@ def main() -> None:
             "breakglass",
             "opa-archive",
             "bundles",
+            "audit_viewer",
             "api",
         ],
     )
@@ -428,6 +429,10 @@ def main() -> None:
         from bench.opa_archive import bench_opa_archive_key
 
         bench_opa_archive_key()
+    if args.which in {"all", "audit_viewer"}:
+        from bench.audit_viewer import bench_audit_viewer
+
+        bench_audit_viewer()
     if args.which in {"all", "bundles"}:
         from bench import bundles
 

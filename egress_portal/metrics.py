@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterator
 
 from django.conf import settings
-from django.db.models import Count, Min
+from django.db.models import Count, Min, Sum
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
@@ -17,8 +17,10 @@ from approvals.breakglass import metric_counts
 from audit.models import AuditChainHead
 from egress_portal.bearer import has_bearer_token
 from egress_portal.outbox.models import OutboxMessage, OutboxStatus
+from egress_portal.traffic.models import DeniedTraffic, GatewayKind, IngestBatch
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import BundlePublication, ExceptionRequest, Grant
+from outcomes.models import ALL, Metric, SnapshotValue
 from outcomes.selectors import time_to_approve_buckets
 
 
@@ -29,6 +31,63 @@ def time_to_approve_histogram() -> HistogramMetricFamily:
     )
     for tier, (buckets, total) in time_to_approve_buckets().items():
         family.add_metric([tier], buckets=buckets, sum_value=total)
+    return family
+
+
+INGEST_OUTCOMES = ("accepted", "duplicates", "ignored", "rejected")
+
+
+def ingestion_counters() -> Iterator[CounterMetricFamily]:
+    """Records gateways sent, by source, gateway kind and outcome (2 x 4 x 4 series at most: no
+    gateway names, hosts or identities as labels), and denied attempts kept (one series)."""
+    family = CounterMetricFamily(
+        "egress_ingested_records",
+        "Decision-log events and flow records received from egress points, by outcome.",
+        labels=["source", "gateway_kind", "outcome"],
+    )
+    rows = (
+        IngestBatch.objects.values_list("source", "gateway__kind")
+        .annotate(**{name: Sum(name) for name in INGEST_OUTCOMES})
+        .order_by()
+    )
+    found = {(source, kind): numbers for source, kind, *numbers in rows}
+    for source in ("opa", "flows"):
+        for kind in GatewayKind.values:
+            numbers = found.get((source, kind), [0] * len(INGEST_OUTCOMES))
+            for outcome, value in zip(INGEST_OUTCOMES, numbers, strict=True):
+                family.add_metric([source, kind, outcome], value or 0)
+    yield family
+    denied = DeniedTraffic.objects.aggregate(total=Sum("count"))["total"]
+    yield CounterMetricFamily(
+        "egress_denied_attempts", "Denied egress attempts reported by the enforcement points.", value=denied or 0
+    )
+
+
+# (stage, quantile) of the latest snapshot's portal-wide time to policy update.
+POLICY_UPDATE_GAUGES = {
+    Metric.POLICY_UPDATE_P50_SECONDS: ("pushed", "0.5"),
+    Metric.POLICY_UPDATE_P90_SECONDS: ("pushed", "0.9"),
+    Metric.ENGINE_P50_SECONDS: ("engine", "0.5"),
+    Metric.ENGINE_P90_SECONDS: ("engine", "0.9"),
+}
+
+
+def policy_update_gauge() -> GaugeMetricFamily:
+    """Approval to pushed commit and to an engine's first decision with it, as the latest daily
+    snapshot has them (one indexed query: pairing every approval with its publish at each
+    scrape would cost a probe per approval ever made)."""
+    family = GaugeMetricFamily(
+        "egress_policy_update_seconds",
+        "Time from approval to the pushed commit (stage=pushed) and to an engine's first decision with "
+        "that bundle (stage=engine), for the approvals of the latest snapshot day.",
+        labels=["stage", "quantile"],
+    )
+    latest = SnapshotValue.objects.filter(metric__in=POLICY_UPDATE_GAUGES).order_by("-day").values("day")[:1]
+    rows = SnapshotValue.objects.filter(
+        day__in=latest, metric__in=POLICY_UPDATE_GAUGES, team=ALL, environment=ALL, tier=ALL
+    ).values_list("metric", "value")
+    for metric, value in sorted(rows):
+        family.add_metric(list(POLICY_UPDATE_GAUGES[Metric(metric)]), value)
     return family
 
 
@@ -77,6 +136,8 @@ class PortalCollector(Collector):
             value=(now - last.created_at).total_seconds() if last else math.nan,
         )
         yield time_to_approve_histogram()
+        yield from ingestion_counters()
+        yield policy_update_gauge()
 
         outbox = GaugeMetricFamily(
             "egress_outbox_messages", "Outbox rows by status (parked: given up on).", labels=["status"]

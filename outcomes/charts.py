@@ -14,7 +14,7 @@ from html import escape
 from outcomes.selectors import Chart
 
 WIDTH, HEIGHT = 720, 260
-LEFT, RIGHT, TOP, BOTTOM = 48, 130, 16, 34
+LEFT, RIGHT, TOP, BOTTOM = 48, 165, 16, 34
 COLOURS = ("#1b4f9c", "#b3541e", "#2e7d32", "#6a1b9a")
 DASHES = ("", "6 3", "2 3", "8 3 2 3")
 
@@ -66,7 +66,7 @@ def line_chart(chart: Chart) -> str:
     if not values:
         parts.append(
             f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle">'
-            "No snapshot in this period yet.</text>"
+            "No values in this period yet.</text>"
         )
     labels: list[tuple[float, float, str, str]] = []
     for n, series in enumerate(chart.series):

@@ -14,13 +14,49 @@ class Metric(models.TextChoices):
     WILDCARD_GRANTS = "wildcard_grants", "Active wildcard grants"
     EXPIRING_GRANTS = "expiring_grants", "Active grants expiring within 14 days"
     APPROVALS = "approvals", "Requests approved that day"
-    APPROVE_P50_HOURS = "approve_p50_hours", "Time to approve, median (hours)"
-    APPROVE_P90_HOURS = "approve_p90_hours", "Time to approve, 90th percentile (hours)"
+    APPROVE_P50_HOURS = "approve_p50_hours", "Time to full approval, median (hours)"
+    APPROVE_P90_HOURS = "approve_p90_hours", "Time to full approval, 90th percentile (hours)"
+    FIRST_DECISION_P50_HOURS = "first_decision_p50_hours", "Time to first decision, median (hours)"
+    FIRST_DECISION_P90_HOURS = "first_decision_p90_hours", "Time to first decision, 90th percentile (hours)"
     POLICY_UPDATE_P50_SECONDS = "policy_p50_seconds", "Approval to pushed commit, median (seconds)"
     POLICY_UPDATE_P90_SECONDS = "policy_p90_seconds", "Approval to pushed commit, 90th percentile (seconds)"
+    ENGINE_P50_SECONDS = "engine_p50_seconds", "Approval to an engine's first decision with it, median (seconds)"
+    ENGINE_P90_SECONDS = "engine_p90_seconds", "Approval to an engine's first decision with it, 90th pct (seconds)"
+    DENIED_ATTEMPTS = "denied_attempts", "Denied egress attempts"
+    # Observed records by the kind of egress point that reported them; team is ALL (a gateway
+    # serves every team), environment is the reporting gateway's.
+    TRAFFIC_VIA_EGRESS_POINTS = "traffic_egress_points", "Records from egress gateways, NAT and proxies"
+    TRAFFIC_VIA_NODES = "traffic_nodes", "Records from node observers (Cilium)"
+    REVOKED_STALE = "revoked_stale", "Grants revoked as stale"
+    REVOKED_OTHER = "revoked_other", "Grants revoked by a person"
+    STALE_NOTICES_OPEN = "stale_notices_open", "Open stale notices"
+    BREAKGLASS_USES = "breakglass_uses", "Break-glass uses"
+    BREAKGLASS_UNREVIEWED = "breakglass_unreviewed", "Break-glass uses awaiting review"
+    BREAKGLASS_OVERDUE = "breakglass_overdue", "Break-glass uses past their review due time"
+    # Drills own no request, so no environment: stored with environment ALL.
+    BREAKGLASS_DRILLS = "breakglass_drills", "Break-glass drills"
 
 
-COUNT_METRICS = frozenset({Metric.ACTIVE_GRANTS, Metric.WILDCARD_GRANTS, Metric.EXPIRING_GRANTS, Metric.APPROVALS})
+COUNT_METRICS = frozenset(
+    {
+        Metric.ACTIVE_GRANTS,
+        Metric.WILDCARD_GRANTS,
+        Metric.EXPIRING_GRANTS,
+        Metric.APPROVALS,
+        Metric.DENIED_ATTEMPTS,
+        Metric.TRAFFIC_VIA_EGRESS_POINTS,
+        Metric.TRAFFIC_VIA_NODES,
+        Metric.REVOKED_STALE,
+        Metric.REVOKED_OTHER,
+        Metric.STALE_NOTICES_OPEN,
+        Metric.BREAKGLASS_USES,
+        Metric.BREAKGLASS_UNREVIEWED,
+        Metric.BREAKGLASS_OVERDUE,
+        Metric.BREAKGLASS_DRILLS,
+    }
+)
+# Identities no registered workload has (denied traffic of an unknown caller): their team.
+UNREGISTERED = "-"
 
 
 class SnapshotDay(models.Model):

@@ -8,8 +8,9 @@ from datetime import date, timedelta
 
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 
+from egress_portal.traffic.models import DeniedTraffic
 from exceptions.choices import Environment, RequestStatus, RiskTier
-from exceptions.models import ExceptionRequest, Team
+from exceptions.models import ExceptionRequest, Team, Workload
 from outcomes.models import ALL, COUNT_METRICS, Metric, SnapshotValue
 
 PERIODS = (7, 30, 90)
@@ -50,6 +51,7 @@ class Outcomes:
     charts: list[Chart]
     breakdown: list[tuple[str, str, int]] = field(default_factory=list)  # team, environment, active grants
     breakdown_day: date | None = None
+    drills: list[tuple[str, int]] = field(default_factory=list)  # team, drills in the period
 
 
 def filter_choices() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -86,20 +88,24 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
     for day, metric, value in SnapshotValue.objects.filter(
         day__gte=start,
         day__lte=today,
-        metric__in=[
-            Metric.APPROVE_P50_HOURS,
-            Metric.APPROVE_P90_HOURS,
-            Metric.POLICY_UPDATE_P50_SECONDS,
-            Metric.POLICY_UPDATE_P90_SECONDS,
-        ],
+        metric__in=PERCENTILE_METRICS,
         team=filters.team or ALL,
         environment=filters.environment or ALL,
         tier=ALL,
     ).values_list("day", "metric", "value"):
         percentiles[metric][index[day]] = value
 
-    def spread(p90: str, p50: str) -> list[Series]:
-        return [Series("90th percentile", percentiles[p90]), Series("median", percentiles[p50])]
+    def spread(p90: str, p50: str, what: str) -> list[Series]:
+        # Short labels: each is drawn at its line's end, in the chart's right margin.
+        return [Series(f"{what} p90", percentiles[p90]), Series(f"{what} median", percentiles[p50])]
+
+    wildcards = summed(Metric.WILDCARD_GRANTS, tiers)
+    via_points = summed(Metric.TRAFFIC_VIA_EGRESS_POINTS, [ALL])
+    via_nodes = summed(Metric.TRAFFIC_VIA_NODES, [ALL])
+    share: list[float | None] = [
+        round(100 * p / (p + n), 2) if p is not None and n is not None and p + n else None
+        for p, n in zip(via_points, via_nodes, strict=True)
+    ]
 
     charts = [
         Chart(
@@ -116,8 +122,8 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
             "Active wildcard grants",
             "grants",
             days,
-            [Series("wildcard grants", summed(Metric.WILDCARD_GRANTS, tiers))],
-            "Grants to *.domain names; the trend should go down.",
+            [Series("wildcard grants", wildcards)],
+            "Grants to *.domain names; the trend should go down." + _trend(wildcards),
         ),
         Chart(
             "expiring",
@@ -132,16 +138,65 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
             "Time to approve",
             "hours",
             days,
-            spread(Metric.APPROVE_P90_HOURS, Metric.APPROVE_P50_HOURS),
-            "From submission to approval, for requests approved that day.",
+            spread(Metric.APPROVE_P90_HOURS, Metric.APPROVE_P50_HOURS, "approved")
+            + spread(Metric.FIRST_DECISION_P90_HOURS, Metric.FIRST_DECISION_P50_HOURS, "first decision"),
+            "From submission to full approval (the approval that completed the quorum), for requests "
+            "approved that day; and from submission to the first decision of any approver, for requests "
+            "first decided that day.",
         ),
         Chart(
             "policy_update",
             "Time to policy update",
             "seconds",
             days,
-            spread(Metric.POLICY_UPDATE_P90_SECONDS, Metric.POLICY_UPDATE_P50_SECONDS),
-            "From approval to the pushed commit of the first bundle publish that carries it.",
+            spread(Metric.POLICY_UPDATE_P90_SECONDS, Metric.POLICY_UPDATE_P50_SECONDS, "pushed")
+            + spread(Metric.ENGINE_P90_SECONDS, Metric.ENGINE_P50_SECONDS, "in an engine"),
+            "From approval to the pushed commit of the first bundle publish that carries it, and to the "
+            "first decision an engine reported (OPA decision logs) with that bundle revision or a later one.",
+        ),
+        Chart(
+            "denied",
+            "Denied egress attempts",
+            "attempts",
+            days,
+            [Series("denied", summed(Metric.DENIED_ATTEMPTS, [ALL]))],
+            "Connections the enforcement points refused: failed exfiltration attempts, or a missing grant "
+            "(the top callers and destinations are below, each with a pre-filled request).",
+        ),
+        Chart(
+            "traffic_share",
+            "Observed traffic through registered egress points",
+            "%",
+            days,
+            [Series("through egress points", share)],
+            "Share of the records gateways reported that came from egress gateways, NAT and proxies rather than "
+            "node observers such as Cilium; by environment only (an egress point serves every team).",
+        ),
+        Chart(
+            "revocations",
+            "Revocations and stale grants",
+            "grants",
+            days,
+            [
+                Series("revoked as stale", summed(Metric.REVOKED_STALE, tiers)),
+                Series("revoked by a person", summed(Metric.REVOKED_OTHER, tiers)),
+                Series("open stale notices", summed(Metric.STALE_NOTICES_OPEN, tiers)),
+            ],
+            "Grants revoked each day by reason, and grants noticed as unused that are waiting for their grace period.",
+        ),
+        Chart(
+            "breakglass",
+            "Break-glass",
+            "uses",
+            days,
+            [
+                Series("uses", summed(Metric.BREAKGLASS_USES, [ALL])),
+                Series("awaiting review", summed(Metric.BREAKGLASS_UNREVIEWED, [ALL])),
+                Series("review overdue", summed(Metric.BREAKGLASS_OVERDUE, [ALL])),
+                Series("drills", summed(Metric.BREAKGLASS_DRILLS, [ALL])),
+            ],
+            "Real break-glass uses opened each day, uses still awaiting their review and those past the review "
+            "due time at each snapshot, and drills run each day (drills have no environment).",
         ),
         Chart(
             "approvals",
@@ -153,6 +208,13 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
         ),
     ]
     result = Outcomes(filters=filters, charts=charts)
+    result.drills = [
+        (team, int(total))
+        for team, total in scoped.filter(metric=Metric.BREAKGLASS_DRILLS)
+        .values_list("team")
+        .annotate(total=Sum("value"))
+        .order_by("team")
+    ]
     if snapshot_days:
         result.breakdown_day = max(snapshot_days)
         result.breakdown = [
@@ -163,6 +225,70 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
             .order_by("team", "environment")
         ]
     return result
+
+
+PERCENTILE_METRICS = (
+    Metric.APPROVE_P50_HOURS,
+    Metric.APPROVE_P90_HOURS,
+    Metric.FIRST_DECISION_P50_HOURS,
+    Metric.FIRST_DECISION_P90_HOURS,
+    Metric.POLICY_UPDATE_P50_SECONDS,
+    Metric.POLICY_UPDATE_P90_SECONDS,
+    Metric.ENGINE_P50_SECONDS,
+    Metric.ENGINE_P90_SECONDS,
+)
+
+
+def _trend(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    if len(known) < 2:
+        return ""
+    change = known[-1] - known[0]
+    return f" Over the period: {known[0]:g} to {known[-1]:g} ({change:+g})."
+
+
+@dataclass(frozen=True)
+class DeniedCaller:
+    identity: str
+    workload_id: int | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class DeniedRoute:
+    identity: str
+    workload_id: int | None
+    host: str
+    port: int
+    attempts: int
+
+
+def top_denied(*, filters: Filters, today: date, limit: int = 10) -> tuple[list[DeniedCaller], list[DeniedRoute]]:
+    """The identities with most denied attempts over the period and their most denied
+    destinations (two queries plus one for workloads), each tied to its workload when registered."""
+    start = today - timedelta(days=filters.period - 1)
+    scoped = DeniedTraffic.objects.filter(day__gte=start, day__lte=today)
+    if filters.team or filters.environment:
+        workloads = Workload.objects.all()
+        if filters.team:
+            workloads = workloads.filter(team__slug=filters.team)
+        if filters.environment:
+            workloads = workloads.filter(environment=filters.environment)
+        scoped = scoped.filter(identity__in=workloads.values("identity"))
+    callers = list(
+        scoped.values_list("identity").annotate(attempts=Sum("count")).order_by("-attempts", "identity")[:limit]
+    )
+    routes = list(
+        scoped.values_list("identity", "host", "port")
+        .annotate(attempts=Sum("count"))
+        .order_by("-attempts", "identity", "host", "port")[:limit]
+    )
+    identities = {c[0] for c in callers} | {r[0] for r in routes}
+    workload_ids = dict(Workload.objects.filter(identity__in=identities).values_list("identity", "id"))
+    return (
+        [DeniedCaller(identity, workload_ids.get(identity), int(n)) for identity, n in callers],
+        [DeniedRoute(i, workload_ids.get(i), host, port, int(n)) for i, host, port, n in routes],
+    )
 
 
 # Seconds: 5 min, 15 min, 1 h, 4 h, 8 h, 1 day, 3 days, 1 week.

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from datetime import UTC, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import product
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Min, Q, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from approvals.models import BreakGlassUse
 from audit.services import SYSTEM, Actor, record_event
+from egress_portal.traffic.models import (
+    NODE_OBSERVER_KINDS,
+    BundleRevisionSeen,
+    DeniedTraffic,
+    IngestBatch,
+    StaleNotice,
+)
+from egress_portal.traffic.services.stale import STALE_REASON
 from exceptions.choices import GrantStatus
-from exceptions.models import BundlePublication, ExceptionRequest, Grant
-from outcomes.models import ALL, Metric, SnapshotDay, SnapshotValue
+from exceptions.models import BundlePublication, ExceptionRequest, Grant, Workload
+from outcomes.models import ALL, UNREGISTERED, Metric, SnapshotDay, SnapshotValue
 from outcomes.selectors import APPROVED_STATUSES
 
 
@@ -53,51 +64,193 @@ def _grant_values(now: datetime) -> list[SnapshotValue]:
     return values
 
 
-def _pushes(start: datetime, end: datetime) -> tuple[list[datetime], list[datetime]]:
-    """Successful publishes that began in [start, end + 1 day): when each began and when it was pushed.
+@dataclass(frozen=True)
+class Pushes:
+    """Successful publishes that began in [start, end + 1 day), ordered by when they began.
 
-    A publish compiles the state as it begins, so it carries an approval only if it began after it.
+    A publish compiles the state as it begins, so it carries an approval only if it began
+    after it. ``engine_seen[i]`` is the earliest an engine reported a decision with the
+    revision of publish i or of any later one (each later bundle also carries the approval).
     """
-    rows = BundlePublication.objects.filter(
-        status=BundlePublication.Status.PUBLISHED, created_at__gte=start, created_at__lt=end + timedelta(days=1)
-    ).values_list("created_at", "duration_ms")
-    pushes = sorted((pushed - timedelta(milliseconds=ms), pushed) for pushed, ms in rows)
-    return [began for began, _ in pushes], [pushed for _, pushed in pushes]
+
+    began: list[datetime]
+    pushed: list[datetime]
+    engine_seen: list[datetime | None]
+
+    def after(self, at: datetime) -> tuple[datetime, datetime | None] | None:
+        """(pushed, first engine decision) for an approval at ``at``; None before any push."""
+        first = bisect_left(self.began, at)
+        if first == len(self.began):
+            return None
+        return self.pushed[first], self.engine_seen[first]
+
+
+def _pushes(start: datetime, end: datetime) -> Pushes:
+    rows = list(
+        BundlePublication.objects.filter(
+            status=BundlePublication.Status.PUBLISHED, created_at__gte=start, created_at__lt=end + timedelta(days=1)
+        ).values_list("created_at", "duration_ms", "revision")
+    )
+    seen = dict(
+        BundleRevisionSeen.objects.filter(revision__in={r for _, _, r in rows}).values_list("revision", "first_seen")
+    )
+    pushes = sorted((pushed - timedelta(milliseconds=ms), pushed, revision) for pushed, ms, revision in rows)
+    engine: list[datetime | None] = [None] * len(pushes)
+    earliest: datetime | None = None
+    for i in range(len(pushes) - 1, -1, -1):
+        _, pushed, revision = pushes[i]
+        at = seen.get(revision)
+        # A revision seen before it was pushed is an older identical bundle's: it says nothing here.
+        if at is not None and at >= pushed and (earliest is None or at < earliest):
+            earliest = at
+        engine[i] = earliest
+    return Pushes([b for b, _, _ in pushes], [p for _, p, _ in pushes], engine)
+
+
+def _spread(values: list[SnapshotValue], dims: dict[str, str], sample: list[float], p50: Metric, p90: Metric) -> None:
+    values.append(SnapshotValue(metric=p50, value=round(percentile(sample, 0.5), 3), **dims))
+    values.append(SnapshotValue(metric=p90, value=round(percentile(sample, 0.9), 3), **dims))
 
 
 def _approval_values(start: datetime, end: datetime) -> list[SnapshotValue]:
-    """For requests approved in [start, end): time to approve (submitted, i.e. created, to decided)
-    and time to policy update (decided to the push of the first publish that began after it).
+    """For requests approved in [start, end): time to full approval (submitted, i.e. created,
+    to decided: the approval that completed the quorum), time to policy update (decided to
+    the push of the first publish that began after it, and to the first decision an engine
+    reported with that bundle or a later one). For requests first decided in [start, end),
+    whatever the decision: time to the first decision (a Decision row; decided_at for
+    requests decided before decisions were recorded).
 
     Percentiles cannot be summed, so every team/environment rollup gets its own row.
     """
     decided = ExceptionRequest.objects.filter(
         status__in=APPROVED_STATUSES, decided_at__gte=start, decided_at__lt=end
     ).values_list("workload__team__slug", "workload__environment", "created_at", "decided_at")
-    began, pushed = _pushes(start, end)
-    hours: dict[tuple[str, str], list[float]] = defaultdict(list)
-    to_policy: dict[tuple[str, str], list[float]] = defaultdict(list)
+    pushes = _pushes(start, end)
+    samples: dict[Metric, dict[tuple[str, str], list[float]]] = defaultdict(lambda: defaultdict(list))
     for team, environment, created_at, decided_at in decided:
         assert decided_at is not None  # filtered on it above
         waited = max((decided_at - created_at).total_seconds(), 0) / 3600
-        first = bisect_left(began, decided_at)
+        update = pushes.after(decided_at)
         for key in product((team, ALL), (environment, ALL)):
-            hours[key].append(waited)
-            if first < len(began):
-                to_policy[key].append((pushed[first] - decided_at).total_seconds())
-    values = []
-    for (team, environment), seconds in to_policy.items():
-        dims = {"team": team, "environment": environment, "tier": ALL}
-        for metric, q in ((Metric.POLICY_UPDATE_P50_SECONDS, 0.5), (Metric.POLICY_UPDATE_P90_SECONDS, 0.9)):
-            values.append(SnapshotValue(metric=metric, value=round(percentile(seconds, q), 3), **dims))
-    for (team, environment), waits in hours.items():
-        dims = {"team": team, "environment": environment, "tier": ALL}
-        if ALL not in (team, environment):
-            # Counts are stored at the finest grain only (they are summed when drawn).
-            values.append(SnapshotValue(metric=Metric.APPROVALS, value=len(waits), **dims))
-        values.append(SnapshotValue(metric=Metric.APPROVE_P50_HOURS, value=round(percentile(waits, 0.5), 3), **dims))
-        values.append(SnapshotValue(metric=Metric.APPROVE_P90_HOURS, value=round(percentile(waits, 0.9), 3), **dims))
+            samples[Metric.APPROVE_P50_HOURS][key].append(waited)
+            if update is not None:
+                samples[Metric.POLICY_UPDATE_P50_SECONDS][key].append((update[0] - decided_at).total_seconds())
+                if update[1] is not None:
+                    samples[Metric.ENGINE_P50_SECONDS][key].append((update[1] - decided_at).total_seconds())
+    first_decided = (
+        ExceptionRequest.objects.annotate(first=Coalesce(Min("decisions__created_at"), "decided_at"))
+        .filter(first__gte=start, first__lt=end)
+        .values_list("workload__team__slug", "workload__environment", "created_at", "first")
+    )
+    for team, environment, created_at, first in first_decided:
+        for key in product((team, ALL), (environment, ALL)):
+            samples[Metric.FIRST_DECISION_P50_HOURS][key].append(max((first - created_at).total_seconds(), 0) / 3600)
+    pairs = {
+        Metric.APPROVE_P50_HOURS: Metric.APPROVE_P90_HOURS,
+        Metric.FIRST_DECISION_P50_HOURS: Metric.FIRST_DECISION_P90_HOURS,
+        Metric.POLICY_UPDATE_P50_SECONDS: Metric.POLICY_UPDATE_P90_SECONDS,
+        Metric.ENGINE_P50_SECONDS: Metric.ENGINE_P90_SECONDS,
+    }
+    values: list[SnapshotValue] = []
+    for p50, by_key in samples.items():
+        for (team, environment), sample in by_key.items():
+            dims = {"team": team, "environment": environment, "tier": ALL}
+            _spread(values, dims, sample, p50, pairs[p50])
+            if p50 == Metric.APPROVE_P50_HOURS and ALL not in (team, environment):
+                # Counts are stored at the finest grain only (they are summed when drawn).
+                values.append(SnapshotValue(metric=Metric.APPROVALS, value=len(sample), **dims))
     return values
+
+
+def _denied_values(day: date) -> list[SnapshotValue]:
+    """Denied attempts that day by the team and environment of the identity's workload."""
+    rows = DeniedTraffic.objects.filter(day=day).values("identity").annotate(attempts=Sum("count")).order_by()
+    totals = {row["identity"]: row["attempts"] for row in rows}
+    owners = {
+        identity: (team, environment)
+        for identity, team, environment in Workload.objects.filter(identity__in=list(totals)).values_list(
+            "identity", "team__slug", "environment"
+        )
+    }
+    by_owner: dict[tuple[str, str], int] = defaultdict(int)
+    for identity, attempts in totals.items():
+        by_owner[owners.get(identity, (UNREGISTERED, UNREGISTERED))] += attempts
+    return [
+        SnapshotValue(metric=Metric.DENIED_ATTEMPTS, team=team, environment=environment, tier=ALL, value=attempts)
+        for (team, environment), attempts in sorted(by_owner.items())
+    ]
+
+
+def _traffic_values(start: datetime, end: datetime) -> list[SnapshotValue]:
+    """Records kept that day, by whether a registered egress point or a node observer saw them."""
+    rows = (
+        IngestBatch.objects.filter(received_at__gte=start, received_at__lt=end)
+        .values_list("gateway__kind", "gateway__environment")
+        .annotate(records=Sum("accepted"))
+        .order_by()
+    )
+    totals: dict[tuple[Metric, str], int] = defaultdict(int)
+    for kind, environment, records in rows:
+        metric = Metric.TRAFFIC_VIA_NODES if kind in NODE_OBSERVER_KINDS else Metric.TRAFFIC_VIA_EGRESS_POINTS
+        totals[(metric, environment)] += records or 0
+    return [
+        SnapshotValue(metric=metric, team=ALL, environment=environment, tier=ALL, value=records)
+        for (metric, environment), records in sorted(totals.items())
+    ]
+
+
+def _revocation_values(start: datetime, end: datetime) -> list[SnapshotValue]:
+    """Grants revoked that day by reason (stale, or a person's), and open stale notices."""
+    grain = ("workload__team__slug", "workload__environment", "request__risk_tier")
+    revoked = (
+        Grant.objects.filter(status=GrantStatus.REVOKED, revoked_at__gte=start, revoked_at__lt=end)
+        .values_list(*grain)
+        .annotate(
+            stale=Count("id", filter=Q(revoke_reason=STALE_REASON)),
+            other=Count("id", filter=~Q(revoke_reason=STALE_REASON)),
+        )
+        .order_by()
+    )
+    values = []
+    for team, environment, tier, stale, other in revoked:
+        dims = {"team": team, "environment": environment, "tier": tier}
+        values += [
+            SnapshotValue(metric=Metric.REVOKED_STALE, value=stale, **dims),
+            SnapshotValue(metric=Metric.REVOKED_OTHER, value=other, **dims),
+        ]
+    open_notices = (
+        StaleNotice.objects.filter(status=StaleNotice.Status.NOTICED, grant__status=GrantStatus.ACTIVE)
+        .values_list(*(f"grant__{g}" for g in grain))
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for team, environment, tier, n in open_notices:
+        values.append(
+            SnapshotValue(metric=Metric.STALE_NOTICES_OPEN, team=team, environment=environment, tier=tier, value=n)
+        )
+    return values
+
+
+def _breakglass_values(start: datetime, end: datetime, now: datetime) -> list[SnapshotValue]:
+    """Real uses opened that day, uses awaiting review and overdue ones at the snapshot (by team
+    and the environment of the workload they opened a path for), and drills that day by team."""
+    real = BreakGlassUse.objects.filter(drill=False)
+    grain = ("team__slug", "request__workload__environment")
+    counts: dict[tuple[Metric, str, str], int] = defaultdict(int)
+    for metric, rows in (
+        (Metric.BREAKGLASS_USES, real.filter(created_at__gte=start, created_at__lt=end)),
+        (Metric.BREAKGLASS_UNREVIEWED, real.filter(reviewed_at__isnull=True)),
+        (Metric.BREAKGLASS_OVERDUE, real.filter(reviewed_at__isnull=True, review_due_at__lt=now)),
+    ):
+        for team, environment, n in rows.values_list(*grain).annotate(n=Count("id")).order_by():
+            counts[(metric, team, environment or UNREGISTERED)] += n
+    drills = BreakGlassUse.objects.filter(drill=True, created_at__gte=start, created_at__lt=end)
+    for team, n in drills.values_list("team__slug").annotate(n=Count("id")).order_by():
+        counts[(Metric.BREAKGLASS_DRILLS, team, ALL)] += n
+    return [
+        SnapshotValue(metric=metric, team=team, environment=environment, tier=ALL, value=n)
+        for (metric, team, environment), n in sorted(counts.items())
+    ]
 
 
 def take_daily_snapshot(*, actor: Actor = SYSTEM, now: datetime | None = None) -> SnapshotDay:
@@ -111,7 +264,15 @@ def take_daily_snapshot(*, actor: Actor = SYSTEM, now: datetime | None = None) -
             snapshot.values.all().delete()
             snapshot.taken_at = now
             snapshot.save(update_fields=["taken_at"])
-        values = _grant_values(now) + _approval_values(start, start + timedelta(days=1))
+        end = start + timedelta(days=1)
+        values = (
+            _grant_values(now)
+            + _approval_values(start, end)
+            + _denied_values(day)
+            + _traffic_values(start, end)
+            + _revocation_values(start, end)
+            + _breakglass_values(start, end, now)
+        )
         for value in values:
             value.snapshot = snapshot
             value.day = day

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from outcomes.charts import line_chart
-from outcomes.selectors import PERIODS, Filters, filter_choices, outcomes
+from outcomes.selectors import PERIODS, Filters, filter_choices, outcomes, top_denied
 
 
 def _filters(request: HttpRequest) -> tuple[Filters, list[tuple[str, str]], list[tuple[str, str]], list[str]]:
@@ -39,7 +39,9 @@ def _filters(request: HttpRequest) -> tuple[Filters, list[tuple[str, str]], list
 def outcome_metrics(request: HttpRequest) -> HttpResponse:
     """Outcome charts over 7, 30 or 90 days, each with its numbers as a table and a CSV link."""
     filters, teams, environments, problems = _filters(request)
-    result = outcomes(filters=filters, today=timezone.now().date())
+    today = timezone.now().date()
+    result = outcomes(filters=filters, today=today)
+    denied_callers, denied_routes = top_denied(filters=filters, today=today)
     charts = [(chart, mark_safe(line_chart(chart))) for chart in result.charts]  # noqa: S308 - escaped in line_chart
     return render(
         request,
@@ -51,6 +53,8 @@ def outcome_metrics(request: HttpRequest) -> HttpResponse:
             "environments": environments,
             "periods": PERIODS,
             "problems": problems,
+            "denied_callers": denied_callers,
+            "denied_routes": denied_routes,
             "query": request.GET.urlencode(),
         },
     )

@@ -454,6 +454,11 @@ REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "egress_portal.api_schema.ProblemAutoSc
 
 EGRESS_STALE_GRACE_DAYS = env_int("EGRESS_STALE_GRACE_DAYS", 7)
 EGRESS_STALE_FEED_FRESH_HOURS = env_int("EGRESS_STALE_FEED_FRESH_HOURS", 48)
+# --- Issue 12: proof, round 2 (publish -> checkpoint) ---
+# A publish that changed the bundle asks for an audit checkpoint this many seconds later;
+# publishes in between share it (one pending `audit.checkpoint` outbox row).
+AUDIT_CHECKPOINT_DELAY_SECONDS = env_int("AUDIT_CHECKPOINT_DELAY_SECONDS", 30)
+OUTBOX_HANDLERS["audit.checkpoint"] = "audit.delivery.deliver_checkpoint"
 
 # --- Issue 9: break-glass override with MFA step-up ---
 # Approvers and security officers must enrol an authenticator before anything else.

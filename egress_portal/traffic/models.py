@@ -17,6 +17,10 @@ class GatewayKind(models.TextChoices):
     CILIUM = "cilium", "Cilium node"
 
 
+# Observers on the workload's own node: traffic they report did not pass a registered egress point.
+NODE_OBSERVER_KINDS = frozenset({GatewayKind.CILIUM})
+
+
 class EgressGateway(models.Model):
     """A registered egress point. It reports decisions and flows with its ingestion token,
     of which only a SHA-256 is stored."""
@@ -163,3 +167,15 @@ class JobState(models.Model):
 
     def __str__(self) -> str:
         return self.task
+
+
+class BundleRevisionSeen(models.Model):
+    """When an engine first reported a decision made with a bundle revision (the ``bundles``
+    field of OPA's decision logs): the end of the time to policy update."""
+
+    revision = models.CharField(max_length=64, primary_key=True)
+    first_seen = models.DateTimeField()
+    gateway = models.ForeignKey(EgressGateway, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    def __str__(self) -> str:
+        return f"{self.revision} first seen {self.first_seen:%Y-%m-%d %H:%M:%S}"

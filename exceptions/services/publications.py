@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import logging
 import time
 import zlib
 from collections.abc import Iterator
@@ -26,7 +25,9 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit.checkpoints import queue_checkpoint
 from audit.services import SYSTEM, record_event
+from egress_portal.logging import log_publication
 from egress_portal.signing import sign_jws
 from egress_portal.webhooks.events import emit
 from exceptions.bundle import signatures
@@ -38,7 +39,6 @@ from exceptions.bundle.records import BundleOptions, GrantRecord
 from exceptions.models import BundlePublication
 from exceptions.selectors import bundle_records, latest_provider_ranges, open_grant_ids, service_cidrs
 
-logger = logging.getLogger(__name__)
 LOCK_KEY = zlib.crc32(b"egress-portal:publish-bundle")
 
 
@@ -215,7 +215,7 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
         try:
             result: PublishResult = publisher().publish(bundle, trigger=trigger, refresh=refresh)
         except PublishError as exc:
-            BundlePublication.objects.create(
+            failed = BundlePublication.objects.create(
                 status=BundlePublication.Status.FAILED,
                 revision=bundle.revision,
                 trigger=trigger,
@@ -223,7 +223,7 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                 duration_ms=int((time.monotonic() - started) * 1000),
                 error=str(exc)[:4000],
             )
-            logger.warning("bundle publish failed: %s", exc)
+            log_publication(failed)
             raise
         with transaction.atomic():
             publication = BundlePublication.objects.create(
@@ -268,4 +268,7 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                         )
                     ],
                 )
+                # The history of heads follows the bundle (one checkpoint for a burst of publishes).
+                queue_checkpoint(reason=f"publication {publication.pk}")
+        log_publication(publication)
     return publication

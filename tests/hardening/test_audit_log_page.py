@@ -20,7 +20,7 @@ def test_audit_log_filters_by_actor_action_object_type_and_dates(
     page = client.get("/audit/", {"actor": "ALICE", "action": "request.submitted"})
     assert page.status_code == 200
     rows = page.context["rows"]
-    assert [event.object_id for event, _ in rows] == [str(request.pk)]
+    assert [event.object_id for event, *_ in rows] == [str(request.pk)]
     assert client.get("/audit/", {"actor": "nobody"}).context["rows"] == []
     assert client.get("/audit/", {"object_type": "exceptions.exceptionrequest"}).context["rows"]
     today = timezone.now().date()

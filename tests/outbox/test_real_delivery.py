@@ -111,7 +111,8 @@ def test_changes_commit_while_redis_is_down_and_side_effects_arrive_once_after(
     third = grant_with_days_left(submit, approver, "c.example", days=3)
     assert send_expiry_reminders() == 1
     pending = OutboxMessage.objects.filter(status=OutboxStatus.PENDING)
-    assert set(pending.values_list("kind", flat=True)) == {"bundle.publish", "mail"}
+    # (and the audit checkpoint the first publish asked for, when it is not due yet)
+    assert set(pending.values_list("kind", flat=True)) - {"audit.checkpoint"} == {"bundle.publish", "mail"}
 
     throwaway_redis.start()
     wait_for(

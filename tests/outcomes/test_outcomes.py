@@ -85,8 +85,19 @@ def test_daily_snapshot_has_the_known_answers(scenario: Any) -> None:
     assert last["active"] == {"all tiers": 3, "low risk": 1, "medium risk": 2, "high risk": 0}
     assert last["wildcards"] == {"wildcard grants": 1}
     assert last["expiring"] == {"expiring soon": 2}
-    assert last["time_to_approve"] == {"90th percentile": pytest.approx(8.8), "median": 4}
-    assert last["policy_update"] == {"90th percentile": pytest.approx(24.6), "median": 3}
+    # One approval completes each request's quorum here, so the first decision is the full approval.
+    assert last["time_to_approve"] == {
+        "approved p90": pytest.approx(8.8),
+        "approved median": 4,
+        "first decision p90": pytest.approx(8.8),
+        "first decision median": 4,
+    }
+    assert last["policy_update"] == {
+        "pushed p90": pytest.approx(24.6),
+        "pushed median": 3,
+        "in an engine p90": None,  # no engine reported a decision
+        "in an engine median": None,
+    }
     assert last["approvals"] == {"approved": 3}
     # Days before the first snapshot are gaps, not zeros.
     assert all(s.values[:-1] == [None] * 6 for chart in payments.charts for s in chart.series)
@@ -94,8 +105,10 @@ def test_daily_snapshot_has_the_known_answers(scenario: Any) -> None:
     staging = outcomes(filters=Filters(period=7, environment="staging"), today=today)
     last = {chart.key: {s.label: s.values[-1] for s in chart.series} for chart in staging.charts}
     assert last["active"]["all tiers"] == 2
-    assert last["time_to_approve"] == {"90th percentile": pytest.approx(9.2), "median": 6}
-    assert last["policy_update"] == {"90th percentile": pytest.approx(27.3), "median": 16.5}
+    assert last["time_to_approve"]["approved p90"] == pytest.approx(9.2)
+    assert last["time_to_approve"]["approved median"] == 6
+    assert last["policy_update"]["pushed p90"] == pytest.approx(27.3)
+    assert last["policy_update"]["pushed median"] == 16.5
 
     everything = outcomes(filters=Filters(period=30), today=today)
     assert everything.breakdown == [("payments", "prod", 1), ("payments", "staging", 2), ("platform", "dev", 1)]
@@ -116,14 +129,20 @@ def test_metrics_page_draws_charts_with_tables_and_csv(client: Client, requester
     take_daily_snapshot(now=scenario)
     client.force_login(requester)
     page = client.get("/outcomes/?period=7&team=payments").content.decode()
-    assert page.count("<svg") == 6 and 'role="img"' in page
-    assert "Time to approve (hours)</title>" in page and "median 4</text>" in page
+    assert page.count("<svg") == 10 and 'role="img"' in page
+    assert "Time to approve (hours)</title>" in page and "approved median 4</text>" in page
     assert "<caption>Active grants by risk tier, grants per day" in page
     response = client.get("/outcomes/time_to_approve.csv?period=7&team=payments")
     rows = list(csv.reader(io.StringIO(response.content.decode())))
-    assert rows[0] == ["day", "90th percentile (hours)", "median (hours)"]
-    assert len(rows) == 8 and rows[1][1:] == ["", ""]
-    assert [scenario.date().isoformat(), "8.8", "4.0"] in rows
+    assert rows[0] == [
+        "day",
+        "approved p90 (hours)",
+        "approved median (hours)",
+        "first decision p90 (hours)",
+        "first decision median (hours)",
+    ]
+    assert len(rows) == 8 and rows[1][1:] == ["", "", "", ""]
+    assert [scenario.date().isoformat(), "8.8", "4.0", "8.8", "4.0"] in rows
 
 
 @pytest.mark.django_db

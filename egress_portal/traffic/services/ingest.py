@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from egress_portal.traffic.models import (
+    BundleRevisionSeen,
     DeniedTraffic,
     EgressGateway,
     GrantUsage,
@@ -378,7 +379,13 @@ DENIED_COLUMNS = (
 
 
 def store(
-    *, gateway: EgressGateway, source: str, observations: list[Observation], result: IngestResult, now: datetime
+    *,
+    gateway: EgressGateway,
+    source: str,
+    observations: list[Observation],
+    result: IngestResult,
+    now: datetime,
+    revisions: dict[str, datetime] | None = None,
 ) -> IngestResult:
     """Keep the parsed observations of one batch (the caller has collected the rejections).
 
@@ -449,6 +456,7 @@ def store(
             [(i, h, p, d, c, last) for (i, h, p, d), (c, last) in denied.items()],
         )
         _record_feeds(gateway, feeds)
+        _record_revisions(gateway, revisions or {})
         IngestBatch.objects.create(
             gateway=gateway,
             source=source,
@@ -490,6 +498,32 @@ def _record_feeds(gateway: EgressGateway, feeds: dict[str, list[datetime]]) -> N
             )
 
 
+def _record_revisions(gateway: EgressGateway, revisions: dict[str, datetime]) -> None:
+    """Keep the earliest decision seen per bundle revision (a batch holds one or two revisions,
+    and batches may arrive out of order, so an earlier time replaces a later one)."""
+    if not revisions:
+        return
+    BundleRevisionSeen.objects.bulk_create(
+        [BundleRevisionSeen(revision=r, first_seen=at, gateway=gateway) for r, at in sorted(revisions.items())],
+        ignore_conflicts=True,
+    )
+    for revision, at in sorted(revisions.items()):
+        BundleRevisionSeen.objects.filter(revision=revision, first_seen__gt=at).update(first_seen=at, gateway=gateway)
+
+
+def _revisions_of(event: Any, at: datetime, revisions: dict[str, datetime]) -> None:
+    """The bundle revisions an OPA decision was made with (``bundles: {name: {revision}}``)."""
+    bundles = event.get("bundles")
+    if type(bundles) is not dict:
+        return
+    for bundle in bundles.values():
+        revision = bundle.get("revision") if type(bundle) is dict else None
+        if type(revision) is str and 0 < len(revision) <= 64:
+            known = revisions.get(revision)
+            if known is None or at < known:
+                revisions[revision] = at
+
+
 def _ingest(
     records: Iterable[Any], *, gateway: EgressGateway, source: str, now: datetime | None = None
 ) -> IngestResult:
@@ -497,6 +531,7 @@ def _ingest(
     window = Window.at(now)
     result = IngestResult()
     observations: list[Observation] = []
+    revisions: dict[str, datetime] = {}
     for position, record in enumerate(records):
         try:
             o = (
@@ -514,7 +549,9 @@ def _ingest(
             result.ignored += 1
         else:
             observations.append(o)
-    return store(gateway=gateway, source=source, observations=observations, result=result, now=now)
+            if source == "opa":
+                _revisions_of(record, o.at, revisions)
+    return store(gateway=gateway, source=source, observations=observations, result=result, now=now, revisions=revisions)
 
 
 def ingest_decisions(*, gateway: EgressGateway, events: Iterable[Any], now: datetime | None = None) -> IngestResult:
