@@ -17,9 +17,10 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote, urlsplit
 
 import git
+
+from exceptions.bundle.policy_repository import is_local_path, with_credentials
 
 CHECKPOINT_DIR = "audit/checkpoints"
 # What git prints when a push loses a race with another writer.
@@ -35,18 +36,6 @@ def checkpoint_path(seq: int) -> str:
     return f"{CHECKPOINT_DIR}/{seq:012d}.json"
 
 
-def _is_local_path(url: str) -> bool:
-    return "://" not in url and not url.startswith("git@") and ":" not in url.split("/", 1)[0]
-
-
-def _with_credentials(url: str, username: str, password: str) -> str:
-    if not username or not url.startswith(("https://", "http://")):
-        return url
-    parts = urlsplit(url)
-    netloc = f"{quote(username, safe='')}:{quote(password, safe='')}@{parts.hostname}"
-    return parts._replace(netloc=netloc + (f":{parts.port}" if parts.port else "")).geturl()
-
-
 class CheckpointRepo:
     def __init__(
         self,
@@ -60,7 +49,7 @@ class CheckpointRepo:
         max_attempts: int = 5,
     ) -> None:
         self.url = url
-        self.remote_url = _with_credentials(url, username, password)
+        self.remote_url = with_credentials(url, username, password)
         self.work_dir = Path(work_dir)
         self.branch = branch
         self.max_attempts = max_attempts
@@ -77,7 +66,7 @@ class CheckpointRepo:
         return f"origin/{self.branch}"
 
     def _repo(self) -> git.Repo:
-        if _is_local_path(self.url) and not Path(self.url).exists():
+        if is_local_path(self.url) and not Path(self.url).exists():
             Path(self.url).parent.mkdir(parents=True, exist_ok=True)
             git.Repo.init(self.url, bare=True, initial_branch=self.branch)
         if (self.work_dir / "HEAD").exists():
@@ -212,9 +201,9 @@ def remote_reachable(*, url: str, username: str = "", password: str = "", timeou
 
     A local path that does not exist yet counts as reachable: the first publish creates it.
     """
-    if _is_local_path(url) and not Path(url).exists():
+    if is_local_path(url) and not Path(url).exists():
         return ""
-    remote = _with_credentials(url, username, password)
+    remote = with_credentials(url, username, password)
     try:
         subprocess.run(
             ["git", "ls-remote", "--heads", remote],

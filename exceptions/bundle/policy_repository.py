@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pygit2
 
@@ -129,8 +129,6 @@ def with_credentials(url: str, username: str, password: str) -> str:
     if not username or not url.startswith(("https://", "http://")):
         return url
     parts = urlsplit(url)
-    from urllib.parse import quote
-
     return parts._replace(
         netloc=f"{quote(username, safe='')}:{quote(password, safe='')}@{parts.hostname}"
         + (f":{parts.port}" if parts.port else "")
