@@ -8,11 +8,9 @@ through ``exceptions.delivery.deliver_publish``.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import time
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -22,11 +20,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audit.checkpoints import queue_checkpoint
 from audit.services import SYSTEM, record_event
+from egress_portal.locks import named_lock
 from egress_portal.logging import log_publication
 from egress_portal.signing import sign_jws
 from egress_portal.webhooks.events import emit
@@ -38,8 +37,6 @@ from exceptions.bundle.policy_repository import PolicyRepository, PublishError, 
 from exceptions.bundle.records import BundleOptions, GrantRecord
 from exceptions.models import BundlePublication
 from exceptions.selectors import bundle_records, latest_provider_ranges, open_grant_ids, service_cidrs
-
-LOCK_KEY = zlib.crc32(b"egress-portal:publish-bundle")
 
 
 def bundle_options() -> BundleOptions:
@@ -185,22 +182,8 @@ def publisher() -> PolicyRepository:
 @contextmanager
 def publisher_lock() -> Iterator[None]:
     """Only one publisher at a time, across processes and machines sharing the database."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
-            try:
-                yield
-            finally:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
-        return
-    lock_path = Path(settings.VAR_DIR) / "publish.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with named_lock("publish-bundle"):
+        yield
 
 
 def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
