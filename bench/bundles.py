@@ -251,35 +251,16 @@ def bench_long_poll(rounds: int = 5) -> None:
     from datetime import timedelta as days
 
     from django.conf import settings
-    from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from approvals.models import ApproverGroup
     from approvals.services import approve_request
-    from bench.run import _reset
-    from exceptions.models import Team, TeamMembership, Workload
+    from bench.run import _reset, bench_team
     from exceptions.services.requests import submit_request
 
     _reset()
     settings.OPA_BUNDLE_TOKEN = "bench-token"  # noqa: S105 - a local benchmark
     auth = {"HTTP_AUTHORIZATION": "Bearer bench-token", "HTTP_HOST": "localhost"}
-    users = get_user_model().objects
-    requester = users.get_or_create(username="bench-requester")[0]
-    approver = users.get_or_create(username="bench-approver")[0]
-    team = Team.objects.create(name="Bench", slug="bench")
-    TeamMembership.objects.create(team=team, user=requester)
-    group = ApproverGroup.objects.create(name="bench")
-    group.teams.add(team)
-    group.members.add(approver)
-    workload = Workload.objects.create(
-        team=team,
-        name="api",
-        identity="spiffe://cluster.local/ns/b/sa/api",
-        identity_kind="kubernetes",
-        namespace="b",
-        service_account="api",
-        environment="dev",
-    )
+    requester, approver, workload = bench_team()
     latencies = []
     for step in range(rounds):
         request = submit_request(

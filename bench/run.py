@@ -15,6 +15,7 @@ import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -63,6 +64,33 @@ def _reset() -> None:
         else:
             for table in tables:
                 cursor.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+
+
+def bench_team() -> tuple[Any, Any, Any]:
+    """A requester, the team's approver and a dev workload of team Bench (after ``_reset``)."""
+    from django.contrib.auth import get_user_model
+
+    from approvals.models import ApproverGroup
+    from exceptions.models import Team, TeamMembership, Workload
+
+    users = get_user_model().objects
+    requester = users.get_or_create(username="bench-requester")[0]
+    approver = users.get_or_create(username="bench-approver")[0]
+    team = Team.objects.create(name="Bench", slug="bench")
+    TeamMembership.objects.create(team=team, user=requester)
+    group = ApproverGroup.objects.create(name="bench")
+    group.teams.add(team)
+    group.members.add(approver)
+    workload = Workload.objects.create(
+        team=team,
+        name="api",
+        identity="spiffe://cluster.local/ns/b/sa/api",
+        identity_kind="kubernetes",
+        namespace="b",
+        service_account="api",
+        environment="dev",
+    )
+    return requester, approver, workload
 
 
 def bench_expire(grants: int) -> None:
@@ -295,13 +323,10 @@ def bench_approval_to_commit() -> None:
     from datetime import timedelta
 
     from django.conf import settings
-    from django.contrib.auth import get_user_model
 
-    from approvals.models import ApproverGroup
     from approvals.services import approve_request
     from egress_portal.celery import app
     from egress_portal.worker_process import start_worker, stop_worker, wait_until_ready
-    from exceptions.models import Team, TeamMembership, Workload
     from exceptions.services.requests import submit_request
 
     _reset()
@@ -314,23 +339,7 @@ def bench_approval_to_commit() -> None:
         worker = start_worker(hostname="bench@localhost", env=env)
         try:
             wait_until_ready(app, worker, "bench@localhost")
-            users = get_user_model().objects
-            requester = users.get_or_create(username="bench-requester")[0]
-            approver = users.get_or_create(username="bench-approver")[0]
-            team = Team.objects.create(name="Bench", slug="bench")
-            TeamMembership.objects.create(team=team, user=requester)
-            group = ApproverGroup.objects.create(name="bench")
-            group.teams.add(team)
-            group.members.add(approver)
-            workload = Workload.objects.create(
-                team=team,
-                name="api",
-                identity="spiffe://cluster.local/ns/b/sa/api",
-                identity_kind="kubernetes",
-                namespace="b",
-                service_account="api",
-                environment="dev",
-            )
+            requester, approver, workload = bench_team()
             request = submit_request(
                 actor=requester,
                 workload=workload,
