@@ -69,7 +69,8 @@ def _scoped(events: QuerySet[AuditEvent], *, team: str, ticket: str) -> QuerySet
     return events
 
 
-def recent_events(
+def filtered_events(
+    events: QuerySet[AuditEvent],
     *,
     action: str = "",
     object_type: str = "",
@@ -79,8 +80,8 @@ def recent_events(
     team: str = "",
     ticket: str = "",
 ) -> QuerySet[AuditEvent]:
-    """Newest first, narrowed by the audit log page's filters (``until`` is exclusive)."""
-    events = _scoped(AuditEvent.objects.order_by("-seq"), team=team, ticket=ticket)
+    """``events`` narrowed by the audit log's filters (``until`` is exclusive): the page and the exports."""
+    events = _scoped(events, team=team, ticket=ticket)
     if action:
         events = events.filter(action=action)
     if object_type:
@@ -92,6 +93,11 @@ def recent_events(
     if until is not None:
         events = events.filter(created_at__lt=until)
     return events
+
+
+def recent_events(**filters: Any) -> QuerySet[AuditEvent]:
+    """Newest first, narrowed by the audit log page's filters."""
+    return filtered_events(AuditEvent.objects.order_by("-seq"), **filters)
 
 
 def event_choices() -> tuple[list[str], list[str]]:
@@ -111,34 +117,13 @@ def checkpoint_at_or_before(seq: int) -> AuditCheckpoint | None:
     return AuditCheckpoint.objects.filter(seq__lte=seq).order_by("-seq").first()
 
 
-def export_rows(
-    *,
-    through_seq: int,
-    actor: str = "",
-    action: str = "",
-    object_type: str = "",
-    since: datetime | None = None,
-    until: datetime | None = None,
-    team: str = "",
-    ticket: str = "",
-    chunk_size: int = 2000,
-) -> Iterator[tuple[Any, ...]]:
-    """Events up to ``through_seq`` as plain tuples in chain order.
+def export_rows(*, through_seq: int, chunk_size: int = 2000, **filters: Any) -> Iterator[tuple[Any, ...]]:
+    """Events up to ``through_seq``, narrowed by the audit log's filters, as plain tuples in chain order.
 
     Tuples, not model instances, and a server-side cursor on PostgreSQL
     (``iterator``): a million events stream in constant memory.
     """
-    events = _scoped(AuditEvent.objects.filter(seq__lte=through_seq), team=team, ticket=ticket)
-    if actor:
-        events = events.filter(actor_label__iexact=actor)
-    if action:
-        events = events.filter(action=action)
-    if object_type:
-        events = events.filter(object_type=object_type)
-    if since:
-        events = events.filter(created_at__gte=since)
-    if until:
-        events = events.filter(created_at__lt=until)
+    events = filtered_events(AuditEvent.objects.filter(seq__lte=through_seq), **filters)
     return events.order_by("seq").values_list(*RECORD_FIELDS).iterator(chunk_size=chunk_size)
 
 
