@@ -25,23 +25,28 @@ MAIL = "mail"
 logger = logging.getLogger(__name__)
 
 
+def enqueue_many(
+    *, kind: str, items: Sequence[tuple[str, Mapping[str, Any]]], available_at: datetime | None = None
+) -> None:
+    """Add many side effects of one kind, ``(idempotency key, payload)`` each, in one insert; keys
+    already queued are not added again."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("enqueue() runs inside the transaction of the change that causes the side effect.")
+    due = available_at or timezone.now()
+    OutboxMessage.objects.bulk_create(
+        [
+            OutboxMessage(kind=kind, payload=dict(payload), idempotency_key=key, available_at=due)
+            for key, payload in items
+        ],
+        ignore_conflicts=True,
+    )
+
+
 def enqueue(
     *, kind: str, payload: Mapping[str, Any], idempotency_key: str, available_at: datetime | None = None
 ) -> OutboxMessage:
     """Add a side effect to the caller's transaction; a second row with the same key is not added."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("enqueue() runs inside the transaction of the change that causes the side effect.")
-    OutboxMessage.objects.bulk_create(
-        [
-            OutboxMessage(
-                kind=kind,
-                payload=dict(payload),
-                idempotency_key=idempotency_key,
-                available_at=available_at or timezone.now(),
-            )
-        ],
-        ignore_conflicts=True,
-    )
+    enqueue_many(kind=kind, items=[(idempotency_key, payload)], available_at=available_at)
     return OutboxMessage.objects.get(idempotency_key=idempotency_key)
 
 

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from egress_portal.outbox.services import enqueue
+from egress_portal.outbox.services import enqueue_many
 from egress_portal.webhooks.models import WebhookDelivery, WebhookSubscription
 
 KIND = "webhook"
@@ -50,17 +50,18 @@ def emit(event: str, *, occurrences: Iterable[tuple[str, Mapping[str, Any]]], no
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("emit() runs inside the transaction of the change that causes the event.")
     created_at = (now or timezone.now()).isoformat()
-    count = 0
+    deliveries = []
     for key, data in occurrences:
         event_id = uuid.uuid5(_NAMESPACE, f"{event}:{key}")
         body = {"id": str(event_id), "type": event, "created_at": created_at, "data": dict(data)}
-        for subscription in listeners:
-            delivery = WebhookDelivery.objects.create(
-                subscription=subscription, event_id=event_id, event=event, body=body
-            )
-            enqueue(kind=KIND, payload={"delivery": delivery.pk}, idempotency_key=outbox_key(delivery.pk))
-            count += 1
-    return count
+        deliveries += [
+            WebhookDelivery(subscription=subscription, event_id=event_id, event=event, body=body)
+            for subscription in listeners
+        ]
+    # Two inserts whatever the count: a batch job expiring thousands of grants emits in one go.
+    created = WebhookDelivery.objects.bulk_create(deliveries)
+    enqueue_many(kind=KIND, items=[(outbox_key(d.pk), {"delivery": d.pk}) for d in created])
+    return len(created)
 
 
 def _url(path: str) -> str:
