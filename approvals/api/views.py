@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
@@ -18,7 +15,7 @@ from approvals.access import access_request_to_decide
 from approvals.breakglass import API_REFUSAL
 from egress_portal.actors import actor_for
 from exceptions.access import access_grant, access_request
-from exceptions.api.base import GRANT, REQUEST, IntegrationView, render_request
+from exceptions.api.base import GRANT, LIFETIME_AS_HOURS, REQUEST, IntegrationView, api_field_names, render_request
 from exceptions.api.serializers import (
     BoundedIntegerField,
     ClosedSerializer,
@@ -57,17 +54,6 @@ class ResubmitInputSerializer(ClosedSerializer):
     desired_start = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 
-@contextmanager
-def api_field_names(names: dict[str, str]) -> Iterator[None]:
-    """A service's field-keyed errors under this endpoint's field names (its 'lifetime' is 'lifetime_hours')."""
-    try:
-        yield
-    except DjangoValidationError as exc:
-        if not hasattr(exc, "error_dict"):
-            raise
-        raise DjangoValidationError({names.get(key, key): value for key, value in exc.message_dict.items()}) from exc
-
-
 class Approve(IntegrationView):
     etag_kind = REQUEST
     required_scopes = {"POST": "requests:decide"}
@@ -78,7 +64,7 @@ class Approve(IntegrationView):
         payload = ApproveInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        with api_field_names({"lifetime": "lifetime_hours", "destinations": "keep_destinations"}):
+        with api_field_names({**LIFETIME_AS_HOURS, "destinations": "keep_destinations"}):
             services.approve_request(
                 actor=actor_for(request),
                 request=exception_request,
@@ -127,7 +113,7 @@ class Resubmit(IntegrationView):
         payload = ResubmitInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        with api_field_names({"lifetime": "lifetime_hours"}):
+        with api_field_names(LIFETIME_AS_HOURS):
             resubmit_request(
                 actor=actor_for(request),
                 request=exception_request,

@@ -8,8 +8,11 @@ changed; ``If-Match`` on an action is ``412`` when the object changed since.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from rest_framework import status
 from rest_framework.renderers import JSONRenderer
@@ -26,6 +29,21 @@ from exceptions.models import ExceptionRequest
 
 REQUEST = "request"
 GRANT = "grant"
+
+
+@contextmanager
+def api_field_names(names: Mapping[str, str]) -> Iterator[None]:
+    """A service's field-keyed errors under this endpoint's field names (the service's
+    ``lifetime`` is the API's ``lifetime_hours``)."""
+    try:
+        yield
+    except DjangoValidationError as exc:
+        if not hasattr(exc, "error_dict"):
+            raise
+        raise DjangoValidationError({names.get(key, key): value for key, value in exc.message_dict.items()}) from exc
+
+
+LIFETIME_AS_HOURS = {"lifetime": "lifetime_hours"}
 
 
 def request_queryset(user: object) -> QuerySet[ExceptionRequest]:

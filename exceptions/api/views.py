@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -17,7 +16,15 @@ from rest_framework.response import Response
 from egress_portal.actors import actor_for
 from exceptions import selectors
 from exceptions.access import access_grant, access_request, requestable_workloads, visible_grants
-from exceptions.api.base import GRANT, REQUEST, IntegrationView, render_request, request_queryset
+from exceptions.api.base import (
+    GRANT,
+    LIFETIME_AS_HOURS,
+    REQUEST,
+    IntegrationView,
+    api_field_names,
+    render_request,
+    request_queryset,
+)
 from exceptions.api.pagination import BoundedLimitOffsetPagination, RequestCursorPagination
 from exceptions.api.serializers import (
     CommentInputSerializer,
@@ -34,11 +41,6 @@ from exceptions.api.serializers import (
 from exceptions.models import ExceptionRequest, Grant, Workload
 from exceptions.services import grants, requests
 from exceptions.services.comments import add_comment
-
-
-def lifetime_hours_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
-    """The service speaks of "lifetime"; the API's field is lifetime_hours."""
-    return {("lifetime_hours" if key == "lifetime" else key): value for key, value in exc.message_dict.items()}
 
 
 class WorkloadList(generics.ListAPIView[Workload], IntegrationView):
@@ -76,10 +78,8 @@ class RequestListCreate(IntegrationView):
             renews = visible_grants(request.user).filter(pk=data["renews"]).first()
             if renews is None:
                 raise serializers.ValidationError({"renews": ["No grant with this id that you may renew."]})
-        try:
+        with api_field_names(LIFETIME_AS_HOURS):
             created = self._submit(request, data, payload, renews)
-        except DjangoValidationError as exc:
-            raise DjangoValidationError(lifetime_hours_errors(exc)) from exc
         return render_request(request.user, created.pk, status_code=status.HTTP_201_CREATED)
 
     def _submit(
@@ -228,18 +228,11 @@ class GrantRenew(IntegrationView):
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         original = grant.request
-        try:
+        with api_field_names(LIFETIME_AS_HOURS):
             created = requests.submit_request(
                 actor=actor_for(request),
                 workload=grant.workload,
-                destinations=[
-                    {
-                        "host": grant.host,
-                        "port": grant.port,
-                        "protocol": grant.protocol,
-                        "tls_required": grant.tls_required,
-                    }
-                ],
+                destinations=[grant_destination(grant)],
                 purpose=original.purpose,
                 data_class=original.data_class,
                 justification=data["justification"],
@@ -248,6 +241,4 @@ class GrantRenew(IntegrationView):
                 desired_start=data["desired_start"],
                 renews=grant,
             )
-        except DjangoValidationError as exc:
-            raise DjangoValidationError(lifetime_hours_errors(exc)) from exc
         return render_request(request.user, created.pk, status_code=status.HTTP_201_CREATED)
