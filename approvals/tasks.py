@@ -7,7 +7,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from approvals import breakglass, services
-from exceptions.tasks import TRANSIENT, _parse_now, task_scope
+from egress_portal.jobs import TRANSIENT, parse_now, task_scope
 
 
 @shared_task(
@@ -20,7 +20,7 @@ from exceptions.tasks import TRANSIENT, _parse_now, task_scope
 )
 def expire_stale_requests(self: Task[..., int], now: str | None = None) -> int:
     with task_scope(self):
-        return services.expire_stale_requests(now=_parse_now(now))
+        return services.expire_stale_requests(now=parse_now(now))
 
 
 @shared_task(
@@ -33,7 +33,7 @@ def expire_stale_requests(self: Task[..., int], now: str | None = None) -> int:
 )
 def activate_due_requests(self: Task[..., Any], now: str | None = None) -> int:
     with task_scope(self):
-        return services.activate_due_requests(now=_parse_now(now))
+        return services.activate_due_requests(now=parse_now(now))
 
 
 @shared_task(
@@ -46,7 +46,7 @@ def activate_due_requests(self: Task[..., Any], now: str | None = None) -> int:
 )
 def remind_missing_approvals(self: Task[..., int], now: str | None = None) -> int:
     with task_scope(self):
-        return services.remind_missing_approvals(now=_parse_now(now))
+        return services.remind_missing_approvals(now=parse_now(now))
 
 
 @shared_task(
@@ -59,4 +59,4 @@ def remind_missing_approvals(self: Task[..., int], now: str | None = None) -> in
 )
 def remind_breakglass_reviews(self: Task[..., int], now: str | None = None) -> int:
     with task_scope(self):
-        return breakglass.remind_unreviewed(now=_parse_now(now))
+        return breakglass.remind_unreviewed(now=parse_now(now))

@@ -9,7 +9,7 @@ from django.db import OperationalError
 
 from audit.checkpoint_git import CheckpointRepoError
 from audit.checkpoints import write_checkpoint as write_checkpoint_service
-from egress_portal.context import request_id_scope
+from egress_portal.jobs import task_scope
 
 
 @shared_task(
@@ -25,6 +25,6 @@ from egress_portal.context import request_id_scope
 )
 def write_checkpoint(self: Task[..., Any]) -> int | None:
     """Sign the audit chain's head into the policy repository; returns its sequence number."""
-    with request_id_scope(f"task-{self.request.id or 'local'}"):
+    with task_scope(self):
         checkpoint = write_checkpoint_service()
     return checkpoint.seq if checkpoint else None

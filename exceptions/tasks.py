@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from datetime import datetime
-from typing import Any
-
 from celery import Task, shared_task
 from django.db import OperationalError
 
 from audit.services import SYSTEM
-from egress_portal.context import request_id_scope
+from egress_portal.jobs import TRANSIENT, parse_now, task_scope
 from exceptions import reminders
 from exceptions.bundle.policy_repository import PublishError
 from exceptions.services import batches, provider_ranges
 from exceptions.services import publications as publishing
-
-
-def task_scope(task: Task[..., Any]) -> AbstractContextManager[str]:
-    """Audit events written by a task carry its id as their request id."""
-    return request_id_scope(f"task-{task.request.id or 'local'}")
-
-
-def _parse_now(now: str | None) -> datetime | None:
-    return datetime.fromisoformat(now) if now else None
-
-
-# A database hiccup is transient: retry with backoff. Anything else is a bug
-# (permanent) and surfaces in the worker log without retries. Side effects are
-# outbox rows these jobs write in their transactions, so a retry never repeats one.
-TRANSIENT = (OperationalError,)
 
 
 @shared_task(
@@ -42,7 +23,7 @@ TRANSIENT = (OperationalError,)
 )
 def expire_due_grants(self: Task[..., int], now: str | None = None) -> int:
     with task_scope(self):
-        return batches.expire_due_grants(now=_parse_now(now))
+        return batches.expire_due_grants(now=parse_now(now))
 
 
 @shared_task(
@@ -55,7 +36,7 @@ def expire_due_grants(self: Task[..., int], now: str | None = None) -> int:
 )
 def activate_due_grants(self: Task[..., int], now: str | None = None) -> int:
     with task_scope(self):
-        return batches.activate_due_grants(now=_parse_now(now))
+        return batches.activate_due_grants(now=parse_now(now))
 
 
 @shared_task(
@@ -87,7 +68,7 @@ def publish_bundle(self: Task[..., str], trigger: str = "manual", refresh: bool 
 )
 def send_expiry_reminders(self: Task[..., int], now: str | None = None) -> int:
     with task_scope(self):
-        return reminders.send_expiry_reminders(now=_parse_now(now))
+        return reminders.send_expiry_reminders(now=parse_now(now))
 
 
 @shared_task(

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from celery import Task, shared_task
-from django.db import OperationalError
 
+from egress_portal.jobs import TRANSIENT
 from egress_portal.outbox.relay import prune_delivered, relay_due
 
 
@@ -13,7 +13,7 @@ from egress_portal.outbox.relay import prune_delivered, relay_due
     name="outbox.relay",
     bind=True,
     ignore_result=True,
-    autoretry_for=(OperationalError,),
+    autoretry_for=TRANSIENT,
     retry_backoff=True,
     retry_jitter=True,
     max_retries=3,
@@ -25,7 +25,7 @@ def relay(self: Task[..., dict[str, int]], queue: str | None = None) -> dict[str
     return {"delivered": result.delivered, "retried": result.retried, "parked": result.parked}
 
 
-@shared_task(name="outbox.prune", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
+@shared_task(name="outbox.prune", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
 def prune() -> int:
     """Delivered rows are kept a while for the record, then deleted."""
     return prune_delivered()

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from celery import Task, shared_task
-from django.db import OperationalError
 
+from egress_portal.jobs import TRANSIENT, task_scope
 from egress_portal.traffic.services.ingest import prune_seen_records
 from egress_portal.traffic.services.stale import sweep_stale_grants
-from exceptions.tasks import task_scope
 
 
 @shared_task(
     name="traffic.stale_sweep",
     bind=True,
-    autoretry_for=(OperationalError,),
+    autoretry_for=TRANSIENT,
     retry_backoff=True,
     retry_jitter=True,
     max_retries=5,
@@ -24,7 +23,7 @@ def stale_sweep(self: Task[..., dict[str, int]]) -> dict[str, int]:
     return {"noticed": result.noticed, "cleared": result.cleared, "revoked": result.revoked}
 
 
-@shared_task(name="traffic.prune", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
+@shared_task(name="traffic.prune", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
 def prune() -> int:
     """Digests of records too old to be accepted again can go."""
     return prune_seen_records()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
+from egress_portal.jobs import TRANSIENT, parse_now, task_scope
 from exceptions.api.idempotency import purge_expired
-from exceptions.tasks import TRANSIENT, _parse_now, task_scope
 
 
 @shared_task(
@@ -18,4 +18,4 @@ from exceptions.tasks import TRANSIENT, _parse_now, task_scope
 )
 def purge_idempotency_records(self: Task[..., int], now: str | None = None) -> int:
     with task_scope(self):
-        return purge_expired(now=_parse_now(now))
+        return purge_expired(now=parse_now(now))
