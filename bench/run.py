@@ -333,8 +333,16 @@ def bench_approval_to_commit() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         remote, work = f"{tmp}/policy.git", f"{tmp}/work"
         settings.POLICY_REPO_URL, settings.POLICY_WORK_DIR = remote, Path(work)
-        settings.EGRESS_AUTO_PUBLISH = True  # with the default coalescing window
-        env = {**os.environ, "POLICY_REPO_URL": remote, "POLICY_WORK_DIR": work, "EGRESS_AUTO_PUBLISH": "true"}
+        # As production runs it: the publish is an outbox row and the commit nudges its relay
+        # (the test settings turn the nudge off; without it only beat's 2 s tick would deliver).
+        settings.EGRESS_AUTO_PUBLISH, settings.OUTBOX_NUDGE = True, True
+        env = {
+            **os.environ,
+            "POLICY_REPO_URL": remote,
+            "POLICY_WORK_DIR": work,
+            "EGRESS_AUTO_PUBLISH": "true",
+            "OUTBOX_NUDGE": "true",
+        }
         app.control.purge()
         worker = start_worker(hostname="bench@localhost", env=env)
         try:
@@ -359,6 +367,9 @@ def bench_approval_to_commit() -> None:
                     break
                 time.sleep(0.05)
             elapsed = time.perf_counter() - started
+            if not (log.returncode == 0 and log.stdout):
+                print(f"approval -> pushed commit with a worker: NO COMMIT within {elapsed:.0f} s")
+                return
             print(
                 f"approval -> pushed commit with a worker: {elapsed:.2f} s "
                 f"(includes the {settings.BUNDLE_PUBLISH_DELAY_SECONDS} s coalescing window; target <= 5 s)"
