@@ -19,7 +19,8 @@ def _git(*args: str, cwd: Path) -> None:
 
 
 def bench_audit_checkpoint(files: int = 100_000) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    # A detached `git gc --auto` may still be writing the clone when the benchmark ends.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
         remote, seed = root / "policy.git", root / "seed"
         subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
