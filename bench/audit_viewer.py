@@ -46,6 +46,7 @@ def bench_audit_viewer(events: int = 300_000) -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
+    from audit.models import AuditChainHead
     from bench.audit_export import fill
     from bench.traffic import _population
     from exceptions.access import AUDITOR_GROUP
@@ -64,8 +65,9 @@ def bench_audit_viewer(events: int = 300_000) -> None:
     grant = Grant.objects.order_by("pk").first()
     assert grant is not None
     history = _ensure_history(grant.pk)
+    chain = AuditChainHead.objects.get(pk=1).last_seq  # fill only tops up: a reused database may hold more
     print(
-        f"audit viewer: {events:,} events, {Grant.objects.count():,} grants of team bench, "
+        f"audit viewer: {chain:,} events, {Grant.objects.count():,} grants of team bench, "
         f"grant #{grant.pk} has {history} events"
     )
     pages = (
