@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from approvals.services import approve_request
 from audit.services import SYSTEM
-from egress_portal.traffic.models import BundleRevisionSeen, EgressGateway
+from egress_portal.traffic.models import BundleRevisionSeen, EgressGateway, ObservedFlow
 from egress_portal.traffic.services.gateways import create_gateway
 from egress_portal.traffic.services.ingest import ingest_decisions
 from egress_portal.traffic.services.stale import sweep_stale_grants
@@ -115,18 +115,6 @@ def test_engine_time_counts_the_first_decision_with_a_bundle_carrying_the_approv
     assert seen["rev-b"] == noon + timedelta(seconds=20)  # the earlier time of a later batch wins
     take_daily_snapshot(now=noon + timedelta(minutes=20))
 
-    from prometheus_client.parser import text_string_to_metric_families
-
-    families = {f.name: f for f in text_string_to_metric_families(Client().get("/metrics").content.decode())}
-    gauges = {
-        (s.labels["stage"], s.labels["quantile"]): s.value for s in families["egress_policy_update_seconds"].samples
-    }
-    assert gauges == {
-        ("pushed", "0.5"): pytest.approx(2.5),
-        ("pushed", "0.9"): pytest.approx(2.9),
-        ("engine", "0.5"): pytest.approx(15.5),
-        ("engine", "0.9"): pytest.approx(19.1),
-    }
     update = last_values(noon.date())["policy_update"]
     # Pushed: 3 s and 2 s after approval; in an engine: 20 s and 11 s.
     assert update["pushed median"] == pytest.approx(2.5)
@@ -200,77 +188,49 @@ def test_share_of_traffic_through_registered_egress_points(team: Any, workload: 
     assert last_values(noon.date(), environment="prod")["traffic_share"] == {"through egress points": None}
 
 
-def test_revocations_by_reason_and_open_stale_notices(
-    settings: Any, submit: Any, approver: Any, requester: Any, gateway: Any, noon: Any
+def test_a_flow_counts_once_however_many_observers_and_records_reported_it(
+    team: Any, workload: Any, gateway: Any, noon: Any
 ) -> None:
-    settings.EGRESS_STALE_DAYS_BY_TIER = {"low": 10, "medium": 10, "high": 10}
-    settings.EGRESS_STALE_GRACE_DAYS = 3
-    start = noon - timedelta(days=20)
-    grants = [
-        approve_request(
-            actor=approver,
-            request=submit(destinations=[{"host": f"g{i}.example", "port": 443}], lifetime=timedelta(days=30)),
-            now=start,
-        )[0]
-        for i in range(3)
+    """Flows of the workload (staging, payments) on one day:
+    both.example: the node observer, then the proxy, each with several records -> through an egress point;
+    proxy-first.example: the proxy, then the node -> through an egress point (a node report changes nothing);
+    node.example: only the node, three records and a repeat of the whole batch -> node only;
+    a stranger's flow, only the proxy -> through an egress point, under no team.
+    The old count (records per gateway kind) would have said 7 via egress points and 7 via nodes."""
+    node, _ = create_gateway(actor=SYSTEM, name="node-7", kind="cilium", environment="staging", owner_team=team)
+    me, stranger = workload.identity, "spiffe://cluster.local/ns/unknown/sa/x"
+
+    def records(host: str, n: int) -> list[dict[str, Any]]:
+        return [flow(me, host, 443, "deny", noon - timedelta(minutes=i)) for i in range(n)]
+
+    report(node, *records("both.example", 2), now=noon)
+    report(gateway, *records("both.example", 3), now=noon)
+    report(gateway, *records("proxy-first.example", 2), now=noon)
+    report(node, *records("proxy-first.example", 2), now=noon)
+    node_only = records("node.example", 3)
+    report(node, *node_only, now=noon)
+    assert report(node, *node_only, now=noon).duplicates == 3
+    # The same flow again later that day, as a new record: still one flow.
+    report(node, flow(me, "node.example", 443, "deny", noon + timedelta(minutes=1)), now=noon + timedelta(minutes=2))
+    report(gateway, flow(stranger, "x.example", 8443, "deny", noon), now=noon)
+
+    assert sorted(ObservedFlow.objects.values_list("host", "via_egress_point")) == [
+        ("both.example", True),
+        ("node.example", False),
+        ("proxy-first.example", True),
+        ("x.example", True),
     ]
-    identity = grants[0].identity
-    for days in (15, 5, 4.1):  # the gateway reports on the identity (elsewhere) for the whole window
-        at = noon - timedelta(days=days)
-        report(gateway, flow(identity, "elsewhere.example", 443, "deny", at), now=at)
-    assert sweep_stale_grants(now=noon - timedelta(days=4)).noticed == 3
-    # One is revoked by hand during the grace period; the sweep revokes the other two.
-    report(gateway, flow(identity, "elsewhere.example", 443, "deny", noon - timedelta(hours=2)), now=noon)
-    revoke_grant(actor=requester, grant=grants[1], reason="project cancelled", now=noon - timedelta(hours=1))
-    assert sweep_stale_grants(now=noon).revoked == 2
-    take_daily_snapshot(now=noon)
-    assert last_values(noon.date())["revocations"] == {
-        "revoked as stale": 2,
-        "revoked by a person": 1,
-        "open stale notices": 0,
+    take_daily_snapshot(now=noon + timedelta(minutes=5))
+    assert last_values(noon.date())["observed_flows"] == {"through egress points": 3, "node only": 1}
+    assert last_values(noon.date())["traffic_share"] == {"through egress points": 75}
+    # By the workload's team: the stranger's flow belongs to no team.
+    assert last_values(noon.date(), team="payments")["observed_flows"] == {"through egress points": 2, "node only": 1}
+    assert last_values(noon.date(), team="payments")["traffic_share"] == {"through egress points": pytest.approx(66.67)}
+
+    # The next day is another day: the same flow counts again there, once.
+    report(node, flow(me, "both.example", 443, "deny", noon + timedelta(days=1)), now=noon + timedelta(days=1))
+    take_daily_snapshot(now=noon + timedelta(days=1, minutes=5))
+    assert last_values(noon.date() + timedelta(days=1))["observed_flows"] == {
+        "through egress points": 0,
+        "node only": 1,
     }
-
-
-def test_prometheus_counts_ingested_records_and_denied_attempts_without_hosts_or_identities(
-    client: Client, workload: Any, gateway: Any, noon: Any
-) -> None:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    report(
-        gateway,
-        flow(workload.identity, "paste.example", 443, "deny", noon),
-        flow(workload.identity, "paste.example", 443, "deny", noon - timedelta(minutes=1)),
-        {"identity": workload.identity, "verdict": "maybe"},
-        now=noon,
-    )
-    report(gateway, flow(workload.identity, "paste.example", 443, "deny", noon), now=noon)  # a retry
-    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").content.decode())}
-    ingested = {
-        (s.labels["source"], s.labels["gateway_kind"], s.labels["outcome"]): s.value
-        for s in families["egress_ingested_records"].samples
-        if s.name == "egress_ingested_records_total"
-    }
-    assert len(ingested) == 2 * 4 * 4
-    assert ingested[("flows", "proxy", "accepted")] == 2
-    assert ingested[("flows", "proxy", "duplicates")] == 1
-    assert ingested[("flows", "proxy", "rejected")] == 1
-    assert ingested[("opa", "cilium", "accepted")] == 0
-    [denied] = [s for s in families["egress_denied_attempts"].samples if s.name == "egress_denied_attempts_total"]
-    assert denied.value == 2 and denied.labels == {}
-    text = client.get("/metrics").content.decode()
-    assert "paste.example" not in text and workload.identity not in text
-
-
-def test_wildcard_chart_states_its_change_over_the_period(submit: Any, approver: Any, noon: Any) -> None:
-    def wildcard(host: str, at: Any) -> None:
-        approve_request(actor=approver, request=submit(destinations=[{"host": host, "port": 443}]), now=at)
-
-    yesterday = noon - timedelta(days=1)
-    wildcard("*.files.example", yesterday - timedelta(hours=1))
-    take_daily_snapshot(now=yesterday)
-    wildcard("*.cdn.example", noon - timedelta(hours=1))
-    wildcard("*.logs.example", noon - timedelta(hours=1))
-    take_daily_snapshot(now=noon)
-    [chart] = [c for c in outcomes(filters=Filters(period=7), today=noon.date()).charts if c.key == "wildcards"]
-    assert chart.series[0].values[-2:] == [1, 3]
-    assert chart.description.endswith("Over the period: 1 to 3 (+2).")

@@ -1,0 +1,145 @@
+"""Time to policy update as a Prometheus histogram: real approvals, real publishes into a git
+repository, real decision-log ingestion, and /metrics parsed with prometheus_client."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from approvals.services import approve_request
+from audit.services import SYSTEM
+from egress_portal.traffic.models import EgressGateway
+from egress_portal.traffic.services.gateways import create_gateway
+from egress_portal.traffic.services.ingest import ingest_decisions
+from exceptions.models import BundlePublication
+from exceptions.services.publications import current_bundle, opa_archive, publish_bundle
+from outcomes.models import PolicyUpdate
+from outcomes.policy_update import observe_engine, observe_pushed
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def gateway(team: Any) -> EgressGateway:
+    gateway, _ = create_gateway(actor=SYSTEM, name="eu-istio", kind="istio", environment="staging", owner_team=team)
+    return gateway
+
+
+def histogram(stage: str) -> dict[str, float]:
+    """The stage's samples as /metrics serves them: {"le=<bound>": n, "sum": s, "count": n}."""
+    body = Client().get("/metrics").content.decode()
+    [family] = [f for f in text_string_to_metric_families(body) if f.name == "egress_policy_update_seconds"]
+    assert family.type == "histogram"
+    result: dict[str, float] = {}
+    for s in family.samples:
+        if s.labels["stage"] != stage:
+            continue
+        key = f"le={s.labels['le']}" if s.name.endswith("_bucket") else s.name.rsplit("_", 1)[1]
+        result[key] = s.value
+    return result
+
+
+def approve(submit: Any, approver: Any, host: str, *, ago: timedelta) -> Any:
+    [grant] = approve_request(
+        actor=approver, request=submit(destinations=[{"host": host, "port": 443}]), now=timezone.now() - ago
+    )
+    return grant
+
+
+def decision(decision_id: str, *, at: datetime, revision: str) -> dict[str, Any]:
+    return {
+        "decision_id": decision_id,
+        "bundles": {"egress": {"revision": revision}},
+        "path": "egress/decision",
+        "input": {"identity": "spiffe://cluster.local/ns/x/sa/y", "host": "no.example", "port": 443},
+        "result": {"allow": False},
+        "timestamp": at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def test_each_approval_is_observed_once_per_stage_across_publishes_and_retried_ingestion(
+    policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
+) -> None:
+    """Approval A 50 min ago, published; approval B 400 s ago, published with A again; C 5 h ago
+    (kept waiting), published with both. Margins are minutes, so a slow machine moves nothing."""
+    approve(submit, approver, "a.example", ago=timedelta(minutes=50))
+    first = publish_bundle(trigger="test")
+    assert first.status == BundlePublication.Status.PUBLISHED
+    pushed = histogram("pushed")
+    assert (pushed["count"], pushed["le=1800.0"], pushed["le=3600.0"], pushed["le=+Inf"]) == (1, 0, 1, 1)
+    assert 3000 <= pushed["sum"] < 3300
+
+    # Nothing changed: no commit, nothing observed.
+    assert publish_bundle(trigger="test", refresh=True).status == BundlePublication.Status.UNCHANGED
+    assert histogram("pushed") == pushed
+
+    approve(submit, approver, "b.example", ago=timedelta(seconds=400))
+    second = publish_bundle(trigger="test")
+    assert second.status == BundlePublication.Status.PUBLISHED and second.revision != first.revision
+    pushed = histogram("pushed")
+    # The second commit carries A again: only B is new.
+    assert (pushed["count"], pushed["le=300.0"], pushed["le=600.0"], pushed["le=3600.0"]) == (2, 0, 1, 2)
+    assert histogram("engine")["count"] == 0
+
+    # A retried delivery of the same publish observes nothing again.
+    bundle = current_bundle()
+    assert observe_pushed(revision=second.revision, pushed_at=second.created_at, records=bundle.records) == 0
+    assert histogram("pushed") == pushed
+
+    # An engine's first decision with the second bundle ends both waits; the batch is retried,
+    # and a late batch brings an earlier decision with the same revision: nothing is recounted.
+    seen = timezone.now()
+    batch = [decision("d1", at=seen, revision=second.revision)]
+    ingest_decisions(gateway=gateway, events=batch)
+    engine = histogram("engine")
+    assert (engine["count"], engine["le=300.0"], engine["le=600.0"], engine["le=3600.0"]) == (2, 0, 1, 2)
+    ingest_decisions(gateway=gateway, events=batch)
+    ingest_decisions(gateway=gateway, events=[decision("d0", at=seen - timedelta(seconds=1), revision=second.revision)])
+    assert histogram("engine") == engine
+    # The first bundle is reported late (an engine that lagged behind): its approval was seen already.
+    ingest_decisions(gateway=gateway, events=[decision("d2", at=seen, revision=first.revision)])
+    assert histogram("engine") == engine
+
+    approve(submit, approver, "c.example", ago=timedelta(hours=5))
+    third = publish_bundle(trigger="test")
+    pushed = histogram("pushed")
+    assert (pushed["count"], pushed["le=14400.0"], pushed["le=86400.0"]) == (3, 2, 3)
+    ingest_decisions(gateway=gateway, events=[decision("d3", at=timezone.now(), revision=third.revision)])
+    engine = histogram("engine")
+    assert (engine["count"], engine["le=3600.0"], engine["le=14400.0"], engine["le=86400.0"]) == (3, 2, 2, 3)
+    assert observe_engine(first_seen={third.revision: timezone.now()}) == 0
+    assert PolicyUpdate.objects.filter(engine_at__isnull=True).count() == 0
+
+
+def test_an_engine_that_loaded_the_bundle_before_its_commit_ends_the_wait_at_the_commit(
+    policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
+) -> None:
+    """OPA may poll the portal's bundle endpoint before the publish commits the same bytes."""
+    approve(submit, approver, "a.example", ago=timedelta(minutes=10))
+    revision, _ = opa_archive()
+    ingest_decisions(gateway=gateway, events=[decision("early", at=timezone.now(), revision=revision)])
+    assert histogram("engine")["count"] == 0  # no commit with that revision yet
+    publication = publish_bundle(trigger="test")
+    assert publication.revision == revision
+    engine, pushed = histogram("engine"), histogram("pushed")
+    assert (engine["count"], engine["le=300.0"], engine["le=600.0"], engine["le=1800.0"]) == (1, 0, 0, 1)
+    assert engine["sum"] <= pushed["sum"]
+
+
+def test_a_revision_seen_before_an_approval_does_not_end_its_wait(
+    policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
+) -> None:
+    """A decision older than the approval was made with an identical older bundle, not with it."""
+    grant = approve(submit, approver, "a.example", ago=timedelta(minutes=10))
+    revision, _ = opa_archive()
+    ingest_decisions(
+        gateway=gateway, events=[decision("old", at=grant.valid_from - timedelta(minutes=1), revision=revision)]
+    )
+    publish_bundle(trigger="test")
+    assert (histogram("pushed")["count"], histogram("engine")["count"]) == (1, 0)
