@@ -234,3 +234,79 @@ def test_a_flow_counts_once_however_many_observers_and_records_reported_it(
         "through egress points": 0,
         "node only": 1,
     }
+
+
+def test_revocations_by_reason_and_open_stale_notices(
+    settings: Any, submit: Any, approver: Any, requester: Any, gateway: Any, noon: Any
+) -> None:
+    settings.EGRESS_STALE_DAYS_BY_TIER = {"low": 10, "medium": 10, "high": 10}
+    settings.EGRESS_STALE_GRACE_DAYS = 3
+    start = noon - timedelta(days=20)
+    grants = [
+        approve_request(
+            actor=approver,
+            request=submit(destinations=[{"host": f"g{i}.example", "port": 443}], lifetime=timedelta(days=30)),
+            now=start,
+        )[0]
+        for i in range(3)
+    ]
+    identity = grants[0].identity
+    for days in (15, 5, 4.1):  # the gateway reports on the identity (elsewhere) for the whole window
+        at = noon - timedelta(days=days)
+        report(gateway, flow(identity, "elsewhere.example", 443, "deny", at), now=at)
+    assert sweep_stale_grants(now=noon - timedelta(days=4)).noticed == 3
+    # One is revoked by hand during the grace period; the sweep revokes the other two.
+    report(gateway, flow(identity, "elsewhere.example", 443, "deny", noon - timedelta(hours=2)), now=noon)
+    revoke_grant(actor=requester, grant=grants[1], reason="project cancelled", now=noon - timedelta(hours=1))
+    assert sweep_stale_grants(now=noon).revoked == 2
+    take_daily_snapshot(now=noon)
+    assert last_values(noon.date())["revocations"] == {
+        "revoked as stale": 2,
+        "revoked by a person": 1,
+        "open stale notices": 0,
+    }
+
+
+def test_prometheus_counts_ingested_records_and_denied_attempts_without_hosts_or_identities(
+    client: Client, workload: Any, gateway: Any, noon: Any
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    report(
+        gateway,
+        flow(workload.identity, "paste.example", 443, "deny", noon),
+        flow(workload.identity, "paste.example", 443, "deny", noon - timedelta(minutes=1)),
+        {"identity": workload.identity, "verdict": "maybe"},
+        now=noon,
+    )
+    report(gateway, flow(workload.identity, "paste.example", 443, "deny", noon), now=noon)  # a retry
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").content.decode())}
+    ingested = {
+        (s.labels["source"], s.labels["gateway_kind"], s.labels["outcome"]): s.value
+        for s in families["egress_ingested_records"].samples
+        if s.name == "egress_ingested_records_total"
+    }
+    assert len(ingested) == 2 * 4 * 4
+    assert ingested[("flows", "proxy", "accepted")] == 2
+    assert ingested[("flows", "proxy", "duplicates")] == 1
+    assert ingested[("flows", "proxy", "rejected")] == 1
+    assert ingested[("opa", "cilium", "accepted")] == 0
+    [denied] = [s for s in families["egress_denied_attempts"].samples if s.name == "egress_denied_attempts_total"]
+    assert denied.value == 2 and denied.labels == {}
+    text = client.get("/metrics").content.decode()
+    assert "paste.example" not in text and workload.identity not in text
+
+
+def test_wildcard_chart_states_its_change_over_the_period(submit: Any, approver: Any, noon: Any) -> None:
+    def wildcard(host: str, at: Any) -> None:
+        approve_request(actor=approver, request=submit(destinations=[{"host": host, "port": 443}]), now=at)
+
+    yesterday = noon - timedelta(days=1)
+    wildcard("*.files.example", yesterday - timedelta(hours=1))
+    take_daily_snapshot(now=yesterday)
+    wildcard("*.cdn.example", noon - timedelta(hours=1))
+    wildcard("*.logs.example", noon - timedelta(hours=1))
+    take_daily_snapshot(now=noon)
+    [chart] = [c for c in outcomes(filters=Filters(period=7), today=noon.date()).charts if c.key == "wildcards"]
+    assert chart.series[0].values[-2:] == [1, 3]
+    assert chart.description.endswith("Over the period: 1 to 3 (+2).")

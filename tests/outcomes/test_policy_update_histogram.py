@@ -143,3 +143,46 @@ def test_a_revision_seen_before_an_approval_does_not_end_its_wait(
     )
     publish_bundle(trigger="test")
     assert (histogram("pushed")["count"], histogram("engine")["count"]) == (1, 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_reports_count_each_approval_once(policy_repo: Path, submit: Any, approver: Any) -> None:
+    """Three gateways report at once: the first bundle, and the second one twice. The second
+    carries both approvals, the first only A: whatever the interleaving, A and B count once."""
+    import threading
+
+    from django.db import connection
+
+    approve(submit, approver, "a.example", ago=timedelta(seconds=400))
+    first = publish_bundle(trigger="test")
+    approve(submit, approver, "b.example", ago=timedelta(minutes=50))
+    second = publish_bundle(trigger="test")
+    gateways = [create_gateway(actor=SYSTEM, name=f"gw-{n}", kind="istio", environment="staging")[0] for n in range(3)]
+    seen = timezone.now()
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def upload(n: int, revision: str) -> None:
+        try:
+            barrier.wait(timeout=30)
+            event = decision(f"c-{n}", at=seen, revision=revision)
+            event["input"] = {**event["input"], "identity": f"spiffe://cluster.local/ns/x/sa/y{n}"}
+            ingest_decisions(gateway=gateways[n], events=[event])
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=upload, args=(n, revision))
+        for n, revision in enumerate((first.revision, second.revision, second.revision))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    engine = histogram("engine")
+    # A waited about 400 s, B about 50 min.
+    assert (engine["count"], engine["le=300.0"], engine["le=600.0"], engine["le=3600.0"]) == (2, 0, 1, 2)
