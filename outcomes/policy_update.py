@@ -63,6 +63,21 @@ def _engine_seconds(decided_at: datetime, seen: datetime) -> float:
     return max((seen - decided_at).total_seconds(), 0.0)
 
 
+def _observe_engine(*, pushed_until: datetime, seen: datetime, decided_by: datetime | None = None) -> list[float]:
+    """Mark the approvals pushed by ``pushed_until`` and not yet seen in an engine as seen at
+    ``seen``; returns their waits."""
+    waiting = PolicyUpdate.objects.select_for_update().filter(
+        engine_at__isnull=True, pushed_at__lte=pushed_until, pushed_at__gte=seen - HORIZON
+    )
+    if decided_by is not None:
+        waiting = waiting.filter(decided_at__lte=decided_by)
+    # Locked in key order, and a row another batch observed meanwhile drops out of the
+    # re-checked condition: each approval is counted once whatever runs beside this.
+    due = list(waiting.order_by("pk").values_list("pk", "decided_at"))
+    PolicyUpdate.objects.filter(pk__in=[pk for pk, _ in due]).update(engine_at=seen)
+    return [_engine_seconds(decided_at, seen) for _, decided_at in due]
+
+
 def observe_pushed(*, revision: str, pushed_at: datetime, records: Iterable[GrantRecord]) -> int:
     """The publish that pushed a commit of ``records`` calls this in its transaction: the
     approvals it carries for the first time are observed (pushed). Returns how many."""
@@ -94,14 +109,12 @@ def observe_pushed(*, revision: str, pushed_at: datetime, records: Iterable[Gran
             )
             new.update((pk, decided[pk]) for (pk,) in cursor.fetchall())
     _count(PolicyUpdateStage.PUSHED, [max((pushed_at - at).total_seconds(), 0.0) for at in new.values()])
-    # An engine may have loaded these very bytes before the commit (from the portal's bundle
-    # endpoint): its first decision with them already ends the wait. A decision older than the
-    # approval was made with an identical older bundle, which did not carry it.
+    # An engine may have run these very bytes before the commit (fetched from the portal's
+    # bundle endpoint): its first decision with them ends the wait of every approval they carry.
+    # A decision older than an approval was made with an identical older bundle, not with it.
     seen = BundleRevisionSeen.objects.filter(revision=revision).values_list("first_seen", flat=True).first()
     if seen is not None:
-        early = sorted(pk for pk, at in new.items() if at <= seen)
-        PolicyUpdate.objects.filter(pk__in=early).update(engine_at=seen)
-        _count(PolicyUpdateStage.ENGINE, [_engine_seconds(new[pk], seen) for pk in early])
+        _count(PolicyUpdateStage.ENGINE, _observe_engine(pushed_until=pushed_at, seen=seen, decided_by=seen))
     return len(new)
 
 
@@ -124,16 +137,7 @@ def observe_engine(*, first_seen: dict[str, datetime]) -> int:
         if pushed is None:
             # Not (yet) committed by this portal: the publish that commits it looks here instead.
             continue
-        # Locked in key order, and a row another batch observed meanwhile drops out of the
-        # re-checked condition: each approval is counted once whatever runs beside this.
-        due = list(
-            PolicyUpdate.objects.select_for_update()
-            .filter(engine_at__isnull=True, pushed_at__lte=pushed, pushed_at__gte=seen - HORIZON)
-            .order_by("pk")
-            .values_list("pk", "decided_at")
-        )
-        PolicyUpdate.objects.filter(pk__in=[pk for pk, _ in due]).update(engine_at=seen)
-        observed += [_engine_seconds(decided_at, seen) for _, decided_at in due]
+        observed += _observe_engine(pushed_until=pushed, seen=seen)
     _count(PolicyUpdateStage.ENGINE, observed)
     return len(observed)
 

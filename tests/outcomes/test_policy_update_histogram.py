@@ -117,19 +117,25 @@ def test_each_approval_is_observed_once_per_stage_across_publishes_and_retried_i
     assert PolicyUpdate.objects.filter(engine_at__isnull=True).count() == 0
 
 
-def test_an_engine_that_loaded_the_bundle_before_its_commit_ends_the_wait_at_the_commit(
+def test_an_engine_that_ran_the_bundle_before_its_commit_ends_the_waits_at_the_commit(
     policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
 ) -> None:
-    """OPA may poll the portal's bundle endpoint before the publish commits the same bytes."""
-    approve(submit, approver, "a.example", ago=timedelta(minutes=10))
+    """OPA may poll the portal's bundle endpoint before the publish commits the same bytes. A was
+    approved 50 min ago and committed in a bundle no engine reported; B 10 min ago: the engine's
+    decision with the bundle carrying both, before its commit, ends both waits when it is committed."""
+    approve(submit, approver, "a.example", ago=timedelta(minutes=50))
+    publish_bundle(trigger="test")
+    approve(submit, approver, "b.example", ago=timedelta(minutes=10))
     revision, _ = opa_archive()
     ingest_decisions(gateway=gateway, events=[decision("early", at=timezone.now(), revision=revision)])
     assert histogram("engine")["count"] == 0  # no commit with that revision yet
     publication = publish_bundle(trigger="test")
     assert publication.revision == revision
-    engine, pushed = histogram("engine"), histogram("pushed")
-    assert (engine["count"], engine["le=300.0"], engine["le=600.0"], engine["le=1800.0"]) == (1, 0, 0, 1)
-    assert engine["sum"] <= pushed["sum"]
+    engine = histogram("engine")
+    assert (engine["count"], engine["le=600.0"], engine["le=1800.0"], engine["le=3600.0"]) == (2, 0, 1, 2)
+    # B's engine wait ended before its commit.
+    [b] = PolicyUpdate.objects.filter(pushed_at=publication.created_at)
+    assert b.engine_at is not None and b.engine_at < b.pushed_at
 
 
 def test_a_revision_seen_before_an_approval_does_not_end_its_wait(
