@@ -82,8 +82,17 @@ def observe_pushed(*, revision: str, pushed_at: datetime, records: Iterable[Gran
     """The publish that pushed a commit of ``records`` calls this in its transaction: the
     approvals it carries for the first time are observed (pushed). Returns how many."""
     horizon = pushed_at - HORIZON
-    # A grant starts no earlier than its approval: older ones cannot be within the horizon.
-    ids = sorted({r.request_id for r in records if r.request_id and r.valid_from >= horizon})
+    # The previous commit carried (and observed) every approval decided before it began, so only
+    # grants approved since can be new; a grant starts no earlier than its approval, so its start
+    # bounds them without reading every open grant's request at each publish.
+    previous = (
+        BundlePublication.objects.filter(status=BundlePublication.Status.PUBLISHED, created_at__lt=pushed_at)
+        .order_by("-created_at")
+        .values_list("created_at", "duration_ms")
+        .first()
+    )
+    since = max(horizon, previous[0] - timedelta(milliseconds=previous[1])) if previous else horizon
+    ids = sorted({r.request_id for r in records if r.request_id and r.valid_from >= since})
     if not ids:
         return 0
     adapt = connection.ops.adapt_datetimefield_value

@@ -66,8 +66,10 @@ def decision(decision_id: str, *, at: datetime, revision: str) -> dict[str, Any]
 def test_each_approval_is_observed_once_per_stage_across_publishes_and_retried_ingestion(
     policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
 ) -> None:
-    """Approval A 50 min ago, published; approval B 400 s ago, published with A again; C 5 h ago
-    (kept waiting), published with both. Margins are minutes, so a slow machine moves nothing."""
+    """Approval A 50 min ago, published; B now, published with A again; C now, published with
+    both. A waits 50 min or more, B and C a publish each (seconds): the bounds are minutes apart,
+    so a slow machine moves nothing. Only the first approval is backdated: a later one cannot
+    precede a publish that already happened."""
     approve(submit, approver, "a.example", ago=timedelta(minutes=50))
     first = publish_bundle(trigger="test")
     assert first.status == BundlePublication.Status.PUBLISHED
@@ -79,12 +81,12 @@ def test_each_approval_is_observed_once_per_stage_across_publishes_and_retried_i
     assert publish_bundle(trigger="test", refresh=True).status == BundlePublication.Status.UNCHANGED
     assert histogram("pushed") == pushed
 
-    approve(submit, approver, "b.example", ago=timedelta(seconds=400))
+    approve(submit, approver, "b.example", ago=timedelta(0))
     second = publish_bundle(trigger="test")
     assert second.status == BundlePublication.Status.PUBLISHED and second.revision != first.revision
     pushed = histogram("pushed")
     # The second commit carries A again: only B is new.
-    assert (pushed["count"], pushed["le=300.0"], pushed["le=600.0"], pushed["le=3600.0"]) == (2, 0, 1, 2)
+    assert (pushed["count"], pushed["le=120.0"], pushed["le=1800.0"], pushed["le=3600.0"]) == (2, 1, 1, 2)
     assert histogram("engine")["count"] == 0
 
     # A retried delivery of the same publish observes nothing again.
@@ -98,7 +100,7 @@ def test_each_approval_is_observed_once_per_stage_across_publishes_and_retried_i
     batch = [decision("d1", at=seen, revision=second.revision)]
     ingest_decisions(gateway=gateway, events=batch)
     engine = histogram("engine")
-    assert (engine["count"], engine["le=300.0"], engine["le=600.0"], engine["le=3600.0"]) == (2, 0, 1, 2)
+    assert (engine["count"], engine["le=120.0"], engine["le=1800.0"], engine["le=3600.0"]) == (2, 1, 1, 2)
     ingest_decisions(gateway=gateway, events=batch)
     ingest_decisions(gateway=gateway, events=[decision("d0", at=seen - timedelta(seconds=1), revision=second.revision)])
     assert histogram("engine") == engine
@@ -106,13 +108,13 @@ def test_each_approval_is_observed_once_per_stage_across_publishes_and_retried_i
     ingest_decisions(gateway=gateway, events=[decision("d2", at=seen, revision=first.revision)])
     assert histogram("engine") == engine
 
-    approve(submit, approver, "c.example", ago=timedelta(hours=5))
+    approve(submit, approver, "c.example", ago=timedelta(0))
     third = publish_bundle(trigger="test")
     pushed = histogram("pushed")
-    assert (pushed["count"], pushed["le=14400.0"], pushed["le=86400.0"]) == (3, 2, 3)
+    assert (pushed["count"], pushed["le=120.0"], pushed["le=3600.0"]) == (3, 2, 3)
     ingest_decisions(gateway=gateway, events=[decision("d3", at=timezone.now(), revision=third.revision)])
     engine = histogram("engine")
-    assert (engine["count"], engine["le=3600.0"], engine["le=14400.0"], engine["le=86400.0"]) == (3, 2, 2, 3)
+    assert (engine["count"], engine["le=120.0"], engine["le=3600.0"]) == (3, 2, 3)
     assert observe_engine(first_seen={third.revision: timezone.now()}) == 0
     assert PolicyUpdate.objects.filter(engine_at__isnull=True).count() == 0
 
@@ -121,18 +123,18 @@ def test_an_engine_that_ran_the_bundle_before_its_commit_ends_the_waits_at_the_c
     policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
 ) -> None:
     """OPA may poll the portal's bundle endpoint before the publish commits the same bytes. A was
-    approved 50 min ago and committed in a bundle no engine reported; B 10 min ago: the engine's
-    decision with the bundle carrying both, before its commit, ends both waits when it is committed."""
+    approved 50 min ago and committed in a bundle no engine reported; B now: the engine's decision
+    with the bundle carrying both, before its commit, ends both waits when it is committed."""
     approve(submit, approver, "a.example", ago=timedelta(minutes=50))
     publish_bundle(trigger="test")
-    approve(submit, approver, "b.example", ago=timedelta(minutes=10))
+    approve(submit, approver, "b.example", ago=timedelta(0))
     revision, _ = opa_archive()
     ingest_decisions(gateway=gateway, events=[decision("early", at=timezone.now(), revision=revision)])
     assert histogram("engine")["count"] == 0  # no commit with that revision yet
     publication = publish_bundle(trigger="test")
     assert publication.revision == revision
     engine = histogram("engine")
-    assert (engine["count"], engine["le=600.0"], engine["le=1800.0"], engine["le=3600.0"]) == (2, 0, 1, 2)
+    assert (engine["count"], engine["le=120.0"], engine["le=1800.0"], engine["le=3600.0"]) == (2, 1, 1, 2)
     # B's engine wait ended before its commit.
     [b] = PolicyUpdate.objects.filter(pushed_at=publication.created_at)
     assert b.engine_at is not None and b.engine_at < b.pushed_at
@@ -162,7 +164,7 @@ def test_concurrent_first_reports_count_each_approval_once(policy_repo: Path, su
 
     approve(submit, approver, "a.example", ago=timedelta(seconds=400))
     first = publish_bundle(trigger="test")
-    approve(submit, approver, "b.example", ago=timedelta(minutes=50))
+    approve(submit, approver, "b.example", ago=timedelta(0))
     second = publish_bundle(trigger="test")
     gateways = [create_gateway(actor=SYSTEM, name=f"gw-{n}", kind="istio", environment="staging")[0] for n in range(3)]
     seen = timezone.now()
@@ -190,5 +192,5 @@ def test_concurrent_first_reports_count_each_approval_once(policy_repo: Path, su
         thread.join(timeout=60)
     assert errors == []
     engine = histogram("engine")
-    # A waited about 400 s, B about 50 min.
-    assert (engine["count"], engine["le=300.0"], engine["le=600.0"], engine["le=3600.0"]) == (2, 0, 1, 2)
+    # A waited 400 s and more, B a publish (seconds).
+    assert (engine["count"], engine["le=300.0"], engine["le=600.0"]) == (2, 1, 2)
