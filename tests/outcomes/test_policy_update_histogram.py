@@ -131,7 +131,9 @@ def test_an_engine_that_ran_the_bundle_before_its_commit_ends_the_waits_at_the_c
     revision, _ = opa_archive()
     ingest_decisions(gateway=gateway, events=[decision("early", at=timezone.now(), revision=revision)])
     assert histogram("engine")["count"] == 0  # no commit with that revision yet
-    publication = publish_bundle(trigger="test")
+    # Read every grant afresh: the publisher's per-process records may hold an earlier test's
+    # grants under ids SQLite hands out again, and these must be the bytes the engine ran.
+    publication = publish_bundle(trigger="test", refresh=True)
     assert publication.revision == revision
     engine = histogram("engine")
     assert (engine["count"], engine["le=120.0"], engine["le=1800.0"], engine["le=3600.0"]) == (2, 1, 1, 2)
