@@ -189,7 +189,7 @@ def test_share_of_traffic_through_registered_egress_points(team: Any, workload: 
 
 
 def test_a_flow_counts_once_however_many_observers_and_records_reported_it(
-    team: Any, workload: Any, gateway: Any, noon: Any
+    client: Client, requester: Any, team: Any, workload: Any, gateway: Any, noon: Any
 ) -> None:
     """Flows of the workload (staging, payments) on one day:
     both.example: the node observer, then the proxy, each with several records -> through an egress point;
@@ -226,6 +226,10 @@ def test_a_flow_counts_once_however_many_observers_and_records_reported_it(
     # By the workload's team: the stranger's flow belongs to no team.
     assert last_values(noon.date(), team="payments")["observed_flows"] == {"through egress points": 2, "node only": 1}
     assert last_values(noon.date(), team="payments")["traffic_share"] == {"through egress points": pytest.approx(66.67)}
+    client.force_login(requester)
+    csv_rows = client.get("/outcomes/observed_flows.csv?period=7").content.decode().splitlines()
+    assert csv_rows[0] == "day,through egress points (flows),node only (flows)"
+    assert f"{noon.date().isoformat()},3.0,1.0" in csv_rows
 
     # The next day is another day: the same flow counts again there, once.
     report(node, flow(me, "both.example", 443, "deny", noon + timedelta(days=1)), now=noon + timedelta(days=1))
