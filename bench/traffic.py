@@ -33,6 +33,7 @@ TRAFFIC_TABLES = (
     "traffic_grantusage",
     "traffic_deniedtraffic",
     "traffic_identityfeed",
+    "traffic_observedflow",
     "traffic_ingestbatch",
     "traffic_stalenotice",
     "traffic_egressgateway",

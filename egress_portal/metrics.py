@@ -20,7 +20,7 @@ from egress_portal.outbox.models import OutboxMessage, OutboxOutcome, OutboxStat
 from egress_portal.traffic.models import DeniedTraffic, GatewayKind, IngestBatch
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import BundlePublication, ExceptionRequest, Grant
-from outcomes.models import ALL, Metric, SnapshotValue
+from outcomes.policy_update import policy_update_buckets
 from outcomes.selectors import time_to_approve_buckets
 
 
@@ -63,31 +63,18 @@ def ingestion_counters() -> Iterator[CounterMetricFamily]:
     )
 
 
-# (stage, quantile) of the latest snapshot's portal-wide time to policy update.
-POLICY_UPDATE_GAUGES = {
-    Metric.POLICY_UPDATE_P50_SECONDS: ("pushed", "0.5"),
-    Metric.POLICY_UPDATE_P90_SECONDS: ("pushed", "0.9"),
-    Metric.ENGINE_P50_SECONDS: ("engine", "0.5"),
-    Metric.ENGINE_P90_SECONDS: ("engine", "0.9"),
-}
-
-
-def policy_update_gauge() -> GaugeMetricFamily:
-    """Approval to pushed commit and to an engine's first decision with it, as the latest daily
-    snapshot has them (one indexed query: pairing every approval with its publish at each
-    scrape would cost a probe per approval ever made)."""
-    family = GaugeMetricFamily(
+def policy_update_histogram() -> HistogramMetricFamily:
+    """Approval to the pushed commit that first carried it (stage=pushed), and to the first
+    decision an engine reported with that bundle or a later one (stage=engine): each approval
+    observed once, when it happened, into stored counters (two values: bounded cardinality)."""
+    family = HistogramMetricFamily(
         "egress_policy_update_seconds",
-        "Time from approval to the pushed commit (stage=pushed) and to an engine's first decision with "
-        "that bundle (stage=engine), for the approvals of the latest snapshot day.",
-        labels=["stage", "quantile"],
+        "Time from approval to the pushed commit carrying it (stage=pushed) and to an engine's first "
+        "decision with that bundle or a later one (stage=engine).",
+        labels=["stage"],
     )
-    latest = SnapshotValue.objects.filter(metric__in=POLICY_UPDATE_GAUGES).order_by("-day").values("day")[:1]
-    rows = SnapshotValue.objects.filter(
-        day__in=latest, metric__in=POLICY_UPDATE_GAUGES, team=ALL, environment=ALL, tier=ALL
-    ).values_list("metric", "value")
-    for metric, value in sorted(rows):
-        family.add_metric(list(POLICY_UPDATE_GAUGES[Metric(metric)]), value)
+    for stage, (buckets, total) in policy_update_buckets().items():
+        family.add_metric([stage], buckets=buckets, sum_value=total)
     return family
 
 
@@ -155,7 +142,7 @@ class PortalCollector(Collector):
         )
         yield time_to_approve_histogram()
         yield from ingestion_counters()
-        yield policy_update_gauge()
+        yield policy_update_histogram()
 
         outbox = GaugeMetricFamily(
             "egress_outbox_messages", "Outbox rows by status (parked: given up on).", labels=["status"]

@@ -23,10 +23,11 @@ class Metric(models.TextChoices):
     ENGINE_P50_SECONDS = "engine_p50_seconds", "Approval to an engine's first decision with it, median (seconds)"
     ENGINE_P90_SECONDS = "engine_p90_seconds", "Approval to an engine's first decision with it, 90th pct (seconds)"
     DENIED_ATTEMPTS = "denied_attempts", "Denied egress attempts"
-    # Observed records by the kind of egress point that reported them; team is ALL (a gateway
-    # serves every team), environment is the reporting gateway's.
-    TRAFFIC_VIA_EGRESS_POINTS = "traffic_egress_points", "Records from egress gateways, NAT and proxies"
-    TRAFFIC_VIA_NODES = "traffic_nodes", "Records from node observers (Cilium)"
+    # Distinct flows (identity, host, port) observed that day, by the team and environment of
+    # the identity's workload: through a registered egress point if any gateway, NAT or proxy
+    # saw the flow, else seen only by node observers (Cilium).
+    TRAFFIC_VIA_EGRESS_POINTS = "traffic_egress_points", "Flows seen by a registered egress point"
+    TRAFFIC_VIA_NODES = "traffic_nodes", "Flows seen only by node observers (Cilium)"
     REVOKED_STALE = "revoked_stale", "Grants revoked as stale"
     REVOKED_OTHER = "revoked_other", "Grants revoked by a person"
     STALE_NOTICES_OPEN = "stale_notices_open", "Open stale notices"
@@ -91,3 +92,46 @@ class SnapshotValue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.metric} {self.team}/{self.environment}/{self.tier} = {self.value}"
+
+
+class PolicyUpdateStage(models.TextChoices):
+    PUSHED = "pushed", "Approval to pushed commit"
+    ENGINE = "engine", "Approval to an engine's first decision with it"
+
+
+class PolicyUpdate(models.Model):
+    """One approval on its way into the engines: each stage is observed once, when it happens
+    (the row is the proof it was, so a re-publish or a retried ingestion adds nothing)."""
+
+    request = models.OneToOneField(
+        "exceptions.ExceptionRequest", on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    decided_at = models.DateTimeField()
+    pushed_at = models.DateTimeField()  # the first pushed commit that carried it
+    engine_at = models.DateTimeField(null=True, blank=True)  # an engine's first decision with it
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["pushed_at"], condition=models.Q(engine_at__isnull=True), name="policy_update_awaiting_engine"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"request {self.request_id} decided {self.decided_at:%Y-%m-%d %H:%M:%S}"
+
+
+class PolicyUpdateBucket(models.Model):
+    """Observations of one stage that fell in one histogram bucket (not cumulative: the scrape
+    adds them up, so changing the bounds never makes a stored count wrong), and their sum."""
+
+    stage = models.CharField(max_length=8, choices=PolicyUpdateStage.choices)
+    le = models.CharField(max_length=16)  # the bucket's upper bound in seconds as Prometheus writes it, or +Inf
+    count = models.BigIntegerField(default=0)
+    total_seconds = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["stage", "le"], name="one_policy_update_bucket")]
+
+    def __str__(self) -> str:
+        return f"{self.stage} le={self.le}: {self.count}"

@@ -165,12 +165,22 @@ def outcomes(*, filters: Filters, today: date) -> Outcomes:
         ),
         Chart(
             "traffic_share",
-            "Observed traffic through registered egress points",
+            "Observed flows through registered egress points",
             "%",
             days,
             [Series("through egress points", share)],
-            "Share of the records gateways reported that came from egress gateways, NAT and proxies rather than "
-            "node observers such as Cilium; by environment only (an egress point serves every team).",
+            "Share of the distinct flows observed each day (a workload identity to a host and port) that a "
+            "registered egress point (egress gateway, NAT or proxy) saw; the others only node observers such as "
+            "Cilium saw. A flow reported by both, or reported many times, counts once.",
+        ),
+        Chart(
+            "observed_flows",
+            "Observed flows",
+            "flows",
+            days,
+            [Series("through egress points", via_points), Series("node only", via_nodes)],
+            "The distinct flows behind the share: through a registered egress point if any egress point saw the "
+            "flow that day, node only if only node observers did; by the team and environment of the workload.",
         ),
         Chart(
             "revocations",

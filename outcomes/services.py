@@ -17,10 +17,9 @@ from django.utils import timezone
 from approvals.models import BreakGlassUse
 from audit.services import SYSTEM, Actor, record_event
 from egress_portal.traffic.models import (
-    NODE_OBSERVER_KINDS,
     BundleRevisionSeen,
     DeniedTraffic,
-    IngestBatch,
+    ObservedFlow,
     StaleNotice,
 )
 from egress_portal.traffic.services.stale import STALE_REASON
@@ -162,10 +161,9 @@ def _approval_values(start: datetime, end: datetime) -> list[SnapshotValue]:
     return values
 
 
-def _denied_values(day: date) -> list[SnapshotValue]:
-    """Denied attempts that day by the team and environment of the identity's workload."""
-    rows = DeniedTraffic.objects.filter(day=day).values("identity").annotate(attempts=Sum("count")).order_by()
-    totals = {row["identity"]: row["attempts"] for row in rows}
+def _by_owner(totals: dict[str, int]) -> dict[tuple[str, str], int]:
+    """Figures by identity, summed by the team and environment of each identity's workload
+    (UNREGISTERED for identities no workload has)."""
     owners = {
         identity: (team, environment)
         for identity, team, environment in Workload.objects.filter(identity__in=list(totals)).values_list(
@@ -173,30 +171,40 @@ def _denied_values(day: date) -> list[SnapshotValue]:
         )
     }
     by_owner: dict[tuple[str, str], int] = defaultdict(int)
-    for identity, attempts in totals.items():
-        by_owner[owners.get(identity, (UNREGISTERED, UNREGISTERED))] += attempts
+    for identity, n in totals.items():
+        by_owner[owners.get(identity, (UNREGISTERED, UNREGISTERED))] += n
+    return by_owner
+
+
+def _denied_values(day: date) -> list[SnapshotValue]:
+    """Denied attempts that day by the team and environment of the identity's workload."""
+    rows = DeniedTraffic.objects.filter(day=day).values("identity").annotate(attempts=Sum("count")).order_by()
+    by_owner = _by_owner({row["identity"]: row["attempts"] for row in rows})
     return [
         SnapshotValue(metric=Metric.DENIED_ATTEMPTS, team=team, environment=environment, tier=ALL, value=attempts)
         for (team, environment), attempts in sorted(by_owner.items())
     ]
 
 
-def _traffic_values(start: datetime, end: datetime) -> list[SnapshotValue]:
-    """Records kept that day, by whether a registered egress point or a node observer saw them."""
+def _traffic_values(day: date) -> list[SnapshotValue]:
+    """Distinct flows observed that day (identity, host and port), by whether a registered egress
+    point saw them or only node observers did, by the team and environment of the identity's
+    workload: a flow two observers reported counts once, however many records they sent."""
     rows = (
-        IngestBatch.objects.filter(received_at__gte=start, received_at__lt=end)
-        .values_list("gateway__kind", "gateway__environment")
-        .annotate(records=Sum("accepted"))
+        ObservedFlow.objects.filter(day=day)
+        .values_list("identity")
+        .annotate(via=Count("pk", filter=Q(via_egress_point=True)), nodes=Count("pk", filter=Q(via_egress_point=False)))
         .order_by()
     )
-    totals: dict[tuple[Metric, str], int] = defaultdict(int)
-    for kind, environment, records in rows:
-        metric = Metric.TRAFFIC_VIA_NODES if kind in NODE_OBSERVER_KINDS else Metric.TRAFFIC_VIA_EGRESS_POINTS
-        totals[(metric, environment)] += records or 0
-    return [
-        SnapshotValue(metric=metric, team=ALL, environment=environment, tier=ALL, value=records)
-        for (metric, environment), records in sorted(totals.items())
-    ]
+    via, nodes = {}, {}
+    for identity, through, only_nodes in rows:
+        via[identity], nodes[identity] = through, only_nodes
+    values = []
+    for metric, totals in ((Metric.TRAFFIC_VIA_EGRESS_POINTS, via), (Metric.TRAFFIC_VIA_NODES, nodes)):
+        for (team, environment), flows in sorted(_by_owner(totals).items()):
+            if flows:
+                values.append(SnapshotValue(metric=metric, team=team, environment=environment, tier=ALL, value=flows))
+    return values
 
 
 def _revocation_values(start: datetime, end: datetime) -> list[SnapshotValue]:
@@ -269,7 +277,7 @@ def take_daily_snapshot(*, actor: Actor = SYSTEM, now: datetime | None = None) -
             _grant_values(now)
             + _approval_values(start, end)
             + _denied_values(day)
-            + _traffic_values(start, end)
+            + _traffic_values(day)
             + _revocation_values(start, end)
             + _breakglass_values(start, end, now)
         )

@@ -119,6 +119,28 @@ class DeniedTraffic(models.Model):
         return f"{self.identity} -> {self.host}:{self.port} on {self.day}: {self.count}"
 
 
+class ObservedFlow(models.Model):
+    """One distinct flow (identity to host and port) on one day (UTC), however many records and
+    reporters had it: the share of traffic through registered egress points counts flows, so a
+    flow a node observer and an egress gateway both reported counts once."""
+
+    identity = models.CharField(max_length=300)
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    day = models.DateField()
+    # Some registered egress point (a gateway, NAT or proxy, not only a node observer) saw it.
+    via_egress_point = models.BooleanField()
+
+    class Meta:
+        constraints = [
+            # Day first: the daily snapshot reads one day.
+            models.UniqueConstraint(fields=["day", "identity", "host", "port"], name="one_observed_flow_per_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.identity} -> {self.host}:{self.port} on {self.day}"
+
+
 class IdentityFeed(models.Model):
     """An identity some gateway reports traffic for, and since when: stale revocation acts only
     on identities whose traffic is observed at all, so a missing feed never revokes."""

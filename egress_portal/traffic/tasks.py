@@ -25,5 +25,5 @@ def stale_sweep(self: Task[..., dict[str, int]]) -> dict[str, int]:
 
 @shared_task(name="traffic.prune", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
 def prune() -> int:
-    """Digests of records too old to be accepted again can go."""
+    """Digests and distinct flows of days too old to be accepted again can go."""
     return prune_seen_records()

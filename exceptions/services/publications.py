@@ -37,6 +37,7 @@ from exceptions.bundle.policy_repository import PolicyRepository, PublishError, 
 from exceptions.bundle.records import BundleOptions, GrantRecord
 from exceptions.models import BundlePublication
 from exceptions.selectors import bundle_records, latest_provider_ranges, open_grant_ids, service_cidrs
+from outcomes.policy_update import observe_pushed
 
 
 def bundle_options() -> BundleOptions:
@@ -253,5 +254,6 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                 )
                 # The history of heads follows the bundle (one checkpoint for a burst of publishes).
                 queue_checkpoint(reason=f"publication {publication.pk}")
+                observe_pushed(revision=result.revision, pushed_at=publication.created_at, records=bundle.records)
         log_publication(publication)
     return publication

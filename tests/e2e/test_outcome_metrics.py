@@ -32,7 +32,7 @@ def test_metrics_page_draws_charts_and_filters_them(
     log_in(page, live_server.url, "alice")
     page.click("nav >> text=Metrics")
     page.wait_for_selector("svg.chart")
-    assert page.locator("svg.chart").count() == 10
+    assert page.locator("svg.chart").count() == 11
     page.select_option("select[name=period]", "7")
     page.select_option("select[name=team]", "payments")
     page.click("form.filters button[type=submit]")

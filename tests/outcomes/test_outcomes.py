@@ -129,7 +129,7 @@ def test_metrics_page_draws_charts_with_tables_and_csv(client: Client, requester
     take_daily_snapshot(now=scenario)
     client.force_login(requester)
     page = client.get("/outcomes/?period=7&team=payments").content.decode()
-    assert page.count("<svg") == 10 and 'role="img"' in page
+    assert page.count("<svg") == 11 and 'role="img"' in page
     assert "Time to approve (hours)</title>" in page and "approved median 4</text>" in page
     assert "<caption>Active grants by risk tier, grants per day" in page
     response = client.get("/outcomes/time_to_approve.csv?period=7&team=payments")

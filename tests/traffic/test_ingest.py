@@ -178,15 +178,16 @@ def test_workload_traffic_is_hidden_from_other_teams(client: Client, outsider: A
 def test_digests_are_forgotten_once_their_records_could_no_longer_be_accepted(
     gateway: Any, grant: Any, settings: Any
 ) -> None:
-    from egress_portal.traffic.models import SeenRecord
+    from egress_portal.traffic.models import ObservedFlow, SeenRecord
     from egress_portal.traffic.services.ingest import prune_seen_records
     from tests.traffic.conftest import flow, report
 
     now = timezone.now()
     report(gateway, flow(IDENTITY, "api.partner.example", 443, "allow", now), now=now)
     assert prune_seen_records(now=now + timedelta(days=settings.EGRESS_INGEST_DEDUP_DAYS)) == 0
-    assert prune_seen_records(now=now + timedelta(days=settings.EGRESS_INGEST_DEDUP_DAYS + 2)) == 1
-    assert not SeenRecord.objects.exists()
+    # The record's digest and its day's distinct flow.
+    assert prune_seen_records(now=now + timedelta(days=settings.EGRESS_INGEST_DEDUP_DAYS + 2)) == 2
+    assert not SeenRecord.objects.exists() and not ObservedFlow.objects.exists()
 
 
 def test_grant_list_api_reads_last_seen_for_the_page_in_one_query(

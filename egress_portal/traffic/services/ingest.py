@@ -3,8 +3,9 @@
 A batch is parsed record by record (a bad record is rejected with its reason,
 the rest kept), de-duplicated by digest (``decision_id``, or a hash of a flow
 record) so a retried batch counts once, aggregated in memory, and written in
-one transaction with one upsert per grant and day (allowed) and per identity,
-host, port and day (denied) — never one row per event.
+one transaction with one upsert per grant and day (allowed), per identity,
+host, port and day (denied) and per distinct flow and day (who saw it) —
+never one row per event.
 """
 
 from __future__ import annotations
@@ -22,17 +23,20 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from egress_portal.traffic.models import (
+    NODE_OBSERVER_KINDS,
     BundleRevisionSeen,
     DeniedTraffic,
     EgressGateway,
     GrantUsage,
     IdentityFeed,
     IngestBatch,
+    ObservedFlow,
     SeenRecord,
 )
 from exceptions.bundle.decision import candidate_keys, normalise_host
 from exceptions.models import Grant
 from exceptions.validators import PORT, parse_bounded_int
+from outcomes.policy_update import observe_engine
 
 # Decision-log paths of the portal's policy (OPA reports them without the `data.` prefix).
 KEPT_PATHS = {"egress/allow", "egress/decision"}
@@ -421,6 +425,7 @@ def store(
     usage: dict[tuple[int, date], list[Any]] = {}
     denied: dict[tuple[str, str, int, date], list[Any]] = {}
     feeds: dict[str, list[datetime]] = {}
+    flows: set[tuple[date, str, str, int]] = set()
     with transaction.atomic():
         # Sorted: two batches sharing records take their index locks in the same order (no deadlock).
         new = _new_digests(sorted(o.digest for _, _, members in matched for o in members), today=now.date())
@@ -442,6 +447,7 @@ def store(
                 entry[1] = max(entry[1], last)
             seen = feeds.setdefault(key[0], [first, last])
             seen[0], seen[1] = min(seen[0], first), max(seen[1], last)
+            flows.add((day, key[0], key[1], key[2]))
             result.accepted += len(kept)
         _upsert(
             GrantUsage._meta.db_table,
@@ -456,6 +462,7 @@ def store(
             [(i, h, p, d, c, last) for (i, h, p, d), (c, last) in denied.items()],
         )
         _record_feeds(gateway, feeds)
+        _record_flows(gateway, flows)
         _record_revisions(gateway, revisions or {})
         IngestBatch.objects.create(
             gateway=gateway,
@@ -498,17 +505,55 @@ def _record_feeds(gateway: EgressGateway, feeds: dict[str, list[datetime]]) -> N
             )
 
 
+FLOW_ROWS = "SELECT * FROM unnest(%s::date[], %s::varchar[], %s::varchar[], %s::integer[], %s::boolean[])"
+
+
+def _record_flows(gateway: EgressGateway, flows: set[tuple[date, str, str, int]]) -> None:
+    """One row per distinct flow and day, marked once any registered egress point reports it
+    (a node observer's report of a flow already marked changes nothing, nor does a repeat)."""
+    if not flows:
+        return
+    via = gateway.kind not in NODE_OBSERVER_KINDS
+    table = ObservedFlow._meta.db_table
+    # Sorted: concurrent batches lock shared rows in the same order.
+    rows = [(*flow, via) for flow in sorted(flows)]
+    sql = (
+        f'INSERT INTO "{table}" ("day", "identity", "host", "port", "via_egress_point") {{source}} '
+        'ON CONFLICT ("day", "identity", "host", "port") DO UPDATE SET "via_egress_point" = TRUE '
+        f'WHERE EXCLUDED."via_egress_point" AND NOT "{table}"."via_egress_point"'
+    )
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                sql.format(source=FLOW_ROWS),
+                [list(column) for column in zip(*rows, strict=True)],
+            )
+        else:
+            cursor.executemany(sql.format(source="VALUES (%s, %s, %s, %s, %s)"), rows)
+
+
 def _record_revisions(gateway: EgressGateway, revisions: dict[str, datetime]) -> None:
     """Keep the earliest decision seen per bundle revision (a batch holds one or two revisions,
-    and batches may arrive out of order, so an earlier time replaces a later one)."""
+    and batches may arrive out of order, so an earlier time replaces a later one). A revision
+    reported for the first time ends the time to policy update of the approvals it carries."""
     if not revisions:
         return
-    BundleRevisionSeen.objects.bulk_create(
-        [BundleRevisionSeen(revision=r, first_seen=at, gateway=gateway) for r, at in sorted(revisions.items())],
-        ignore_conflicts=True,
-    )
-    for revision, at in sorted(revisions.items()):
-        BundleRevisionSeen.objects.filter(revision=revision, first_seen__gt=at).update(first_seen=at, gateway=gateway)
+    rows = sorted(revisions.items())
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{BundleRevisionSeen._meta.db_table}" ("revision", "first_seen", "gateway_id") '  # noqa: S608
+            f"VALUES {', '.join(['(%s, %s, %s)'] * len(rows))} "
+            'ON CONFLICT ("revision") DO NOTHING RETURNING "revision"',
+            [value for r, at in rows for value in (r, adapt(at), gateway.pk)],
+        )
+        first = {row[0] for row in cursor.fetchall()}
+    observe_engine(first_seen={r: at for r, at in rows if r in first})
+    for revision, at in rows:
+        if revision not in first:
+            BundleRevisionSeen.objects.filter(revision=revision, first_seen__gt=at).update(
+                first_seen=at, gateway=gateway
+            )
 
 
 def _revisions_of(event: Any, at: datetime, revisions: dict[str, datetime]) -> None:
@@ -565,7 +610,10 @@ def ingest_flows(*, gateway: EgressGateway, records: Iterable[Any], now: datetim
 
 
 def prune_seen_records(*, now: datetime | None = None) -> int:
-    """Forget digests older than the window in which records are accepted at all."""
+    """Forget digests, and the days' distinct flows, older than the window in which records are
+    accepted at all (no record can change those days any more; their snapshots are taken).
+    Returns the rows deleted."""
     cutoff = (now or timezone.now()).date() - timedelta(days=settings.EGRESS_INGEST_DEDUP_DAYS + 1)
-    deleted, _ = SeenRecord.objects.filter(seen_on__lt=cutoff).delete()
-    return deleted
+    digests, _ = SeenRecord.objects.filter(seen_on__lt=cutoff).delete()
+    flows, _ = ObservedFlow.objects.filter(day__lt=cutoff).delete()
+    return digests + flows

@@ -1,0 +1,166 @@
+"""Time to policy update as a Prometheus histogram (the only writer of its rows).
+
+Each approval is observed once per stage, in the transaction of the state change that
+completes the stage: the publish whose pushed commit first carries its grants (``pushed``),
+and the ingestion that receives the first decision an engine made with that bundle
+revision or a later one (``engine``). A PolicyUpdate row per approval makes both
+observations idempotent, so a re-publish, a retried batch or two concurrent batches add
+nothing; the bucket counters only grow, across scrapes and restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.db import connection
+from django.db.models import Max
+
+from egress_portal.traffic.models import BundleRevisionSeen
+from exceptions.bundle.records import GrantRecord
+from exceptions.models import BundlePublication, ExceptionRequest
+from outcomes.models import PolicyUpdate, PolicyUpdateBucket, PolicyUpdateStage
+from outcomes.selectors import APPROVED_STATUSES
+
+# Seconds: 5 s, 15 s, 30 s, 1 min, 2 min, 5 min, 10 min, 30 min, 1 h, 4 h, 1 day.
+POLICY_UPDATE_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 86400)
+# An approval is looked for only this long after it was decided (pushed) or pushed (engine):
+# it keeps each step an index range, and a later observation would be about an outage, not it.
+HORIZON = timedelta(days=30)
+
+
+def _le(seconds: float) -> str:
+    for bound in POLICY_UPDATE_BUCKETS:
+        if seconds <= bound:
+            return str(float(bound))
+    return "+Inf"
+
+
+def _count(stage: PolicyUpdateStage, observed: Iterable[float]) -> None:
+    """Add the observations to the stage's buckets (one upsert, rows in a fixed order so two
+    writers lock them in the same order)."""
+    buckets: dict[str, list[float]] = {}
+    for seconds in observed:
+        entry = buckets.setdefault(_le(seconds), [0, 0.0])
+        entry[0] += 1
+        entry[1] += seconds
+    if not buckets:
+        return
+    table = PolicyUpdateBucket._meta.db_table
+    rows = sorted(buckets.items())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{table}" ("stage", "le", "count", "total_seconds") '  # noqa: S608 - fixed table name
+            f"VALUES {', '.join(['(%s, %s, %s, %s)'] * len(rows))} "
+            f'ON CONFLICT ("stage", "le") DO UPDATE SET "count" = "{table}"."count" + EXCLUDED."count", '
+            f'"total_seconds" = "{table}"."total_seconds" + EXCLUDED."total_seconds"',
+            [value for le, (n, total) in rows for value in (stage.value, le, int(n), total)],
+        )
+
+
+def _engine_seconds(decided_at: datetime, seen: datetime) -> float:
+    # An engine's clock a little behind the portal's is not a negative wait.
+    return max((seen - decided_at).total_seconds(), 0.0)
+
+
+def _observe_engine(*, pushed_until: datetime, seen: datetime, decided_by: datetime | None = None) -> list[float]:
+    """Mark the approvals pushed by ``pushed_until`` and not yet seen in an engine as seen at
+    ``seen``; returns their waits."""
+    waiting = PolicyUpdate.objects.select_for_update().filter(
+        engine_at__isnull=True, pushed_at__lte=pushed_until, pushed_at__gte=seen - HORIZON
+    )
+    if decided_by is not None:
+        waiting = waiting.filter(decided_at__lte=decided_by)
+    # Locked in key order, and a row another batch observed meanwhile drops out of the
+    # re-checked condition: each approval is counted once whatever runs beside this.
+    due = list(waiting.order_by("pk").values_list("pk", "decided_at"))
+    PolicyUpdate.objects.filter(pk__in=[pk for pk, _ in due]).update(engine_at=seen)
+    return [_engine_seconds(decided_at, seen) for _, decided_at in due]
+
+
+def observe_pushed(*, revision: str, pushed_at: datetime, records: Iterable[GrantRecord]) -> int:
+    """The publish that pushed a commit of ``records`` calls this in its transaction: the
+    approvals it carries for the first time are observed (pushed). Returns how many."""
+    horizon = pushed_at - HORIZON
+    # The previous commit carried (and observed) every approval decided before it began, so only
+    # grants approved since can be new; a grant starts no earlier than its approval, so its start
+    # bounds them without reading every open grant's request at each publish.
+    previous = (
+        BundlePublication.objects.filter(status=BundlePublication.Status.PUBLISHED, created_at__lt=pushed_at)
+        .order_by("-created_at")
+        .values_list("created_at", "duration_ms")
+        .first()
+    )
+    since = max(horizon, previous[0] - timedelta(milliseconds=previous[1])) if previous else horizon
+    ids = sorted({r.request_id for r in records if r.request_id and r.valid_from >= since})
+    if not ids:
+        return 0
+    adapt = connection.ops.adapt_datetimefield_value
+    table = PolicyUpdate._meta.db_table
+    new: dict[int, datetime] = {}
+    for start in range(0, len(ids), 1000):
+        decided: dict[int, datetime] = {
+            pk: at
+            for pk, at in ExceptionRequest.objects.filter(
+                pk__in=ids[start : start + 1000], status__in=APPROVED_STATUSES, decided_at__gte=horizon
+            ).values_list("pk", "decided_at")
+            if at is not None
+        }
+        if not decided:
+            continue
+        rows = sorted(decided.items())
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'INSERT INTO "{table}" ("request_id", "decided_at", "pushed_at") '  # noqa: S608 - fixed table name
+                f"VALUES {', '.join(['(%s, %s, %s)'] * len(rows))} "
+                'ON CONFLICT ("request_id") DO NOTHING RETURNING "request_id"',
+                [value for pk, at in rows for value in (pk, adapt(at), adapt(pushed_at))],
+            )
+            new.update((pk, decided[pk]) for (pk,) in cursor.fetchall())
+    _count(PolicyUpdateStage.PUSHED, [max((pushed_at - at).total_seconds(), 0.0) for at in new.values()])
+    # An engine may have run these very bytes before the commit (fetched from the portal's
+    # bundle endpoint): its first decision with them ends the wait of every approval they carry.
+    # A decision older than an approval was made with an identical older bundle, not with it.
+    seen = BundleRevisionSeen.objects.filter(revision=revision).values_list("first_seen", flat=True).first()
+    if seen is not None:
+        _count(PolicyUpdateStage.ENGINE, _observe_engine(pushed_until=pushed_at, seen=seen, decided_by=seen))
+    return len(new)
+
+
+def observe_engine(*, first_seen: dict[str, datetime]) -> int:
+    """Ingestion calls this in its transaction with the bundle revisions an engine reported for
+    the first time and the time of that decision: every approval pushed with that revision or
+    before it and not yet seen in an engine is observed (engine). Returns how many."""
+    if not first_seen:
+        return 0
+    published = dict(
+        BundlePublication.objects.filter(status=BundlePublication.Status.PUBLISHED, revision__in=list(first_seen))
+        .values_list("revision")
+        .annotate(last=Max("created_at"))
+        .order_by()
+    )
+    observed: list[float] = []
+    # Earliest decision first: an approval carried by several of these revisions ends at the earliest.
+    for revision, seen in sorted(first_seen.items(), key=lambda item: (item[1], item[0])):
+        pushed = published.get(revision)
+        if pushed is None:
+            # Not (yet) committed by this portal: the publish that commits it looks here instead.
+            continue
+        observed += _observe_engine(pushed_until=pushed, seen=seen)
+    _count(PolicyUpdateStage.ENGINE, observed)
+    return len(observed)
+
+
+def policy_update_buckets() -> dict[str, tuple[list[tuple[str, int]], float]]:
+    """Per stage: cumulative (le, count) buckets ending with +Inf, and the sum in seconds (one
+    query over a few dozen rows, whatever the number of approvals)."""
+    rows = list(PolicyUpdateBucket.objects.values_list("stage", "le", "count", "total_seconds"))
+    result: dict[str, tuple[list[tuple[str, int]], float]] = {}
+    for stage in PolicyUpdateStage.values:
+        mine = [(float(le), count, total) for s, le, count, total in rows if s == stage]
+        buckets = [
+            (str(float(bound)), sum(count for le, count, _ in mine if le <= bound)) for bound in POLICY_UPDATE_BUCKETS
+        ]
+        buckets.append(("+Inf", sum(count for _, count, _ in mine)))
+        result[stage] = (buckets, sum(total for _, _, total in mine))
+    return result

@@ -1,0 +1,198 @@
+"""Time to policy update as a Prometheus histogram: real approvals, real publishes into a git
+repository, real decision-log ingestion, and /metrics parsed with prometheus_client."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from approvals.services import approve_request
+from audit.services import SYSTEM
+from egress_portal.traffic.models import EgressGateway
+from egress_portal.traffic.services.gateways import create_gateway
+from egress_portal.traffic.services.ingest import ingest_decisions
+from exceptions.models import BundlePublication
+from exceptions.services.publications import current_bundle, opa_archive, publish_bundle
+from outcomes.models import PolicyUpdate
+from outcomes.policy_update import observe_engine, observe_pushed
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def gateway(team: Any) -> EgressGateway:
+    gateway, _ = create_gateway(actor=SYSTEM, name="eu-istio", kind="istio", environment="staging", owner_team=team)
+    return gateway
+
+
+def histogram(stage: str) -> dict[str, float]:
+    """The stage's samples as /metrics serves them: {"le=<bound>": n, "sum": s, "count": n}."""
+    body = Client().get("/metrics").content.decode()
+    [family] = [f for f in text_string_to_metric_families(body) if f.name == "egress_policy_update_seconds"]
+    assert family.type == "histogram"
+    result: dict[str, float] = {}
+    for s in family.samples:
+        if s.labels["stage"] != stage:
+            continue
+        key = f"le={s.labels['le']}" if s.name.endswith("_bucket") else s.name.rsplit("_", 1)[1]
+        result[key] = s.value
+    return result
+
+
+def approve(submit: Any, approver: Any, host: str, *, ago: timedelta) -> Any:
+    [grant] = approve_request(
+        actor=approver, request=submit(destinations=[{"host": host, "port": 443}]), now=timezone.now() - ago
+    )
+    return grant
+
+
+def decision(decision_id: str, *, at: datetime, revision: str) -> dict[str, Any]:
+    return {
+        "decision_id": decision_id,
+        "bundles": {"egress": {"revision": revision}},
+        "path": "egress/decision",
+        "input": {"identity": "spiffe://cluster.local/ns/x/sa/y", "host": "no.example", "port": 443},
+        "result": {"allow": False},
+        "timestamp": at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def test_each_approval_is_observed_once_per_stage_across_publishes_and_retried_ingestion(
+    policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
+) -> None:
+    """Approval A 50 min ago, published; B now, published with A again; C now, published with
+    both. A waits 50 min or more, B and C a publish each (seconds): the bounds are minutes apart,
+    so a slow machine moves nothing. Only the first approval is backdated: a later one cannot
+    precede a publish that already happened."""
+    approve(submit, approver, "a.example", ago=timedelta(minutes=50))
+    first = publish_bundle(trigger="test")
+    assert first.status == BundlePublication.Status.PUBLISHED
+    pushed = histogram("pushed")
+    assert (pushed["count"], pushed["le=1800.0"], pushed["le=3600.0"], pushed["le=+Inf"]) == (1, 0, 1, 1)
+    assert 3000 <= pushed["sum"] < 3300
+
+    # Nothing changed: no commit, nothing observed.
+    assert publish_bundle(trigger="test", refresh=True).status == BundlePublication.Status.UNCHANGED
+    assert histogram("pushed") == pushed
+
+    approve(submit, approver, "b.example", ago=timedelta(0))
+    second = publish_bundle(trigger="test")
+    assert second.status == BundlePublication.Status.PUBLISHED and second.revision != first.revision
+    pushed = histogram("pushed")
+    # The second commit carries A again: only B is new.
+    assert (pushed["count"], pushed["le=120.0"], pushed["le=1800.0"], pushed["le=3600.0"]) == (2, 1, 1, 2)
+    assert histogram("engine")["count"] == 0
+
+    # A retried delivery of the same publish observes nothing again.
+    bundle = current_bundle()
+    assert observe_pushed(revision=second.revision, pushed_at=second.created_at, records=bundle.records) == 0
+    assert histogram("pushed") == pushed
+
+    # An engine's first decision with the second bundle ends both waits; the batch is retried,
+    # and a late batch brings an earlier decision with the same revision: nothing is recounted.
+    seen = timezone.now()
+    batch = [decision("d1", at=seen, revision=second.revision)]
+    ingest_decisions(gateway=gateway, events=batch)
+    engine = histogram("engine")
+    assert (engine["count"], engine["le=120.0"], engine["le=1800.0"], engine["le=3600.0"]) == (2, 1, 1, 2)
+    ingest_decisions(gateway=gateway, events=batch)
+    ingest_decisions(gateway=gateway, events=[decision("d0", at=seen - timedelta(seconds=1), revision=second.revision)])
+    assert histogram("engine") == engine
+    # The first bundle is reported late (an engine that lagged behind): its approval was seen already.
+    ingest_decisions(gateway=gateway, events=[decision("d2", at=seen, revision=first.revision)])
+    assert histogram("engine") == engine
+
+    approve(submit, approver, "c.example", ago=timedelta(0))
+    third = publish_bundle(trigger="test")
+    pushed = histogram("pushed")
+    assert (pushed["count"], pushed["le=120.0"], pushed["le=3600.0"]) == (3, 2, 3)
+    ingest_decisions(gateway=gateway, events=[decision("d3", at=timezone.now(), revision=third.revision)])
+    engine = histogram("engine")
+    assert (engine["count"], engine["le=120.0"], engine["le=3600.0"]) == (3, 2, 3)
+    assert observe_engine(first_seen={third.revision: timezone.now()}) == 0
+    assert PolicyUpdate.objects.filter(engine_at__isnull=True).count() == 0
+
+
+def test_an_engine_that_ran_the_bundle_before_its_commit_ends_the_waits_at_the_commit(
+    policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
+) -> None:
+    """OPA may poll the portal's bundle endpoint before the publish commits the same bytes. A was
+    approved 50 min ago and committed in a bundle no engine reported; B now: the engine's decision
+    with the bundle carrying both, before its commit, ends both waits when it is committed."""
+    approve(submit, approver, "a.example", ago=timedelta(minutes=50))
+    publish_bundle(trigger="test")
+    approve(submit, approver, "b.example", ago=timedelta(0))
+    revision, _ = opa_archive()
+    ingest_decisions(gateway=gateway, events=[decision("early", at=timezone.now(), revision=revision)])
+    assert histogram("engine")["count"] == 0  # no commit with that revision yet
+    # Read every grant afresh: the publisher's per-process records may hold an earlier test's
+    # grants under ids SQLite hands out again, and these must be the bytes the engine ran.
+    publication = publish_bundle(trigger="test", refresh=True)
+    assert publication.revision == revision
+    engine = histogram("engine")
+    assert (engine["count"], engine["le=120.0"], engine["le=1800.0"], engine["le=3600.0"]) == (2, 1, 1, 2)
+    # B's engine wait ended before its commit.
+    [b] = PolicyUpdate.objects.filter(pushed_at=publication.created_at)
+    assert b.engine_at is not None and b.engine_at < b.pushed_at
+
+
+def test_a_revision_seen_before_an_approval_does_not_end_its_wait(
+    policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
+) -> None:
+    """A decision older than the approval was made with an identical older bundle, not with it."""
+    grant = approve(submit, approver, "a.example", ago=timedelta(minutes=10))
+    revision, _ = opa_archive()
+    ingest_decisions(
+        gateway=gateway, events=[decision("old", at=grant.valid_from - timedelta(minutes=1), revision=revision)]
+    )
+    publish_bundle(trigger="test")
+    assert (histogram("pushed")["count"], histogram("engine")["count"]) == (1, 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_reports_count_each_approval_once(policy_repo: Path, submit: Any, approver: Any) -> None:
+    """Three gateways report at once: the first bundle, and the second one twice. The second
+    carries both approvals, the first only A: whatever the interleaving, A and B count once."""
+    import threading
+
+    from django.db import connection
+
+    approve(submit, approver, "a.example", ago=timedelta(seconds=400))
+    first = publish_bundle(trigger="test")
+    approve(submit, approver, "b.example", ago=timedelta(0))
+    second = publish_bundle(trigger="test")
+    gateways = [create_gateway(actor=SYSTEM, name=f"gw-{n}", kind="istio", environment="staging")[0] for n in range(3)]
+    seen = timezone.now()
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def upload(n: int, revision: str) -> None:
+        try:
+            barrier.wait(timeout=30)
+            event = decision(f"c-{n}", at=seen, revision=revision)
+            event["input"] = {**event["input"], "identity": f"spiffe://cluster.local/ns/x/sa/y{n}"}
+            ingest_decisions(gateway=gateways[n], events=[event])
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=upload, args=(n, revision))
+        for n, revision in enumerate((first.revision, second.revision, second.revision))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    engine = histogram("engine")
+    # A waited 400 s and more, B a publish (seconds).
+    assert (engine["count"], engine["le=300.0"], engine["le=600.0"]) == (2, 1, 2)
