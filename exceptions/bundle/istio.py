@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from exceptions.bundle.budget import Memo, fit, item_key
@@ -191,6 +192,7 @@ def service_entry_files(
     ]
 
 
+@lru_cache(maxsize=8)
 def anchor(options: BundleOptions) -> bytes:
     return to_yaml(authorization_policy([], options, name="egress-portal-allow"))
 
