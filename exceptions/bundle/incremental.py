@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from exceptions.bundle import cilium, istio, opa
-from exceptions.bundle.budget import Memo
+from exceptions.bundle.budget import Memo, SortedItems, item_key
 from exceptions.bundle.cache import _Key
 from exceptions.bundle.compiler import Bundle, Parts, assemble, digest
 from exceptions.bundle.records import BundleOptions, GrantRecord
@@ -104,6 +104,7 @@ class IncrementalCompiler:
         self._clear()
 
     def _clear(self) -> None:
+        self._fresh = True
         self.records: dict[int, GrantRecord] = {}
         self._open: dict[int, GrantRecord] = {}
         self._live = 0
@@ -125,8 +126,9 @@ class IncrementalCompiler:
         self._cilium_skipped: _Counted[str] = _Counted()
         # Istio
         self._host_ports: dict[str, _Counted[tuple[int, bool]]] = {}
-        self._entries: dict[tuple[bool, istio.Ports], set[str]] = {}
+        self._entries: dict[tuple[bool, istio.Ports], SortedItems[str]] = {}
         self._rules: dict[tuple[str, str], _Counted[istio.Rule]] = {}
+        self._rule_items: dict[tuple[str, str], SortedItems[istio.Rule]] = {}
         self._sources: dict[tuple[str, str, str], istio.Source] = {}
         self._istio_entries: _Groups[tuple[bool, istio.Ports]] = _Groups()
         self._istio_rules: _Groups[tuple[str, str]] = _Groups()
@@ -177,6 +179,11 @@ class IncrementalCompiler:
 
     def _update(self, by_id: Mapping[int, GrantRecord], now: datetime) -> None:
         assert self.now is not None
+        if self._fresh:
+            self._fresh = False
+            self._build(by_id, now)
+            self._render()
+            return
         before = self.now
         old = self.records
         touched: dict[int, GrantRecord | None] = dict.fromkeys(old.keys() - by_id.keys())
@@ -216,6 +223,92 @@ class IncrementalCompiler:
             for event in scheduled:
                 heapq.heappush(events, event)
         self._render()
+
+    def _build(self, by_id: Mapping[int, GrantRecord], now: datetime) -> None:
+        """From nothing: what ``_apply`` adds, record by record, done in a few tight loops."""
+        self.records = dict(by_id)
+        self.now = now
+        shards, opened, identities = self._shards, self._open, self._identities
+        team_grants, team_identities = self._team_grants, self._team_identities
+        shard_of: dict[str, str] = {}
+        live: list[GrantRecord] = []
+        events: list[tuple[datetime, int, int, GrantRecord]] = []
+        sequence = self._sequence
+        for i, record in by_id.items():
+            if record.valid_from > now:
+                events.append((record.valid_from, next(sequence), i, record))
+            if record.expires_at <= now:
+                continue
+            events.append((record.expires_at, next(sequence), i, record))
+            identity = record.identity
+            shard = shard_of.get(identity)
+            if shard is None:
+                shard = shard_of[identity] = opa.shard_of(identity)
+            shards.setdefault(shard, {})[i] = record
+            opened[i] = record
+            identities[identity] = identities.get(identity, 0) + 1
+            if record.team:
+                team_grants[record.team] = team_grants.get(record.team, 0) + 1
+                counted = team_identities.setdefault(record.team, _Counted())
+                counted[identity] = counted.get(identity, 0) + 1
+            if record.valid_from <= now:
+                live.append(record)
+        heapq.heapify(events)
+        self._events = events
+        self._dirty_shards.update(shards)
+        self._identities_changed = True
+        self._live = len(live)
+        self._build_cilium(live)
+        self._build_istio(live)
+
+    def _build_cilium(self, live: list[GrantRecord]) -> None:
+        skipped, workloads, ranges = self._cilium_skipped, self._workloads, self._ranges
+        for record in live:
+            reason = cilium.unsupported(record)
+            if reason:
+                skipped[reason] = skipped.get(reason, 0) + 1
+                continue
+            if record.is_provider_service:
+                counted = ranges.setdefault(cilium.workload(record), _Counted())
+                for item in cilium.range_items(record):
+                    counted[item] = counted.get(item, 0) + 1
+            else:
+                counted = workloads.setdefault(cilium.workload(record), _Counted())
+                item = (record.port, record.protocol, record.host)
+                counted[item] = counted.get(item, 0) + 1
+        self._cilium_names.dirty.update(workloads)
+        self._cilium_ranges.dirty.update(ranges)
+
+    def _build_istio(self, live: list[GrantRecord]) -> None:
+        skipped, rules, sources, host_ports = self._istio_skipped, self._rules, self._sources, self._host_ports
+        for record in live:
+            reason = istio.unsupported(record)
+            if reason:
+                skipped[reason] = skipped.get(reason, 0) + 1
+                continue
+            name, group = istio.source(record, sources)
+            if name is None:
+                reason = istio.not_spiffe(record)
+                skipped[reason] = skipped.get(reason, 0) + 1
+            else:
+                counted = rules.setdefault(group, _Counted())
+                rule = (name, record.port, record.host)
+                counted[rule] = counted.get(rule, 0) + 1
+            ports = host_ports.setdefault(record.host, _Counted())
+            port = (record.port, record.tls_required)
+            ports[port] = ports.get(port, 0) + 1
+        for group, counted in rules.items():
+            items = self._rule_items[group] = SortedItems(istio.rule_key)
+            for rule in counted:
+                items.add(rule)
+        for host, ports in host_ports.items():
+            entry = (host.startswith("*."), istio.signature(set(ports)))
+            hosts = self._entries.get(entry)
+            if hosts is None:
+                hosts = self._entries[entry] = SortedItems(item_key)
+            hosts.add(host)
+        self._istio_rules.dirty.update(rules)
+        self._istio_entries.dirty.update(self._entries)
 
     def _schedule(self, record: GrantRecord, now: datetime, into: list[tuple[datetime, int, int, GrantRecord]]) -> None:
         for moment in (record.valid_from, record.expires_at):
@@ -279,7 +372,10 @@ class IncrementalCompiler:
             _count(self._istio_skipped, istio.not_spiffe(record), adding)
         else:
             rules = self._rules.setdefault(group, _Counted())
-            if _count(rules, (name, record.port, record.host), adding):
+            rule = (name, record.port, record.host)
+            if _count(rules, rule, adding):
+                items = self._rule_items.setdefault(group, SortedItems(istio.rule_key))
+                items.add(rule) if adding else items.remove(rule)
                 self._istio_rules.dirty.add(group)
         # A host's ServiceEntry group is its resolution and its set of ports.
         ports = self._host_ports.setdefault(record.host, _Counted())
@@ -290,12 +386,12 @@ class IncrementalCompiler:
         wildcard = record.host.startswith("*.")
         if ports:
             before = (wildcard, istio.signature(set(ports)))
-            self._entries[before].discard(record.host)
+            self._entries[before].remove(record.host)
             self._istio_entries.dirty.add(before)
         _count(ports, port, adding)
         if ports:
             after = (wildcard, istio.signature(set(ports)))
-            self._entries.setdefault(after, set()).add(record.host)
+            self._entries.setdefault(after, SortedItems(item_key)).add(record.host)
             self._istio_entries.dirty.add(after)
         else:
             del self._host_ports[record.host]
@@ -333,14 +429,15 @@ class IncrementalCompiler:
                     out.render(workload, None)
             out.dirty.clear()
         for group in self._istio_rules.dirty:
-            rules = self._rules.get(group)
+            rules = self._rule_items.get(group)
             if rules:
                 self._istio_rules.render(
                     group,
-                    lambda memo: istio.authorization_files(group[0], group[1], sorted(rules), options, memo),  # noqa: B023
+                    lambda memo: istio.authorization_files(group[0], group[1], rules, options, memo),  # noqa: B023
                 )
             else:
                 self._rules.pop(group, None)
+                self._rule_items.pop(group, None)
                 self._istio_rules.render(group, None)
         self._istio_rules.dirty.clear()
         for entry in self._istio_entries.dirty:
@@ -348,7 +445,7 @@ class IncrementalCompiler:
             if hosts:
                 self._istio_entries.render(
                     entry,
-                    lambda memo: istio.service_entry_files(entry[0], entry[1], list(hosts), options, memo),  # noqa: B023
+                    lambda memo: istio.service_entry_files(entry[0], entry[1], hosts, options, memo),  # noqa: B023
                 )
             else:
                 self._entries.pop(entry, None)

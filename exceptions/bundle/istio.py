@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from exceptions.bundle.budget import Memo, fit, item_key
+from exceptions.bundle.budget import Memo, SortedItems, fit, item_key, refit
 from exceptions.bundle.kubernetes import quote, resource_name, team_root, to_yaml
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
@@ -156,7 +156,7 @@ def _rule_size(rule: Rule) -> int:
     return len(rule[2]) + 8
 
 
-def _rule_key(rule: Rule) -> int:
+def rule_key(rule: Rule) -> int:
     # The principal leads the key: a workload's rules stay together until it alone is too large.
     return (item_key(rule[0]) & ~0xFFFFFFFFFF) | (item_key(rule[1], rule[2]) & 0xFFFFFFFFFF)
 
@@ -170,25 +170,39 @@ def _few_rules(rules: Sequence[Rule]) -> bool:
 
 
 def service_entry_files(
-    wildcard: bool, ports: Ports, members: Sequence[str], options: BundleOptions, memo: Memo | None = None
+    wildcard: bool,
+    ports: Ports,
+    members: Sequence[str] | SortedItems[str],
+    options: BundleOptions,
+    memo: Memo | None = None,
 ) -> list[tuple[str, bytes]]:
-    """The ServiceEntries of one group of hosts (same resolution, same ports), under the budget."""
+    """The ServiceEntries of one group of hosts (same resolution, same ports), under the budget.
+
+    ``members`` kept as ``SortedItems`` (keyed by ``item_key``) are split again only where they changed.
+    """
 
     def entry(part: Sequence[str], prefix: str) -> bytes:
         return service_entry_yaml(part, ports, options, name=service_entry_name(wildcard, ports, prefix))
 
-    return [
-        (f"istio/serviceentries/{service_entry_name(wildcard, ports, prefix)}.yaml", data)
-        for prefix, data in fit(
-            members,  # fit orders them by key; the rendering sorts the hosts
+    context = ("serviceentry", wildcard, ports, options)
+    budget = options.max_object_bytes
+    # fit orders the hosts by key; the rendering sorts them
+    parts = (
+        refit(members, render=entry, budget=budget, size=_host_size, allowed=_few_hosts, memo=memo, context=context)
+        if isinstance(members, SortedItems)
+        else fit(
+            members,
             key=item_key,
             render=entry,
-            budget=options.max_object_bytes,
+            budget=budget,
             size=_host_size,
             allowed=_few_hosts,
             memo=memo,
-            context=("serviceentry", wildcard, ports, options),
+            context=context,
         )
+    )
+    return [
+        (f"istio/serviceentries/{service_entry_name(wildcard, ports, prefix)}.yaml", data) for prefix, data in parts
     ]
 
 
@@ -198,25 +212,39 @@ def anchor(options: BundleOptions) -> bytes:
 
 
 def authorization_files(
-    team: str, namespace: str, rules: Sequence[Rule], options: BundleOptions, memo: Memo | None = None
+    team: str,
+    namespace: str,
+    rules: Sequence[Rule] | SortedItems[Rule],
+    options: BundleOptions,
+    memo: Memo | None = None,
 ) -> list[tuple[str, bytes]]:
-    """The AuthorizationPolicies of one source namespace (``rules`` sorted), under the budget."""
+    """The AuthorizationPolicies of one source namespace, under the budget.
+
+    ``rules`` kept as ``SortedItems`` (keyed by ``rule_key``) are split again only where they changed.
+    """
 
     def allow(part: Sequence[Rule], prefix: str) -> bytes:
         return to_yaml(authorization_policy(part, options, name=policy_name(namespace, prefix, team)))
 
-    return [
-        (f"{team_root(team)}istio/authorizationpolicies/{policy_name(namespace, prefix, team)}.yaml", data)
-        for prefix, data in fit(
+    context = ("authorizationpolicy", team, namespace, options)
+    budget = options.max_object_bytes
+    parts = (
+        refit(rules, render=allow, budget=budget, size=_rule_size, allowed=_few_rules, memo=memo, context=context)
+        if isinstance(rules, SortedItems)
+        else fit(
             rules,
-            key=_rule_key,
+            key=rule_key,
             render=allow,
-            budget=options.max_object_bytes,
+            budget=budget,
             size=_rule_size,
             allowed=_few_rules,
             memo=memo,
-            context=("authorizationpolicy", team, namespace, options),
+            context=context,
         )
+    )
+    return [
+        (f"{team_root(team)}istio/authorizationpolicies/{policy_name(namespace, prefix, team)}.yaml", data)
+        for prefix, data in parts
     ]
 
 
