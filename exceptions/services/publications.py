@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -31,8 +31,8 @@ from egress_portal.signing import sign_jws
 from egress_portal.webhooks.events import emit
 from exceptions.bundle import signatures
 from exceptions.bundle.archive import opa_tarball
-from exceptions.bundle.cache import CompileCache
 from exceptions.bundle.compiler import Bundle, compile_bundle
+from exceptions.bundle.incremental import IncrementalCompiler
 from exceptions.bundle.policy_repository import PolicyRepository, PublishError, PublishResult
 from exceptions.bundle.records import BundleOptions, GrantRecord
 from exceptions.models import BundlePublication
@@ -55,9 +55,9 @@ def bundle_options() -> BundleOptions:
     )
 
 
-# This process's last compile, per object: the next publish renders only what changed.
+# This process's last compile, per group: the next publish renders only what changed.
 # Used under the publisher lock only (one compile at a time).
-_COMPILE_CACHE = CompileCache()
+_COMPILER = IncrementalCompiler()
 
 
 SIGNATURE_KEY = "egress-portal:bundle-signature:"
@@ -99,11 +99,11 @@ class OpenRecords:
     def __init__(self) -> None:
         self.by_id: dict[int, GrantRecord] = {}
 
-    def read(self, *, refresh: bool = False) -> list[GrantRecord]:
+    def read(self, *, refresh: bool = False) -> dict[int, GrantRecord]:
+        """The open grants by id."""
         if refresh or not self.by_id:
-            records = bundle_records()
-            self.by_id = {record.id: record for record in records}
-            return records
+            self.by_id = {record.id: record for record in bundle_records()}
+            return self.by_id
         ids = open_grant_ids()
         missing = [i for i in ids if i not in self.by_id]
         fresh = {record.id: record for record in bundle_records(ids=missing)} if missing else {}
@@ -114,7 +114,7 @@ class OpenRecords:
             for i, record in self.by_id.items():
                 if record.service:
                     self.by_id[i] = replace(record, cidrs=service_cidrs(record.service, ranges))
-        return list(self.by_id.values())
+        return self.by_id
 
 
 _OPEN_RECORDS = OpenRecords()
@@ -123,15 +123,20 @@ _OPEN_RECORDS = OpenRecords()
 def current_bundle(
     *,
     now: datetime | None = None,
-    compile_cache: CompileCache | None = None,
-    records: list[GrantRecord] | None = None,
+    compiler: IncrementalCompiler | None = None,
+    records: Mapping[int, GrantRecord] | None = None,
+    refresh: bool = False,
 ) -> Bundle:
-    bundle = compile_bundle(
-        bundle_records() if records is None else records,
-        now=now or timezone.now(),
-        options=bundle_options(),
-        cache=compile_cache,
-    )
+    """The signed bundle of the open grants; with ``compiler``, compiled from what changed since its last compile.
+
+    ``refresh`` makes the compiler start from nothing (the scheduled safety net).
+    """
+    records = {record.id: record for record in bundle_records()} if records is None else records
+    now, options = now or timezone.now(), bundle_options()
+    if compiler is None:
+        bundle = compile_bundle(records.values(), now=now, options=options)
+    else:
+        bundle = compiler.compile(records, now=now, options=options, full=refresh)
     return sign_bundle(bundle)
 
 
@@ -194,7 +199,7 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
     """
     started = time.monotonic()
     with publisher_lock():
-        bundle = current_bundle(compile_cache=_COMPILE_CACHE, records=_OPEN_RECORDS.read(refresh=refresh))
+        bundle = current_bundle(compiler=_COMPILER, records=_OPEN_RECORDS.read(refresh=refresh), refresh=refresh)
         try:
             result: PublishResult = publisher().publish(bundle, trigger=trigger, refresh=refresh)
         except PublishError as exc:
