@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from functools import lru_cache
 from itertools import accumulate
 from typing import Generic, TypeVar
@@ -122,6 +122,15 @@ class SortedItems(Generic[T]):
         self.changed: set[int] = set()
         self.parts: list[tuple[str, bytes]] = []  # the last refit, in prefix order
         self._pending: list[tuple[int, T]] = []
+
+    @classmethod
+    def of(cls, key: Callable[[T], int], items: Iterable[T]) -> SortedItems[T]:
+        """A new group of ``items`` (never split yet, so nothing counts as changed)."""
+        group = cls(key)
+        keyed = sorted([(key(item), item) for item in items], key=_first)
+        group.keys = [k for k, _ in keyed]
+        group.items = [item for _, item in keyed]
+        return group
 
     def __len__(self) -> int:
         return len(self.items) + len(self._pending)

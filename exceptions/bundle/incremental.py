@@ -26,8 +26,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from exceptions.bundle import cilium, istio, opa
-from exceptions.bundle.budget import Memo, SortedItems, item_key
-from exceptions.bundle.cache import _Key
+from exceptions.bundle.budget import SortedItems, item_key
 from exceptions.bundle.compiler import Bundle, Parts, assemble, digest
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
@@ -62,32 +61,18 @@ class _Counted(dict[K, int]):
 
 
 class _Groups(Generic[G]):
-    """Per group: its rendered files and the parts it rendered them from (the memo of ``fit``)."""
+    """Per group: the files it rendered last; ``dirty`` names the groups to render again."""
 
     def __init__(self) -> None:
         self.files: dict[G, Files] = {}
-        self.memos: dict[G, dict[_Key, bytes]] = {}
         self.dirty: set[G] = set()
 
-    def render(self, group: G, render: Callable[[Memo], Files] | None) -> None:
+    def render(self, group: G, render: Callable[[], Files] | None) -> None:
         """Render ``group`` again (``render`` None: the group is gone)."""
         if render is None:
             self.files.pop(group, None)
-            self.memos.pop(group, None)
-            return
-        previous = self.memos.get(group, {})
-        used: dict[_Key, bytes] = {}
-
-        def memo(key: Hashable, make: Callable[[], bytes]) -> bytes:
-            hashed = _Key(key)
-            data = previous.get(hashed)
-            if data is None:
-                data = make()
-            used[hashed] = data
-            return data
-
-        self.files[group] = render(memo)
-        self.memos[group] = used
+        else:
+            self.files[group] = render()
 
     def assembled(self, files: dict[str, bytes]) -> None:
         """Every group's files into ``files``, in the full compiler's order (a later group wins a shared path)."""
@@ -298,15 +283,12 @@ class IncrementalCompiler:
             port = (record.port, record.tls_required)
             ports[port] = ports.get(port, 0) + 1
         for group, counted in rules.items():
-            items = self._rule_items[group] = SortedItems(istio.rule_key)
-            for rule in counted:
-                items.add(rule)
+            self._rule_items[group] = SortedItems.of(istio.rule_key, counted)
+        entries: dict[tuple[bool, istio.Ports], list[str]] = {}
         for host, ports in host_ports.items():
-            entry = (host.startswith("*."), istio.signature(set(ports)))
-            hosts = self._entries.get(entry)
-            if hosts is None:
-                hosts = self._entries[entry] = SortedItems(item_key)
-            hosts.add(host)
+            entries.setdefault((host.startswith("*."), istio.signature(set(ports))), []).append(host)
+        for entry, hosts in entries.items():
+            self._entries[entry] = SortedItems.of(item_key, hosts)
         self._istio_rules.dirty.update(rules)
         self._istio_entries.dirty.update(self._entries)
 
@@ -422,7 +404,7 @@ class IncrementalCompiler:
                     out.render(
                         workload,
                         # Called at once, so the loop's variables are the ones meant.
-                        lambda memo: cilium.workload_files(kind, sorted(items), *workload, options, memo),  # noqa: B023
+                        lambda: cilium.workload_files(kind, sorted(items), *workload, options),  # noqa: B023
                     )
                 else:
                     groups.pop(workload, None)
@@ -433,7 +415,7 @@ class IncrementalCompiler:
             if rules:
                 self._istio_rules.render(
                     group,
-                    lambda memo: istio.authorization_files(group[0], group[1], rules, options, memo),  # noqa: B023
+                    lambda: istio.authorization_files(group[0], group[1], rules, options),  # noqa: B023
                 )
             else:
                 self._rules.pop(group, None)
@@ -445,7 +427,7 @@ class IncrementalCompiler:
             if hosts:
                 self._istio_entries.render(
                     entry,
-                    lambda memo: istio.service_entry_files(entry[0], entry[1], hosts, options, memo),  # noqa: B023
+                    lambda: istio.service_entry_files(entry[0], entry[1], hosts, options),  # noqa: B023
                 )
             else:
                 self._entries.pop(entry, None)
