@@ -1,7 +1,9 @@
 """The OPA archive cache key: the content revision of the open grants, per poll.
 
 Target: the cache-hit path (digest of the grants' contents) costs <= 20 % of a
-compile at 100k grants, so keying on content keeps polling cheap.
+compile at 100k grants, so keying on content keeps polling cheap. The compile
+it is compared with is a full ``compile_bundle`` (what a miss costs), never an
+incremental one.
 """
 
 from __future__ import annotations

@@ -172,10 +172,10 @@ class IncrementalCompiler:
         before = self.now
         old = self.records
         touched: dict[int, GrantRecord | None] = dict.fromkeys(old.keys() - by_id.keys())
-        for i, record in by_id.items():
-            known = old.get(i)
-            if known is not record and known != record:
-                touched[i] = record
+        # Most records are the very objects of the last compile: compare identities first.
+        for i in [i for i, record in by_id.items() if old.get(i) is not record]:
+            if old.get(i) != by_id[i]:
+                touched[i] = by_id[i]
         # Grants whose state flips in (before, now]; a stale entry (the record left) is skipped.
         events = self._events
         while events and events[0][0] <= now:

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import time
-from collections.abc import Iterator, Mapping
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime
+from itertools import compress
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,7 @@ from exceptions.bundle.archive import opa_tarball
 from exceptions.bundle.compiler import Bundle, compile_bundle
 from exceptions.bundle.incremental import IncrementalCompiler
 from exceptions.bundle.policy_repository import PolicyRepository, PublishError, PublishResult
-from exceptions.bundle.records import BundleOptions, GrantRecord
+from exceptions.bundle.records import BundleOptions, GrantRecord, to_ns
 from exceptions.models import BundlePublication
 from exceptions.selectors import bundle_records, latest_provider_ranges, open_grant_ids, service_cidrs
 
@@ -105,10 +109,14 @@ class OpenRecords:
             self.by_id = {record.id: record for record in bundle_records()}
             return self.by_id
         ids = open_grant_ids()
-        missing = [i for i in ids if i not in self.by_id]
-        fresh = {record.id: record for record in bundle_records(ids=missing)} if missing else {}
         seen = self.by_id
-        self.by_id = {i: record for i in ids if (record := seen.get(i) or fresh.get(i)) is not None}
+        missing = [i for i in ids if i not in seen]
+        fresh = {record.id: record for record in bundle_records(ids=missing)} if missing else {}
+        if len(ids) == len(seen) + len(missing):
+            # Nothing closed (the usual approval): the grants seen, and the new ones.
+            self.by_id = {**seen, **fresh}
+        else:
+            self.by_id = {i: record for i in ids if (record := seen.get(i) or fresh.get(i)) is not None}
         if any(record.service for record in self.by_id.values()):
             ranges = latest_provider_ranges()
             for i, record in self.by_id.items():
@@ -140,17 +148,63 @@ def current_bundle(
     return sign_bundle(bundle)
 
 
-def content_revision(records: list[GrantRecord], *, now: datetime, options: BundleOptions) -> str:
+def _strings(values: list[str]) -> bytes:
+    # The lengths say where each string ends: no separator a value could contain.
+    return array("q", map(len, values)).tobytes() + "".join(values).encode("utf-8", "surrogatepass")
+
+
+def _integers(values: list[int]) -> bytes:
+    return array("q", values).tobytes()
+
+
+def _flags(values: list[bool]) -> bytes:
+    return bytes(values)
+
+
+def _tuples(values: list[tuple[str, ...]]) -> bytes:
+    return marshal.dumps(values, 4)  # exact for tuples of str (and refuses anything else)
+
+
+def _instants(values: list[datetime]) -> bytes:
+    # A time is its instant (the compiler uses nothing else of it), in exact nanoseconds.
+    return array("q", map(to_ns, values)).tobytes()
+
+
+_ENCODERS: dict[str, Callable[[list[Any]], bytes]] = {
+    "str": _strings,
+    "int": _integers,
+    "bool": _flags,
+    "datetime": _instants,
+    "tuple[str, ...]": _tuples,
+}
+# Every field of a record, column by column: a field added to GrantRecord joins the key
+# (and one of a type not listed here fails loudly, at import).
+_COLUMNS = tuple((attrgetter(f.name), _ENCODERS[str(f.type)]) for f in fields(GrantRecord))
+_EXPIRES_AT, _VALID_FROM = attrgetter("expires_at"), attrgetter("valid_from")
+
+
+def content_revision(records: Iterable[GrantRecord], *, now: datetime, options: BundleOptions) -> str:
     """A digest of everything the compiled bundle depends on at ``now``.
 
-    The open grants' contents (a record's repr names every field, so a field added
-    to GrantRecord joins the key) plus which of them are already valid (Cilium and
-    Istio carry only those). Two states with the same digest compile to the same
-    bytes, whatever ids a database reuses after a rollback.
+    The options, every field of the open grants (in the order given) and which
+    of them are already valid (Cilium and Istio carry only those), each column
+    encoded exactly (strings with their lengths, numbers as 64-bit integers) and
+    hashed with its length. Equal digests mean equal inputs and so the same
+    compiled bytes, whatever ids a database reuses after a rollback. Column by
+    column the work is C (``map`` over ``attrgetter``), not Python per record.
     """
-    lines = [repr(options)]
-    lines += [f"{record!r} {record.valid_from <= now}" for record in records if record.expires_at > now]
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    listed = list(records)
+    open_records = list(compress(listed, map(now.__lt__, map(_EXPIRES_AT, listed))))
+    digest = hashlib.sha256()
+    chunks = [
+        repr(options).encode(),
+        *(encode(list(map(getter, open_records))) for getter, encode in _COLUMNS),
+        bytes(map(now.__ge__, map(_VALID_FROM, open_records))),
+    ]
+    for chunk in chunks:
+        digest.update(len(chunk).to_bytes(8, "big"))
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:
