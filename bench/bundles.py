@@ -207,15 +207,18 @@ def bench_publish(count: int = 100_000, changes: int = 5) -> None:
     compiler = IncrementalCompiler()
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         repository = PolicyRepository(url=f"{tmp}/policy.git", work_dir=Path(tmp) / "work")
+        # compile_bundle first: the first compile in a process also fills the name and key caches.
+        started = time.perf_counter()
+        reference = compile_bundle(records.values(), now=now)
+        reference_seconds = time.perf_counter() - started
         started = time.perf_counter()
         bundle = compiler.compile(records, now=now)
         compiled = time.perf_counter() - started
         repository.publish(bundle, trigger="bench: full")
         full = time.perf_counter() - started
-        started = time.perf_counter()
-        reference = compile_bundle(records.values(), now=now)
-        reference_seconds = time.perf_counter() - started
         assert reference.files == bundle.files, "the incremental compiler must give compile_bundle's bytes"
+        # The full publish to compare with: whichever compile was faster, plus the first push.
+        full = min(full, full - compiled + reference_seconds)
         one: list[tuple[float, float]] = []
         for step in range(changes):
             # Approving one grant: a new host for an existing workload; the clock moves on.
@@ -250,8 +253,9 @@ def bench_publish(count: int = 100_000, changes: int = 5) -> None:
         rebuild = time.perf_counter() - started
     median = sorted(one, key=lambda pair: pair[1])[len(one) // 2]
     print(
-        f"publish at {count:,} grants: full {full:.2f} s (compile {compiled:.2f} s; compile_bundle "
-        f"{reference_seconds:.2f} s, same bytes; {len(bundle.files):,} files); one changed grant "
+        f"publish at {count:,} grants: full {full:.2f} s (the faster compile plus the first push; incremental "
+        f"compile from nothing {compiled:.2f} s, compile_bundle {reference_seconds:.2f} s (first in the process), "
+        f"same bytes; {len(bundle.files):,} files); one changed grant "
         f"{median[1]:.2f} s median of {changes} (compile {median[0]:.3f} s, {len(changed)} files written), "
         f"{median[1] / full:.3f} of the full publish; full rebuild from nothing in a fresh clone {rebuild:.2f} s "
         f"({rebuilt.status}: byte-identical tree); building that one-grant tree: pygit2 {libgit2 * 1000:.0f} ms, "

@@ -149,8 +149,12 @@ def current_bundle(
 
 
 def _strings(values: list[str]) -> bytes:
-    # The lengths say where each string ends: no separator a value could contain.
-    return array("q", map(len, values)).tobytes() + "".join(values).encode("utf-8", "surrogatepass")
+    # "S" and NUL between the values; "L", the lengths (hex, up to "/") and the values
+    # when one holds a NUL itself. Either way the values can be read back, so it is exact.
+    joined = "\0".join(values)
+    if values and joined.count("\0") == len(values) - 1:
+        return ("S" + joined).encode("utf-8", "surrogatepass")
+    return ("L" + array("q", map(len, values)).tobytes().hex() + "/" + "".join(values)).encode("utf-8", "surrogatepass")
 
 
 def _integers(values: list[int]) -> bytes:

@@ -70,6 +70,17 @@ def test_archive_cache_key_changes_with_every_field_of_a_grant(field: str) -> No
     )
 
 
+TEXTS = st.lists(st.text(st.sampled_from(["a", "\0", "S", "L", "/", "0", "é"]), max_size=4), max_size=4)
+
+
+@examples(max_examples=500, deadline=None)
+@given(first=TEXTS, second=TEXTS)
+def test_the_key_encodes_a_string_column_exactly(first: list[str], second: list[str]) -> None:
+    from exceptions.services.publications import _strings
+
+    assert (_strings(first) == _strings(second)) == (first == second)
+
+
 STATE = st.lists(
     st.builds(
         _record,
