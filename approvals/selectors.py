@@ -231,4 +231,5 @@ def request_page(user: Any, req: ExceptionRequest, *, now: datetime) -> dict[str
         context["preview_summary"] = preview_summary(req, len(preview.on_approval))
         context["preview_go_live"] = preview.go_live
         context["preview_live_files"] = [(d.path, colour_diff(d.diff)) for d in preview.at_go_live]
+        context["preview_services"] = preview.services
     return context

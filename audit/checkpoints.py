@@ -6,6 +6,10 @@ the time, and a compact JWS over those claims made with the portal's key
 (``egress_portal/signing.py``). Someone who can rewrite the audit table (and
 recompute every hash and the chain head) cannot rewrite what was pushed, so
 ``verify_audit`` names the first checkpoint the table contradicts.
+
+``audit.checkpoint_git`` (GitPython and, through the policy repository, pygit2:
+about 13 MB resident) is imported where the repository is touched, so a process
+that only exports or reads checkpoints from the database never loads it.
 """
 
 from __future__ import annotations
@@ -15,12 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
 
-from audit.checkpoint_git import CheckpointRepo, checkpoint_path
 from audit.hashing import GENESIS_HASH
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from audit.services import SYSTEM, Actor, record_event
@@ -28,6 +31,9 @@ from audit.verification import database_records, walk
 from egress_portal import signing
 from egress_portal.locks import named_lock
 from egress_portal.outbox.services import enqueue_coalesced
+
+if TYPE_CHECKING:
+    from audit.checkpoint_git import CheckpointRepo
 
 CHECKPOINT_TYPE = "egress-portal.audit-checkpoint"
 CHECKPOINT_ACTION = "audit.checkpoint_written"
@@ -76,6 +82,8 @@ def _claims(seq: int, head_hash: str, time: str) -> dict[str, Any]:
 
 
 def sign_checkpoint(*, seq: int, head_hash: str, at: datetime) -> Checkpoint:
+    from audit.checkpoint_git import checkpoint_path
+
     time = at.astimezone(UTC).isoformat()
     return Checkpoint(
         seq=seq,
@@ -93,6 +101,8 @@ def parse_checkpoint(document: dict[str, Any], *, path: str, public_pems: Sequen
     ``public_pems`` verify with published public keys (offline, or after a key
     rotation: any one of them may have signed); by default the portal's own key is used.
     """
+    from audit.checkpoint_git import checkpoint_path
+
     jws = document.get("jws")
     if not isinstance(jws, str):
         raise InvalidCheckpoint(path, "has no signature (jws)")
@@ -125,6 +135,8 @@ def parse_checkpoint(document: dict[str, Any], *, path: str, public_pems: Sequen
 
 
 def checkpoint_repo(*, reader: bool = False) -> CheckpointRepo:
+    from audit.checkpoint_git import CheckpointRepo
+
     work_dir = Path(settings.AUDIT_CHECKPOINT_WORK_DIR)
     if reader:
         # verify_audit fetches into its own clone, so it never races a writer's checkout.

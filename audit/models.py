@@ -39,7 +39,9 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["seq"]
-        indexes = [models.Index(fields=["object_type", "object_id", "seq"])]
+        # The action index also lets the audit page list the actions it holds with
+        # one probe per distinct value (selectors.event_choices), not a scan of the chain.
+        indexes = [models.Index(fields=["object_type", "object_id", "seq"]), models.Index(fields=["action"])]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.object_type}:{self.object_id}"

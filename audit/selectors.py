@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
 from django.db.models import CharField, Q, QuerySet
 from django.db.models.functions import Cast
 
@@ -100,11 +101,30 @@ def recent_events(**filters: Any) -> QuerySet[AuditEvent]:
     return filtered_events(AuditEvent.objects.order_by("-seq"), **filters)
 
 
+def _distinct(column: str) -> list[str]:
+    """The distinct values of an indexed column, in order.
+
+    On PostgreSQL a loose index scan: one index probe per distinct value, where
+    ``SELECT DISTINCT`` reads every event (0.3 s per 300,000 events, for each menu).
+    """
+    if connection.vendor != "postgresql":
+        return list(AuditEvent.objects.order_by(column).values_list(column, flat=True).distinct())
+    table = AuditEvent._meta.db_table
+    sql = (
+        f"WITH RECURSIVE found(value) AS ("  # noqa: S608 - fixed table and column names
+        f"(SELECT {column} FROM {table} ORDER BY {column} LIMIT 1) UNION ALL "
+        f"SELECT (SELECT {column} FROM {table} WHERE {column} > found.value ORDER BY {column} LIMIT 1) "
+        f"FROM found WHERE found.value IS NOT NULL"
+        f") SELECT value FROM found WHERE value IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return [row[0] for row in cursor.fetchall()]
+
+
 def event_choices() -> tuple[list[str], list[str]]:
     """The actions and object types the log holds, for the page's filter menus."""
-    actions = AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct()
-    object_types = AuditEvent.objects.order_by("object_type").values_list("object_type", flat=True).distinct()
-    return list(actions), list(object_types)
+    return _distinct("action"), _distinct("object_type")
 
 
 def head_seq() -> int:

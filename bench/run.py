@@ -262,7 +262,15 @@ def bench_publish() -> None:
 
 
 def bench_opa() -> None:
-    """Target: OPA decision cost at 100k grants / at 1k <= 1.5."""
+    """Target: OPA decision cost at 100k grants / at 1k <= 1.5.
+
+    Both sizes are asked the same mix of questions: a fixed set of grant
+    positions (exact names, wildcard names, and a denied port), so the
+    ratio compares the data's size, not which rule the sample happened to
+    reach. (Sampling every count/500-th grant picked only wildcard grants at
+    100k, every tenth grant being one, and measured the slower wildcard path
+    against a mostly exact mix at 1k.)
+    """
     from datetime import UTC, datetime
 
     from opa_bindings import OpaEngine
@@ -271,26 +279,40 @@ def bench_opa() -> None:
     from exceptions.bundle.opa import load_data
 
     now = datetime.now(UTC)
-    costs = {}
+    cases: dict[tuple[int, str], tuple[Any, list[dict[str, Any]]]] = {}
     for count in (1_000, 100_000):
         records = _records(count, now)
         files = compile_bundle(records, now=now).files
         engine = OpaEngine()
         engine.add_policy("egress/policy.rego", files["opa/egress/policy.rego"].decode())
         engine.add_data(load_data(files))
-        inputs = [
+        # 500 grants spread over the whole set, one in ten a wildcard as in the data itself.
+        wildcards = [r for r in records if r.wildcard]
+        names = [r for r in records if not r.wildcard]
+        sample = [wildcards[(k * len(wildcards)) // 50] for k in range(50)]
+        sample += [names[(k * len(names)) // 450] for k in range(450)]
+        asked = [
             {"identity": r.identity, "host": r.host.replace("*", "img"), "port": r.port, "protocol": "tcp"}
-            for r in records[:: max(1, count // 500)]
+            for r in sample
         ]
-        engine.eval_document("egress.decision", inputs[0])  # warm up
-        started = time.perf_counter()
-        rounds = 4
-        for _ in range(rounds):
-            for request in inputs:
+        assert all(engine.eval_document("egress.allow", request) is True for request in asked[:50])
+        cases[(count, "allowed")] = (engine, asked)
+        cases[(count, "denied")] = (engine, [{**request, "port": 1} for request in asked])
+    best: dict[tuple[int, str], float] = {}
+    # Interleaved rounds, best of each: the 2-core machine is shared, so the
+    # minimum is the figure least disturbed by other work.
+    for _ in range(10):
+        for key, (engine, requests) in cases.items():
+            started = time.perf_counter()
+            for request in requests:
                 engine.eval_document("egress.decision", request)
-        costs[count] = (time.perf_counter() - started) / (rounds * len(inputs))
-        print(f"OPA data.egress.decision at {count:>7,} grants: {costs[count] * 1e6:.0f} us per decision")
-    print(f"OPA decision cost ratio 100k/1k: {costs[100_000] / costs[1_000]:.2f} (target <= 1.5)")
+            best[key] = min(best.get(key, 1.0), (time.perf_counter() - started) / len(requests))
+    for kind in ("allowed", "denied"):
+        small, large = best[(1_000, kind)], best[(100_000, kind)]
+        print(
+            f"OPA data.egress.decision, {kind} (best of 10 rounds): {small * 1e6:.0f} us at 1,000 grants, "
+            f"{large * 1e6:.0f} us at 100,000: ratio {large / small:.2f} (target <= 1.5)"
+        )
 
 
 def bench_explain() -> None:

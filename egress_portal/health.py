@@ -20,8 +20,6 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from kombu import Connection
 
-from audit.checkpoint_git import remote_reachable
-
 
 @dataclass(frozen=True)
 class Check:
@@ -62,6 +60,9 @@ def check_broker() -> Check:
 
 
 def check_repository() -> Check:
+    # Not at the top: the URLconf imports this module, and git (pygit2, GitPython) costs 13 MB per worker.
+    from audit.checkpoint_git import remote_reachable
+
     problem = remote_reachable(
         url=settings.POLICY_REPO_URL,
         username=settings.POLICY_REPO_USERNAME,

@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 from approvals.breakglass import metric_counts
 from audit.models import AuditChainHead
 from egress_portal.bearer import has_bearer_token
-from egress_portal.outbox.models import OutboxMessage, OutboxStatus
+from egress_portal.outbox.models import OutboxMessage, OutboxOutcome, OutboxStatus, OutboxTally
 from egress_portal.traffic.models import DeniedTraffic, GatewayKind, IngestBatch
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import BundlePublication, ExceptionRequest, Grant
@@ -91,6 +91,24 @@ def policy_update_gauge() -> GaugeMetricFamily:
     return family
 
 
+def outbox_counters() -> CounterMetricFamily:
+    """Deliveries by kind and outcome since the portal began (kinds are the handlers' names: a
+    handful, never hosts or identities)."""
+    family = CounterMetricFamily(
+        "egress_outbox_deliveries",
+        "Outbox delivery attempts by kind and outcome (delivered; failed and retried later; failed and parked).",
+        labels=["kind", "outcome"],
+    )
+    counts = {
+        (kind, outcome): count for kind, outcome, count in OutboxTally.objects.values_list("kind", "outcome", "count")
+    }
+    kinds = sorted({*settings.OUTBOX_HANDLERS, *(kind for kind, _ in counts)})
+    for kind in kinds:
+        for outcome in OutboxOutcome.values:
+            family.add_metric([kind, outcome], counts.get((kind, outcome), 0))
+    return family
+
+
 class PortalCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         now = timezone.now()
@@ -146,6 +164,7 @@ class PortalCollector(Collector):
         for status in OutboxStatus.values:
             outbox.add_metric([status], counts.get(status, 0))
         yield outbox
+        yield outbox_counters()
         breakglass = metric_counts(now=now)
         yield GaugeMetricFamily("egress_breakglass_active", "Break-glass uses still open.", value=breakglass["active"])
         yield GaugeMetricFamily(

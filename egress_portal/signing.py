@@ -3,6 +3,10 @@
 The key is a PEM private key (EC P-256 for ES256, or RSA for RS256) from the
 ``EGRESS_SIGNING_KEY`` setting (``EGRESS_SIGNING_KEY_FILE`` in the environment).
 The embedded default generates one into ``var/`` once per checkout.
+
+jwcrypto is imported where a key is used, not at the top: with cryptography's
+Rust bindings it holds about 10 MB resident, the settings import this module
+(``generate_key_file``) and most processes never sign or verify anything.
 """
 
 from __future__ import annotations
@@ -10,17 +14,20 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from jwcrypto import jwk, jws
-from jwcrypto.common import JWException
+
+if TYPE_CHECKING:
+    from jwcrypto import jwk
 
 
 def generate_key_file(path: Path) -> str:
     """Create an EC P-256 private key at ``path`` (mode 600) unless one is there; return its PEM."""
     if not path.exists():
+        from jwcrypto import jwk
+
         path.parent.mkdir(parents=True, exist_ok=True)
         key = jwk.JWK.generate(kty="EC", crv="P-256")
         path.write_bytes(key.export_to_pem(private_key=True, password=None))
@@ -30,6 +37,9 @@ def generate_key_file(path: Path) -> str:
 
 @lru_cache(maxsize=4)
 def _load(pem: str) -> jwk.JWK:
+    from jwcrypto import jwk
+    from jwcrypto.common import JWException
+
     try:
         key = jwk.JWK.from_pem(pem.encode("utf-8"))
     except (ValueError, TypeError, JWException) as exc:
@@ -61,6 +71,8 @@ def public_key_pem() -> str:
 
 def sign_jws(claims: dict[str, Any], *, key: jwk.JWK | None = None) -> str:
     """A compact JWS over the JSON of ``claims`` (keys sorted), with ``alg`` and ``kid`` in the header."""
+    from jwcrypto import jws
+
     key = key or signing_key()
     token = jws.JWS(json.dumps(claims, sort_keys=True, separators=(",", ":")).encode("utf-8"))
     token.add_signature(key, alg=None, protected={"alg": algorithm(key), "kid": key_id(key)})
@@ -69,6 +81,9 @@ def sign_jws(claims: dict[str, Any], *, key: jwk.JWK | None = None) -> str:
 
 def verify_jws(compact: str, *, public_pem: str | None = None) -> dict[str, Any]:
     """The claims of a compact JWS if its signature verifies; raises ``ValueError`` otherwise."""
+    from jwcrypto import jwk, jws
+    from jwcrypto.common import JWException
+
     key = jwk.JWK.from_pem(public_pem.encode("ascii")) if public_pem else signing_key()
     token = jws.JWS()
     try:

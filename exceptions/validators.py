@@ -15,7 +15,6 @@ from functools import lru_cache
 from typing import Any
 
 import idna
-from confusable_homoglyphs import categories, confusables
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from publicsuffixlist import PublicSuffixList
@@ -147,8 +146,15 @@ def _script_name(alias: str) -> str:
     return alias.replace("_", " ").title()
 
 
+def _alias(char: str) -> str:
+    # The Unicode tables load on first import (about 6 MB resident): only non-ASCII hosts need them.
+    from confusable_homoglyphs import categories
+
+    return str(categories.alias(char))
+
+
 def _scripts(label: str) -> set[str]:
-    return {categories.alias(char) for char in label} - _NEUTRAL_SCRIPTS
+    return {_alias(char) for char in label} - _NEUTRAL_SCRIPTS
 
 
 def _both_forms(unicode_host: str, ascii_host: str) -> str:
@@ -194,12 +200,14 @@ def _check_scripts(ascii_host: str) -> None:
 def _looks_latin(label: str) -> bool:
     """Whole-script confusable: every letter has an ASCII look-alike in the Unicode confusables data
     (so the label can pass for an ASCII name, which is what a spoof needs)."""
-    letters = [c for c in label if categories.alias(c) not in _NEUTRAL_SCRIPTS]
+    letters = [c for c in label if _alias(c) not in _NEUTRAL_SCRIPTS]
     return bool(letters) and all(_has_ascii_lookalike(c) for c in letters)
 
 
 @lru_cache(maxsize=4096)
 def _has_ascii_lookalike(char: str) -> bool:
+    from confusable_homoglyphs import confusables
+
     found = confusables.is_confusable(char, greedy=True, preferred_aliases=["latin"]) or []
     return any(
         glyph["c"].isascii() and glyph["c"].isalnum() for entry in found for glyph in entry.get("homoglyphs", [])

@@ -40,3 +40,27 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status})"
+
+
+class OutboxOutcome(models.TextChoices):
+    DELIVERED = "delivered", "Delivered"
+    RETRIED = "retried", "Failed, will retry"
+    PARKED = "parked", "Failed, parked"
+
+
+class OutboxTally(models.Model):
+    """How many deliveries of each kind ended how, since the portal began.
+
+    Delivered rows are pruned after a while, so counting rows would go
+    backwards; these counters only grow (Prometheus counters read them).
+    """
+
+    kind = models.CharField(max_length=64)
+    outcome = models.CharField(max_length=16, choices=OutboxOutcome.choices)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "outcome"], name="outbox_tally_kind_outcome")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.outcome}: {self.count}"

@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +27,7 @@ from django.utils import timezone
 from audit.services import Actor, record_event
 from egress_portal.outbox.errors import DeliveryError
 from egress_portal.outbox.handlers import handler_for
-from egress_portal.outbox.models import OutboxMessage, OutboxStatus
+from egress_portal.outbox.models import OutboxMessage, OutboxOutcome, OutboxStatus, OutboxTally
 
 logger = logging.getLogger(__name__)
 
@@ -118,12 +119,33 @@ def _same_claim(messages: list[OutboxMessage]) -> Q:
     return condition
 
 
+def tally(counts: Counter[tuple[str, str]]) -> None:
+    """Add to the (kind, outcome) counters: one upsert each, atomic, so relays running at once never lose a count."""
+    table = OutboxTally._meta.db_table
+    with connection.cursor() as cursor:
+        for (kind, outcome), count in sorted(counts.items()):
+            if count:
+                cursor.execute(
+                    f'INSERT INTO "{table}" ("kind", "outcome", "count") VALUES (%s, %s, %s) '  # noqa: S608 - our table
+                    'ON CONFLICT ("kind", "outcome") DO UPDATE SET "count" = '
+                    f'"{table}"."count" + EXCLUDED."count"',
+                    [kind, outcome, count],
+                )
+
+
 def _mark_delivered(messages: list[OutboxMessage], *, now: datetime) -> None:
-    for start in range(0, len(messages), 200):  # empty: no statement
-        chunk = messages[start : start + 200]
-        OutboxMessage.objects.filter(_same_claim(chunk), status=OutboxStatus.PENDING).update(
-            status=OutboxStatus.DELIVERED, delivered_at=now, last_error=""
-        )
+    by_kind: dict[str, list[OutboxMessage]] = {}
+    for message in messages:
+        by_kind.setdefault(message.kind, []).append(message)
+    for kind, delivered in sorted(by_kind.items()):
+        for start in range(0, len(delivered), 200):
+            chunk = delivered[start : start + 200]
+            with transaction.atomic():
+                # Only rows this relay still held count (one re-armed or re-claimed meanwhile is not delivered here).
+                marked = OutboxMessage.objects.filter(_same_claim(chunk), status=OutboxStatus.PENDING).update(
+                    status=OutboxStatus.DELIVERED, delivered_at=now, last_error=""
+                )
+                tally(Counter({(kind, OutboxOutcome.DELIVERED.value): marked}))
 
 
 def _mark_failed(message: OutboxMessage, error: DeliveryError, *, now: datetime, result: RelayResult) -> None:
@@ -135,7 +157,10 @@ def _mark_failed(message: OutboxMessage, error: DeliveryError, *, now: datetime,
     else:
         changes["available_at"] = now + backoff(message.attempts)
         result.retried += 1
-    OutboxMessage.objects.filter(_same_claim([message]), status=OutboxStatus.PENDING).update(**changes)
+    with transaction.atomic():
+        if OutboxMessage.objects.filter(_same_claim([message]), status=OutboxStatus.PENDING).update(**changes):
+            outcome = OutboxOutcome.PARKED if park else OutboxOutcome.RETRIED
+            tally(Counter({(message.kind, outcome.value): 1}))
     result.errors.append(f"{message.kind} #{message.pk}: {error}")
     logger.warning(
         "outbox %s #%s attempt %s failed (%s): %s",

@@ -144,6 +144,24 @@ decision := allowed(g) if {{
 	i := indexof(input.host, ".")
 	i > 0
 	not by_host[concat("", ["*", substring(input.host, i, -1)])]
+}} else := deny({_sprintf(REASON_UNKNOWN_IDENTITY, ["identity"])}) if {{
+	# The common denials, answered from the identity's own entries alone,
+	# without the general matching below: an identity with no grants,
+	not data.egress.shard[input.identity]
+	indexof(input.host, "*") == -1
+}} else := deny({_sprintf(REASON_NO_HOST, ["identity", "host"])}) if {{
+	# and, for a name sent already normalised, no grant for its host or for
+	# its host on that port.
+	fast_name
+	not fast_by_host[input.host]
+	i := indexof(input.host, ".")
+	not fast_by_host[concat("", ["*", substring(input.host, i, -1)])]
+}} else := deny({_sprintf(REASON_NO_PORT, ["identity", "host", "port", "protocol"])}) if {{
+	fast_name
+	grants := fast_by_host[input.host]
+	i := indexof(input.host, ".")
+	not fast_by_host[concat("", ["*", substring(input.host, i, -1)])]
+	count([g | some g in grants; g.port == input.port; g.protocol == input.protocol]) == 0
 }} else := allowed(g) if {{
 	[g] := live
 }} else := allowed(g) if {{
@@ -161,6 +179,26 @@ decision := allowed(g) if {{
 }} else := deny({_sprintf(REASON_NO_PORT, ["identity", "host", "port", "protocol"])}) if {{
 	not on_port
 }} else := deny({_sprintf(REASON_NOT_NOW, ["identity", "host", "port", "protocol"])})
+
+# This identity's grants by host, when the identity has any.
+fast_by_host := data.egress.grants[data.egress.shard[input.identity]][input.identity]
+
+# A DNS name with at least two labels, sent as the policy compares it (lower
+# case, no trailing dot, no "*"), on the protocol as compared: the fast
+# denials above may answer for it.
+fast_name if {{
+	fast_by_host
+	input.host == host
+	input.protocol == protocol
+	indexof(input.host, "*") == -1
+	indexof(input.host, ".") > 0
+	# Not an address (those may match a provider service's ranges): no ":",
+	# and no digit last, which no top-level domain has.
+	indexof(input.host, ":") == -1
+	not digits[substring(input.host, count(input.host) - 1, 1)]
+}}
+
+digits := {{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}}
 
 allowed(g) := {{
 	"allow": true,

@@ -130,3 +130,28 @@ def test_chain_status_names_the_last_checkpoint_and_a_rewrite_of_it(
     assert f"Event #{checkpoint.seq} no longer has the hash checkpoint #{checkpoint.seq} signed" in status.message
     page = client.get(f"/audit/objects/audit.auditcheckpoint/{checkpoint.pk}/").content.decode()
     assert "Chain status: contradicted" in page
+
+
+def test_the_filter_menus_list_each_action_and_object_type_once_in_order(client: Client, auditor: Any) -> None:
+    from django.db import transaction
+
+    from audit.selectors import event_choices
+    from audit.services import SYSTEM, PendingEvent, record_events
+
+    assert event_choices() == ([], [])
+    kinds = [("grant.expired", "exceptions.grant"), ("request.approved", "exceptions.exceptionrequest")]
+    kinds += [("a.first", "zz.last"), ("grant.expired", "exceptions.grant"), ("z.last", "aa.first")]
+    with transaction.atomic():
+        record_events(
+            [
+                PendingEvent(actor=SYSTEM, action=action, object_type=object_type, object_id=str(i))
+                for i, (action, object_type) in enumerate(kinds * 3)
+            ]
+        )
+    assert event_choices() == (
+        ["a.first", "grant.expired", "request.approved", "z.last"],
+        ["aa.first", "exceptions.exceptionrequest", "exceptions.grant", "zz.last"],
+    )
+    client.force_login(auditor)
+    page = client.get("/audit/").content.decode()
+    assert page.count('<option value="request.approved"') == 1 and '<option value="zz.last"' in page

@@ -175,3 +175,43 @@ def test_delivered_rows_are_pruned_after_the_keep_period_and_parked_rows_never(s
     assert prune_delivered(now=now + timedelta(days=13)) == 0
     assert prune_delivered(now=now + timedelta(days=15)) == 1
     assert list(OutboxMessage.objects.values_list("idempotency_key", flat=True)) == ["stuck"]
+
+
+def tallies() -> dict[tuple[str, str], int]:
+    from egress_portal.outbox.models import OutboxTally
+
+    return {(t.kind, t.outcome): t.count for t in OutboxTally.objects.all()}
+
+
+def test_every_outcome_is_counted_once_and_pruning_never_lowers_a_count(settings: Any) -> None:
+    from egress_portal.outbox.relay import _claim, _mark_delivered, prune_delivered
+
+    settings.OUTBOX_KEEP_DELIVERED_DAYS = 1
+    queue("test.record", "a")
+    queue("test.record", "b")
+    queue("test.unavailable", "w")
+    queue("test.refused", "r")
+    now = timezone.now()
+    relay_due(now=now)
+    assert tallies() == {
+        ("test.record", "delivered"): 2,
+        ("test.unavailable", "retried"): 1,
+        ("test.refused", "parked"): 1,
+    }
+    relay_due(now=now + timedelta(hours=1))  # the second attempt of three: retried again
+    relay_due(now=now + timedelta(hours=2))  # the third: parked
+    assert tallies()[("test.unavailable", "retried")] == 2
+    assert tallies()[("test.unavailable", "parked")] == 1
+    # A publish re-armed while it was being delivered is not counted as delivered by that relay.
+    with transaction.atomic():
+        enqueue_coalesced(kind="test.record", payload={}, idempotency_key="pub", delay_seconds=0)
+    later = now + timedelta(hours=3)
+    [claimed] = _claim(queue=None, now=later, lease_until=later + timedelta(seconds=600), limit=10)
+    with transaction.atomic():
+        enqueue_coalesced(kind="test.record", payload={}, idempotency_key="pub", delay_seconds=0)
+    _mark_delivered([claimed], now=later)
+    assert tallies()[("test.record", "delivered")] == 2
+    assert relay_due(now=later + timedelta(seconds=1)).delivered == 1
+    assert tallies()[("test.record", "delivered")] == 3
+    assert prune_delivered(now=later + timedelta(days=2)) == 3
+    assert tallies()[("test.record", "delivered")] == 3
