@@ -187,36 +187,52 @@ def _plumbing_tree(git_dir: str, base: str, changed: dict[str, bytes], removed: 
 
 
 def bench_publish(count: int = 100_000, changes: int = 5) -> None:
-    """Targets: one changed grant at 100k <= 1 s trigger to pushed commit, and <= 1/20 of a full publish."""
+    """Targets: one changed grant at 100k <= 1 s trigger to pushed commit, and <= 1/20 of a full publish.
+
+    The publish path of the portal without the database: the IncrementalCompiler
+    (as ``publish_bundle`` keeps it) and the policy repository. Each figure runs
+    from the records to the pushed commit.
+    """
     import tempfile
     from dataclasses import replace
 
     import pygit2
 
-    from exceptions.bundle.cache import CompileCache
     from exceptions.bundle.compiler import compile_bundle
+    from exceptions.bundle.incremental import IncrementalCompiler
     from exceptions.bundle.policy_repository import PolicyRepository
 
     now = datetime.now(UTC)
-    records = grant_records(count, now)
-    cache = CompileCache()
+    records = {record.id: record for record in grant_records(count, now)}
+    compiler = IncrementalCompiler()
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         repository = PolicyRepository(url=f"{tmp}/policy.git", work_dir=Path(tmp) / "work")
+        # compile_bundle first: the first compile in a process also fills the name and key caches.
         started = time.perf_counter()
-        bundle = compile_bundle(records, now=now, cache=cache)
+        reference = compile_bundle(records.values(), now=now)
+        reference_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        bundle = compiler.compile(records, now=now)
         compiled = time.perf_counter() - started
         repository.publish(bundle, trigger="bench: full")
         full = time.perf_counter() - started
+        assert reference.files == bundle.files, "the incremental compiler must give compile_bundle's bytes"
+        # The full publish to compare with: whichever compile was faster, plus the first push.
+        full = min(full, full - compiled + reference_seconds)
         one: list[tuple[float, float]] = []
         for step in range(changes):
-            # Approving one grant: a new host for an existing workload.
-            records = [*records, replace(records[step * 97], id=count + step + 1, host=f"new{step}.vendor.example")]
+            # Approving one grant: a new host for an existing workload; the clock moves on.
+            now += timedelta(seconds=1)
+            grant = replace(records[step * 97 + 1], id=count + step + 1, host=f"new{step}.vendor.example")
+            records = {**records, grant.id: grant}
             started = time.perf_counter()
-            previous, bundle = bundle, compile_bundle(records, now=now, cache=cache)
+            previous, bundle = bundle, compiler.compile(records, now=now)
             compile_seconds = time.perf_counter() - started
             result = repository.publish(bundle, trigger="bench: one grant")
             one.append((compile_seconds, time.perf_counter() - started))
             assert result.status == "published" and len(result.added) == 1
+        assert compiler.full_compiles == 1
+        assert compile_bundle(records.values(), now=now).files == bundle.files
         repo = pygit2.Repository(str(Path(tmp) / "work"))
         head = repo.references[repository.remote_ref].peel(pygit2.Commit)
         changed = {p: bundle.files[p] for p, sha in bundle.digests.items() if previous.digests.get(p) != sha}
@@ -230,18 +246,20 @@ def bench_publish(count: int = 100_000, changes: int = 5) -> None:
         assert str(libgit2_tree) == str(head.tree.id)
         assert plumbing_tree == str(head.tree.id), "git plumbing and pygit2 must build the same tree"
         started = time.perf_counter()
+        # The safety net: a compile from nothing and a fresh clone compare every file.
         rebuilt = PolicyRepository(url=f"{tmp}/policy.git", work_dir=Path(tmp) / "fresh").publish(
-            bundle, trigger="bench: full rebuild", refresh=True
+            IncrementalCompiler().compile(records, now=now), trigger="bench: full rebuild", refresh=True
         )
         rebuild = time.perf_counter() - started
-    median = sorted(one)[len(one) // 2]
+    median = sorted(one, key=lambda pair: pair[1])[len(one) // 2]
     print(
-        f"publish at {count:,} grants: full {full:.2f} s (compile {compiled:.2f} s, {len(bundle.files):,} files); "
-        f"one changed grant {median[1]:.2f} s median of {changes} (compile {median[0]:.2f} s, "
-        f"{len(changed)} files written), {median[1] / full:.3f} of the full publish; "
-        f"full rebuild in a fresh cache {rebuild:.2f} s ({rebuilt.status}: byte-identical tree); "
-        f"building that one-grant tree: pygit2 {libgit2 * 1000:.0f} ms, git plumbing {plumbing * 1000:.0f} ms "
-        f"(target: one grant <= 1 s and <= 1/20 of the full publish)"
+        f"publish at {count:,} grants: full {full:.2f} s (the faster compile plus the first push; incremental "
+        f"compile from nothing {compiled:.2f} s, compile_bundle {reference_seconds:.2f} s (first in the process), "
+        f"same bytes; {len(bundle.files):,} files); one changed grant "
+        f"{median[1]:.2f} s median of {changes} (compile {median[0]:.3f} s, {len(changed)} files written), "
+        f"{median[1] / full:.3f} of the full publish; full rebuild from nothing in a fresh clone {rebuild:.2f} s "
+        f"({rebuilt.status}: byte-identical tree); building that one-grant tree: pygit2 {libgit2 * 1000:.0f} ms, "
+        f"git plumbing {plumbing * 1000:.0f} ms (target: one grant <= 1 s and <= 1/20 of the full publish)"
     )
 
 
@@ -371,11 +389,16 @@ def bench_publish_from_database(count: int = 100_000, changes: int = 3) -> None:
             publication = publish_bundle(trigger="bench: one grant")
             one.append(time.perf_counter() - started)
             assert publication.status == "published" and publication.added == 1
+        started = time.perf_counter()
+        # The five-minute safety net: read everything, compile from nothing, compare every file.
+        refreshed = publish_bundle(trigger="bench: refresh", refresh=True)
+        refresh = time.perf_counter() - started
     print(
         f"publish_bundle from PostgreSQL at {count:,} grants: full {full:.2f} s; one new grant "
         f"{statistics.median(one):.2f} s median of {changes} (a full read of the {count:,} open grants takes "
-        f"{read:.2f} s; a publish reads their ids and the new rows), {statistics.median(one) / full:.3f} of "
-        f"the full publish (target <= 1 s, <= 1/20)"
+        f"{read:.2f} s; a publish reads their ids and the new rows, and compiles what changed), "
+        f"{statistics.median(one) / full:.3f} of the full publish; refresh (full read, compile from nothing) "
+        f"{refresh:.2f} s ({refreshed.status}) (target <= 1 s, <= 1/20)"
     )
 
 

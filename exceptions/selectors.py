@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connections
 from django.db.models import Count, Max, Q, QuerySet, Sum
 
 from audit.models import AuditEvent
@@ -78,8 +79,16 @@ def open_grants_fingerprint(*, now: datetime) -> tuple[int, int, int]:
 
 
 def open_grant_ids() -> list[int]:
-    """The ids of the open grants: what changed since the last read, cheaply (publishing)."""
-    return list(open_grants().order_by("id").values_list("id", flat=True))
+    """The ids of the open grants: what changed since the last read, cheaply (publishing).
+
+    The queryset's own SQL through a plain cursor: at 100,000 grants Django's
+    row iterator costs several times the query.
+    """
+    ids = open_grants().order_by("id").values_list("id", flat=True)
+    sql, params = ids.query.sql_with_params()
+    with connections[ids.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
 
 
 def service_cidrs(service: str, ranges: dict[str, ProviderRangeSet]) -> tuple[str, ...]:

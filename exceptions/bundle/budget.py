@@ -15,11 +15,11 @@ same leaves.
 from __future__ import annotations
 
 import hashlib
-from bisect import bisect_left
-from collections.abc import Callable, Hashable, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from functools import lru_cache
 from itertools import accumulate
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T", bound=Hashable)
 
@@ -106,3 +106,139 @@ def fit(
 
     visit(0, len(ordered), "")
     return out
+
+
+class SortedItems(Generic[T]):
+    """A group's items in key order, changed one at a time, remembering the keys that changed.
+
+    ``refit`` re-splits such a group looking only at the trie nodes holding a
+    changed key: the parts elsewhere are the ones ``fit`` would make again.
+    """
+
+    def __init__(self, key: Callable[[T], int]) -> None:
+        self.key = key
+        self.keys: list[int] = []
+        self.items: list[T] = []
+        self.changed: set[int] = set()
+        self.parts: list[tuple[str, bytes]] = []  # the last refit, in prefix order
+        self._pending: list[tuple[int, T]] = []
+
+    @classmethod
+    def of(cls, key: Callable[[T], int], items: Iterable[T]) -> SortedItems[T]:
+        """A new group of ``items`` (never split yet, so nothing counts as changed)."""
+        group = cls(key)
+        keyed = sorted([(key(item), item) for item in items], key=_first)
+        group.keys = [k for k, _ in keyed]
+        group.items = [item for _, item in keyed]
+        return group
+
+    def __len__(self) -> int:
+        return len(self.items) + len(self._pending)
+
+    def add(self, item: T) -> None:
+        key = self.key(item)
+        self._pending.append((key, item))
+        self.changed.add(key)
+
+    def sort(self) -> None:
+        """Place the added items: one by one when few, else one sort (a group built from nothing)."""
+        pending, self._pending = self._pending, []
+        if len(pending) * 8 < len(self.items):
+            for key, item in pending:
+                at = bisect_right(self.keys, key)
+                self.keys.insert(at, key)
+                self.items.insert(at, item)
+            return
+        merged = sorted([*zip(self.keys, self.items, strict=True), *pending], key=_first)
+        self.keys = [key for key, _ in merged]
+        self.items = [item for _, item in merged]
+
+    def remove(self, item: T) -> None:
+        self.sort()
+        key = self.key(item)
+        at = bisect_left(self.keys, key)
+        while self.items[at] != item:
+            at += 1
+        del self.keys[at]
+        del self.items[at]
+        self.changed.add(key)
+
+
+def refit(
+    group: SortedItems[T],
+    *,
+    render: Callable[[Sequence[T], str], bytes],
+    budget: int,
+    size: Callable[[T], int] | None = None,
+    allowed: Callable[[Sequence[T]], bool] | None = None,
+    memo: Memo | None = None,
+    context: Hashable = None,
+) -> list[tuple[str, bytes]]:
+    """``fit(group.items, ...)`` from the group's last parts and the keys changed since.
+
+    A trie node without a changed key holds the items it held last time, so it
+    splits as it did then: its parts are reused. Only the nodes on the paths to
+    the changed keys are decided again, exactly as ``fit`` decides them.
+    """
+    group.sort()
+    keys, items = group.keys, group.items
+    changed = sorted(group.changed)
+    previous = group.parts
+    prefixes = [prefix for prefix, _ in previous]
+    out: list[tuple[str, bytes]] = []
+
+    def emit(part: Sequence[T], prefix: str) -> bytes:
+        if memo is None:
+            return render(part, prefix)
+        return memo((context, prefix, tuple(part)), lambda: render(part, prefix))
+
+    def fits(lo: int, hi: int, prefix: str) -> bool:
+        part = items[lo:hi]
+        if allowed is not None and not allowed(part):
+            return False
+        if size is not None:
+            floor = 0
+            for item in part:
+                floor += size(item)
+                if floor > budget:
+                    return False
+        data = emit(part, prefix)
+        if len(data) <= budget:
+            out.append((prefix, data))
+            return True
+        if hi - lo == 1 or len(prefix) >= KEY_BITS:
+            raise ObjectTooLarge(
+                f"an object of {len(data):,} bytes cannot be split under the {budget:,}-byte budget; "
+                "raise EGRESS_BUNDLE_MAX_OBJECT_BYTES"
+            )
+        return False
+
+    def visit(lo: int, hi: int, prefix: str) -> None:
+        depth = len(prefix)
+        base = (int(prefix, 2) if prefix else 0) << (KEY_BITS - depth)
+        start = bisect_left(changed, base)
+        if start == len(changed) or changed[start] >= base + (1 << (KEY_BITS - depth)):
+            # Leaves are prefix-free, so "0" < "00" < "01" < "1": the node's parts are one run.
+            first = bisect_left(prefixes, prefix)
+            last = bisect_left(prefixes, prefix + "2", first)
+            if last > first:
+                out.extend(previous[first:last])
+                return
+        if fits(lo, hi, prefix):
+            return
+        if depth >= KEY_BITS:
+            raise ObjectTooLarge(f"{hi - lo:,} items share one 64-bit key and cannot be split")
+        upper = base + (1 << (KEY_BITS - 1 - depth))
+        mid = bisect_left(keys, upper, lo, hi)
+        if lo < mid:
+            visit(lo, mid, prefix + "0")
+        if mid < hi:
+            visit(mid, hi, prefix + "1")
+
+    visit(0, len(items), "")
+    group.parts, group.changed = out, set()
+    return out
+
+
+def _first(pair: tuple[int, object]) -> int:
+    return pair[0]

@@ -149,39 +149,30 @@ def _key(destination: Destination) -> int:
     return item_key(destination[2], destination[0], destination[1])
 
 
-def emit(
-    records: Sequence[GrantRecord], options: BundleOptions, memo: Memo | None = None
-) -> tuple[dict[str, bytes], list[str]]:
-    """Files by path, and the identities skipped because they are not Kubernetes workloads."""
-    workloads: dict[tuple[str, str, str], list[GrantRecord]] = defaultdict(list)
-    ranges: dict[tuple[str, str, str], set[Destination]] = defaultdict(set)
-    skipped: set[str] = set()
-    for record in records:
-        if record.is_provider_service:
-            if not record.is_kubernetes:
-                skipped.add(record.identity)
-            elif not record.cidrs:
-                skipped.add(f"{record.identity} {record.service} (no ranges loaded for the service yet)")
-            else:
-                key = (record.team, record.namespace, record.service_account)
-                ranges[key].update((record.port, record.protocol, cidr) for cidr in record.cidrs)
-        elif record.is_kubernetes:
-            workloads[(record.team, record.namespace, record.service_account)].append(record)
-        else:
-            skipped.add(record.identity)
-    files: dict[str, bytes] = {}
+RANGES = "ranges"  # the kind of a workload's provider-range policy ("" for its names)
 
-    def place(kind: str, items: Sequence[Destination], team: str, namespace: str, sa: str) -> None:
-        """Render a workload's policy (or its parts under the budget) into ``files``."""
 
-        def name(prefix: str) -> str:
-            return resource_name("egress", sa, *([kind] if kind else []), *([prefix] if prefix else []))
+def workload_files(
+    kind: str,
+    items: Sequence[Destination],
+    team: str,
+    namespace: str,
+    sa: str,
+    options: BundleOptions,
+    memo: Memo | None = None,
+) -> list[tuple[str, bytes]]:
+    """One workload's policy (or its parts under the budget) as ``[(path, bytes)]``."""
 
-        def render(part: Sequence[Destination], prefix: str) -> bytes:
-            if kind:
-                return to_yaml(range_policy(namespace, sa, part, options, name=name(prefix)))
-            return policy_yaml(namespace, sa, part, options, name=name(prefix))
+    def name(prefix: str) -> str:
+        return resource_name("egress", sa, *([kind] if kind else []), *([prefix] if prefix else []))
 
+    def render(part: Sequence[Destination], prefix: str) -> bytes:
+        if kind:
+            return to_yaml(range_policy(namespace, sa, part, options, name=name(prefix)))
+        return policy_yaml(namespace, sa, part, options, name=name(prefix))
+
+    return [
+        (f"{team_root(team)}cilium/{namespace}/{name(prefix)}.yaml", data)
         for prefix, data in fit(
             items,
             key=_key,
@@ -190,11 +181,45 @@ def emit(
             size=_size,
             memo=memo,
             context=("cilium", kind, namespace, sa, options),
-        ):
-            files[f"{team_root(team)}cilium/{namespace}/{name(prefix)}.yaml"] = data
+        )
+    ]
 
+
+def unsupported(record: GrantRecord) -> str:
+    """Why Cilium cannot carry this grant ("" when it can)."""
+    if not record.is_kubernetes:
+        return record.identity
+    if record.is_provider_service and not record.cidrs:
+        return f"{record.identity} {record.service} (no ranges loaded for the service yet)"
+    return ""
+
+
+def workload(record: GrantRecord) -> tuple[str, str, str]:
+    return (record.team, record.namespace, record.service_account)
+
+
+def range_items(record: GrantRecord) -> list[Destination]:
+    return [(record.port, record.protocol, cidr) for cidr in record.cidrs]
+
+
+def emit(
+    records: Sequence[GrantRecord], options: BundleOptions, memo: Memo | None = None
+) -> tuple[dict[str, bytes], list[str]]:
+    """Files by path, and the identities skipped because they are not Kubernetes workloads."""
+    workloads: dict[tuple[str, str, str], list[GrantRecord]] = defaultdict(list)
+    ranges: dict[tuple[str, str, str], set[Destination]] = defaultdict(set)
+    skipped: set[str] = set()
+    for record in records:
+        reason = unsupported(record)
+        if reason:
+            skipped.add(reason)
+        elif record.is_provider_service:
+            ranges[workload(record)].update(range_items(record))
+        else:
+            workloads[workload(record)].append(record)
+    files: dict[str, bytes] = {}
     for (team, namespace, sa), grants in sorted(workloads.items()):
-        place("", destinations(grants), team, namespace, sa)
+        files.update(workload_files("", destinations(grants), team, namespace, sa, options, memo))
     for (team, namespace, sa), cidrs in sorted(ranges.items()):
-        place("ranges", sorted(cidrs), team, namespace, sa)
+        files.update(workload_files(RANGES, sorted(cidrs), team, namespace, sa, options, memo))
     return files, sorted(skipped)

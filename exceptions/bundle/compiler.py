@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -36,7 +36,7 @@ class Bundle:
     # SHA-256 of every file, MANIFEST.json included: what changed since another bundle.
     digests: Mapping[str, str] = field(default_factory=dict)
     # The open grants compiled in, by id (for the commit message's added/removed).
-    records: tuple[GrantRecord, ...] = ()
+    records: Mapping[int, GrantRecord] = field(default_factory=dict)
 
     def opa_files(self) -> dict[str, bytes]:
         """The OPA bundle's own files, relative to its root."""
@@ -85,16 +85,61 @@ def _compile(
     records: Iterable[GrantRecord], *, now: datetime, options: BundleOptions, cache: CompileCache | None
 ) -> Bundle:
     memo = cache.memo if cache is not None else None
-    hexdigest = cache.digest if cache is not None else digest
     open_records = sorted((r for r in records if r.expires_at > now), key=lambda r: r.id)
     valid_now = [r for r in open_records if r.valid_from <= now]
-    files: dict[str, bytes] = {}
-    files.update(opa.emit(open_records, memo))
     cilium_files, cilium_skipped = cilium.emit(valid_now, options, memo)
     istio_files, istio_skipped = istio.emit(valid_now, options, memo)
-    files.update(cilium_files)
-    files.update(istio_files)
-    files.update(owners.team_files(open_records, options))
+    team_grants: dict[str, int] = {}
+    team_workloads: dict[str, set[str]] = {}
+    for record in open_records:
+        if record.team:
+            team_grants[record.team] = team_grants.get(record.team, 0) + 1
+            team_workloads.setdefault(record.team, set()).add(record.identity)
+    return assemble(
+        Parts(
+            opa=opa.emit(open_records, memo),
+            cilium=cilium_files,
+            istio=istio_files,
+            skipped={"cilium": cilium_skipped, "istio": istio_skipped},
+            grants=len(open_records),
+            valid_now=len(valid_now),
+            identities=len({r.identity for r in open_records}),
+            team_grants=team_grants,
+            team_workloads={team: len(identities) for team, identities in team_workloads.items()},
+            records={r.id: r for r in open_records},
+        ),
+        options,
+        cache.digest if cache is not None else digest,
+    )
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the emitters made of the open grants, before the manifest binds them together."""
+
+    opa: Mapping[str, bytes]
+    cilium: Mapping[str, bytes]
+    istio: Mapping[str, bytes]
+    skipped: Mapping[str, list[str]]
+    grants: int
+    valid_now: int
+    identities: int
+    team_grants: Mapping[str, int]  # open grants per team
+    team_workloads: Mapping[str, int]  # identities with an open grant per team
+    records: Mapping[int, GrantRecord]
+
+
+def assemble(parts: Parts, options: BundleOptions, hexdigest: Callable[[bytes], str] = digest) -> Bundle:
+    """The bundle from its parts: team files, digests, the revision, both manifests.
+
+    Shared by the full compile and the incremental one (``incremental.py``), so
+    the two agree on everything but how the parts were found.
+    """
+    files: dict[str, bytes] = {}
+    files.update(parts.opa)
+    files.update(parts.cilium)
+    files.update(parts.istio)
+    files.update(owners.files_for(parts.team_grants, options))
     digests = {path: hexdigest(data) for path, data in files.items()}
     content = hashlib.sha256()
     for path in sorted(files):
@@ -105,18 +150,18 @@ def _compile(
     manifest = {
         "revision": revision,
         "counts": {
-            "grants": len(open_records),
-            "grants_valid_now": len(valid_now),
-            "identities": len({r.identity for r in open_records}),
-            "cilium_policies": len(cilium_files),
-            "istio_service_entries": sum(path.startswith("istio/serviceentries/") for path in istio_files),
-            "istio_authorization_policies": sum("/authorizationpolicies/" in path for path in istio_files),
+            "grants": parts.grants,
+            "grants_valid_now": parts.valid_now,
+            "identities": parts.identities,
+            "cilium_policies": len(parts.cilium),
+            "istio_service_entries": sum(path.startswith("istio/serviceentries/") for path in parts.istio),
+            "istio_authorization_policies": sum("/authorizationpolicies/" in path for path in parts.istio),
             "largest_object_bytes": max(
                 (len(data) for path, data in files.items() if path.endswith(".yaml")), default=0
             ),
         },
-        "skipped": {"cilium": cilium_skipped, "istio": istio_skipped},
-        "teams": owners.team_counts(open_records, files),
+        "skipped": parts.skipped,
+        "teams": owners.counted(parts.team_grants, parts.team_workloads, files),
         "provider_ranges": {
             provider: {"sync_token": token, "published": published}
             for provider, token, published in sorted(options.provider_ranges)
@@ -128,7 +173,7 @@ def _compile(
     return Bundle(
         files=dict(sorted(files.items())),
         revision=revision,
-        grant_count=len(open_records),
+        grant_count=parts.grants,
         digests=digests,
-        records=tuple(open_records),
+        records=parts.records,
     )

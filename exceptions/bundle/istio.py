@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
-from exceptions.bundle.budget import Memo, fit, item_key
+from exceptions.bundle.budget import Memo, SortedItems, fit, item_key, refit
 from exceptions.bundle.kubernetes import quote, resource_name, team_root, to_yaml
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
@@ -155,7 +156,7 @@ def _rule_size(rule: Rule) -> int:
     return len(rule[2]) + 8
 
 
-def _rule_key(rule: Rule) -> int:
+def rule_key(rule: Rule) -> int:
     # The principal leads the key: a workload's rules stay together until it alone is too large.
     return (item_key(rule[0]) & ~0xFFFFFFFFFF) | (item_key(rule[1], rule[2]) & 0xFFFFFFFFFF)
 
@@ -168,70 +169,141 @@ def _few_rules(rules: Sequence[Rule]) -> bool:
     return len(rules) <= MAX_RULES or len({(name, port) for name, port, _ in rules}) <= MAX_RULES
 
 
-def emit(
-    records: Sequence[GrantRecord], options: BundleOptions, memo: Memo | None = None
-) -> tuple[dict[str, bytes], list[str]]:
-    hosts: dict[str, set[tuple[int, bool]]] = defaultdict(set)
-    rules: dict[tuple[str, str], set[Rule]] = defaultdict(set)
-    skipped: set[str] = set()
-    sources: dict[tuple[str, str, str], tuple[str | None, tuple[str, str]]] = {}
-    for record in records:
-        if record.is_provider_service:
-            skipped.add(f"{record.identity} {record.service} (a provider service: Istio egress here is by name)")
-            continue
-        if record.protocol not in SUPPORTED:
-            skipped.add(f"{record.identity} {record.host}:{record.port}/{record.protocol} (Istio has no UDP egress)")
-            continue
-        # A workload's grants share its principal and policy group: work them out once.
-        source = sources.get((record.identity, record.team, record.namespace))
-        if source is None:
-            name = principal(record.identity)
-            group = (record.team, source_namespace(record, name)) if name is not None else ("", "")
-            source = sources[(record.identity, record.team, record.namespace)] = (name, group)
-        name, group = source
-        if name is None:
-            skipped.add(f"{record.identity} (not a SPIFFE identity)")
-        else:
-            rules[group].add((name, record.port, record.host))
-        hosts[record.host].add((record.port, record.tls_required))
+def service_entry_files(
+    wildcard: bool,
+    ports: Ports,
+    members: Sequence[str] | SortedItems[str],
+    options: BundleOptions,
+    memo: Memo | None = None,
+) -> list[tuple[str, bytes]]:
+    """The ServiceEntries of one group of hosts (same resolution, same ports), under the budget.
+
+    ``members`` kept as ``SortedItems`` (keyed by ``item_key``) are split again only where they changed.
+    """
+
+    def entry(part: Sequence[str], prefix: str) -> bytes:
+        return service_entry_yaml(part, ports, options, name=service_entry_name(wildcard, ports, prefix))
+
+    context = ("serviceentry", wildcard, ports, options)
     budget = options.max_object_bytes
-    groups: dict[tuple[bool, Ports], list[str]] = defaultdict(list)
-    for host, host_ports in hosts.items():
-        signature = tuple(host_ports) if len(host_ports) == 1 else tuple(sorted(host_ports))
-        groups[(host.startswith("*."), signature)].append(host)
-    files: dict[str, bytes] = {}
-    for (wildcard, ports), members in sorted(groups.items()):
-
-        def entry(part: Sequence[str], prefix: str, wildcard: bool = wildcard, ports: Ports = ports) -> bytes:
-            return service_entry_yaml(part, ports, options, name=service_entry_name(wildcard, ports, prefix))
-
-        for prefix, data in fit(
-            members,  # fit orders them by key; the rendering sorts the hosts
+    # fit orders the hosts by key; the rendering sorts them
+    parts = (
+        refit(members, render=entry, budget=budget, size=_host_size, allowed=_few_hosts, memo=memo, context=context)
+        if isinstance(members, SortedItems)
+        else fit(
+            members,
             key=item_key,
             render=entry,
             budget=budget,
             size=_host_size,
             allowed=_few_hosts,
             memo=memo,
-            context=("serviceentry", wildcard, ports, options),
-        ):
-            files[f"istio/serviceentries/{service_entry_name(wildcard, ports, prefix)}.yaml"] = data
-    files[ANCHOR] = to_yaml(authorization_policy([], options, name="egress-portal-allow"))
-    for (team, namespace), namespace_rules in sorted(rules.items()):
+            context=context,
+        )
+    )
+    return [
+        (f"istio/serviceentries/{service_entry_name(wildcard, ports, prefix)}.yaml", data) for prefix, data in parts
+    ]
 
-        def allow(part: Sequence[Rule], prefix: str, namespace: str = namespace, team: str = team) -> bytes:
-            return to_yaml(authorization_policy(part, options, name=policy_name(namespace, prefix, team)))
 
-        for prefix, data in fit(
-            sorted(namespace_rules),
-            key=_rule_key,
+@lru_cache(maxsize=8)
+def anchor(options: BundleOptions) -> bytes:
+    return to_yaml(authorization_policy([], options, name="egress-portal-allow"))
+
+
+def authorization_files(
+    team: str,
+    namespace: str,
+    rules: Sequence[Rule] | SortedItems[Rule],
+    options: BundleOptions,
+    memo: Memo | None = None,
+) -> list[tuple[str, bytes]]:
+    """The AuthorizationPolicies of one source namespace, under the budget.
+
+    ``rules`` kept as ``SortedItems`` (keyed by ``rule_key``) are split again only where they changed.
+    """
+
+    def allow(part: Sequence[Rule], prefix: str) -> bytes:
+        return to_yaml(authorization_policy(part, options, name=policy_name(namespace, prefix, team)))
+
+    context = ("authorizationpolicy", team, namespace, options)
+    budget = options.max_object_bytes
+    parts = (
+        refit(rules, render=allow, budget=budget, size=_rule_size, allowed=_few_rules, memo=memo, context=context)
+        if isinstance(rules, SortedItems)
+        else fit(
+            rules,
+            key=rule_key,
             render=allow,
             budget=budget,
             size=_rule_size,
             allowed=_few_rules,
             memo=memo,
-            context=("authorizationpolicy", team, namespace, options),
-        ):
-            name = policy_name(namespace, prefix, team)
-            files[f"{team_root(team)}istio/authorizationpolicies/{name}.yaml"] = data
+            context=context,
+        )
+    )
+    return [
+        (f"{team_root(team)}istio/authorizationpolicies/{policy_name(namespace, prefix, team)}.yaml", data)
+        for prefix, data in parts
+    ]
+
+
+def signature(host_ports: set[tuple[int, bool]]) -> Ports:
+    return tuple(host_ports) if len(host_ports) == 1 else tuple(sorted(host_ports))
+
+
+Source = tuple[str | None, tuple[str, str]]  # the principal (None: not SPIFFE) and the policy group
+
+
+def unsupported(record: GrantRecord) -> str:
+    """Why Istio cannot carry this grant ("" when it can)."""
+    if record.is_provider_service:
+        return f"{record.identity} {record.service} (a provider service: Istio egress here is by name)"
+    if record.protocol not in SUPPORTED:
+        return f"{record.identity} {record.host}:{record.port}/{record.protocol} (Istio has no UDP egress)"
+    return ""
+
+
+def not_spiffe(record: GrantRecord) -> str:
+    return f"{record.identity} (not a SPIFFE identity)"
+
+
+def source(record: GrantRecord, sources: dict[tuple[str, str, str], Source]) -> Source:
+    """The grant's principal and policy group; ``sources`` remembers them per workload."""
+    key = (record.identity, record.team, record.namespace)
+    found = sources.get(key)
+    if found is None:
+        name = principal(record.identity)
+        group = (record.team, source_namespace(record, name)) if name is not None else ("", "")
+        found = sources[key] = (name, group)
+    return found
+
+
+def emit(
+    records: Sequence[GrantRecord], options: BundleOptions, memo: Memo | None = None
+) -> tuple[dict[str, bytes], list[str]]:
+    hosts: dict[str, set[tuple[int, bool]]] = defaultdict(set)
+    rules: dict[tuple[str, str], set[Rule]] = defaultdict(set)
+    skipped: set[str] = set()
+    sources: dict[tuple[str, str, str], Source] = {}
+    for record in records:
+        reason = unsupported(record)
+        if reason:
+            skipped.add(reason)
+            continue
+        name, group = source(record, sources)
+        if name is None:
+            skipped.add(not_spiffe(record))
+        else:
+            rules[group].add((name, record.port, record.host))
+        hosts[record.host].add((record.port, record.tls_required))
+    groups: dict[tuple[bool, Ports], list[str]] = defaultdict(list)
+    for host, host_ports in hosts.items():
+        groups[(host.startswith("*."), signature(host_ports))].append(host)
+    files: dict[str, bytes] = {}
+    for (wildcard, ports), members in sorted(groups.items()):
+        files.update(service_entry_files(wildcard, ports, members, options, memo))
+    files[ANCHOR] = anchor(options)
+    for (team, namespace), namespace_rules in sorted(rules.items()):
+        files.update(authorization_files(team, namespace, sorted(namespace_rules), options, memo))
     return files, sorted(skipped)

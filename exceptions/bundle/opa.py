@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from exceptions.bundle.budget import Memo, item_key
@@ -360,8 +360,23 @@ def dumps(value: Any) -> bytes:
     return (json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True) + "\n").encode("ascii")
 
 
-def _shard_bytes(records: Sequence[GrantRecord]) -> bytes:
+def shard_bytes(records: Sequence[GrantRecord]) -> bytes:
+    """One shard's ``data.json`` (``records`` sorted by id)."""
     return dumps(shard_document(build_index(records)))
+
+
+def shard_map(identities: Iterable[str]) -> bytes:
+    """``opa/data.json``: which shard holds each identity."""
+    return dumps({ROOT: {"shard": {identity: shard_of(identity) for identity in identities}}})
+
+
+def static_files() -> dict[str, bytes]:
+    """The policy and its unit tests: the same in every bundle."""
+    return {"opa/egress/policy.rego": _POLICY_BYTES, "opa/egress/policy_test.rego": _POLICY_TEST_BYTES}
+
+
+_POLICY_BYTES = POLICY.encode("utf-8")
+_POLICY_TEST_BYTES = POLICY_TEST.encode("utf-8")
 
 
 def emit(records: Sequence[GrantRecord], memo: Memo | None = None) -> dict[str, bytes]:
@@ -373,18 +388,14 @@ def emit(records: Sequence[GrantRecord], memo: Memo | None = None) -> dict[str, 
         if shard is None:
             shard = shard_index[record.identity] = shard_of(record.identity)
         by_shard.setdefault(shard, []).append(record)
-    files = {
-        "opa/egress/policy.rego": POLICY.encode("utf-8"),
-        "opa/egress/policy_test.rego": POLICY_TEST.encode("utf-8"),
-        DATA: dumps({ROOT: {"shard": shard_index}}),
-    }
+    files = {**static_files(), DATA: dumps({ROOT: {"shard": shard_index}})}
     for shard, members in by_shard.items():
         if memo is None:
-            files[shard_path(shard)] = _shard_bytes(members)
+            files[shard_path(shard)] = shard_bytes(members)
         else:
             # Keyed by the shard's records themselves (every field): same records, same bytes.
             key = ("opa-shard", shard, tuple(members))
-            files[shard_path(shard)] = memo(key, lambda members=members: _shard_bytes(members))  # type: ignore[misc]
+            files[shard_path(shard)] = memo(key, lambda members=members: shard_bytes(members))  # type: ignore[misc]
     return files
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 from exceptions.bundle.kubernetes import team_root
-from exceptions.bundle.records import BundleOptions, GrantRecord
+from exceptions.bundle.records import BundleOptions
 
 CODEOWNERS = "CODEOWNERS"
 
@@ -35,23 +34,19 @@ def codeowners(teams: Iterable[str], options: BundleOptions) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def team_counts(records: Sequence[GrantRecord], paths: Iterable[str]) -> dict[str, dict[str, int]]:
-    counts: dict[str, dict[str, Any]] = defaultdict(lambda: {"grants": 0, "workloads": set(), "objects": 0})
-    for record in records:
-        if record.team:
-            entry = counts[record.team]
-            entry["grants"] += 1
-            entry["workloads"].add(record.identity)
+def counted(grants: Mapping[str, int], workloads: Mapping[str, int], paths: Iterable[str]) -> dict[str, dict[str, int]]:
+    """MANIFEST.json's per-team counts from the open grants and workloads per team, and the files."""
+    objects: dict[str, int] = defaultdict(int)
     for path in paths:
         if path.startswith("teams/"):
-            counts[path.split("/", 2)[1]]["objects"] += 1
+            objects[path.split("/", 2)[1]] += 1
     return {
-        team: {"grants": entry["grants"], "workloads": len(entry["workloads"]), "objects": entry["objects"]}
-        for team, entry in sorted(counts.items())
+        team: {"grants": grants.get(team, 0), "workloads": workloads.get(team, 0), "objects": objects.get(team, 0)}
+        for team in sorted(grants.keys() | objects.keys())
     }
 
 
-def team_files(records: Sequence[GrantRecord], options: BundleOptions) -> Mapping[str, bytes]:
+def files_for(teams: Iterable[str], options: BundleOptions) -> Mapping[str, bytes]:
     if not options.security_owner:
         return {}
-    return {CODEOWNERS: codeowners((r.team for r in records if r.team), options)}
+    return {CODEOWNERS: codeowners(teams, options)}

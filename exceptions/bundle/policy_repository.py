@@ -290,9 +290,9 @@ class PolicyRepository:
     ) -> tuple[str, list[GrantSummary], list[GrantSummary]]:
         # Added and removed are counted against what the base commit has, so a
         # commit that failed to push is described again when it goes out.
-        now = {record.id: record for record in bundle.records}
+        now = bundle.records
         if previous is not None:
-            earlier = {record.id: record for record in previous.records}
+            earlier = previous.records
             added = [summary(now[i]) for i in sorted(now.keys() - earlier.keys())]
             removed = [summary(earlier[i]) for i in sorted(earlier.keys() - now.keys())]
         else:

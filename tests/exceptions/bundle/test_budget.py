@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.bundles import grant_records
-from exceptions.bundle.budget import ObjectTooLarge, fit
+from exceptions.bundle.budget import ObjectTooLarge, SortedItems, fit, item_key, refit
 from exceptions.bundle.compiler import compile_bundle
 from exceptions.bundle.records import BundleOptions, GrantRecord
 from tests.exceptions.bundle.fixtures import NOW
@@ -162,3 +165,38 @@ def test_the_cache_renders_only_the_objects_a_change_touches() -> None:
     [(hits, misses)] = counts
     # One OPA shard, one Cilium policy, one ServiceEntry group, one namespace's policy.
     assert misses == 4 and hits > 200
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    start=st.sets(st.text("abcdefgh", min_size=1, max_size=12), max_size=300),
+    steps=st.lists(st.tuples(st.booleans(), st.text("abcdefgh", min_size=1, max_size=12)), max_size=60),
+    budget=st.integers(40, 400),
+)
+def test_refit_splits_a_changing_group_as_fit_splits_it_from_nothing(start: set, steps: list, budget: int) -> None:
+    def render(part: Sequence[str], prefix: str) -> bytes:
+        return f"{prefix}:{','.join(sorted(part))}".encode()
+
+    def fit_from_nothing(items: set[str]) -> list[tuple[str, bytes]]:
+        return fit(
+            sorted(items), key=item_key, render=render, budget=budget + 20, size=len, allowed=lambda p: len(p) < 9
+        )
+
+    group: SortedItems[str] = SortedItems(item_key)
+    items = set(start)
+    for item in items:
+        group.add(item)
+    assert refit(group, render=render, budget=budget + 20, size=len, allowed=lambda p: len(p) < 9) == (
+        fit_from_nothing(items)
+    )
+    for adding, item in steps:
+        if adding and item not in items:
+            items.add(item)
+            group.add(item)
+        elif not adding and item in items:
+            items.remove(item)
+            group.remove(item)
+        else:
+            continue
+        parts = refit(group, render=render, budget=budget + 20, size=len, allowed=lambda p: len(p) < 9)
+        assert parts == fit_from_nothing(items)

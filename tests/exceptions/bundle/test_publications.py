@@ -226,12 +226,12 @@ def test_the_incremental_read_of_open_grants_equals_a_full_read(submit: Any, app
 
     [first] = approve_request(actor=approver, request=submit())
     reader = OpenRecords()
-    assert [r.id for r in reader.read()] == [first.pk]
+    assert list(reader.read()) == [first.pk]
     [second] = approve_request(
         actor=approver, request=submit(destinations=[{"host": "pypi.org", "port": 443, "protocol": "tcp"}])
     )
     revoke_grant(actor=approver, grant=first, reason="No longer needed.")
     incremental = reader.read()
-    assert [r.id for r in incremental] == [second.pk]
-    assert incremental == bundle_records()
-    assert reader.read(refresh=True) == bundle_records()
+    assert list(incremental) == [second.pk]
+    assert list(incremental.values()) == bundle_records()
+    assert list(reader.read(refresh=True).values()) == bundle_records()
