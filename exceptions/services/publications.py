@@ -317,6 +317,8 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                 )
                 # The history of heads follows the bundle (one checkpoint for a burst of publishes).
                 queue_checkpoint(reason=f"publication {publication.pk}")
-                observe_pushed(revision=result.revision, pushed_at=publication.created_at, records=bundle.records)
+                observe_pushed(
+                    revision=result.revision, pushed_at=publication.created_at, records=bundle.records.values()
+                )
         log_publication(publication)
     return publication

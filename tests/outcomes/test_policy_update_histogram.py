@@ -91,7 +91,7 @@ def test_each_approval_is_observed_once_per_stage_across_publishes_and_retried_i
 
     # A retried delivery of the same publish observes nothing again.
     bundle = current_bundle()
-    assert observe_pushed(revision=second.revision, pushed_at=second.created_at, records=bundle.records) == 0
+    assert observe_pushed(revision=second.revision, pushed_at=second.created_at, records=bundle.records.values()) == 0
     assert histogram("pushed") == pushed
 
     # An engine's first decision with the second bundle ends both waits; the batch is retried,
