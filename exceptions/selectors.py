@@ -91,6 +91,42 @@ def open_grant_ids() -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
+# Past this many audit events since the last read, reading every open grant again is cheaper.
+CHANGED_SINCE_LIMIT = 20_000
+
+
+def open_grants_changed_since(seq: int) -> set[int] | None:
+    """Open grants whose own row, request, workload or team has an audit event after ``seq``.
+
+    Every change of a grant's window (rescheduled, shortened, superseded) and of what a
+    bundle record names (a workload's identity, its team) writes an audit event in its
+    transaction, so these are the only cached records that can be stale. None when more
+    than CHANGED_SINCE_LIMIT events were written since: read everything instead.
+    """
+    from audit.models import AuditEvent
+
+    events = list(
+        AuditEvent.objects.filter(seq__gt=seq).values_list("object_type", "object_id")[: CHANGED_SINCE_LIMIT + 1]
+    )
+    if len(events) > CHANGED_SINCE_LIMIT:
+        return None
+    about: dict[str, set[int]] = {}
+    for object_type, object_id in events:
+        if object_id.isascii() and object_id.isdigit():
+            about.setdefault(object_type, set()).add(int(object_id))
+    by_field = {
+        "exceptions.grant": "id__in",
+        "exceptions.exceptionrequest": "request_id__in",
+        "exceptions.workload": "workload_id__in",
+        "exceptions.team": "workload__team_id__in",
+    }
+    changed: set[int] = set()
+    for object_type, lookup in by_field.items():
+        if about.get(object_type):
+            changed.update(open_grants().filter(**{lookup: sorted(about[object_type])}).values_list("id", flat=True))
+    return changed
+
+
 def service_cidrs(service: str, ranges: dict[str, ProviderRangeSet]) -> tuple[str, ...]:
     """The CIDRs of a provider service ("aws:S3/eu-west-1") in the newest range file."""
     provider, _, key = service.partition(":")

@@ -28,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.checkpoints import queue_checkpoint
+from audit.selectors import head_seq
 from audit.services import SYSTEM, record_event
 from egress_portal.locks import named_lock
 from egress_portal.logging import log_publication
@@ -40,7 +41,13 @@ from exceptions.bundle.incremental import IncrementalCompiler
 from exceptions.bundle.policy_repository import PolicyRepository, PublishError, PublishResult
 from exceptions.bundle.records import BundleOptions, GrantRecord, to_ns
 from exceptions.models import BundlePublication
-from exceptions.selectors import bundle_records, latest_provider_ranges, open_grant_ids, service_cidrs
+from exceptions.selectors import (
+    bundle_records,
+    latest_provider_ranges,
+    open_grant_ids,
+    open_grants_changed_since,
+    service_cidrs,
+)
 from outcomes.policy_update import observe_pushed
 
 
@@ -94,23 +101,29 @@ def sign_bundle(bundle: Bundle) -> Bundle:
 class OpenRecords:
     """This process's last read of the open grants, by id.
 
-    A grant's fields do not change while it is open, only whether it is open
-    (revoked, expired), so a publish reads the open grants' ids and only the
-    rows it has not seen; a provider-service grant gets the CIDRs of the
-    newest range file on every read. The refreshing safety net reads
-    everything again (a renamed workload is picked up there).
+    A publish reads the open grants' ids, the rows it has not seen, and the rows
+    whose grant, request, workload or team has an audit event since its last read
+    (a window rescheduled or shortened, a workload renamed: every such change is
+    audited in its transaction). A provider-service grant gets the CIDRs of the
+    newest range file on every read. The refreshing safety net reads everything
+    again (a renamed person, who is not audited, is picked up there).
     """
 
     def __init__(self) -> None:
         self.by_id: dict[int, GrantRecord] = {}
+        self.seq = 0
 
     def read(self, *, refresh: bool = False) -> dict[int, GrantRecord]:
         """The open grants by id."""
-        if refresh or not self.by_id:
+        # Read before any row: a change committed after it has a later number and is read next time.
+        seq = head_seq()
+        changed = None if refresh or not self.by_id else open_grants_changed_since(self.seq)
+        if changed is None:
             self.by_id = {record.id: record for record in bundle_records()}
+            self.seq = seq
             return self.by_id
         ids = open_grant_ids()
-        seen = self.by_id
+        seen = {i: record for i, record in self.by_id.items() if i not in changed} if changed else self.by_id
         missing = [i for i in ids if i not in seen]
         fresh = {record.id: record for record in bundle_records(ids=missing)} if missing else {}
         if len(ids) == len(seen) + len(missing):
@@ -118,6 +131,7 @@ class OpenRecords:
             self.by_id = {**seen, **fresh}
         else:
             self.by_id = {i: record for i in ids if (record := seen.get(i) or fresh.get(i)) is not None}
+        self.seq = seq
         if any(record.service for record in self.by_id.values()):
             ranges = latest_provider_ranges()
             for i, record in self.by_id.items():

@@ -235,3 +235,44 @@ def test_the_incremental_read_of_open_grants_equals_a_full_read(submit: Any, app
     assert list(incremental) == [second.pk]
     assert list(incremental.values()) == bundle_records()
     assert list(reader.read(refresh=True).values()) == bundle_records()
+
+
+@pytest.mark.django_db
+def test_a_shortened_or_renamed_grant_reaches_the_next_publish_without_a_refresh(
+    policy_repo: Path, submit: Any, approver: Any, security_officer: Any
+) -> None:
+    """Open grants' rows can change (shortened, rescheduled, a workload renamed): the incremental
+    read re-reads every row whose grant, request, workload or team was audited since it last read."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from exceptions.bundle.records import rfc3339
+    from exceptions.models import Workload
+    from exceptions.selectors import bundle_records
+    from exceptions.services.grants import shorten_grant
+    from exceptions.services.publications import OpenRecords
+
+    [grant] = approve_request(actor=approver, request=submit())
+    [other] = approve_request(
+        actor=approver, request=submit(destinations=[{"host": "pypi.org", "port": 443, "protocol": "tcp"}])
+    )
+    assert publish_bundle(trigger="test").status == "published"
+    shortened = shorten_grant(
+        actor=security_officer, grant=grant, expires_at=timezone.now() + timedelta(hours=1), reason="Incident."
+    )
+    assert publish_bundle(trigger="test").status == "published"
+    data = remote_data(policy_repo)
+    shard = data["egress"]["grants"][data["egress"]["shard"][grant.identity]]
+    [entry] = shard[grant.identity]["api.partner.example"]
+    assert entry["expires_at"] == rfc3339(shortened.expires_at)
+    # The reader itself: a change that is not audited through a service is not seen, an audited one is.
+    reader = OpenRecords()
+    reader.read()
+    Workload.objects.filter(pk=grant.workload_id).update(name="renamed-quietly")
+    assert reader.read()[grant.pk].workload != "renamed-quietly"
+    shorten_grant(
+        actor=security_officer, grant=other, expires_at=timezone.now() + timedelta(hours=2), reason="Incident."
+    )
+    incremental = reader.read()
+    assert incremental[other.pk] == next(r for r in bundle_records() if r.id == other.pk)
