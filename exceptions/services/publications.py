@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import marshal
+import threading
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -117,7 +118,9 @@ class OpenRecords:
         """The open grants by id."""
         # Read before any row: a change committed after it has a later number and is read next time.
         seq = head_seq()
-        changed = None if refresh or not self.by_id else open_grants_changed_since(self.seq)
+        # A chain that went backwards (a restored database) says nothing about what changed.
+        stale = refresh or not self.by_id or seq < self.seq
+        changed = None if stale else open_grants_changed_since(self.seq)
         if changed is None:
             self.by_id = {record.id: record for record in bundle_records()}
             self.seq = seq
@@ -226,15 +229,29 @@ def content_revision(records: Iterable[GrantRecord], *, now: datetime, options: 
     return digest.hexdigest()
 
 
+# The bundle endpoint's own read of the open grants (web threads, not the publisher's lock):
+# a poll reads the open ids and what changed, not every row.
+_ARCHIVE_RECORDS = OpenRecords()
+_ARCHIVE_LOCK = threading.Lock()
+
+
+def forget_open_records() -> None:
+    """Drop this process's reads of the open grants (the next ones read everything)."""
+    _OPEN_RECORDS.by_id = {}
+    with _ARCHIVE_LOCK:
+        _ARCHIVE_RECORDS.by_id = {}
+
+
 def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:
     """The OPA bundle as (revision, tar.gz), compiled only when its content changed.
 
-    Many OPA agents poll the same portal: reading the open grants is cheap,
-    compiling and compressing them is not, so the archive is cached under the
-    content revision of the grants it is compiled from.
+    Many OPA agents poll the same portal: reading what changed in the open grants
+    is cheap, compiling and compressing them is not, so the archive is cached under
+    the content revision of the grants it is compiled from.
     """
     now = now or timezone.now()
-    records = bundle_records()
+    with _ARCHIVE_LOCK:
+        records = list(_ARCHIVE_RECORDS.read().values())
     options = bundle_options()
     key = f"egress-portal:opa-archive:{content_revision(records, now=now, options=options)}"
     cached = cache.get(key)

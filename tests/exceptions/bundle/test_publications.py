@@ -258,6 +258,9 @@ def test_a_shortened_or_renamed_grant_reaches_the_next_publish_without_a_refresh
         actor=approver, request=submit(destinations=[{"host": "pypi.org", "port": 443, "protocol": "tcp"}])
     )
     assert publish_bundle(trigger="test").status == "published"
+    from exceptions.services.publications import opa_archive
+
+    served, _ = opa_archive()  # the bundle endpoint's own read, now cached in this process
     shortened = shorten_grant(
         actor=security_officer, grant=grant, expires_at=timezone.now() + timedelta(hours=1), reason="Incident."
     )
@@ -266,6 +269,9 @@ def test_a_shortened_or_renamed_grant_reaches_the_next_publish_without_a_refresh
     shard = data["egress"]["grants"][data["egress"]["shard"][grant.identity]]
     [entry] = shard[grant.identity]["api.partner.example"]
     assert entry["expires_at"] == rfc3339(shortened.expires_at)
+    # The bundle endpoint serves the shortened grant too, and the same bytes as the branch.
+    assert opa_archive()[0] != served
+    assert opa_archive()[0] == current_bundle().revision
     # The reader itself: a change that is not audited through a service is not seen, an audited one is.
     reader = OpenRecords()
     reader.read()
