@@ -189,6 +189,8 @@ fast_by_host := data.egress.grants[data.egress.shard[input.identity]][input.iden
 fast_name if {{
 	fast_by_host
 	input.host == host
+	# Only a string is compared: lower() of anything else is an error under strict built-in errors.
+	is_string(input.protocol)
 	input.protocol == protocol
 	indexof(input.host, "*") == -1
 	indexof(input.host, ".") > 0

@@ -192,3 +192,25 @@ def test_addresses_are_decided_by_provider_service_ranges_alike_in_opa_and_the_p
         assert engine.eval_document("egress.decision", request) == expected.as_contract(), host
     both = decide(index, identity=ident, host="3.5.64.9", port=443, protocol="tcp", now_ns=to_ns(now))
     assert both.grant_id == 2
+
+
+def test_odd_protocols_are_denied_with_a_reason_never_an_error() -> None:
+    """The engine runs with strict built-in errors here: a protocol that is not a string
+    (null, a number) on a name the identity has no grant for is a denial, as it was before
+    the fast denials, never an evaluation error. (On a name it has grants for, the general
+    path lower-cases the protocol, an error under strict built-in errors, as before.)"""
+    now = datetime.now(UTC)
+    ident = IDENTITIES[0]
+    day = timedelta(days=1)
+    records = [GrantRecord(1, ident, "api.partner.example", 443, "tcp", now - day, now + day)]
+    engine = engine_for(compile_bundle(records, now=now).files)
+    for protocol in (None, 6, ["tcp"]):
+        request = {"identity": ident, "host": "other.partner.example", "port": 443, "protocol": protocol}
+        decision = engine.eval_document("egress.decision", request)
+        assert decision == {
+            "allow": False,
+            "reason": f"no grant for {ident} to reach other.partner.example",
+            "grant_id": None,
+            "expires_at": None,
+        }
+        assert engine.eval_document("egress.allow", request) is False
