@@ -12,7 +12,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from audit.selectors import chain_status, event_choices, object_history, recent_events
+from audit.selectors import chain_status, event_choices, head_seq, object_history, recent_events
 from exceptions.access import can_view_audit
 from exceptions.models import Grant, Team
 
@@ -100,9 +100,8 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     paginator = Paginator(events, 50)
     if not form.errors and not any(filters.values()):
         # The whole chain: numbered 1, 2, 3... and never deleted from, so its newest
-        # number is its length (an index probe, where COUNT(*) reads every event).
-        newest = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
-        paginator = ChainPaginator(events, 50, length=newest or 0)
+        # number (the head row) is its length, where COUNT(*) reads every event.
+        paginator = ChainPaginator(events, 50, length=head_seq())
     page = paginator.get_page(request.GET.get("page"))
     rows = [(event, object_url(event), history_url(event)) for event in page.object_list]
     return render(

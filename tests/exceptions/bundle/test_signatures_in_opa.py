@@ -9,8 +9,10 @@ bytes for ``.rego`` files, and for ``data.json``/``.manifest`` over OPA's canoni
 (objects with sorted keys, no whitespace, primitives as Go's encoder writes them with
 HTML escaping off). ``json.marshal`` is Go's encoder with sorted keys but HTML escaping
 on; the policy undoes exactly the ``\\u003c``/``\\u003e``/``\\u0026`` escapes, token by
-token, so the Rego hash is OPA's byte for byte (checked below against the portal's
-signer on documents with those characters, U+2028, numbers as written and escapes).
+token, so the Rego hash follows OPA's hash walk as written (checked below against the
+portal's signer on documents with those characters, U+2028, numbers as written and
+escapes). It is a verifier written after OPA's source, run in the real engine, not
+OPA's own bundle loader (that needs the ``opa`` binary).
 Nothing is computed in Python: the engine gets the files' text and the public key.
 """
 
