@@ -17,7 +17,6 @@ from django.db import connection
 from django.db.models import Max
 
 from egress_portal.traffic.models import BundleRevisionSeen
-from exceptions.bundle.records import GrantRecord
 from exceptions.models import BundlePublication, ExceptionRequest
 from outcomes.models import PolicyUpdate, PolicyUpdateBucket, PolicyUpdateStage
 from outcomes.selectors import APPROVED_STATUSES
@@ -78,23 +77,16 @@ def _observe_engine(*, pushed_until: datetime, seen: datetime, decided_by: datet
     return [_engine_seconds(decided_at, seen) for _, decided_at in due]
 
 
-def observe_pushed(*, revision: str, pushed_at: datetime, records: Iterable[GrantRecord]) -> int:
-    """The publish that pushed a commit of ``records`` calls this in its transaction: the
-    approvals it carries for the first time are observed (pushed). Returns how many."""
+def observe_pushed(*, revision: str, pushed_at: datetime, request_ids: Iterable[int]) -> int:
+    """The publish that pushed a commit calls this in its transaction with the requests of the
+    grants that commit carries and the previous one did not (``PublishResult.added``): their
+    approvals are observed (pushed). Returns how many.
+
+    The publisher's own difference, not a time filter: an approval that took its time before a
+    publish began but committed after that publish read the grants is in the next commit's
+    difference, whatever its times say."""
     horizon = pushed_at - HORIZON
-    # The previous commit carried (and observed) every approval decided before it began, so only
-    # grants approved since can be new; a grant starts no earlier than its approval, so its start
-    # bounds them without reading every open grant's request at each publish.
-    previous = (
-        BundlePublication.objects.filter(status=BundlePublication.Status.PUBLISHED, created_at__lt=pushed_at)
-        .order_by("-created_at")
-        .values_list("created_at", "duration_ms")
-        .first()
-    )
-    since = max(horizon, previous[0] - timedelta(milliseconds=previous[1])) if previous else horizon
-    ids = sorted({r.request_id for r in records if r.request_id and r.valid_from >= since})
-    if not ids:
-        return 0
+    ids = sorted({pk for pk in request_ids if pk})
     adapt = connection.ops.adapt_datetimefield_value
     table = PolicyUpdate._meta.db_table
     new: dict[int, datetime] = {}

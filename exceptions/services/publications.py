@@ -318,7 +318,9 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                 # The history of heads follows the bundle (one checkpoint for a burst of publishes).
                 queue_checkpoint(reason=f"publication {publication.pk}")
                 observe_pushed(
-                    revision=result.revision, pushed_at=publication.created_at, records=bundle.records.values()
+                    revision=result.revision,
+                    pushed_at=publication.created_at,
+                    request_ids=[grant.request_id for grant in result.added],
                 )
         log_publication(publication)
     return publication

@@ -90,8 +90,8 @@ def test_each_approval_is_observed_once_per_stage_across_publishes_and_retried_i
     assert histogram("engine")["count"] == 0
 
     # A retried delivery of the same publish observes nothing again.
-    bundle = current_bundle()
-    assert observe_pushed(revision=second.revision, pushed_at=second.created_at, records=bundle.records.values()) == 0
+    carried = [record.request_id for record in current_bundle().records.values()]
+    assert observe_pushed(revision=second.revision, pushed_at=second.created_at, request_ids=carried) == 0
     assert histogram("pushed") == pushed
 
     # An engine's first decision with the second bundle ends both waits; the batch is retried,
@@ -117,6 +117,25 @@ def test_each_approval_is_observed_once_per_stage_across_publishes_and_retried_i
     assert (engine["count"], engine["le=120.0"], engine["le=3600.0"]) == (3, 2, 3)
     assert observe_engine(first_seen={third.revision: timezone.now()}) == 0
     assert PolicyUpdate.objects.filter(engine_at__isnull=True).count() == 0
+
+
+def test_an_approval_in_progress_when_a_publish_began_is_observed_by_the_next_commit(
+    policy_repo: Path, submit: Any, approver: Any
+) -> None:
+    """B's approval took its time 50 ms before the first publish began but committed after that
+    publish had read the grants: the first commit does not carry B, the second does and observes
+    it, although B's grant started before the first publish."""
+    approve(submit, approver, "a.example", ago=timedelta(0))
+    first = publish_bundle(trigger="test")
+    assert first.status == BundlePublication.Status.PUBLISHED
+    began = first.created_at - timedelta(milliseconds=first.duration_ms)
+    request = submit(destinations=[{"host": "b.example", "port": 443}])
+    approve_request(actor=approver, request=request, now=began - timedelta(milliseconds=50))
+    second = publish_bundle(trigger="test")
+    assert second.status == BundlePublication.Status.PUBLISHED
+    [b] = PolicyUpdate.objects.filter(request_id=request.pk)
+    assert b.pushed_at == second.created_at
+    assert histogram("pushed")["count"] == 2
 
 
 def test_an_engine_that_ran_the_bundle_before_its_commit_ends_the_waits_at_the_commit(
