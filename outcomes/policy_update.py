@@ -10,6 +10,7 @@ nothing; the bucket counters only grow, across scrapes and restarts.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -26,6 +27,26 @@ POLICY_UPDATE_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 864
 # An approval is looked for only this long after it was decided (pushed) or pushed (engine):
 # it keeps each step an index range, and a later observation would be about an outage, not it.
 HORIZON = timedelta(days=30)
+
+
+def _hold_revisions(revisions: Iterable[str]) -> None:
+    """Lock the revisions until the transaction ends (PostgreSQL; SQLite has one writer at a time).
+
+    A publish inserts its BundlePublication and then reads BundleRevisionSeen; ingestion inserts
+    BundleRevisionSeen and then reads BundlePublication. Under READ COMMITTED two such
+    transactions at once would each miss the other's row; each takes this lock between its
+    insert and its read, so whichever comes second reads after the first has committed."""
+    if connection.vendor != "postgresql":
+        return
+    keys = [
+        int.from_bytes(
+            hashlib.blake2b(f"egress-portal:revision:{r}".encode(), digest_size=8).digest(), "big", signed=True
+        )
+        for r in sorted(set(revisions))
+    ]
+    with connection.cursor() as cursor:
+        for key in keys:  # in a fixed order: two batches sharing revisions cannot deadlock
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
 def _le(seconds: float) -> str:
@@ -113,6 +134,7 @@ def observe_pushed(*, revision: str, pushed_at: datetime, request_ids: Iterable[
     # An engine may have run these very bytes before the commit (fetched from the portal's
     # bundle endpoint): its first decision with them ends the wait of every approval they carry.
     # A decision older than an approval was made with an identical older bundle, not with it.
+    _hold_revisions([revision])
     seen = BundleRevisionSeen.objects.filter(revision=revision).values_list("first_seen", flat=True).first()
     if seen is not None:
         _count(PolicyUpdateStage.ENGINE, _observe_engine(pushed_until=pushed_at, seen=seen, decided_by=seen))
@@ -125,6 +147,7 @@ def observe_engine(*, first_seen: dict[str, datetime]) -> int:
     before it and not yet seen in an engine is observed (engine). Returns how many."""
     if not first_seen:
         return 0
+    _hold_revisions(first_seen)
     published = dict(
         BundlePublication.objects.filter(status=BundlePublication.Status.PUBLISHED, revision__in=list(first_seen))
         .values_list("revision")

@@ -215,3 +215,74 @@ def test_concurrent_first_reports_count_each_approval_once(policy_repo: Path, su
     engine = histogram("engine")
     # A waited 400 s and more, B a publish (seconds).
     assert (engine["count"], engine["le=300.0"], engine["le=600.0"]) == (2, 1, 2)
+
+
+def _someone_waits_for_an_advisory_lock() -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        return bool(cursor.fetchone()[0])
+
+
+def _commit_when_waited_for(done: Any) -> None:
+    """Hold the open transaction until another transaction waits for an advisory lock (the fix),
+    or the other side has finished without waiting (the race lost), at most 30 s."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while not done.is_set() and not _someone_waits_for_an_advisory_lock() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("first", ["ingestion", "publish"])
+def test_a_publish_and_the_first_report_of_its_revision_at_once_observe_the_engine_stage(
+    policy_repo: Path, submit: Any, approver: Any, first: str
+) -> None:
+    """The publish that commits a revision and the ingestion of an engine's first decision with
+    it, in overlapping transactions (either one first): the engine stage is observed once."""
+    import threading
+
+    from django.db import connection, transaction
+
+    gateway, _ = create_gateway(actor=SYSTEM, name="gw", kind="istio", environment="staging")
+    request = submit(destinations=[{"host": "b.example", "port": 443}])
+    approve_request(actor=approver, request=request, now=timezone.now() - timedelta(seconds=5))
+    revision, _ = opa_archive()
+    started, finished = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    publications: list[BundlePublication] = []
+
+    def ingest() -> None:
+        ingest_decisions(gateway=gateway, events=[decision("x", at=timezone.now(), revision=revision)])
+
+    def publish() -> None:
+        publications.append(publish_bundle(trigger="test", refresh=True))
+
+    opening, other = (ingest, publish) if first == "ingestion" else (publish, ingest)
+
+    def hold_open() -> None:
+        try:
+            with transaction.atomic():
+                opening()
+                started.set()
+                _commit_when_waited_for(finished)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            started.set()
+            connection.close()
+
+    thread = threading.Thread(target=hold_open)
+    thread.start()
+    assert started.wait(60)
+    other()
+    finished.set()
+    thread.join(60)
+    assert errors == []
+    assert [p.revision for p in publications] == [revision]
+    [row] = PolicyUpdate.objects.filter(request_id=request.pk)
+    assert row.engine_at is not None, "the engine stage was never observed"
+    assert histogram("engine")["count"] == 1
