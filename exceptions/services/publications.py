@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import marshal
 import time
 from array import array
@@ -24,7 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from audit.checkpoints import queue_checkpoint
@@ -42,6 +43,8 @@ from exceptions.bundle.records import BundleOptions, GrantRecord, to_ns
 from exceptions.models import BundlePublication
 from exceptions.selectors import bundle_records, latest_provider_ranges, open_grant_ids, service_cidrs
 from outcomes.policy_update import observe_pushed
+
+logger = logging.getLogger(__name__)
 
 
 def bundle_options() -> BundleOptions:
@@ -317,10 +320,16 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                 )
                 # The history of heads follows the bundle (one checkpoint for a burst of publishes).
                 queue_checkpoint(reason=f"publication {publication.pk}")
-                observe_pushed(
-                    revision=result.revision,
-                    pushed_at=publication.created_at,
-                    request_ids=[grant.request_id for grant in result.added],
-                )
+                # In a savepoint: the pushed commit's row, audit event and webhook must never be
+                # rolled back by a metric (the next publish would say unchanged and never audit it).
+                try:
+                    with transaction.atomic():
+                        observe_pushed(
+                            revision=result.revision,
+                            pushed_at=publication.created_at,
+                            request_ids=[grant.request_id for grant in result.added],
+                        )
+                except DatabaseError:
+                    logger.exception("publication %s: time to policy update not observed", publication.pk)
         log_publication(publication)
     return publication

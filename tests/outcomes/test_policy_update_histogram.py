@@ -138,6 +138,30 @@ def test_an_approval_in_progress_when_a_publish_began_is_observed_by_the_next_co
     assert histogram("pushed")["count"] == 2
 
 
+def test_a_database_error_in_the_observation_keeps_the_publish_and_its_audit(
+    policy_repo: Path, submit: Any, approver: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The histogram's table is gone (dropped inside the test's transaction): the observation
+    fails for real, and the publish still records its row and audit event, logging the error."""
+    from django.db import connection
+
+    from audit.models import AuditEvent
+    from outcomes.models import PolicyUpdateBucket
+
+    approve(submit, approver, "a.example", ago=timedelta(minutes=5))
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP TABLE "{PolicyUpdateBucket._meta.db_table}"')
+    publication = publish_bundle(trigger="test")
+    assert publication.status == BundlePublication.Status.PUBLISHED and publication.commit
+    [event] = AuditEvent.objects.filter(action="bundle.published")
+    assert event.after["commit"] == publication.commit
+    # The observation's savepoint is rolled back whole: no approval marked pushed without its count.
+    assert not PolicyUpdate.objects.exists()
+    assert f"publication {publication.pk}: time to policy update not observed" in caplog.text
+    assert "outcomes_policyupdatebucket" in caplog.text.lower()
+    assert publish_bundle(trigger="test").status == BundlePublication.Status.UNCHANGED
+
+
 def test_an_engine_that_ran_the_bundle_before_its_commit_ends_the_waits_at_the_commit(
     policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
 ) -> None:
