@@ -98,6 +98,28 @@ def _observe_engine(*, pushed_until: datetime, seen: datetime, decided_by: datet
     return [_engine_seconds(decided_at, seen) for _, decided_at in due]
 
 
+def _insert_new(decided: dict[int, datetime], pushed_at: datetime) -> list[int]:
+    """Insert a PolicyUpdate for each approval that has none; returns those inserted."""
+    rows = sorted(decided.items())
+    if connection.vendor != "postgresql":
+        # SQLite has one writer at a time, so looking first cannot race, and it needs no
+        # RETURNING (SQLite 3.35; Django 5.2 supports 3.31).
+        known = set(PolicyUpdate.objects.filter(pk__in=list(decided)).values_list("pk", flat=True))
+        fresh = [PolicyUpdate(request_id=pk, decided_at=at, pushed_at=pushed_at) for pk, at in rows if pk not in known]
+        PolicyUpdate.objects.bulk_create(fresh)
+        return [row.request_id for row in fresh]
+    adapt = connection.ops.adapt_datetimefield_value
+    table = PolicyUpdate._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{table}" ("request_id", "decided_at", "pushed_at") '  # noqa: S608 - fixed table name
+            f"VALUES {', '.join(['(%s, %s, %s)'] * len(rows))} "
+            'ON CONFLICT ("request_id") DO NOTHING RETURNING "request_id"',
+            [value for pk, at in rows for value in (pk, adapt(at), adapt(pushed_at))],
+        )
+        return [pk for (pk,) in cursor.fetchall()]
+
+
 def observe_pushed(*, revision: str, pushed_at: datetime, request_ids: Iterable[int]) -> int:
     """The publish that pushed a commit calls this in its transaction with the requests of the
     grants that commit carries and the previous one did not (``PublishResult.added``): their
@@ -108,28 +130,18 @@ def observe_pushed(*, revision: str, pushed_at: datetime, request_ids: Iterable[
     difference, whatever its times say."""
     horizon = pushed_at - HORIZON
     ids = sorted({pk for pk in request_ids if pk})
-    adapt = connection.ops.adapt_datetimefield_value
-    table = PolicyUpdate._meta.db_table
     new: dict[int, datetime] = {}
-    for start in range(0, len(ids), 1000):
+    for start in range(0, len(ids), 500):
         decided: dict[int, datetime] = {
             pk: at
             for pk, at in ExceptionRequest.objects.filter(
-                pk__in=ids[start : start + 1000], status__in=APPROVED_STATUSES, decided_at__gte=horizon
+                pk__in=ids[start : start + 500], status__in=APPROVED_STATUSES, decided_at__gte=horizon
             ).values_list("pk", "decided_at")
             if at is not None
         }
         if not decided:
             continue
-        rows = sorted(decided.items())
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f'INSERT INTO "{table}" ("request_id", "decided_at", "pushed_at") '  # noqa: S608 - fixed table name
-                f"VALUES {', '.join(['(%s, %s, %s)'] * len(rows))} "
-                'ON CONFLICT ("request_id") DO NOTHING RETURNING "request_id"',
-                [value for pk, at in rows for value in (pk, adapt(at), adapt(pushed_at))],
-            )
-            new.update((pk, decided[pk]) for (pk,) in cursor.fetchall())
+        new.update((pk, decided[pk]) for pk in _insert_new(decided, pushed_at))
     _count(PolicyUpdateStage.PUSHED, [max((pushed_at - at).total_seconds(), 0.0) for at in new.values()])
     # An engine may have run these very bytes before the commit (fetched from the portal's
     # bundle endpoint): its first decision with them ends the wait of every approval they carry.

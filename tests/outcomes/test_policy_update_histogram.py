@@ -310,3 +310,36 @@ def test_a_publish_and_the_first_report_of_its_revision_at_once_observe_the_engi
     [row] = PolicyUpdate.objects.filter(request_id=request.pk)
     assert row.engine_at is not None, "the engine stage was never observed"
     assert histogram("engine")["count"] == 1
+
+
+def test_the_observations_need_no_returning_on_sqlite(
+    policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
+) -> None:
+    """Django 5.2 supports SQLite from 3.31; RETURNING came in 3.35. On SQLite (one writer at a
+    time) the observations look, then insert: each stage is still observed once."""
+    from django.db import connection
+
+    statements: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    approve(submit, approver, "a.example", ago=timedelta(minutes=5))
+    with connection.execute_wrapper(record):
+        publication = publish_bundle(trigger="test")
+        carried = [record.request_id for record in current_bundle().records.values()]
+        assert observe_pushed(revision=publication.revision, pushed_at=publication.created_at, request_ids=carried) == 0
+        for n in range(2):  # the second report of the revision is not a first one
+            ingest_decisions(
+                gateway=gateway, events=[decision(f"d{n}", at=timezone.now(), revision=publication.revision)]
+            )
+    assert (histogram("pushed")["count"], histogram("engine")["count"]) == (1, 1)
+    assert any("bundlerevisionseen" in sql for sql in statements)
+    if connection.vendor == "sqlite":
+        returning = [
+            sql
+            for sql in statements
+            if "RETURNING" in sql.upper() and ("policyupdate" in sql or "bundlerevisionseen" in sql)
+        ]
+        assert returning == []

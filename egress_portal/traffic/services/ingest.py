@@ -539,15 +539,23 @@ def _record_revisions(gateway: EgressGateway, revisions: dict[str, datetime]) ->
     if not revisions:
         return
     rows = sorted(revisions.items())
-    adapt = connection.ops.adapt_datetimefield_value
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'INSERT INTO "{BundleRevisionSeen._meta.db_table}" ("revision", "first_seen", "gateway_id") '  # noqa: S608
-            f"VALUES {', '.join(['(%s, %s, %s)'] * len(rows))} "
-            'ON CONFLICT ("revision") DO NOTHING RETURNING "revision"',
-            [value for r, at in rows for value in (r, adapt(at), gateway.pk)],
+    if connection.vendor == "postgresql":
+        adapt = connection.ops.adapt_datetimefield_value
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'INSERT INTO "{BundleRevisionSeen._meta.db_table}" ("revision", "first_seen", "gateway_id") '  # noqa: S608
+                f"VALUES {', '.join(['(%s, %s, %s)'] * len(rows))} "
+                'ON CONFLICT ("revision") DO NOTHING RETURNING "revision"',
+                [value for r, at in rows for value in (r, adapt(at), gateway.pk)],
+            )
+            first = {row[0] for row in cursor.fetchall()}
+    else:
+        # SQLite: one writer at a time, so look-then-insert cannot race (and RETURNING needs 3.35).
+        known = set(BundleRevisionSeen.objects.filter(pk__in=list(revisions)).values_list("pk", flat=True))
+        first = {r for r, _ in rows if r not in known}
+        BundleRevisionSeen.objects.bulk_create(
+            [BundleRevisionSeen(revision=r, first_seen=at, gateway=gateway) for r, at in rows if r in first]
         )
-        first = {row[0] for row in cursor.fetchall()}
     observe_engine(first_seen={r: at for r, at in rows if r in first})
     for revision, at in rows:
         if revision not in first:
