@@ -83,14 +83,12 @@ def _engine_seconds(decided_at: datetime, seen: datetime) -> float:
     return max((seen - decided_at).total_seconds(), 0.0)
 
 
-def _observe_engine(*, pushed_until: datetime, seen: datetime, decided_by: datetime | None = None) -> list[float]:
-    """Mark the approvals pushed by ``pushed_until`` and not yet seen in an engine as seen at
-    ``seen``; returns their waits."""
+def _observe_engine(*, pushed_until: datetime, seen: datetime, decided_by: datetime) -> list[float]:
+    """Mark the approvals decided by ``decided_by``, pushed by ``pushed_until`` and not yet seen
+    in an engine as seen at ``seen``; returns their waits."""
     waiting = PolicyUpdate.objects.select_for_update().filter(
-        engine_at__isnull=True, pushed_at__lte=pushed_until, pushed_at__gte=seen - HORIZON
+        engine_at__isnull=True, pushed_at__lte=pushed_until, pushed_at__gte=seen - HORIZON, decided_at__lte=decided_by
     )
-    if decided_by is not None:
-        waiting = waiting.filter(decided_at__lte=decided_by)
     # Locked in key order, and a row another batch observed meanwhile drops out of the
     # re-checked condition: each approval is counted once whatever runs beside this.
     due = list(waiting.order_by("pk").values_list("pk", "decided_at"))
@@ -173,7 +171,9 @@ def observe_engine(*, first_seen: dict[str, datetime]) -> int:
         if pushed is None:
             # Not (yet) committed by this portal: the publish that commits it looks here instead.
             continue
-        observed += _observe_engine(pushed_until=pushed, seen=seen)
+        # A decision older than an approval was made with an identical older bundle (or by a
+        # clock behind the portal's), not with it: the approval keeps waiting.
+        observed += _observe_engine(pushed_until=pushed, seen=seen, decided_by=seen)
     _count(PolicyUpdateStage.ENGINE, observed)
     return len(observed)
 

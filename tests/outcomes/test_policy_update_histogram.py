@@ -198,6 +198,20 @@ def test_a_revision_seen_before_an_approval_does_not_end_its_wait(
     assert (histogram("pushed")["count"], histogram("engine")["count"]) == (1, 0)
 
 
+def test_a_decision_before_an_approval_reported_after_its_publish_does_not_end_its_wait(
+    policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
+) -> None:
+    """The same, when the engine's report arrives after the publish: a decision stamped a minute
+    before the approval (an engine's clock behind the portal's, or an identical older bundle)
+    says nothing about the approval."""
+    grant = approve(submit, approver, "a.example", ago=timedelta(minutes=10))
+    publication = publish_bundle(trigger="test")
+    early = decision("early", at=grant.valid_from - timedelta(minutes=1), revision=publication.revision)
+    ingest_decisions(gateway=gateway, events=[early])
+    assert (histogram("pushed")["count"], histogram("engine")["count"]) == (1, 0)
+    assert PolicyUpdate.objects.get().engine_at is None
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_first_reports_count_each_approval_once(policy_repo: Path, submit: Any, approver: Any) -> None:
