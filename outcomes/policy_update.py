@@ -27,6 +27,8 @@ POLICY_UPDATE_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 864
 # An approval is looked for only this long after it was decided (pushed) or pushed (engine):
 # it keeps each step an index range, and a later observation would be about an outage, not it.
 HORIZON = timedelta(days=30)
+# Ids per statement: well under the 999 values SQLite before 3.32 binds at most.
+CHUNK = 500
 
 
 def _hold_revisions(revisions: Iterable[str]) -> None:
@@ -92,7 +94,8 @@ def _observe_engine(*, pushed_until: datetime, seen: datetime, decided_by: datet
     # Locked in key order, and a row another batch observed meanwhile drops out of the
     # re-checked condition: each approval is counted once whatever runs beside this.
     due = list(waiting.order_by("pk").values_list("pk", "decided_at"))
-    PolicyUpdate.objects.filter(pk__in=[pk for pk, _ in due]).update(engine_at=seen)
+    for start in range(0, len(due), CHUNK):
+        PolicyUpdate.objects.filter(pk__in=[pk for pk, _ in due[start : start + CHUNK]]).update(engine_at=seen)
     return [_engine_seconds(decided_at, seen) for _, decided_at in due]
 
 
@@ -129,11 +132,11 @@ def observe_pushed(*, revision: str, pushed_at: datetime, request_ids: Iterable[
     horizon = pushed_at - HORIZON
     ids = sorted({pk for pk in request_ids if pk})
     new: dict[int, datetime] = {}
-    for start in range(0, len(ids), 500):
+    for start in range(0, len(ids), CHUNK):
         decided: dict[int, datetime] = {
             pk: at
             for pk, at in ExceptionRequest.objects.filter(
-                pk__in=ids[start : start + 500], status__in=APPROVED_STATUSES, decided_at__gte=horizon
+                pk__in=ids[start : start + CHUNK], status__in=APPROVED_STATUSES, decided_at__gte=horizon
             ).values_list("pk", "decided_at")
             if at is not None
         }

@@ -212,6 +212,46 @@ def test_a_decision_before_an_approval_reported_after_its_publish_does_not_end_i
     assert PolicyUpdate.objects.get().engine_at is None
 
 
+def test_an_engine_report_ends_more_waits_than_one_statement_may_bind(
+    policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
+) -> None:
+    """1,200 approvals wait for an engine; SQLite before 3.32 binds at most 999 values in a
+    statement (the limit Django assumes for SQLite), set here on the real connection: the first
+    report ends every wait."""
+    import copy
+    import sqlite3
+
+    from django.db import connection
+
+    from exceptions.models import ExceptionRequest
+
+    approve(submit, approver, "a.example", ago=timedelta(minutes=10))
+    publication = publish_bundle(trigger="test")
+    [first] = PolicyUpdate.objects.all()
+    template = ExceptionRequest.objects.get(pk=first.request_id)
+    clones = []
+    for _ in range(1199):
+        clone = copy.copy(template)
+        clone.pk = None
+        clones.append(clone)
+    ExceptionRequest.objects.bulk_create(clones, batch_size=50)
+    PolicyUpdate.objects.bulk_create(
+        PolicyUpdate(request=clone, decided_at=first.decided_at, pushed_at=first.pushed_at) for clone in clones
+    )
+    connection.ensure_connection()
+    if connection.vendor == "sqlite":
+        raw = connection.connection
+        limit = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, connection.features.max_query_params)
+    try:
+        ingest_decisions(gateway=gateway, events=[decision("d", at=timezone.now(), revision=publication.revision)])
+    finally:
+        if connection.vendor == "sqlite":
+            raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+    assert histogram("engine")["count"] == 1200
+    assert not PolicyUpdate.objects.filter(engine_at__isnull=True).exists()
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_first_reports_count_each_approval_once(policy_repo: Path, submit: Any, approver: Any) -> None:
