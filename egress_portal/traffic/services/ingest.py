@@ -619,8 +619,8 @@ def ingest_flows(*, gateway: EgressGateway, records: Iterable[Any], now: datetim
 
 def prune_seen_records(*, now: datetime | None = None) -> int:
     """Forget digests, and the days' distinct flows, older than the window in which records are
-    accepted at all (no record can change those days any more; their snapshots are taken).
-    Returns the rows deleted."""
+    accepted at all: no record can change those days any more, and the snapshot job stopped
+    taking their traffic figures again when they left the window. Returns the rows deleted."""
     cutoff = (now or timezone.now()).date() - timedelta(days=settings.EGRESS_INGEST_DEDUP_DAYS + 1)
     digests, _ = SeenRecord.objects.filter(seen_on__lt=cutoff).delete()
     flows, _ = ObservedFlow.objects.filter(day__lt=cutoff).delete()
