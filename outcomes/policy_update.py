@@ -10,6 +10,7 @@ nothing; the bucket counters only grow, across scrapes and restarts.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -17,7 +18,6 @@ from django.db import connection
 from django.db.models import Max
 
 from egress_portal.traffic.models import BundleRevisionSeen
-from exceptions.bundle.records import GrantRecord
 from exceptions.models import BundlePublication, ExceptionRequest
 from outcomes.models import PolicyUpdate, PolicyUpdateBucket, PolicyUpdateStage
 from outcomes.selectors import APPROVED_STATUSES
@@ -27,6 +27,28 @@ POLICY_UPDATE_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 864
 # An approval is looked for only this long after it was decided (pushed) or pushed (engine):
 # it keeps each step an index range, and a later observation would be about an outage, not it.
 HORIZON = timedelta(days=30)
+# Ids per statement: well under the 999 values SQLite before 3.32 binds at most.
+CHUNK = 500
+
+
+def _hold_revisions(revisions: Iterable[str]) -> None:
+    """Lock the revisions until the transaction ends (PostgreSQL; SQLite has one writer at a time).
+
+    A publish inserts its BundlePublication and then reads BundleRevisionSeen; ingestion inserts
+    BundleRevisionSeen and then reads BundlePublication. Under READ COMMITTED two such
+    transactions at once would each miss the other's row; each takes this lock between its
+    insert and its read, so whichever comes second reads after the first has committed."""
+    if connection.vendor != "postgresql":
+        return
+    keys = [
+        int.from_bytes(
+            hashlib.blake2b(f"egress-portal:revision:{r}".encode(), digest_size=8).digest(), "big", signed=True
+        )
+        for r in sorted(set(revisions))
+    ]
+    with connection.cursor() as cursor:
+        for key in keys:  # in a fixed order: two batches sharing revisions cannot deadlock
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
 def _le(seconds: float) -> str:
@@ -63,64 +85,69 @@ def _engine_seconds(decided_at: datetime, seen: datetime) -> float:
     return max((seen - decided_at).total_seconds(), 0.0)
 
 
-def _observe_engine(*, pushed_until: datetime, seen: datetime, decided_by: datetime | None = None) -> list[float]:
-    """Mark the approvals pushed by ``pushed_until`` and not yet seen in an engine as seen at
-    ``seen``; returns their waits."""
+def _observe_engine(*, pushed_until: datetime, seen: datetime, decided_by: datetime) -> list[float]:
+    """Mark the approvals decided by ``decided_by``, pushed by ``pushed_until`` and not yet seen
+    in an engine as seen at ``seen``; returns their waits."""
     waiting = PolicyUpdate.objects.select_for_update().filter(
-        engine_at__isnull=True, pushed_at__lte=pushed_until, pushed_at__gte=seen - HORIZON
+        engine_at__isnull=True, pushed_at__lte=pushed_until, pushed_at__gte=seen - HORIZON, decided_at__lte=decided_by
     )
-    if decided_by is not None:
-        waiting = waiting.filter(decided_at__lte=decided_by)
     # Locked in key order, and a row another batch observed meanwhile drops out of the
     # re-checked condition: each approval is counted once whatever runs beside this.
     due = list(waiting.order_by("pk").values_list("pk", "decided_at"))
-    PolicyUpdate.objects.filter(pk__in=[pk for pk, _ in due]).update(engine_at=seen)
+    for start in range(0, len(due), CHUNK):
+        PolicyUpdate.objects.filter(pk__in=[pk for pk, _ in due[start : start + CHUNK]]).update(engine_at=seen)
     return [_engine_seconds(decided_at, seen) for _, decided_at in due]
 
 
-def observe_pushed(*, revision: str, pushed_at: datetime, records: Iterable[GrantRecord]) -> int:
-    """The publish that pushed a commit of ``records`` calls this in its transaction: the
-    approvals it carries for the first time are observed (pushed). Returns how many."""
-    horizon = pushed_at - HORIZON
-    # The previous commit carried (and observed) every approval decided before it began, so only
-    # grants approved since can be new; a grant starts no earlier than its approval, so its start
-    # bounds them without reading every open grant's request at each publish.
-    previous = (
-        BundlePublication.objects.filter(status=BundlePublication.Status.PUBLISHED, created_at__lt=pushed_at)
-        .order_by("-created_at")
-        .values_list("created_at", "duration_ms")
-        .first()
-    )
-    since = max(horizon, previous[0] - timedelta(milliseconds=previous[1])) if previous else horizon
-    ids = sorted({r.request_id for r in records if r.request_id and r.valid_from >= since})
-    if not ids:
-        return 0
+def _insert_new(decided: dict[int, datetime], pushed_at: datetime) -> list[int]:
+    """Insert a PolicyUpdate for each approval that has none; returns those inserted."""
+    rows = sorted(decided.items())
+    if connection.vendor != "postgresql":
+        # SQLite has one writer at a time, so looking first cannot race, and it needs no
+        # RETURNING (SQLite 3.35; Django 5.2 supports 3.31).
+        known = set(PolicyUpdate.objects.filter(pk__in=list(decided)).values_list("pk", flat=True))
+        fresh = [PolicyUpdate(request_id=pk, decided_at=at, pushed_at=pushed_at) for pk, at in rows if pk not in known]
+        PolicyUpdate.objects.bulk_create(fresh)
+        return [row.request_id for row in fresh]
     adapt = connection.ops.adapt_datetimefield_value
     table = PolicyUpdate._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{table}" ("request_id", "decided_at", "pushed_at") '  # noqa: S608 - fixed table name
+            f"VALUES {', '.join(['(%s, %s, %s)'] * len(rows))} "
+            'ON CONFLICT ("request_id") DO NOTHING RETURNING "request_id"',
+            [value for pk, at in rows for value in (pk, adapt(at), adapt(pushed_at))],
+        )
+        return [pk for (pk,) in cursor.fetchall()]
+
+
+def observe_pushed(*, revision: str, pushed_at: datetime, request_ids: Iterable[int]) -> int:
+    """The publish that pushed a commit calls this in its transaction with the requests of the
+    grants that commit carries and the previous one did not (``PublishResult.added``): their
+    approvals are observed (pushed). Returns how many.
+
+    The publisher's own difference, not a time filter: an approval that took its time before a
+    publish began but committed after that publish read the grants is in the next commit's
+    difference, whatever its times say."""
+    horizon = pushed_at - HORIZON
+    ids = sorted({pk for pk in request_ids if pk})
     new: dict[int, datetime] = {}
-    for start in range(0, len(ids), 1000):
+    for start in range(0, len(ids), CHUNK):
         decided: dict[int, datetime] = {
             pk: at
             for pk, at in ExceptionRequest.objects.filter(
-                pk__in=ids[start : start + 1000], status__in=APPROVED_STATUSES, decided_at__gte=horizon
+                pk__in=ids[start : start + CHUNK], status__in=APPROVED_STATUSES, decided_at__gte=horizon
             ).values_list("pk", "decided_at")
             if at is not None
         }
         if not decided:
             continue
-        rows = sorted(decided.items())
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f'INSERT INTO "{table}" ("request_id", "decided_at", "pushed_at") '  # noqa: S608 - fixed table name
-                f"VALUES {', '.join(['(%s, %s, %s)'] * len(rows))} "
-                'ON CONFLICT ("request_id") DO NOTHING RETURNING "request_id"',
-                [value for pk, at in rows for value in (pk, adapt(at), adapt(pushed_at))],
-            )
-            new.update((pk, decided[pk]) for (pk,) in cursor.fetchall())
+        new.update((pk, decided[pk]) for pk in _insert_new(decided, pushed_at))
     _count(PolicyUpdateStage.PUSHED, [max((pushed_at - at).total_seconds(), 0.0) for at in new.values()])
     # An engine may have run these very bytes before the commit (fetched from the portal's
     # bundle endpoint): its first decision with them ends the wait of every approval they carry.
     # A decision older than an approval was made with an identical older bundle, not with it.
+    _hold_revisions([revision])
     seen = BundleRevisionSeen.objects.filter(revision=revision).values_list("first_seen", flat=True).first()
     if seen is not None:
         _count(PolicyUpdateStage.ENGINE, _observe_engine(pushed_until=pushed_at, seen=seen, decided_by=seen))
@@ -133,6 +160,7 @@ def observe_engine(*, first_seen: dict[str, datetime]) -> int:
     before it and not yet seen in an engine is observed (engine). Returns how many."""
     if not first_seen:
         return 0
+    _hold_revisions(first_seen)
     published = dict(
         BundlePublication.objects.filter(status=BundlePublication.Status.PUBLISHED, revision__in=list(first_seen))
         .values_list("revision")
@@ -146,7 +174,9 @@ def observe_engine(*, first_seen: dict[str, datetime]) -> int:
         if pushed is None:
             # Not (yet) committed by this portal: the publish that commits it looks here instead.
             continue
-        observed += _observe_engine(pushed_until=pushed, seen=seen)
+        # A decision older than an approval was made with an identical older bundle (or by a
+        # clock behind the portal's), not with it: the approval keeps waiting.
+        observed += _observe_engine(pushed_until=pushed, seen=seen, decided_by=seen)
     _count(PolicyUpdateStage.ENGINE, observed)
     return len(observed)
 

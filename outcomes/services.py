@@ -261,8 +261,32 @@ def _breakglass_values(start: datetime, end: datetime, now: datetime) -> list[Sn
     ]
 
 
+# Figures counted by the day of the records themselves, which may arrive days late.
+LATE_METRICS = (Metric.DENIED_ATTEMPTS, Metric.TRAFFIC_VIA_EGRESS_POINTS, Metric.TRAFFIC_VIA_NODES)
+
+
+def _retake_traffic(day: date, now: datetime) -> list[date]:
+    """Take again the traffic figures of the snapshots before ``day`` that records may still
+    arrive for (gateways upload with minutes of delay, and batches up to
+    EGRESS_INGEST_DEDUP_DAYS old are accepted): a flow reported after midnight, or one a gateway
+    saw after a node observer, reaches its own day. Returns the days taken again."""
+    earliest = (now - timedelta(days=settings.EGRESS_INGEST_DEDUP_DAYS)).astimezone(UTC).date()
+    snapshots = list(SnapshotDay.objects.select_for_update().filter(day__gte=earliest, day__lt=day).order_by("day"))
+    if not snapshots:
+        return []
+    SnapshotValue.objects.filter(snapshot__in=snapshots, metric__in=LATE_METRICS).delete()
+    values = []
+    for snapshot in snapshots:
+        for value in _denied_values(snapshot.day) + _traffic_values(snapshot.day):
+            value.snapshot, value.day = snapshot, snapshot.day
+            values.append(value)
+    SnapshotValue.objects.bulk_create(values, batch_size=1000)
+    return [snapshot.day for snapshot in snapshots]
+
+
 def take_daily_snapshot(*, actor: Actor = SYSTEM, now: datetime | None = None) -> SnapshotDay:
-    """Snapshot today's figures (UTC day of ``now``); again the same day replaces them."""
+    """Snapshot today's figures (UTC day of ``now``); again the same day replaces them. The
+    traffic figures of the earlier days records are still accepted for are taken again."""
     now = now or timezone.now()
     day = now.astimezone(UTC).date()
     start = datetime.combine(day, time.min, tzinfo=UTC)
@@ -285,10 +309,11 @@ def take_daily_snapshot(*, actor: Actor = SYSTEM, now: datetime | None = None) -
             value.snapshot = snapshot
             value.day = day
         SnapshotValue.objects.bulk_create(values, batch_size=1000)
+        retaken = _retake_traffic(day, now)
         record_event(
             actor=actor,
             action="metrics.snapshot_taken",
             obj=snapshot,
-            after={"day": day, "values": len(values), "replaced": not created},
+            after={"day": day, "values": len(values), "replaced": not created, "traffic_retaken": retaken},
         )
     return snapshot

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import marshal
 import threading
 import time
@@ -25,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from audit.checkpoints import queue_checkpoint
@@ -50,6 +51,8 @@ from exceptions.selectors import (
     service_cidrs,
 )
 from outcomes.policy_update import observe_pushed
+
+logger = logging.getLogger(__name__)
 
 
 def bundle_options() -> BundleOptions:
@@ -348,8 +351,16 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                 )
                 # The history of heads follows the bundle (one checkpoint for a burst of publishes).
                 queue_checkpoint(reason=f"publication {publication.pk}")
-                observe_pushed(
-                    revision=result.revision, pushed_at=publication.created_at, records=bundle.records.values()
-                )
+                # In a savepoint: the pushed commit's row, audit event and webhook must never be
+                # rolled back by a metric (the next publish would say unchanged and never audit it).
+                try:
+                    with transaction.atomic():
+                        observe_pushed(
+                            revision=result.revision,
+                            pushed_at=publication.created_at,
+                            request_ids=[grant.request_id for grant in result.added],
+                        )
+                except DatabaseError:
+                    logger.exception("publication %s: time to policy update not observed", publication.pk)
         log_publication(publication)
     return publication

@@ -314,3 +314,38 @@ def test_wildcard_chart_states_its_change_over_the_period(submit: Any, approver:
     [chart] = [c for c in outcomes(filters=Filters(period=7), today=noon.date()).charts if c.key == "wildcards"]
     assert chart.series[0].values[-2:] == [1, 3]
     assert chart.description.endswith("Over the period: 1 to 3 (+2).")
+
+
+def test_records_arriving_after_midnight_reach_their_own_days_snapshot(
+    team: Any, workload: Any, gateway: Any, noon: Any
+) -> None:
+    """Day D closed at 23:59 with a.example through the proxy and b.example seen only by a node.
+    After midnight the proxy's late upload brings b.example (23:58) and the node's c.example
+    (23:59): the next run re-takes D's traffic, as it does for every day still accepting records,
+    and leaves a day that has left that window (its flows pruned) as it was."""
+    from django.conf import settings
+
+    node, _ = create_gateway(actor=SYSTEM, name="node-7", kind="cilium", environment="staging", owner_team=team)
+    me = workload.identity
+    day_d = (noon - timedelta(days=2)).replace(hour=23, minute=0)
+    report(gateway, flow(me, "a.example", 443, "deny", day_d), now=day_d)
+    report(node, flow(me, "b.example", 443, "deny", day_d), now=day_d)
+    take_daily_snapshot(now=day_d + timedelta(minutes=59))
+    assert last_values(day_d.date())["observed_flows"] == {"through egress points": 1, "node only": 1}
+    assert last_values(day_d.date())["denied"] == {"denied": 2}
+
+    after_midnight = day_d + timedelta(hours=1, minutes=10)
+    report(gateway, flow(me, "b.example", 443, "deny", day_d + timedelta(minutes=58)), now=after_midnight)
+    report(node, flow(me, "c.example", 443, "deny", day_d + timedelta(minutes=59)), now=after_midnight)
+    report(gateway, flow(me, "d.example", 443, "deny", after_midnight), now=after_midnight)
+    take_daily_snapshot(now=day_d + timedelta(hours=1, minutes=59))
+    assert last_values(day_d.date())["observed_flows"] == {"through egress points": 2, "node only": 1}
+    assert last_values(day_d.date())["denied"] == {"denied": 4}
+    next_day = after_midnight.date()
+    assert last_values(next_day)["observed_flows"] == {"through egress points": 1, "node only": 0}
+    assert SnapshotValue.objects.filter(day=day_d.date(), metric=Metric.TRAFFIC_VIA_EGRESS_POINTS).count() == 1
+
+    # Once D has left the window its flows are pruned; a snapshot then keeps D's figures.
+    ObservedFlow.objects.filter(day=day_d.date()).delete()
+    take_daily_snapshot(now=day_d + timedelta(days=settings.EGRESS_INGEST_DEDUP_DAYS + 1, hours=1))
+    assert last_values(day_d.date())["observed_flows"] == {"through egress points": 2, "node only": 1}

@@ -90,8 +90,8 @@ def test_each_approval_is_observed_once_per_stage_across_publishes_and_retried_i
     assert histogram("engine")["count"] == 0
 
     # A retried delivery of the same publish observes nothing again.
-    bundle = current_bundle()
-    assert observe_pushed(revision=second.revision, pushed_at=second.created_at, records=bundle.records.values()) == 0
+    carried = [record.request_id for record in current_bundle().records.values()]
+    assert observe_pushed(revision=second.revision, pushed_at=second.created_at, request_ids=carried) == 0
     assert histogram("pushed") == pushed
 
     # An engine's first decision with the second bundle ends both waits; the batch is retried,
@@ -117,6 +117,49 @@ def test_each_approval_is_observed_once_per_stage_across_publishes_and_retried_i
     assert (engine["count"], engine["le=120.0"], engine["le=3600.0"]) == (3, 2, 3)
     assert observe_engine(first_seen={third.revision: timezone.now()}) == 0
     assert PolicyUpdate.objects.filter(engine_at__isnull=True).count() == 0
+
+
+def test_an_approval_in_progress_when_a_publish_began_is_observed_by_the_next_commit(
+    policy_repo: Path, submit: Any, approver: Any
+) -> None:
+    """B's approval took its time 50 ms before the first publish began but committed after that
+    publish had read the grants: the first commit does not carry B, the second does and observes
+    it, although B's grant started before the first publish."""
+    approve(submit, approver, "a.example", ago=timedelta(0))
+    first = publish_bundle(trigger="test")
+    assert first.status == BundlePublication.Status.PUBLISHED
+    began = first.created_at - timedelta(milliseconds=first.duration_ms)
+    request = submit(destinations=[{"host": "b.example", "port": 443}])
+    approve_request(actor=approver, request=request, now=began - timedelta(milliseconds=50))
+    second = publish_bundle(trigger="test")
+    assert second.status == BundlePublication.Status.PUBLISHED
+    [b] = PolicyUpdate.objects.filter(request_id=request.pk)
+    assert b.pushed_at == second.created_at
+    assert histogram("pushed")["count"] == 2
+
+
+def test_a_database_error_in_the_observation_keeps_the_publish_and_its_audit(
+    policy_repo: Path, submit: Any, approver: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The histogram's table is gone (dropped inside the test's transaction): the observation
+    fails for real, and the publish still records its row and audit event, logging the error."""
+    from django.db import connection
+
+    from audit.models import AuditEvent
+    from outcomes.models import PolicyUpdateBucket
+
+    approve(submit, approver, "a.example", ago=timedelta(minutes=5))
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP TABLE "{PolicyUpdateBucket._meta.db_table}"')
+    publication = publish_bundle(trigger="test")
+    assert publication.status == BundlePublication.Status.PUBLISHED and publication.commit
+    [event] = AuditEvent.objects.filter(action="bundle.published")
+    assert event.after["commit"] == publication.commit
+    # The observation's savepoint is rolled back whole: no approval marked pushed without its count.
+    assert not PolicyUpdate.objects.exists()
+    assert f"publication {publication.pk}: time to policy update not observed" in caplog.text
+    assert "outcomes_policyupdatebucket" in caplog.text.lower()
+    assert publish_bundle(trigger="test").status == BundlePublication.Status.UNCHANGED
 
 
 def test_an_engine_that_ran_the_bundle_before_its_commit_ends_the_waits_at_the_commit(
@@ -153,6 +196,60 @@ def test_a_revision_seen_before_an_approval_does_not_end_its_wait(
     )
     publish_bundle(trigger="test")
     assert (histogram("pushed")["count"], histogram("engine")["count"]) == (1, 0)
+
+
+def test_a_decision_before_an_approval_reported_after_its_publish_does_not_end_its_wait(
+    policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
+) -> None:
+    """The same, when the engine's report arrives after the publish: a decision stamped a minute
+    before the approval (an engine's clock behind the portal's, or an identical older bundle)
+    says nothing about the approval."""
+    grant = approve(submit, approver, "a.example", ago=timedelta(minutes=10))
+    publication = publish_bundle(trigger="test")
+    early = decision("early", at=grant.valid_from - timedelta(minutes=1), revision=publication.revision)
+    ingest_decisions(gateway=gateway, events=[early])
+    assert (histogram("pushed")["count"], histogram("engine")["count"]) == (1, 0)
+    assert PolicyUpdate.objects.get().engine_at is None
+
+
+def test_an_engine_report_ends_more_waits_than_one_statement_may_bind(
+    policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
+) -> None:
+    """1,200 approvals wait for an engine; SQLite before 3.32 binds at most 999 values in a
+    statement (the limit Django assumes for SQLite), set here on the real connection: the first
+    report ends every wait."""
+    import copy
+    import sqlite3
+
+    from django.db import connection
+
+    from exceptions.models import ExceptionRequest
+
+    approve(submit, approver, "a.example", ago=timedelta(minutes=10))
+    publication = publish_bundle(trigger="test")
+    [first] = PolicyUpdate.objects.all()
+    template = ExceptionRequest.objects.get(pk=first.request_id)
+    clones = []
+    for _ in range(1199):
+        clone = copy.copy(template)
+        clone.pk = None
+        clones.append(clone)
+    ExceptionRequest.objects.bulk_create(clones, batch_size=50)
+    PolicyUpdate.objects.bulk_create(
+        PolicyUpdate(request=clone, decided_at=first.decided_at, pushed_at=first.pushed_at) for clone in clones
+    )
+    connection.ensure_connection()
+    if connection.vendor == "sqlite":
+        raw = connection.connection
+        limit = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, connection.features.max_query_params)
+    try:
+        ingest_decisions(gateway=gateway, events=[decision("d", at=timezone.now(), revision=publication.revision)])
+    finally:
+        if connection.vendor == "sqlite":
+            raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+    assert histogram("engine")["count"] == 1200
+    assert not PolicyUpdate.objects.filter(engine_at__isnull=True).exists()
 
 
 @pytest.mark.postgres
@@ -196,3 +293,107 @@ def test_concurrent_first_reports_count_each_approval_once(policy_repo: Path, su
     engine = histogram("engine")
     # A waited 400 s and more, B a publish (seconds).
     assert (engine["count"], engine["le=300.0"], engine["le=600.0"]) == (2, 1, 2)
+
+
+def _someone_waits_for_an_advisory_lock() -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        return bool(cursor.fetchone()[0])
+
+
+def _commit_when_waited_for(done: Any) -> None:
+    """Hold the open transaction until another transaction waits for an advisory lock (the fix),
+    or the other side has finished without waiting (the race lost), at most 30 s."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while not done.is_set() and not _someone_waits_for_an_advisory_lock() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("first", ["ingestion", "publish"])
+def test_a_publish_and_the_first_report_of_its_revision_at_once_observe_the_engine_stage(
+    policy_repo: Path, submit: Any, approver: Any, first: str
+) -> None:
+    """The publish that commits a revision and the ingestion of an engine's first decision with
+    it, in overlapping transactions (either one first): the engine stage is observed once."""
+    import threading
+
+    from django.db import connection, transaction
+
+    gateway, _ = create_gateway(actor=SYSTEM, name="gw", kind="istio", environment="staging")
+    request = submit(destinations=[{"host": "b.example", "port": 443}])
+    approve_request(actor=approver, request=request, now=timezone.now() - timedelta(seconds=5))
+    revision, _ = opa_archive()
+    started, finished = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    publications: list[BundlePublication] = []
+
+    def ingest() -> None:
+        ingest_decisions(gateway=gateway, events=[decision("x", at=timezone.now(), revision=revision)])
+
+    def publish() -> None:
+        publications.append(publish_bundle(trigger="test", refresh=True))
+
+    opening, other = (ingest, publish) if first == "ingestion" else (publish, ingest)
+
+    def hold_open() -> None:
+        try:
+            with transaction.atomic():
+                opening()
+                started.set()
+                _commit_when_waited_for(finished)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            started.set()
+            connection.close()
+
+    thread = threading.Thread(target=hold_open)
+    thread.start()
+    assert started.wait(60)
+    other()
+    finished.set()
+    thread.join(60)
+    assert errors == []
+    assert [p.revision for p in publications] == [revision]
+    [row] = PolicyUpdate.objects.filter(request_id=request.pk)
+    assert row.engine_at is not None, "the engine stage was never observed"
+    assert histogram("engine")["count"] == 1
+
+
+def test_the_observations_need_no_returning_on_sqlite(
+    policy_repo: Path, submit: Any, approver: Any, gateway: EgressGateway
+) -> None:
+    """Django 5.2 supports SQLite from 3.31; RETURNING came in 3.35. On SQLite (one writer at a
+    time) the observations look, then insert: each stage is still observed once."""
+    from django.db import connection
+
+    statements: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    approve(submit, approver, "a.example", ago=timedelta(minutes=5))
+    with connection.execute_wrapper(record):
+        publication = publish_bundle(trigger="test")
+        carried = [record.request_id for record in current_bundle().records.values()]
+        assert observe_pushed(revision=publication.revision, pushed_at=publication.created_at, request_ids=carried) == 0
+        for n in range(2):  # the second report of the revision is not a first one
+            ingest_decisions(
+                gateway=gateway, events=[decision(f"d{n}", at=timezone.now(), revision=publication.revision)]
+            )
+    assert (histogram("pushed")["count"], histogram("engine")["count"]) == (1, 1)
+    assert any("bundlerevisionseen" in sql for sql in statements)
+    if connection.vendor == "sqlite":
+        returning = [
+            sql
+            for sql in statements
+            if "RETURNING" in sql.upper() and ("policyupdate" in sql or "bundlerevisionseen" in sql)
+        ]
+        assert returning == []

@@ -295,3 +295,47 @@ def test_an_event_port_is_read_by_the_portals_one_parser(
     body = post_opa(client, token, [{**event, "input": {**event["input"], "port": port}}]).json()
     assert body["accepted"] == 0
     assert "port must be a number from 1 to 65535" in body["rejected"][0]["reason"]
+
+
+def test_a_host_or_identity_longer_than_its_column_is_a_rejected_record_not_a_failed_batch(
+    gateway: Any, submit: Any, approver: Any
+) -> None:
+    """A wildcard grant allows any first label, however long: a 300-character host allowed by
+    *.cdn.example, a long denied host and a long identity are each rejected with the reason;
+    the ordinary records of the same batches are kept."""
+    from egress_portal.traffic.models import ObservedFlow
+    from egress_portal.traffic.services.ingest import ingest_decisions, ingest_flows
+    from tests.traffic.conftest import flow
+
+    [wildcard] = approve_request(
+        actor=approver,
+        request=submit(destinations=[{"host": "*.cdn.example", "port": 443}]),
+        now=timezone.now() - timedelta(days=1),
+    )
+    now = timezone.now()
+    long_host = "a" * 300 + ".cdn.example"
+    events = [
+        opa_event("ok", host="img.cdn.example", port=443, allow=True, at=now, grant_id=wildcard.pk),
+        opa_event("long-allowed", host=long_host, port=443, allow=True, at=now, grant_id=wildcard.pk),
+        opa_event("long-denied", host="İ" + "b" * 254, port=443, allow=False, at=now),
+        {**opa_event("long-identity", host="c.example", port=443, allow=False, at=now),
+         "input": {"identity": "spiffe://" + "x" * 300, "host": "c.example", "port": 443}},
+    ]  # fmt: skip
+    result = ingest_decisions(gateway=gateway, events=events)
+    assert result.accepted == 1
+    assert [(r["decision_id"], r["reason"]) for r in result.rejected] == [
+        ("long-allowed", "host is 312 characters long; at most 255 are kept"),
+        ("long-denied", "host is 256 characters long; at most 255 are kept"),
+        ("long-identity", "identity is 309 characters long; at most 300 are kept"),
+    ]
+    assert list(GrantUsage.objects.values_list("grant_id", "count")) == [(wildcard.pk, 1)]
+
+    # "İ" lowers to two characters: 255 as sent, 256 as kept.
+    records = [flow(IDENTITY, "fine.example", 443, "deny", now), flow(IDENTITY, "İ" + "d" * 254, 443, "deny", now)]
+    result = ingest_flows(gateway=gateway, records=records)
+    assert result.accepted == 1
+    assert [(r["index"], r["reason"]) for r in result.rejected] == [
+        (1, "host is 256 characters long; at most 255 are kept")
+    ]
+    assert list(DeniedTraffic.objects.values_list("host", "count")) == [("fine.example", 1)]
+    assert sorted(ObservedFlow.objects.values_list("host", flat=True)) == ["fine.example", "img.cdn.example"]

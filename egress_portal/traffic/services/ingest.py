@@ -87,6 +87,22 @@ class IngestResult:
 # --- parsing -------------------------------------------------------------------
 
 
+def _column_length(name: str, *models: type[Any]) -> int:
+    return min(int(model._meta.get_field(name).max_length) for model in models)
+
+
+# The longest values the tables that keep them take: a longer one is a rejected record, never a
+# failed batch (a wildcard grant allows any first label, however long).
+MAX_IDENTITY = _column_length("identity", DeniedTraffic, ObservedFlow, IdentityFeed)
+MAX_HOST = _column_length("host", DeniedTraffic, ObservedFlow)
+
+
+def _kept(value: str, name: str, limit: int) -> str:
+    if len(value) > limit:
+        raise RecordError(f"{name} is {len(value)} characters long; at most {limit} are kept")
+    return value
+
+
 def _digest(text: str) -> int:
     """A 64-bit digest: an integer key is the cheapest to index at tens of thousands per second
     (a collision would drop one event as a repeat, at about one in 2^32 records a week)."""
@@ -158,16 +174,17 @@ def parse_opa_event(event: Any, *, gateway: EgressGateway, window: Window) -> Ob
         path = event["path"]
         if path in FAST_PATHS:
             source, result, decision_id = event["input"], event["result"], event["decision_id"]
-            identity, host, port = source["identity"], source["host"], source["port"]
+            # Normalised before its length is checked: lowering a name may lengthen it.
+            identity, host, port = source["identity"], normalise_host(source["host"]), source["port"]
             allowed = result["allow"] if path == "egress/decision" else result
             at = datetime.fromisoformat(event["timestamp"])
             if (
                 type(decision_id) is str
                 and decision_id
                 and type(identity) is str
-                and identity
+                and 0 < len(identity) <= MAX_IDENTITY
                 and type(host) is str
-                and host
+                and 0 < len(host) <= MAX_HOST
                 and type(port) is int
                 and 0 < port < 65536
                 and type(allowed) is bool
@@ -177,7 +194,7 @@ def parse_opa_event(event: Any, *, gateway: EgressGateway, window: Window) -> Ob
                 raw_grant = result.get("grant_id") if type(result) is dict else None
                 return Observation(
                     identity,
-                    normalise_host(host),
+                    host,
                     port,
                     str(source.get("protocol") or "tcp").lower(),
                     allowed,
@@ -221,8 +238,8 @@ def _checked_opa_event(event: Any, *, gateway: EgressGateway, window: Window) ->
         raw_grant = result.get("grant_id")
         grant_id = raw_grant if isinstance(raw_grant, int) and not isinstance(raw_grant, bool) else None
     return Observation(
-        identity=_text(source, "identity"),
-        host=normalise_host(_text(source, "host")),
+        identity=_kept(_text(source, "identity"), "identity", MAX_IDENTITY),
+        host=_kept(normalise_host(_text(source, "host")), "host", MAX_HOST),
         port=_port(source.get("port")),
         protocol=str(source.get("protocol") or "tcp").lower(),
         allowed=allowed,
@@ -249,8 +266,8 @@ def parse_flow(record: Any, *, gateway: EgressGateway, window: Window) -> Observ
         raise RecordError("bytes must be a whole number of bytes, 0 or more")
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"))
     return Observation(
-        identity=_text(record, "identity"),
-        host=normalise_host(_text(record, "host")),
+        identity=_kept(_text(record, "identity"), "identity", MAX_IDENTITY),
+        host=_kept(normalise_host(_text(record, "host")), "host", MAX_HOST),
         port=_port(record.get("port")),
         protocol=str(record.get("protocol") or "tcp").lower(),
         allowed=VERDICTS[verdict.lower()],
@@ -539,15 +556,23 @@ def _record_revisions(gateway: EgressGateway, revisions: dict[str, datetime]) ->
     if not revisions:
         return
     rows = sorted(revisions.items())
-    adapt = connection.ops.adapt_datetimefield_value
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'INSERT INTO "{BundleRevisionSeen._meta.db_table}" ("revision", "first_seen", "gateway_id") '  # noqa: S608
-            f"VALUES {', '.join(['(%s, %s, %s)'] * len(rows))} "
-            'ON CONFLICT ("revision") DO NOTHING RETURNING "revision"',
-            [value for r, at in rows for value in (r, adapt(at), gateway.pk)],
+    if connection.vendor == "postgresql":
+        adapt = connection.ops.adapt_datetimefield_value
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'INSERT INTO "{BundleRevisionSeen._meta.db_table}" ("revision", "first_seen", "gateway_id") '  # noqa: S608
+                f"VALUES {', '.join(['(%s, %s, %s)'] * len(rows))} "
+                'ON CONFLICT ("revision") DO NOTHING RETURNING "revision"',
+                [value for r, at in rows for value in (r, adapt(at), gateway.pk)],
+            )
+            first = {row[0] for row in cursor.fetchall()}
+    else:
+        # SQLite: one writer at a time, so look-then-insert cannot race (and RETURNING needs 3.35).
+        known = set(BundleRevisionSeen.objects.filter(pk__in=list(revisions)).values_list("pk", flat=True))
+        first = {r for r, _ in rows if r not in known}
+        BundleRevisionSeen.objects.bulk_create(
+            [BundleRevisionSeen(revision=r, first_seen=at, gateway=gateway) for r, at in rows if r in first]
         )
-        first = {row[0] for row in cursor.fetchall()}
     observe_engine(first_seen={r: at for r, at in rows if r in first})
     for revision, at in rows:
         if revision not in first:
@@ -611,8 +636,8 @@ def ingest_flows(*, gateway: EgressGateway, records: Iterable[Any], now: datetim
 
 def prune_seen_records(*, now: datetime | None = None) -> int:
     """Forget digests, and the days' distinct flows, older than the window in which records are
-    accepted at all (no record can change those days any more; their snapshots are taken).
-    Returns the rows deleted."""
+    accepted at all: no record can change those days any more, and the snapshot job stopped
+    taking their traffic figures again when they left the window. Returns the rows deleted."""
     cutoff = (now or timezone.now()).date() - timedelta(days=settings.EGRESS_INGEST_DEDUP_DAYS + 1)
     digests, _ = SeenRecord.objects.filter(seen_on__lt=cutoff).delete()
     flows, _ = ObservedFlow.objects.filter(day__lt=cutoff).delete()
