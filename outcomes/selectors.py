@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models.functions import Coalesce
 
 from egress_portal.traffic.models import DeniedTraffic
 from exceptions.choices import Environment, RequestStatus, RiskTier
@@ -308,9 +309,10 @@ APPROVE_BUCKETS = (300, 900, 3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400, 7 * 864
 def time_to_approve_buckets() -> dict[str, tuple[list[tuple[str, int]], float]]:
     """Per risk tier: cumulative (le, count) buckets ending with +Inf, and the sum in seconds.
 
-    One aggregate query; requests count from creation (submission) to decision.
+    One aggregate query; requests count from submission (a draft's waiting starts when it is
+    submitted) to decision.
     """
-    waited = ExpressionWrapper(F("decided_at") - F("created_at"), output_field=DurationField())
+    waited = ExpressionWrapper(F("decided_at") - Coalesce("submitted_at", "created_at"), output_field=DurationField())
     rows = (
         ExceptionRequest.objects.filter(status__in=APPROVED_STATUSES, decided_at__isnull=False)
         .annotate(waited=waited)

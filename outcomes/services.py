@@ -112,8 +112,8 @@ def _spread(values: list[SnapshotValue], dims: dict[str, str], sample: list[floa
 
 
 def _approval_values(start: datetime, end: datetime) -> list[SnapshotValue]:
-    """For requests approved in [start, end): time to full approval (submitted, i.e. created,
-    to decided: the approval that completed the quorum), time to policy update (decided to
+    """For requests approved in [start, end): time to full approval (submitted — created, or a
+    draft's submission — to decided: the approval that completed the quorum), time to policy update (decided to
     the push of the first publish that began after it, and to the first decision an engine
     reported with that bundle or a later one). For requests first decided in [start, end),
     whatever the decision: time to the first decision (a Decision row; decided_at for
@@ -123,7 +123,7 @@ def _approval_values(start: datetime, end: datetime) -> list[SnapshotValue]:
     """
     decided = ExceptionRequest.objects.filter(
         status__in=APPROVED_STATUSES, decided_at__gte=start, decided_at__lt=end
-    ).values_list("workload__team__slug", "workload__environment", "created_at", "decided_at")
+    ).values_list("workload__team__slug", "workload__environment", Coalesce("submitted_at", "created_at"), "decided_at")
     pushes = _pushes(start, end)
     samples: dict[Metric, dict[tuple[str, str], list[float]]] = defaultdict(lambda: defaultdict(list))
     for team, environment, created_at, decided_at in decided:
@@ -139,7 +139,7 @@ def _approval_values(start: datetime, end: datetime) -> list[SnapshotValue]:
     first_decided = (
         ExceptionRequest.objects.annotate(first=Coalesce(Min("decisions__created_at"), "decided_at"))
         .filter(first__gte=start, first__lt=end)
-        .values_list("workload__team__slug", "workload__environment", "created_at", "first")
+        .values_list("workload__team__slug", "workload__environment", Coalesce("submitted_at", "created_at"), "first")
     )
     for team, environment, created_at, first in first_decided:
         for key in product((team, ALL), (environment, ALL)):

@@ -166,6 +166,7 @@ def submit_request(
             risk_tier=risk.tier,
             risk_reasons=list(risk.reasons),
             renews=renews,
+            submitted_at=None if draft else timezone.now(),
         )
         RequestDestination.objects.bulk_create(RequestDestination(request=request, **d.__dict__) for d in cleaned)
         record_event(
@@ -349,7 +350,8 @@ def submit_draft(*, actor: Any, request: ExceptionRequest) -> ExceptionRequest:
         if locked.requester_id != user_of(actor).pk:
             raise PermissionDenied("Only the author of a draft may submit it.")
         before = locked.status
-        move_request(locked, RequestStatus.PENDING, now=timezone.now())
+        now = timezone.now()
+        move_request(locked, RequestStatus.PENDING, now=now, submitted_at=now)
         record_event(
             actor=actor,
             action="request.submitted",

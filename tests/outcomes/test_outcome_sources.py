@@ -72,7 +72,9 @@ def test_quorum_time_to_first_decision_and_to_full_approval(
     enrol_mfa(approver)
     enrol_mfa(security_officer)
     request = submit(data_class="restricted", lifetime=timedelta(days=5))  # high risk: team and security
-    ExceptionRequest.objects.filter(pk=request.pk).update(created_at=noon - timedelta(hours=6))
+    ExceptionRequest.objects.filter(pk=request.pk).update(
+        created_at=noon - timedelta(hours=6), submitted_at=noon - timedelta(hours=6)
+    )
     assert approve_request(actor=approver, request=request, now=noon - timedelta(hours=4)) == []
     assert len(approve_request(actor=security_officer, request=request, now=noon)) == 1
     take_daily_snapshot(now=noon)
@@ -95,7 +97,9 @@ def test_engine_time_counts_the_first_decision_with_a_bundle_carrying_the_approv
     bundle rev-a whose first decisions predate everything."""
     for at in (noon, noon + timedelta(minutes=10)):
         request = submit(destinations=[{"host": f"h{at.minute}.example", "port": 443}])
-        ExceptionRequest.objects.filter(pk=request.pk).update(created_at=at - timedelta(hours=1))
+        ExceptionRequest.objects.filter(pk=request.pk).update(
+            created_at=at - timedelta(hours=1), submitted_at=at - timedelta(hours=1)
+        )
         approve_request(actor=approver, request=request, now=at)
     publish(noon - timedelta(minutes=1), took_ms=500, revision="rev-a")
     publish(noon + timedelta(seconds=1), took_ms=2000, revision="rev-b")
@@ -349,3 +353,27 @@ def test_records_arriving_after_midnight_reach_their_own_days_snapshot(
     ObservedFlow.objects.filter(day=day_d.date()).delete()
     take_daily_snapshot(now=day_d + timedelta(days=settings.EGRESS_INGEST_DEDUP_DAYS + 1, hours=1))
     assert last_values(day_d.date())["observed_flows"] == {"through egress points": 2, "node only": 1}
+
+
+def test_a_drafts_time_to_approve_starts_when_it_is_submitted(
+    client: Any, submit: Any, requester: Any, approver: Any, noon: Any
+) -> None:
+    """Drafted at 06:00, submitted at 11:00, approved at noon: one hour of waiting, not six."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from exceptions.services.requests import submit_draft
+
+    draft = submit(draft=True)
+    assert draft.submitted_at is None
+    ExceptionRequest.objects.filter(pk=draft.pk).update(created_at=noon - timedelta(hours=6))
+    submitted = submit_draft(actor=requester, request=ExceptionRequest.objects.get(pk=draft.pk))
+    ExceptionRequest.objects.filter(pk=draft.pk).update(submitted_at=noon - timedelta(hours=1))
+    approve_request(actor=approver, request=submitted, now=noon)
+    take_daily_snapshot(now=noon)
+    times = last_values(noon.date(), team="payments")["time_to_approve"]
+    assert times["approved median"] == 1 and times["first decision median"] == 1
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").content.decode())}
+    [total] = [
+        s.value for s in families["egress_time_to_approve_seconds"].samples if s.name.endswith("_sum") and s.value
+    ]
+    assert total == pytest.approx(3600)

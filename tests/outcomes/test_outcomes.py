@@ -21,7 +21,9 @@ from tests.factories import WorkloadFactory
 
 def _approved_after(submit: Any, approver: Any, *, hours: float, decided: Any, **kwargs: Any) -> ExceptionRequest:
     request = submit(**kwargs)
-    ExceptionRequest.objects.filter(pk=request.pk).update(created_at=decided - timedelta(hours=hours))
+    ExceptionRequest.objects.filter(pk=request.pk).update(
+        created_at=decided - timedelta(hours=hours), submitted_at=decided - timedelta(hours=hours)
+    )
     request.refresh_from_db()
     approve_request(actor=approver, request=request, now=decided)
     request.refresh_from_db()
