@@ -81,7 +81,7 @@ def _count(stage: PolicyUpdateStage, observed: Iterable[float]) -> None:
 
 
 def _engine_seconds(decided_at: datetime, seen: datetime) -> float:
-    # An engine's clock a little behind the portal's is not a negative wait.
+    # Never negative: callers pass only approvals decided by ``seen`` (the clamp is a guard).
     return max((seen - decided_at).total_seconds(), 0.0)
 
 
