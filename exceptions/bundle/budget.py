@@ -242,3 +242,21 @@ def refit(
 
 def _first(pair: tuple[int, object]) -> int:
     return pair[0]
+
+
+def fit_group(
+    items: Sequence[T] | SortedItems[T],
+    *,
+    key: Callable[[T], int],
+    render: Callable[[Sequence[T], str], bytes],
+    budget: int,
+    size: Callable[[T], int] | None = None,
+    allowed: Callable[[Sequence[T]], bool] | None = None,
+    memo: Memo | None = None,
+    context: Hashable = None,
+) -> list[tuple[str, bytes]]:
+    """``refit`` for a group kept as ``SortedItems`` (keyed by ``key``), split again only where it
+    changed; ``fit`` for a plain sequence. The same parts either way."""
+    if isinstance(items, SortedItems):
+        return refit(items, render=render, budget=budget, size=size, allowed=allowed, memo=memo, context=context)
+    return fit(items, key=key, render=render, budget=budget, size=size, allowed=allowed, memo=memo, context=context)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from exceptions.bundle.budget import Memo, SortedItems, fit, item_key, refit
+from exceptions.bundle.budget import Memo, SortedItems, fit_group, item_key
 from exceptions.bundle.kubernetes import quote, resource_name, team_root, to_yaml
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
@@ -187,19 +187,15 @@ def service_entry_files(
     context = ("serviceentry", wildcard, ports, options)
     budget = options.max_object_bytes
     # fit orders the hosts by key; the rendering sorts them
-    parts = (
-        refit(members, render=entry, budget=budget, size=_host_size, allowed=_few_hosts, memo=memo, context=context)
-        if isinstance(members, SortedItems)
-        else fit(
-            members,
-            key=item_key,
-            render=entry,
-            budget=budget,
-            size=_host_size,
-            allowed=_few_hosts,
-            memo=memo,
-            context=context,
-        )
+    parts = fit_group(
+        members,
+        key=item_key,
+        render=entry,
+        budget=budget,
+        size=_host_size,
+        allowed=_few_hosts,
+        memo=memo,
+        context=context,
     )
     return [
         (f"istio/serviceentries/{service_entry_name(wildcard, ports, prefix)}.yaml", data) for prefix, data in parts
@@ -228,19 +224,15 @@ def authorization_files(
 
     context = ("authorizationpolicy", team, namespace, options)
     budget = options.max_object_bytes
-    parts = (
-        refit(rules, render=allow, budget=budget, size=_rule_size, allowed=_few_rules, memo=memo, context=context)
-        if isinstance(rules, SortedItems)
-        else fit(
-            rules,
-            key=rule_key,
-            render=allow,
-            budget=budget,
-            size=_rule_size,
-            allowed=_few_rules,
-            memo=memo,
-            context=context,
-        )
+    parts = fit_group(
+        rules,
+        key=rule_key,
+        render=allow,
+        budget=budget,
+        size=_rule_size,
+        allowed=_few_rules,
+        memo=memo,
+        context=context,
     )
     return [
         (f"{team_root(team)}istio/authorizationpolicies/{policy_name(namespace, prefix, team)}.yaml", data)
