@@ -18,6 +18,7 @@ from django.db import connection
 from django.db.models import Max
 
 from egress_portal.traffic.models import BundleRevisionSeen
+from egress_portal.upserts import add_to_rows
 from exceptions.models import BundlePublication, ExceptionRequest
 from outcomes.models import PolicyUpdate, PolicyUpdateBucket, PolicyUpdateStage
 from outcomes.selectors import APPROVED_STATUSES
@@ -68,16 +69,13 @@ def _count(stage: PolicyUpdateStage, observed: Iterable[float]) -> None:
         entry[1] += seconds
     if not buckets:
         return
-    table = PolicyUpdateBucket._meta.db_table
-    rows = sorted(buckets.items())
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'INSERT INTO "{table}" ("stage", "le", "count", "total_seconds") '  # noqa: S608 - fixed table name
-            f"VALUES {', '.join(['(%s, %s, %s, %s)'] * len(rows))} "
-            f'ON CONFLICT ("stage", "le") DO UPDATE SET "count" = "{table}"."count" + EXCLUDED."count", '
-            f'"total_seconds" = "{table}"."total_seconds" + EXCLUDED."total_seconds"',
-            [value for le, (n, total) in rows for value in (stage.value, le, int(n), total)],
-        )
+    add_to_rows(
+        PolicyUpdateBucket._meta.db_table,
+        ["stage", "le"],
+        [("stage", "varchar"), ("le", "varchar"), ("count", "bigint"), ("total_seconds", "double precision")],
+        [(stage.value, le, int(n), total) for le, (n, total) in buckets.items()],
+        add=["count", "total_seconds"],
+    )
 
 
 def _engine_seconds(decided_at: datetime, seen: datetime) -> float:

@@ -28,6 +28,7 @@ from audit.services import Actor, record_event
 from egress_portal.outbox.errors import DeliveryError
 from egress_portal.outbox.handlers import handler_for
 from egress_portal.outbox.models import OutboxMessage, OutboxOutcome, OutboxStatus, OutboxTally
+from egress_portal.upserts import add_to_rows
 
 logger = logging.getLogger(__name__)
 
@@ -120,17 +121,14 @@ def _same_claim(messages: list[OutboxMessage]) -> Q:
 
 
 def tally(counts: Counter[tuple[str, str]]) -> None:
-    """Add to the (kind, outcome) counters: one upsert each, atomic, so relays running at once never lose a count."""
-    table = OutboxTally._meta.db_table
-    with connection.cursor() as cursor:
-        for (kind, outcome), count in sorted(counts.items()):
-            if count:
-                cursor.execute(
-                    f'INSERT INTO "{table}" ("kind", "outcome", "count") VALUES (%s, %s, %s) '  # noqa: S608 - our table
-                    'ON CONFLICT ("kind", "outcome") DO UPDATE SET "count" = '
-                    f'"{table}"."count" + EXCLUDED."count"',
-                    [kind, outcome, count],
-                )
+    """Add to the (kind, outcome) counters, atomically: relays running at once never lose a count."""
+    add_to_rows(
+        OutboxTally._meta.db_table,
+        ["kind", "outcome"],
+        [("kind", "varchar"), ("outcome", "varchar"), ("count", "bigint")],
+        [(kind, outcome, count) for (kind, outcome), count in counts.items() if count],
+        add=["count"],
+    )
 
 
 def _mark_delivered(messages: list[OutboxMessage], *, now: datetime) -> None:

@@ -33,6 +33,7 @@ from egress_portal.traffic.models import (
     ObservedFlow,
     SeenRecord,
 )
+from egress_portal.upserts import add_to_rows
 from exceptions.bundle.decision import candidate_keys, normalise_host
 from exceptions.models import Grant
 from exceptions.validators import PORT, parse_bounded_int
@@ -342,45 +343,6 @@ def _new_digests(digests: list[int], *, today: date) -> set[int]:
     return set(new)
 
 
-def _upsert(
-    table: str, conflict: Sequence[str], columns: Sequence[tuple[str, str]], rows: list[tuple[Any, ...]]
-) -> None:
-    """Insert rows, or add ``count``/``bytes`` and keep the later ``last_seen`` of the existing row.
-
-    ``columns`` are (name, PostgreSQL array type). Rows are sorted, so concurrent batches
-    lock shared rows in the same order and cannot deadlock.
-    """
-    if not rows:
-        return
-    rows = sorted(rows)
-    names = [name for name, _ in columns]
-    quoted = ", ".join(f'"{n}"' for n in names)
-    updates = []
-    for name in names:
-        if name in ("count", "bytes"):
-            updates.append(f'"{name}" = "{table}"."{name}" + EXCLUDED."{name}"')
-        elif name == "last_seen":
-            updates.append(
-                f'"last_seen" = CASE WHEN EXCLUDED."last_seen" > "{table}"."last_seen" '
-                f'THEN EXCLUDED."last_seen" ELSE "{table}"."last_seen" END'
-            )
-    on_conflict = f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {', '.join(updates)}"
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            arrays = ", ".join(f"%s::{kind}[]" for _, kind in columns)
-            cursor.execute(
-                f'INSERT INTO "{table}" ({quoted}) SELECT * FROM unnest({arrays}) {on_conflict}',  # noqa: S608
-                [list(column) for column in zip(*rows, strict=True)],
-            )
-        else:
-            placeholders = ", ".join(["%s"] * len(names))
-            adapt = connection.ops.adapt_datetimefield_value
-            cursor.executemany(
-                f'INSERT INTO "{table}" ({quoted}) VALUES ({placeholders}) {on_conflict}',  # noqa: S608
-                [tuple(adapt(v) if isinstance(v, datetime) else v for v in row) for row in rows],
-            )
-
-
 # (column, PostgreSQL array type) of the two aggregate tables.
 USAGE_COLUMNS = (
     ("grant_id", "bigint"),
@@ -466,17 +428,21 @@ def store(
             seen[0], seen[1] = min(seen[0], first), max(seen[1], last)
             flows.add((day, key[0], key[1], key[2]))
             result.accepted += len(kept)
-        _upsert(
+        add_to_rows(
             GrantUsage._meta.db_table,
             ["grant_id", "day"],
             USAGE_COLUMNS,
             [(g, d, c, b, last) for (g, d), (c, b, last) in usage.items()],
+            add=["count", "bytes"],
+            latest=["last_seen"],
         )
-        _upsert(
+        add_to_rows(
             DeniedTraffic._meta.db_table,
             ["identity", "host", "port", "day"],
             DENIED_COLUMNS,
             [(i, h, p, d, c, last) for (i, h, p, d), (c, last) in denied.items()],
+            add=["count"],
+            latest=["last_seen"],
         )
         _record_feeds(gateway, feeds)
         _record_flows(gateway, flows)
