@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 def bench_opa_archive_key() -> None:
     from bench.run import _records
     from exceptions.bundle.compiler import compile_bundle
-    from exceptions.services.publications import bundle_options, content_revision
+    from exceptions.bundle.content_key import content_revision
+    from exceptions.services.publications import bundle_options
 
     now = datetime.now(UTC)
     for count in (10_000, 100_000):
