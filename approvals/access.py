@@ -15,7 +15,6 @@ from typing import Any
 
 from allauth.mfa.models import Authenticator
 from django.core.exceptions import PermissionDenied
-from django.db.models import Exists, OuterRef, Q
 
 from approvals.models import ApproverGroup, Decision, DecisionKind
 from approvals.policy import OWNING_TEAM, Policy, RequestFacts, Requirement, Rule, current_policy
@@ -247,16 +246,3 @@ def recipients_for_missing(request: ExceptionRequest, state: ApprovalState) -> l
             users = users.filter(authenticator__type__in=MFA_TYPES)
         result.append((requirement, sorted({u.email for u in users.distinct() if u.email})))
     return result
-
-
-def named_group_visibility(user: Any) -> Q | None:
-    """For members of a group the policy names: the requests they may decide or have decided."""
-    if not user.is_authenticated:
-        return None
-    policy = current_policy()
-    if not profile_for(user).groups & policy.named_groups():
-        return None
-    from approvals.selectors import decidable_requests
-
-    decided = Decision.objects.filter(request=OuterRef("pk"), actor_id=user.pk)
-    return Q(pk__in=decidable_requests(user, policy=policy).values("pk")) | Q(Exists(decided))

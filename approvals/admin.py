@@ -14,8 +14,8 @@ from django.http import HttpRequest
 
 from approvals import reference
 from approvals.models import ApproverGroup, ChangeWindow, Decision, Freeze
-from egress_portal.actors import actor_for
-from exceptions.admin import ReadOnlyAdmin
+from foundation.actors import actor_for
+from foundation.admin import ReadOnlyAdmin
 
 
 @admin.register(ApproverGroup)

@@ -11,10 +11,16 @@ class ApprovalsConfig(AppConfig):
         # single request: nobody may approve against rules that do not parse.
         from allauth.mfa.signals import authentication_failed
 
+        from approvals.mfa import on_authentication_failed
         from approvals.policy import PolicyError, current_policy
-        from egress_portal.mfa import on_authentication_failed
 
         authentication_failed.connect(on_authentication_failed, dispatch_uid="egress-mfa-refused")
+
+        # The core asks its questions of approvals through this port (exceptions/hooks.py).
+        from approvals.port import ApprovalsAnswers
+        from exceptions import hooks
+
+        hooks.approvals.register(ApprovalsAnswers())
 
         try:
             current_policy()

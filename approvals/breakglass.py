@@ -23,19 +23,19 @@ from django.http import Http404, HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
+from approvals.mfa import mfa_enrolled, step_up_is_fresh
 from approvals.models import ApproverGroup, BreakGlassUse, ReviewOutcome
 from audit.services import SYSTEM, PendingEvent, object_type_of, record_event, record_events
-from egress_portal.actors import Actor
-from egress_portal.logging import log_decision
-from egress_portal.mfa import mfa_enrolled, step_up_is_fresh
-from egress_portal.outbox.services import enqueue, enqueue_mail, nudge_relay
-from egress_portal.webhooks.events import emit
 from exceptions.access import SECURITY_GROUP, roles_for
 from exceptions.bundle.provider_ranges import service_of
 from exceptions.choices import DataClass, GrantStatus, Purpose, RequestStatus, RiskTier
+from exceptions.events import emit
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
 from exceptions.services.requests import close_finished_requests
 from exceptions.services.submissions import DestinationInput, collect_destination_errors
+from foundation.actors import Actor
+from foundation.logging import log_decision
+from foundation.outbox.services import enqueue, enqueue_mail, nudge_relay
 
 
 class StepUpRequired(PermissionDenied):

@@ -16,8 +16,8 @@ from django.views.decorators.http import require_POST
 
 from approvals import breakglass
 from approvals.breakglass_forms import BreakGlassForm
-from egress_portal.actors import actor_for
-from egress_portal.mfa import enrol_url, mfa_enrolled, step_up_is_fresh, step_up_url
+from approvals.mfa import enrol_url, mfa_enrolled, step_up_is_fresh, step_up_url
+from foundation.actors import actor_for
 
 FLOW_STARTED = "breakglass_flow_started"
 DESTINATION_KEY = re.compile(r"^destinations\[(\d+)\]\.\w+$")

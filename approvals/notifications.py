@@ -13,8 +13,8 @@ from django.conf import settings
 from django.urls import reverse
 
 from approvals.access import ApprovalState, approval_state, recipients_for_missing
-from egress_portal.outbox.services import enqueue_mail
 from exceptions.models import ExceptionRequest
+from foundation.outbox.services import enqueue_mail
 
 
 def _url(request: ExceptionRequest) -> str:

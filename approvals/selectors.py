@@ -17,8 +17,11 @@ from django.db.models.functions import Coalesce
 from approvals.access import ApprovalState, ApproverProfile, approval_state, profile_for
 from approvals.actions import Actions, request_actions
 from approvals.models import Decision, DecisionKind
-from approvals.policy import OWNING_TEAM, Policy, Requirement, Rule
+from approvals.policy import OWNING_TEAM, Policy, Requirement, Rule, current_policy
+from approvals.services import go_live_for
 from approvals.windows import Calendar, GoLive, load_calendar
+from exceptions.access import roles_for
+from exceptions.approval_preview import preview_approval
 from exceptions.choices import RequestStatus
 from exceptions.models import ExceptionRequest, RequestDestination
 
@@ -149,8 +152,6 @@ class QueueRow:
 
 def queue_rows(user: Any, requests: list[ExceptionRequest], *, policy: Policy, now: datetime) -> list[QueueRow]:
     """Rows for one page: approval state, go-live and actions computed from what was prefetched."""
-    from approvals.services import go_live_for
-
     calendar: Calendar = load_calendar(now)
     rows = []
     for req in requests:
@@ -206,10 +207,6 @@ def preview_summary(req: ExceptionRequest, files: int) -> str:
 
 def request_page(user: Any, req: ExceptionRequest, *, now: datetime) -> dict[str, Any]:
     """What the request page shows about approvals: rule, why, missing, go-live, who approved, actions."""
-    from approvals.services import go_live_for
-    from exceptions.access import roles_for
-    from exceptions.approval_preview import preview_approval
-
     policy_state = approval_state(req)
     actions = request_actions(user, req, state=policy_state)
     decisions = list(req.decisions.select_related("actor").order_by("created_at", "id"))
@@ -233,3 +230,14 @@ def request_page(user: Any, req: ExceptionRequest, *, now: datetime) -> dict[str
         context["preview_live_files"] = [(d.path, colour_diff(d.diff)) for d in preview.at_go_live]
         context["preview_services"] = preview.services
     return context
+
+
+def named_group_visibility(user: Any) -> Q | None:
+    """For members of a group the policy names: the requests they may decide or have decided."""
+    if not user.is_authenticated:
+        return None
+    policy = current_policy()
+    if not profile_for(user).groups & policy.named_groups():
+        return None
+    decided = Decision.objects.filter(request=OuterRef("pk"), actor_id=user.pk)
+    return Q(pk__in=decidable_requests(user, policy=policy).values("pk")) | Q(Exists(decided))

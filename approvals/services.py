@@ -24,11 +24,8 @@ from approvals.models import Decision, DecisionKind
 from approvals.policy import Policy, RequestFacts, Rule, current_policy
 from approvals.windows import Calendar, GoLive, frozen_environments, load_calendar
 from audit.services import SYSTEM, record_event
-from egress_portal.actors import user_of
-from egress_portal.logging import log_request_decision
-from egress_portal.outbox.models import OutboxMessage
-from egress_portal.webhooks.events import emit_request
 from exceptions.choices import GrantStatus, RequestStatus
+from exceptions.events import emit_request
 from exceptions.models import ExceptionRequest, Grant, Workload
 from exceptions.services.batches import activate_due_grants
 from exceptions.services.grants import issue_grants, supersede_renewed_grant
@@ -36,6 +33,9 @@ from exceptions.services.publishes import queue_publish
 from exceptions.services.requests import lock_request, move_request, narrow_request
 from exceptions.state import TransitionError
 from exceptions.validators import is_wildcard
+from foundation.actors import user_of
+from foundation.logging import log_request_decision
+from foundation.outbox.models import OutboxMessage
 
 
 def go_live_at(

@@ -7,7 +7,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from approvals import breakglass, services
-from egress_portal.jobs import TRANSIENT, parse_now, task_scope
+from foundation.jobs import TRANSIENT, parse_now, task_scope
 
 
 @shared_task(

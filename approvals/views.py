@@ -18,7 +18,6 @@ from approvals.access import access_request_to_decide, approval_state
 from approvals.actions import request_actions
 from approvals.forms import DecisionForm, QueueFilterForm, ShortenForm
 from approvals.policy import current_policy
-from egress_portal.actors import actor_for
 from exceptions.access import access_grant, access_request
 from exceptions.choices import RiskTier
 from exceptions.forms import DestinationFormSet, ExceptionRequestForm, apply_service_errors
@@ -26,6 +25,7 @@ from exceptions.models import ExceptionRequest
 from exceptions.services import grants
 from exceptions.services.requests import resubmit_request
 from exceptions.state import TransitionError
+from foundation.actors import actor_for
 
 PAGE_SIZE = 25
 

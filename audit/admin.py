@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from audit.models import AuditCheckpoint, AuditEvent
-from exceptions.admin import ReadOnlyAdmin
+from foundation.admin import ReadOnlyAdmin
 
 
 @admin.register(AuditEvent)

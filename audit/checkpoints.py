@@ -3,7 +3,7 @@
 A checkpoint is a file ``audit/checkpoints/<seq>.json`` on the policy
 repository's branch holding the sequence number, the head hash at that number,
 the time, and a compact JWS over those claims made with the portal's key
-(``egress_portal/signing.py``). Someone who can rewrite the audit table (and
+(``foundation/signing.py``). Someone who can rewrite the audit table (and
 recompute every hash and the chain head) cannot rewrite what was pushed, so
 ``verify_audit`` names the first checkpoint the table contradicts.
 
@@ -28,9 +28,9 @@ from audit.hashing import GENESIS_HASH
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from audit.services import SYSTEM, Actor, record_event
 from audit.verification import database_records, walk
-from egress_portal import signing
-from egress_portal.locks import named_lock
-from egress_portal.outbox.services import enqueue_coalesced
+from foundation import signing
+from foundation.locks import named_lock
+from foundation.outbox.services import enqueue_coalesced
 
 if TYPE_CHECKING:
     from audit.checkpoint_git import CheckpointRepo

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from audit.checkpoint_git import CheckpointRepoError
 from audit.checkpoints import CheckpointRefused, write_checkpoint
-from egress_portal.outbox.errors import DeliveryError
-from egress_portal.outbox.models import OutboxMessage
+from foundation.outbox.errors import DeliveryError
+from foundation.outbox.models import OutboxMessage
 
 
 def deliver_checkpoint(message: OutboxMessage) -> None:

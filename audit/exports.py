@@ -24,9 +24,9 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict, Streaming
 from django.utils.dateparse import parse_date, parse_datetime
 
 from audit.checkpoints import as_checkpoint
+from audit.hooks import may_read as can_view_audit
 from audit.selectors import checkpoint_at_or_before, export_rows, head_seq
 from audit.verification import CSV_HEADER_MARKER, EXPORT_TYPE, RECORD_FIELDS, csv_cell, record_from_row
-from exceptions.access import can_view_audit
 
 CSV_COLUMNS = RECORD_FIELDS
 # The first CSV row after the column names is marked CSV_HEADER_MARKER; its ``after`` cell holds the header.

@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import CharField, Q, QuerySet
 from django.db.models.functions import Cast
 
+from audit import hooks
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from audit.verification import RECORD_FIELDS
 
@@ -38,28 +39,23 @@ def _about(object_type: str, queryset: QuerySet[Any]) -> Q:
     return Q(object_type=object_type, object_id__in=[str(pk) for pk in ids])
 
 
+def _about_all(subjects: Iterable[list[tuple[str, QuerySet[Any]]]]) -> Q:
+    query = Q(pk__in=[])
+    for answer in subjects:
+        for object_type, queryset in answer:
+            query |= _about(object_type, queryset)
+    return query
+
+
 def about_team(team_slug: str) -> Q:
     """Events about a team's objects: the team, its workloads, their requests and grants, and
     the egress points it owns (each a subquery on the (object_type, object_id) index)."""
-    from egress_portal.traffic.models import EgressGateway
-    from exceptions.models import ExceptionRequest, Grant, Team, Workload
-
-    return (
-        _about("exceptions.team", Team.objects.filter(slug=team_slug))
-        | _about("exceptions.workload", Workload.objects.filter(team__slug=team_slug))
-        | _about("exceptions.exceptionrequest", ExceptionRequest.objects.filter(workload__team__slug=team_slug))
-        | _about("exceptions.grant", Grant.objects.filter(workload__team__slug=team_slug))
-        | _about("traffic.egressgateway", EgressGateway.objects.filter(owner_team__slug=team_slug))
-    )
+    return _about_all(hooks.team_subjects(team_slug))
 
 
 def about_ticket(ticket: str) -> Q:
     """Events about the requests that name a ticket (any case) and the grants they produced."""
-    from exceptions.models import ExceptionRequest, Grant
-
-    return _about("exceptions.exceptionrequest", ExceptionRequest.objects.filter(ticket_ref__iexact=ticket)) | _about(
-        "exceptions.grant", Grant.objects.filter(request__ticket_ref__iexact=ticket)
-    )
+    return _about_all(hooks.ticket_subjects(ticket))
 
 
 def _scoped(events: QuerySet[AuditEvent], *, team: str, ticket: str) -> QuerySet[AuditEvent]:
@@ -174,17 +170,12 @@ class ChainStatus:
 
 def chain_status() -> ChainStatus:
     """Four indexed single-row reads, whatever the chain's length."""
-    from egress_portal.traffic.models import JobState
-
     head = AuditChainHead.objects.filter(pk=1).first()
     head_seq_, head_hash = (head.last_seq, head.last_hash) if head else (0, "")
     checkpoint = AuditCheckpoint.objects.order_by("-seq").first()
     newest = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
-    job = JobState.objects.filter(task="audit.write_checkpoint").first()
-    # A failure a later run recovered from (it succeeded since) is history, not the status.
-    failed_at = job.last_failure_at if job else None
-    if job and failed_at and job.last_success_at and job.last_success_at > failed_at:
-        failed_at = None
+    failures = [answer for answer in hooks.job_last_failure("audit.write_checkpoint") if answer is not None]
+    failed_at, last_error = max(failures) if failures else (None, "")
     since = head_seq_ - (checkpoint.seq if checkpoint else 0)
     if newest is not None and newest != (head_seq_, head_hash):
         return ChainStatus(
@@ -207,10 +198,10 @@ def chain_status() -> ChainStatus:
             head_seq_,
             since,
         )
-    if failed_at is not None and job is not None:
+    if failed_at is not None:
         return ChainStatus(
             "refused",
-            f"The last checkpoint attempt failed: {job.last_error[:300]}",
+            f"The last checkpoint attempt failed: {last_error[:300]}",
             checkpoint,
             head_seq_,
             since,

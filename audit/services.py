@@ -18,8 +18,8 @@ from django.db import models, transaction
 
 from audit.hashing import GENESIS_HASH, chain_hash, event_payload, to_jsonable
 from audit.models import ActorKind, AuditChainHead, AuditEvent
-from egress_portal.actors import Actor as RequestActor
-from egress_portal.context import current_request_id
+from foundation.actors import Actor as RequestActor
+from foundation.context import current_request_id
 
 
 @dataclass(frozen=True)

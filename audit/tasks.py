@@ -9,7 +9,7 @@ from django.db import OperationalError
 
 from audit.checkpoint_git import CheckpointRepoError
 from audit.checkpoints import write_checkpoint as write_checkpoint_service
-from egress_portal.jobs import task_scope
+from foundation.jobs import task_scope
 
 
 @shared_task(

@@ -13,13 +13,20 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from audit.hashing import GENESIS_HASH, chain_hash, event_payload
 from audit.models import AuditChainHead, AuditEvent
 
-if TYPE_CHECKING:
-    from audit.checkpoints import Checkpoint
+
+class Anchor(Protocol):
+    """A signed statement that the chain's event ``seq`` had ``head_hash`` (audit.checkpoints.Checkpoint)."""
+
+    seq: int
+    head_hash: str
+
+    def describe(self) -> str: ...
+
 
 PAYLOAD_FIELDS = (
     "seq", "created_at", "actor_id", "actor_kind", "actor_label", "action", "object_type", "object_id",
@@ -61,7 +68,7 @@ def walk(
     *,
     start_seq: int = 1,
     start_hash: str = GENESIS_HASH,
-    anchors: Sequence[Checkpoint] = (),
+    anchors: Sequence[Anchor] = (),
 ) -> VerificationResult:
     """Check each event against its predecessor and every anchor (checkpoint) on the way.
 
@@ -151,7 +158,7 @@ def record_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
     return record
 
 
-def verify_chain(*, chunk_size: int = 5000, checkpoints: Sequence[Checkpoint] = ()) -> VerificationResult:
+def verify_chain(*, chunk_size: int = 5000, checkpoints: Sequence[Anchor] = ()) -> VerificationResult:
     result = walk(database_records(chunk_size=chunk_size), anchors=checkpoints)
     if not result.ok:
         return result
@@ -196,7 +203,7 @@ def _csv_record(row: dict[str, str]) -> dict[str, Any]:
     return record
 
 
-def _read_export(path: Path) -> tuple[dict[str, Any] | None, Iterator[dict[str, Any]]]:
+def read_export(path: Path) -> tuple[dict[str, Any] | None, Iterator[dict[str, Any]]]:
     """The export's header (None for an old, header-less export) and its event records, streamed."""
     handle = path.open(encoding="utf-8", newline="")
     first = handle.read(1)
@@ -214,7 +221,7 @@ def _read_export(path: Path) -> tuple[dict[str, Any] | None, Iterator[dict[str, 
     return None, (_csv_record(row) for row in itertools.chain([head_row] if head_row else [], rows))
 
 
-def walk_filtered(records: Iterable[dict[str, Any]], *, anchor: Checkpoint | None) -> VerificationResult:
+def walk_filtered(records: Iterable[dict[str, Any]], *, anchor: Anchor | None) -> VerificationResult:
     """A filtered export is not a contiguous chain: each event must still match its own hash,
     consecutive events must link, and an event at the checkpoint must carry its head hash."""
     last_seq = 0
@@ -235,43 +242,3 @@ def walk_filtered(records: Iterable[dict[str, Any]], *, anchor: Checkpoint | Non
         last_seq, last_hash = seq, record["hash"]
         checked += 1
     return VerificationResult(True, checked, last_hash=last_hash)
-
-
-def verify_export(path: Path, *, public_pems: Sequence[str] = ()) -> VerificationResult:
-    """Verify an export file offline: the chain, its checkpoint's signature, and that the file is whole."""
-    # Imported here: checkpoints imports this module for the walk.
-    from audit.checkpoints import InvalidCheckpoint, parse_checkpoint
-
-    header, records = _read_export(path)
-    if header is None:
-        return replace(walk(records), notes=("An export without a header: not anchored to any checkpoint.",))
-    anchor = None
-    if header.get("checkpoint"):
-        try:
-            anchor = parse_checkpoint(header["checkpoint"], path="in the export header", public_pems=public_pems)
-        except InvalidCheckpoint as exc:
-            return VerificationResult(False, 0, None, f"{exc} (forged or edited checkpoint)")
-    through = int(header.get("through_seq", 0))
-    notes: tuple[str, ...] = ()
-    if header.get("filters"):
-        result = walk_filtered(records, anchor=anchor)
-        notes = (
-            f"A filtered export ({header['filters']}): each event matches its own hash; "
-            "the chain between them needs the full export.",
-        )
-    else:
-        result = walk(records, anchors=[anchor] if anchor else [])
-        if result.ok and result.checked != through:
-            return replace(
-                result,
-                ok=False,
-                broken_seq=result.checked + 1,
-                problem=f"the file ends at #{result.checked} but its header says it runs through #{through} "
-                "(truncated export)",
-            )
-    if anchor is None:
-        notes += ("No checkpoint had been written when this export was made: the chain is not anchored.",)
-    elif result.ok and anchor.seq < through:
-        notes += (f"Events #{anchor.seq + 1}..#{through} come after the checkpoint and are not anchored yet.",)
-    full = not header.get("filters")
-    return replace(result, notes=notes, anchored_seq=anchor.seq if anchor and result.ok and full else 0)

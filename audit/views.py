@@ -11,10 +11,10 @@ from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
+from audit import hooks
+from audit.hooks import may_read as can_view_audit
 from audit.models import AuditEvent
 from audit.selectors import chain_status, event_choices, head_seq, object_history, recent_events
-from exceptions.access import can_view_audit
-from exceptions.models import Grant, Team
 
 # Where each kind of audited object can be looked at.
 OBJECT_PAGES = {
@@ -36,7 +36,7 @@ class AuditFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         team_field = self.fields["team"]
         assert isinstance(team_field, forms.ChoiceField)
-        team_field.choices = [("", "any"), *Team.objects.order_by("name").values_list("slug", "name")]
+        team_field.choices = [("", "any"), *hooks.readers.get().team_choices()]
         actions, object_types = event_choices()
         for name, values in (("action", actions), ("object_type", object_types)):
             field = self.fields[name]
@@ -123,16 +123,11 @@ def _related(object_type: str, object_id: str) -> list[tuple[str, str]]:
     """(label, history URL) of the objects whose story continues this one's."""
     if not object_id.isascii() or not object_id.isdigit():
         return []
-    if object_type == "exceptions.exceptionrequest":
-        grants = Grant.objects.filter(request_id=int(object_id)).order_by("pk").values_list("pk", flat=True)
-        return [(f"grant #{pk}", reverse("audit-object", args=["exceptions.grant", pk])) for pk in grants]
-    if object_type == "exceptions.grant":
-        request_id = Grant.objects.filter(pk=int(object_id)).values_list("request_id", flat=True).first()
-        if request_id is not None:
-            return [
-                (f"request #{request_id}", reverse("audit-object", args=["exceptions.exceptionrequest", request_id]))
-            ]
-    return []
+    return [
+        (label, reverse("audit-object", args=[related_type, related_id]))
+        for answer in hooks.related_subjects(object_type, int(object_id))
+        for label, related_type, related_id in answer
+    ]
 
 
 @login_required

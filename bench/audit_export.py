@@ -86,7 +86,7 @@ def measure(fmt: str, out: str) -> None:
 
 
 def bench_audit_export(events: int = 1_000_000) -> None:
-    from audit.verification import verify_export
+    from audit.export_verification import verify_export
 
     fill(events)
     with tempfile.TemporaryDirectory() as tmp:

@@ -28,11 +28,11 @@ def bench_breakglass(runs: int = 5) -> None:
 
     from approvals.breakglass import revoke_breakglass, use_breakglass
     from bench.run import _reset
-    from egress_portal.actors import Actor
     from egress_portal.celery import app
-    from egress_portal.outbox.models import OutboxMessage
     from egress_portal.worker_process import start_worker, stop_worker, wait_until_ready
     from exceptions.models import Team, TeamMembership, Workload
+    from foundation.actors import Actor
+    from foundation.outbox.models import OutboxMessage
 
     _reset()
     # Outbox keys name the use's id, which the reset restarts: old delivered rows would swallow new ones.

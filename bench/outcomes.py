@@ -75,7 +75,7 @@ def fill_denied(identities: int = 300, hosts: int = 5, days: int = 90) -> int:
     """Denied traffic behind the top-callers tables: an identity per workload, a row per host and day."""
     from django.db import transaction
 
-    from egress_portal.traffic.models import DeniedTraffic
+    from traffic.models import DeniedTraffic
 
     DeniedTraffic.objects.filter(identity__startswith="bench-denied/").delete()
     today = datetime.now(UTC).date()

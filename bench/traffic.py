@@ -92,10 +92,10 @@ def bench_ingest(events: int = 200_000, chunk: int = 5_000) -> None:
 
     from audit.services import SYSTEM
     from bench.run import _reset
-    from egress_portal.traffic.api import parse_opa
-    from egress_portal.traffic.models import GrantUsage
-    from egress_portal.traffic.services.gateways import create_gateway
-    from egress_portal.traffic.services.ingest import ingest_decisions
+    from traffic.api import parse_opa
+    from traffic.models import GrantUsage
+    from traffic.services.gateways import create_gateway
+    from traffic.services.ingest import ingest_decisions
 
     _reset()
     _truncate(*TRAFFIC_TABLES)
@@ -148,8 +148,8 @@ def bench_outbox_drain(rows: int = 20_000) -> None:
     from django.conf import settings
     from django.utils import timezone
 
-    from egress_portal.outbox.models import OutboxMessage
-    from egress_portal.outbox.relay import relay_due
+    from foundation.outbox.models import OutboxMessage
+    from foundation.outbox.relay import relay_due
 
     _truncate("outbox_outboxmessage")
     now = timezone.now()
@@ -176,9 +176,9 @@ def bench_stale_sweep(grants: int) -> None:
 
     from audit.services import SYSTEM
     from bench.run import _reset
-    from egress_portal.traffic.models import GrantUsage, IdentityFeed, StaleNotice
-    from egress_portal.traffic.services.gateways import create_gateway
-    from egress_portal.traffic.services.stale import sweep_stale_grants
+    from traffic.models import GrantUsage, IdentityFeed, StaleNotice
+    from traffic.services.gateways import create_gateway
+    from traffic.services.stale import sweep_stale_grants
 
     _reset()
     _truncate(*TRAFFIC_TABLES)
@@ -217,7 +217,7 @@ def bench_expire_with_outbox(grants: int) -> None:
     from django.conf import settings
 
     from bench.run import bench_expire
-    from egress_portal.outbox.models import OutboxMessage
+    from foundation.outbox.models import OutboxMessage
 
     _truncate("outbox_outboxmessage")
     settings.EGRESS_AUTO_PUBLISH, settings.OUTBOX_NUDGE = True, False

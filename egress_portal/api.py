@@ -1,4 +1,4 @@
-"""The REST API router (errors: egress_portal.problems)."""
+"""The REST API router (errors: foundation.problems)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.http import HttpResponseBase
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from egress_portal.problems import UnknownRoute
+from foundation.problems import UnknownRoute
 
 
 class _LoginFirst:
@@ -30,7 +30,7 @@ class SwaggerDocs(_LoginFirst, SpectacularSwaggerSplitView):
 urlpatterns = [
     path("", include("exceptions.api.urls")),
     path("", include("approvals.api.urls")),
-    path("", include("egress_portal.webhooks.api_urls")),
+    path("", include("webhooks.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SwaggerDocs.as_view(url_name="api-schema"), name="api-docs"),
     re_path(r"^", UnknownRoute.as_view(), name="api-unknown"),

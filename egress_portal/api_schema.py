@@ -15,7 +15,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
-from egress_portal.problems import PROBLEM_CONTENT_TYPE
+from foundation.problems import PROBLEM_CONTENT_TYPE
 
 
 class FieldErrorSerializer(serializers.Serializer[dict[str, Any]]):

@@ -46,13 +46,13 @@ def _quiet_idle_ticks(logger: logging.Logger | None = None, **kwargs: Any) -> No
 
 @task_success.connect
 def _job_succeeded(sender: Any = None, **kwargs: Any) -> None:
-    from egress_portal.traffic.jobs import record_success
+    from traffic.jobs import record_success
 
     record_success(sender=sender, **kwargs)
 
 
 @task_failure.connect
 def _job_failed(sender: Any = None, **kwargs: Any) -> None:
-    from egress_portal.traffic.jobs import record_failure
+    from traffic.jobs import record_failure
 
     record_failure(sender=sender, **kwargs)

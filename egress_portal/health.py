@@ -92,7 +92,7 @@ def check_last_publish() -> Check:
 
 
 def check_outbox() -> Check:
-    from egress_portal.outbox.models import OutboxMessage, OutboxStatus
+    from foundation.outbox.models import OutboxMessage, OutboxStatus
 
     parked = OutboxMessage.objects.filter(status=OutboxStatus.PARKED).count()
     return Check(parked == 0, f"{parked} parked outbox rows" if parked else "")

@@ -15,13 +15,13 @@ from prometheus_client.registry import Collector
 
 from approvals.breakglass import metric_counts
 from audit.models import AuditChainHead
-from egress_portal.bearer import has_bearer_token
-from egress_portal.outbox.models import OutboxMessage, OutboxOutcome, OutboxStatus, OutboxTally
-from egress_portal.traffic.models import DeniedTraffic, GatewayKind, IngestBatch
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import BundlePublication, ExceptionRequest, Grant
+from foundation.bearer import has_bearer_token
+from foundation.outbox.models import OutboxMessage, OutboxOutcome, OutboxStatus, OutboxTally
 from outcomes.policy_update import policy_update_buckets
 from outcomes.selectors import time_to_approve_buckets
+from traffic.models import DeniedTraffic, GatewayKind, IngestBatch
 
 
 def time_to_approve_histogram() -> HistogramMetricFamily:

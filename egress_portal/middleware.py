@@ -9,7 +9,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
-from egress_portal.context import request_id_scope
+from foundation.context import request_id_scope
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -44,7 +44,7 @@ class RefuseNulInQueryMiddleware:
                 message = f"The query parameter '{shown}' contains a NUL character; remove it and try again."
                 if request.path.startswith("/api/"):
                     # The API's one error shape (issue 10), so a client parses every 400 the same way.
-                    from egress_portal.problems import PROBLEM_CONTENT_TYPE, problem
+                    from foundation.problems import PROBLEM_CONTENT_TYPE, problem
 
                     body = problem(
                         400,

@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
+from exceptions import hooks
 from exceptions.models import ExceptionRequest, Grant, Workload
 
 SECURITY_GROUP = "security-officers"
@@ -48,17 +49,13 @@ def roles_for(user: Any) -> Roles:
     if not user.is_authenticated or not user.is_active:
         roles = Roles(False, False, False, frozenset(), frozenset())
     else:
-        from approvals.models import ApproverGroup
-
         group_names = set(user.groups.values_list("name", flat=True))
         roles = Roles(
             is_admin=bool(user.is_superuser),
             is_security=SECURITY_GROUP in group_names,
             is_auditor=AUDITOR_GROUP in group_names,
             member_team_ids=frozenset(user.team_memberships.values_list("team_id", flat=True)),
-            approver_team_ids=frozenset(
-                ApproverGroup.objects.filter(members=user).values_list("teams", flat=True).exclude(teams=None)
-            ),
+            approver_team_ids=hooks.approvals.get().approver_team_ids(user),
         )
     user._egress_roles = roles
     return roles
@@ -91,11 +88,8 @@ def visible_requests(user: Any) -> QuerySet[ExceptionRequest]:
         return requests
     visible = Q(workload__team_id__in=roles.visible_team_ids) | Q(requester_id=user.pk) | Q(filed_by_id=user.pk)
     # Members of a group the approval policy names (not a team's approvers) see
-    # what they may decide and what they decided. Deferred import: approvals
-    # sits above this app.
-    from approvals.access import named_group_visibility
-
-    extra = named_group_visibility(user)
+    # what they may decide and what they decided; the approval layer says which.
+    extra = hooks.approvals.get().request_visibility(user)
     if extra is not None:
         visible |= extra
     return requests.filter(visible)

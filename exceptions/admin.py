@@ -9,20 +9,10 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from egress_portal.actors import actor_for
 from exceptions.models import ExceptionRequest, Grant, IntegrationToken, Team, TeamMembership, Workload
 from exceptions.tokens import revoke_token
-
-
-class ReadOnlyAdmin(admin.ModelAdmin[Any]):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+from foundation.actors import actor_for
+from foundation.admin import ReadOnlyAdmin
 
 
 @admin.register(Team)

@@ -11,13 +11,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from egress_portal.bearer import has_bearer_token
 from exceptions.bundle_watch import revision_watch
 from exceptions.explain import explain
 from exceptions.forms import ExplainForm
 from exceptions.models import BundlePublication
 from exceptions.selectors import explainable_identities
 from exceptions.services.publications import opa_archive
+from foundation.bearer import has_bearer_token
 
 
 @login_required

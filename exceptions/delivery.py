@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from egress_portal.outbox.errors import DeliveryError
-from egress_portal.outbox.models import OutboxMessage
 from exceptions.bundle.policy_repository import PublishError
 from exceptions.services.publications import publish_bundle
+from foundation.outbox.errors import DeliveryError
+from foundation.outbox.models import OutboxMessage
 
 
 def deliver_publish(message: OutboxMessage) -> None:

@@ -17,7 +17,6 @@ from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
-from egress_portal.logging import log_explanation
 from exceptions.access import requestable_workloads, visible_grants
 from exceptions.bundle.decision import POLICY_PATH, build_index, candidate_keys, decide, normalise_host
 from exceptions.bundle.records import to_ns
@@ -25,6 +24,7 @@ from exceptions.choices import GrantStatus
 from exceptions.models import Grant, Workload
 from exceptions.selectors import bundle_records
 from exceptions.validators import validate_identity
+from foundation.logging import log_explanation
 
 
 @dataclass

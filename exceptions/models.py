@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -259,6 +259,9 @@ class IntegrationToken(models.Model):
 
     Only a SHA-256 of the key is stored; the key is shown once, when created.
     """
+
+    # How foundation.actors tells this token from other DRF ``auth`` values without importing the core.
+    is_integration_token: ClassVar[bool] = True
 
     name = models.CharField(max_length=100)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="integration_tokens")

@@ -11,10 +11,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.services import SYSTEM, PendingEvent, record_events
-from egress_portal.outbox.services import enqueue_mail
-from egress_portal.webhooks.events import emit, grant_data
 from exceptions.choices import GrantStatus
+from exceptions.events import emit, grant_data
 from exceptions.models import ExpiryReminder, Grant
+from foundation.outbox.services import enqueue_mail
 
 
 def recipients_for(grant: Grant) -> list[str]:

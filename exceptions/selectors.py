@@ -103,8 +103,6 @@ def open_grants_changed_since(seq: int) -> set[int] | None:
     transaction, so these are the only cached records that can be stale. None when more
     than CHANGED_SINCE_LIMIT events were written since: read everything instead.
     """
-    from audit.models import AuditEvent
-
     events = list(
         AuditEvent.objects.filter(seq__gt=seq).values_list("object_type", "object_id")[: CHANGED_SINCE_LIMIT + 1]
     )

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from exceptions.choices import GrantStatus, RequestStatus
-
-
-class TransitionError(Exception):
-    """An illegal or stale transition; the message says which and why."""
-
+from foundation.errors import TransitionError
 
 REQUEST_TRANSITIONS: dict[str, frozenset[str]] = {
     RequestStatus.DRAFT: frozenset({RequestStatus.PENDING, RequestStatus.CANCELLED}),

@@ -15,8 +15,8 @@ from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from audit.services import record_event
-from egress_portal.actors import user_of
 from exceptions.models import IntegrationToken
+from foundation.actors import user_of
 
 if TYPE_CHECKING:  # rest_framework.views imports this module through its settings
     from rest_framework.views import APIView

@@ -13,19 +13,16 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from approvals import selectors as approval_selectors
-from approvals.actions import grant_actions
-from approvals.policy import current_policy
-from approvals.services import form_preview
-from egress_portal.actors import actor_for
-from exceptions import selectors
+from exceptions import hooks, selectors
 from exceptions.access import access_grant, access_request, requestable_workloads, roles_for, visible_grants
+from exceptions.actions import grant_actions
 from exceptions.choices import RequestStatus
 from exceptions.forms import DestinationFormSet, ExceptionRequestForm, ReasonForm, apply_service_errors
 from exceptions.risk import format_duration
 from exceptions.services import grants, requests, submissions
 from exceptions.state import TransitionError
 from exceptions.validators import OBJECT_ID, PORT, IntBounds, parse_bounded_int
+from foundation.actors import actor_for
 
 PAGE_SIZE = 25
 
@@ -33,9 +30,7 @@ PAGE_SIZE = 25
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     roles = roles_for(request.user)
-    if (roles.is_approver or roles.is_security) and approval_selectors.decidable_requests(
-        request.user, policy=current_policy()
-    ).exists():
+    if (roles.is_approver or roles.is_security) and hooks.approvals.get().has_decidable_requests(request.user):
         return redirect("approval-queue")
     return redirect("request-list")
 
@@ -176,7 +171,7 @@ def request_preview(request: HttpRequest) -> JsonResponse:
     workload = form.cleaned_data.get("workload")
     if preview.risk is not None and workload is not None:
         # Issue 8: which approval rule would apply and when the request would go live.
-        body["approval"] = form_preview(
+        body["approval"] = hooks.approvals.get().form_preview(
             workload=workload,
             hosts=preview.hosts,
             purpose=request.GET.get("purpose", ""),
@@ -199,7 +194,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "grants": exception_request.grants.all(),
             "timeline": selectors.request_timeline(exception_request),
             # Approval rule, missing approvals, go-live and what this user may do: approvals owns them.
-            **approval_selectors.request_page(request.user, exception_request, now=timezone.now()),
+            **hooks.approvals.get().request_page(request.user, exception_request, now=timezone.now()),
         },
     )
 

@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 from django.db import connection
 from django.db.models import Max
 
-from egress_portal.traffic.models import BundleRevisionSeen
-from egress_portal.upserts import add_to_rows
 from exceptions.models import BundlePublication, ExceptionRequest
+from foundation.upserts import add_to_rows
 from outcomes.models import PolicyUpdate, PolicyUpdateBucket, PolicyUpdateStage
 from outcomes.selectors import APPROVED_STATUSES
+from traffic.models import BundleRevisionSeen
 
 # Seconds: 5 s, 15 s, 30 s, 1 min, 2 min, 5 min, 10 min, 30 min, 1 h, 4 h, 1 day.
 POLICY_UPDATE_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 86400)
@@ -192,3 +192,13 @@ def policy_update_buckets() -> dict[str, tuple[list[tuple[str, int]], float]]:
         buckets.append(("+Inf", sum(count for _, count, _ in mine)))
         result[stage] = (buckets, sum(total for _, _, total in mine))
     return result
+
+
+def on_publication_pushed(revision: str, pushed_at: datetime, request_ids: list[int]) -> int:
+    """exceptions.hooks.publication_pushed, registered in OutcomesConfig.ready."""
+    return observe_pushed(revision=revision, pushed_at=pushed_at, request_ids=request_ids)
+
+
+def on_engine_revisions_seen(first_seen: dict[str, datetime]) -> int:
+    """traffic.hooks.engine_revisions_seen, registered in OutcomesConfig.ready."""
+    return observe_engine(first_seen=first_seen)

@@ -9,10 +9,10 @@ from datetime import date, timedelta
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import Coalesce
 
-from egress_portal.traffic.models import DeniedTraffic
 from exceptions.choices import Environment, RequestStatus, RiskTier
 from exceptions.models import ExceptionRequest, Team, Workload
 from outcomes.models import ALL, COUNT_METRICS, Metric, SnapshotValue
+from traffic.models import DeniedTraffic
 
 PERIODS = (7, 30, 90)
 # Decided and not refused: the request was approved, whatever happened to it later.

@@ -16,17 +16,17 @@ from django.utils import timezone
 
 from approvals.models import BreakGlassUse
 from audit.services import SYSTEM, Actor, record_event
-from egress_portal.traffic.models import (
+from exceptions.choices import GrantStatus
+from exceptions.models import BundlePublication, ExceptionRequest, Grant, Workload
+from outcomes.models import ALL, UNREGISTERED, Metric, SnapshotDay, SnapshotValue
+from outcomes.selectors import APPROVED_STATUSES
+from traffic.models import (
     BundleRevisionSeen,
     DeniedTraffic,
     ObservedFlow,
     StaleNotice,
 )
-from egress_portal.traffic.services.stale import STALE_REASON
-from exceptions.choices import GrantStatus
-from exceptions.models import BundlePublication, ExceptionRequest, Grant, Workload
-from outcomes.models import ALL, UNREGISTERED, Metric, SnapshotDay, SnapshotValue
-from outcomes.selectors import APPROVED_STATUSES
+from traffic.services.stale import STALE_REASON
 
 
 def percentile(values: list[float], q: float) -> float:

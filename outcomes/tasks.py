@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from egress_portal.jobs import TRANSIENT, task_scope
+from foundation.jobs import TRANSIENT, task_scope
 from outcomes import services
 
 

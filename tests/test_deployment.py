@@ -13,8 +13,8 @@ import pytest
 from django.core.management import call_command
 
 from audit.verification import verify_chain
-from egress_portal.signing import generate_key_file
 from exceptions.models import ExceptionRequest, Grant
+from foundation.signing import generate_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

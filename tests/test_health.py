@@ -10,8 +10,8 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from egress_portal.outbox.models import OutboxMessage, OutboxStatus
 from exceptions.models import BundlePublication
+from foundation.outbox.models import OutboxMessage, OutboxStatus
 
 
 def _closed_port() -> int:

@@ -10,9 +10,9 @@ from django.core.exceptions import PermissionDenied
 from django.test import Client
 
 from approvals.services import approve_request, reject_request
-from egress_portal.context import request_id_scope
-from egress_portal.logging import logging_config
 from exceptions.explain import explain
+from foundation.context import request_id_scope
+from foundation.logging import logging_config
 
 
 def _decisions(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
@@ -106,8 +106,8 @@ def test_settings_render_json_logs_by_default() -> None:
 
 @pytest.mark.django_db
 def test_a_publish_logs_its_outcome_revision_and_commit(caplog: pytest.LogCaptureFixture) -> None:
-    from egress_portal.logging import log_publication
     from exceptions.models import BundlePublication
+    from foundation.logging import log_publication
 
     caplog.set_level(logging.INFO, logger="egress_portal.decisions")
     published = BundlePublication.objects.create(

@@ -38,8 +38,8 @@ def test_metrics_token_is_enforced_when_set(client: Client, settings: Any) -> No
 def test_outbox_deliveries_are_counters_by_kind_and_outcome(client: Client, settings: Any) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from egress_portal.outbox.relay import prune_delivered, relay_due
-    from egress_portal.outbox.services import enqueue_mail
+    from foundation.outbox.relay import prune_delivered, relay_due
+    from foundation.outbox.services import enqueue_mail
 
     with transaction.atomic():
         enqueue_mail(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from jwcrypto import jwk
 
-from egress_portal.signing import key_id, public_key_pem, sign_jws, verify_jws
+from foundation.signing import key_id, public_key_pem, sign_jws, verify_jws
 
 
 def test_signed_claims_verify_with_the_public_key_alone() -> None:

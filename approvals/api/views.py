@@ -13,7 +13,6 @@ from rest_framework.response import Response
 from approvals import services
 from approvals.access import access_request_to_decide
 from approvals.breakglass import API_REFUSAL
-from egress_portal.actors import actor_for
 from exceptions.access import access_grant, access_request
 from exceptions.api.base import GRANT, LIFETIME_AS_HOURS, REQUEST, IntegrationView, api_field_names, render_request
 from exceptions.api.serializers import (
@@ -28,6 +27,7 @@ from exceptions.choices import DataClass, Purpose
 from exceptions.services import grants
 from exceptions.services.requests import resubmit_request
 from exceptions.validators import LIFETIME_HOURS, OBJECT_ID
+from foundation.actors import actor_for
 
 
 class ApproveInputSerializer(ClosedSerializer):

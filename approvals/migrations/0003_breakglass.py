@@ -6,7 +6,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-from egress_portal.outbox.schedules import seed
+from foundation.outbox.schedules import seed
 
 
 def seed_schedules(apps: Any, schema_editor: Any) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import dj_database_url
 import django_stubs_ext
 
-from egress_portal.logging import configure_structlog, logging_config
 from egress_portal.settings.env import env_bool, env_int, env_list, env_str
+from foundation.logging import configure_structlog, logging_config
 
 # Lets the admin and generic views be subscripted for mypy at run time.
 django_stubs_ext.monkeypatch()
@@ -39,9 +39,9 @@ INSTALLED_APPS = [
     "audit",
     "exceptions",
     "approvals",
-    "egress_portal.outbox",
+    "foundation.outbox",
     "django_celery_beat",
-    "egress_portal.traffic",
+    "traffic",
 ]
 
 MIDDLEWARE = [
@@ -215,7 +215,7 @@ CELERY_TASK_ROUTES = {"exceptions.publish_bundle": {"queue": "publish"}}
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Schedules live in the database (django-celery-beat) so operators change them in
-# the admin; the defaults are seeded by a migration (egress_portal/outbox/schedules.py),
+# the admin; the defaults are seeded by a migration (foundation/outbox/schedules.py),
 # not read from here, so a restart never overwrites an operator's change.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Beat writes last-run times after this many sent tasks (about 20 s with the relays), not
@@ -249,7 +249,7 @@ EGRESS_LIFETIME_CAP_DIAGNOSTICS_HOURS = env_int("EGRESS_LIFETIME_CAP_DIAGNOSTICS
 EGRESS_EXPIRING_SOON_DAYS = env_int("EGRESS_EXPIRING_SOON_DAYS", 14)
 EGRESS_REMINDER_DAYS = sorted({int(d) for d in env_list("EGRESS_REMINDER_DAYS", ["7", "1"])}, reverse=True)
 EGRESS_BASE_URL = env_str("EGRESS_BASE_URL", "http://127.0.0.1:8000")
-# PEM private key (EC P-256 or RSA) that signs bundles and audit checkpoints; see egress_portal/signing.py.
+# PEM private key (EC P-256 or RSA) that signs bundles and audit checkpoints; see foundation/signing.py.
 EGRESS_SIGNING_KEY = env_str("EGRESS_SIGNING_KEY")
 POLICY_REPO_URL = env_str("POLICY_REPO_URL", str(VAR_DIR / "policy.git"))
 POLICY_REPO_BRANCH = env_str("POLICY_REPO_BRANCH", "main")
@@ -398,9 +398,9 @@ INSTALLED_APPS += ["outcomes"]
 # Which callable delivers each outbox kind (dotted paths). Later issues add theirs:
 # OUTBOX_HANDLERS["webhook"] = "..." in their own settings block.
 OUTBOX_HANDLERS: dict[str, str] = {
-    "mail": "egress_portal.outbox.handlers.send_mail",
+    "mail": "foundation.outbox.handlers.send_mail",
     "bundle.publish": "exceptions.delivery.deliver_publish",
-    "noop": "egress_portal.outbox.handlers.noop",
+    "noop": "foundation.outbox.handlers.noop",
 }
 # Kinds delivered by the relay of another queue than `default` (break-glass broadcasts: `priority`).
 OUTBOX_KIND_QUEUES: dict[str, str] = {"bundle.publish": "publish"}
@@ -415,6 +415,8 @@ OUTBOX_RELAY_MAX_SECONDS = env_int("OUTBOX_RELAY_MAX_SECONDS", 30)
 OUTBOX_KEEP_DELIVERED_DAYS = env_int("OUTBOX_KEEP_DELIVERED_DAYS", 14)
 # Queue a relay run right after a publish is asked for (a shortcut; beat is the guarantee).
 OUTBOX_NUDGE = env_bool("OUTBOX_NUDGE", True)
+# The Celery app a nudge is sent through (named, so the outbox never imports the project shell).
+OUTBOX_CELERY_APP = "egress_portal.celery.app"
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
 # Ingestion: the largest body a gateway may post (after gunzip), and how long digests are kept
 # to recognise a retried batch (records older than this are refused).
@@ -427,25 +429,25 @@ EGRESS_STALE_DAYS_BY_TIER = {
     tier: env_int(f"EGRESS_STALE_DAYS_{tier.upper()}", EGRESS_STALE_DAYS) for tier in ("low", "medium", "high")
 }
 # --- Issue 10: REST API for ticketing tools and CI ---
-# Every API error is an RFC 9457 problem (egress_portal.problems via drf-standardized-errors).
+# Every API error is an RFC 9457 problem (foundation.problems via drf-standardized-errors).
 DRF_STANDARDIZED_ERRORS = {
-    "EXCEPTION_HANDLER_CLASS": "egress_portal.problems.ProblemExceptionHandler",
-    "EXCEPTION_FORMATTER_CLASS": "egress_portal.problems.ProblemFormatter",
+    "EXCEPTION_HANDLER_CLASS": "foundation.problems.ProblemExceptionHandler",
+    "EXCEPTION_FORMATTER_CLASS": "foundation.problems.ProblemFormatter",
     # A 500 is a problem document too, in every environment (the traceback is still logged).
     "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True,
 }
 # A POST with an Idempotency-Key is answered from its stored outcome for this long.
 EGRESS_IDEMPOTENCY_HOURS = env_int("EGRESS_IDEMPOTENCY_HOURS", 24)
-# API rate limits (egress_portal.ratelimit), counted in the shared cache (Redis in production):
+# API rate limits (foundation.ratelimit), counted in the shared cache (Redis in production):
 # each integration token, and each person across their session and tokens.
-REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["egress_portal.ratelimit.ApiRateThrottle"]
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["foundation.ratelimit.ApiRateThrottle"]
 EGRESS_API_RATE_LIMITS = {
     "token": env_str("EGRESS_API_RATE_LIMIT_TOKEN", "600/min"),
     "user": env_str("EGRESS_API_RATE_LIMIT_USER", "1200/min"),
 }
-# Webhooks (egress_portal.webhooks): delivered by the outbox relay as the "webhook" kind.
-INSTALLED_APPS += ["egress_portal.webhooks"]
-OUTBOX_HANDLERS["webhook"] = "egress_portal.webhooks.delivery.deliver"
+# Webhooks (webhooks): delivered by the outbox relay as the "webhook" kind.
+INSTALLED_APPS += ["webhooks"]
+OUTBOX_HANDLERS["webhook"] = "webhooks.delivery.deliver"
 # Loopback, private, link-local and metadata targets are refused (at save and after DNS at delivery) unless this is on.
 EGRESS_WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("EGRESS_WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
 EGRESS_WEBHOOK_TIMEOUT_SECONDS = env_int("EGRESS_WEBHOOK_TIMEOUT_SECONDS", 10)
@@ -477,11 +479,11 @@ EGRESS_BREAKGLASS_REMINDER_HOURS = env_int("EGRESS_BREAKGLASS_REMINDER_HOURS", 4
 # (no coalescing delay) and delivers it with the ordinary bundle publish handler.
 EGRESS_BREAKGLASS_PUBLISH_KIND = "bundle.publish.priority"
 TEMPLATES[0]["OPTIONS"]["context_processors"].append("approvals.breakglass.banner")  # type: ignore[index]
-MIDDLEWARE.append("egress_portal.mfa.RequireMfaEnrolmentMiddleware")
+MIDDLEWARE.append("approvals.mfa.RequireMfaEnrolmentMiddleware")
 # The broadcast mail too: same handler as any mail, delivered by the `priority` relay.
 EGRESS_BREAKGLASS_MAIL_KIND = "mail.priority"
 OUTBOX_HANDLERS[EGRESS_BREAKGLASS_PUBLISH_KIND] = "exceptions.delivery.deliver_publish"
-OUTBOX_HANDLERS[EGRESS_BREAKGLASS_MAIL_KIND] = "egress_portal.outbox.handlers.send_mail"
+OUTBOX_HANDLERS[EGRESS_BREAKGLASS_MAIL_KIND] = "foundation.outbox.handlers.send_mail"
 OUTBOX_KIND_QUEUES[EGRESS_BREAKGLASS_PUBLISH_KIND] = "priority"
 OUTBOX_KIND_QUEUES[EGRESS_BREAKGLASS_MAIL_KIND] = "priority"
 # --- Issue 11: bundles at scale ---

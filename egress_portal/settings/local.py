@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import secrets
 
-from egress_portal.logging import logging_config
 from egress_portal.settings.base import *  # noqa: F403
 from egress_portal.settings.base import CELERY_BROKER_DIR, VAR_DIR
 from egress_portal.settings.env import env_bool, env_str
-from egress_portal.signing import generate_key_file
+from foundation.logging import logging_config
+from foundation.signing import generate_key_file
 
 DEBUG = env_bool("DEBUG", True)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from egress_portal.settings.base import *  # noqa: F403
 from egress_portal.settings.base import VAR_DIR, database_from_url
 from egress_portal.settings.env import env_str
-from egress_portal.signing import generate_key_file
+from foundation.signing import generate_key_file
 
 SECRET_KEY = "test-only-not-secret"  # noqa: S105 - tests only
 DEBUG = False

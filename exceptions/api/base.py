@@ -20,12 +20,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from egress_portal.problems import PreconditionFailed
-from egress_portal.ratelimit import rate_limit_headers
 from exceptions.access import access_grant, access_request, visible_requests
 from exceptions.api import idempotency
 from exceptions.api.serializers import ExceptionRequestSerializer, GrantSerializer
 from exceptions.models import ExceptionRequest
+from foundation.problems import PreconditionFailed
+from foundation.ratelimit import rate_limit_headers
 
 REQUEST = "request"
 GRANT = "grant"

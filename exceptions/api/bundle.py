@@ -10,9 +10,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from approvals.access import approval_state
-from approvals.services import go_live_for
-from egress_portal.problems import Conflict
+from exceptions import hooks
 from exceptions.access import access_request
 from exceptions.api.base import IntegrationView
 from exceptions.api.pagination import BoundedLimitOffsetPagination
@@ -22,6 +20,7 @@ from exceptions.choices import Protocol
 from exceptions.explain import explain
 from exceptions.models import BundlePublication
 from exceptions.validators import PORT, validate_identity
+from foundation.problems import Conflict
 
 
 class ExplainInputSerializer(ClosedSerializer):
@@ -89,7 +88,7 @@ class RequestPreview(IntegrationView):
         if exception_request.status != "pending":
             raise Conflict("Only a pending request has an approval preview.", code="illegal_transition")
         now = timezone.now()
-        go_live = go_live_for(exception_request, now=now, state=approval_state(exception_request))
+        go_live = hooks.approvals.get().go_live(exception_request, now=now, cache={})
         preview = preview_approval(
             exception_request, now=now, decided_by=request.user.get_username(), not_before=go_live.at
         )

@@ -21,8 +21,8 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from egress_portal.problems import Conflict
 from exceptions.models import IdempotencyRecord, IntegrationToken
+from foundation.problems import Conflict
 
 HEADER = "Idempotency-Key"
 # A claim with no outcome after this long belongs to a call that died; the key may be used again.

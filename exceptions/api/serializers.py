@@ -12,10 +12,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from approvals.access import approval_state
-from approvals.actions import grant_actions, request_actions
-from approvals.windows import load_calendar
+from exceptions import hooks
 from exceptions.access import requestable_workloads
+from exceptions.actions import grant_actions
 from exceptions.choices import DataClass, Environment, Protocol, Purpose, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, RequestComment, RequestDestination, Workload
 from exceptions.selectors import active_person
@@ -242,10 +241,8 @@ class GrantListSerializer(serializers.ListSerializer[Grant]):
     """Reads the last observed traffic of a whole page of grants in one query."""
 
     def to_representation(self, data: Any) -> list[Any]:
-        from egress_portal.traffic.selectors import grants_last_seen
-
         grants = list(data.all() if hasattr(data, "all") else data)
-        self.child.context["last_seen"] = grants_last_seen([g.pk for g in grants])  # type: ignore[union-attr]
+        self.child.context["last_seen"] = hooks.last_seen([g.pk for g in grants])  # type: ignore[union-attr]
         return super().to_representation(grants)
 
 
@@ -275,10 +272,8 @@ class GrantSerializer(serializers.ModelSerializer[Grant]):
         list_serializer_class = GrantListSerializer
 
     def get_last_seen(self, grant: Grant) -> datetime | None:
-        from egress_portal.traffic.selectors import grant_last_seen
-
         page: dict[int, datetime] | None = self.context.get("last_seen")
-        return page.get(grant.pk) if page is not None else grant_last_seen(grant)
+        return (page if page is not None else hooks.last_seen([grant.pk])).get(grant.pk)
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_allowed_actions(self, obj: Grant) -> list[str]:
@@ -336,25 +331,21 @@ class ExceptionRequestSerializer(serializers.ModelSerializer[ExceptionRequest]):
     @extend_schema_field(serializers.JSONField())
     def get_approval(self, obj: ExceptionRequest) -> dict[str, object]:
         """Rule, why it applied, required, given and missing approvals (see approvals.access)."""
-        return approval_state(obj).as_dict()
+        return hooks.approvals.get().approval_summary(obj)
 
     @extend_schema_field(serializers.JSONField(allow_null=True))
     def get_go_live(self, obj: ExceptionRequest) -> dict[str, object] | None:
         """When it would go live if approved now (open requests) or is scheduled to (approved ones)."""
-        from approvals.services import go_live_for
-
         if obj.status == RequestStatus.APPROVED:
             starts = min((g.valid_from for g in obj.grants.all()), default=None)
             return {"at": starts.isoformat() if starts else None, "reason": "scheduled", "window": ""}
         if obj.status not in (RequestStatus.PENDING, RequestStatus.DRAFT, RequestStatus.CHANGES_REQUESTED):
             return None
-        now = timezone.now()
-        if "calendar" not in self.context:
-            self.context["calendar"] = load_calendar(now)
-        state = approval_state(obj)
-        return go_live_for(obj, now=now, state=state, calendar=self.context["calendar"]).as_dict()
+        # One calendar for a whole page of requests.
+        cache = self.context.setdefault("go_live_cache", {})
+        return hooks.approvals.get().go_live(obj, now=timezone.now(), cache=cache).as_dict()
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_allowed_actions(self, obj: ExceptionRequest) -> list[str]:
         user = self.context.get("user")
-        return request_actions(user, obj).allowed if user is not None else []
+        return hooks.approvals.get().request_actions(user, obj).allowed if user is not None else []

@@ -13,7 +13,6 @@ from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from egress_portal.actors import actor_for
 from exceptions import selectors
 from exceptions.access import access_grant, access_request, requestable_workloads, visible_grants
 from exceptions.api.base import (
@@ -41,6 +40,7 @@ from exceptions.api.serializers import (
 from exceptions.models import ExceptionRequest, Grant, Workload
 from exceptions.services import grants, requests
 from exceptions.services.comments import add_comment
+from foundation.actors import actor_for
 
 
 class WorkloadList(generics.ListAPIView[Workload], IntegrationView):

@@ -12,8 +12,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import SYSTEM, Actor, PendingEvent, record_events
-from egress_portal.webhooks.events import emit_grants
+from exceptions import hooks
 from exceptions.choices import Environment, GrantStatus, RequestStatus
+from exceptions.events import emit_grants
 from exceptions.models import Grant
 from exceptions.services.grants import GRANT_TYPE
 from exceptions.services.publishes import queue_publish
@@ -101,12 +102,9 @@ def activate_due_grants(*, now: datetime | None = None, batch_size: int = 2000) 
     Grants of an environment under a change freeze wait: a freeze blocks going
     live (approvals.services.activate_due_requests moves them past it).
     """
-    # approvals sits above this app; deferred import, read-only.
-    from approvals.windows import frozen_environments
-
     now = now or timezone.now()
     due: dict[str, Any] = {"status": GrantStatus.SCHEDULED, "valid_from__lte": now, "expires_at__gt": now}
-    frozen = frozen_environments(now)
+    frozen = hooks.approvals.get().frozen_environments(now)
     if frozen:
         due["workload__environment__in"] = sorted(set(Environment.values) - frozen)
     return _move_grants_in_batches(

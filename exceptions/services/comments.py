@@ -8,9 +8,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from audit.services import record_event
-from egress_portal.actors import user_of
 from exceptions.access import roles_for
 from exceptions.models import ExceptionRequest, RequestComment
+from foundation.actors import user_of
 
 MAX_COMMENT_LENGTH = 10_000
 

@@ -10,15 +10,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import Actor, PendingEvent, record_event, record_events
-from egress_portal.actors import user_of
-from egress_portal.webhooks.events import emit_grants
 from exceptions.access import revoke_denial
+from exceptions.actions import grant_actions
 from exceptions.bundle.provider_ranges import service_of
 from exceptions.choices import GrantStatus, RequestStatus
+from exceptions.events import emit_grants
 from exceptions.models import ExceptionRequest, Grant
 from exceptions.services.publishes import queue_publish
 from exceptions.services.requests import close_finished_requests
 from exceptions.state import TransitionError, check_grant_transition
+from foundation.actors import user_of
 
 GRANT_TYPE = "exceptions.grant"
 
@@ -101,9 +102,6 @@ def _lock_grant(grant: Grant) -> Grant:
 
 
 def _grant_denial(actor: Any, grant: Grant, action: str) -> None:
-    # approvals decides who may do what with a grant (deferred import: it sits above this app).
-    from approvals.actions import grant_actions
-
     actions = grant_actions(user_of(actor), grant)
     if not actions.allows(action):
         raise PermissionDenied(actions.why_not(action))

@@ -16,9 +16,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from audit.services import Actor, record_event
-from egress_portal.outbox.services import enqueue
 from exceptions.bundle.provider_ranges import RangeFileError, changed_services, parse
 from exceptions.models import ProviderRangeSet
+from foundation.outbox.services import enqueue
 
 MAX_BYTES = 32 * 2**20  # AWS's file is about 2 MB; anything far larger is not a range file
 

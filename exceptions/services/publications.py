@@ -28,10 +28,7 @@ from django.utils import timezone
 from audit.checkpoints import queue_checkpoint
 from audit.selectors import head_seq
 from audit.services import SYSTEM, record_event
-from egress_portal.locks import named_lock
-from egress_portal.logging import log_publication
-from egress_portal.signing import sign_jws
-from egress_portal.webhooks.events import emit
+from exceptions import hooks
 from exceptions.bundle import signatures
 from exceptions.bundle.archive import opa_tarball
 from exceptions.bundle.compiler import Bundle, compile_bundle
@@ -39,6 +36,7 @@ from exceptions.bundle.content_key import content_revision
 from exceptions.bundle.incremental import IncrementalCompiler
 from exceptions.bundle.policy_repository import PolicyRepository, PublishError, PublishResult
 from exceptions.bundle.records import BundleOptions, GrantRecord
+from exceptions.events import emit
 from exceptions.models import BundlePublication
 from exceptions.selectors import (
     bundle_records,
@@ -47,7 +45,9 @@ from exceptions.selectors import (
     open_grants_changed_since,
     service_cidrs,
 )
-from outcomes.policy_update import observe_pushed
+from foundation.locks import named_lock
+from foundation.logging import log_publication
+from foundation.signing import sign_jws
 
 logger = logging.getLogger(__name__)
 
@@ -289,10 +289,8 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                 # rolled back by a metric (the next publish would say unchanged and never audit it).
                 try:
                     with transaction.atomic():
-                        observe_pushed(
-                            revision=result.revision,
-                            pushed_at=publication.created_at,
-                            request_ids=[grant.request_id for grant in result.added],
+                        hooks.publication_pushed(
+                            result.revision, publication.created_at, [grant.request_id for grant in result.added]
                         )
                 except DatabaseError:
                     logger.exception("publication %s: time to policy update not observed", publication.pk)

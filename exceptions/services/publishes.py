@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 
-from egress_portal.outbox.services import enqueue_coalesced, nudge_relay
+from foundation.outbox.services import enqueue_coalesced, nudge_relay
 
 PUBLISH = "bundle.publish"
 PUBLISH_KEY = "bundle.publish:pending"

@@ -18,11 +18,10 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audit.services import Actor, PendingEvent, record_event, record_events
-from egress_portal.actors import Actor as RequestActor
-from egress_portal.actors import user_of
-from egress_portal.webhooks.events import emit_request
+from exceptions import hooks
 from exceptions.access import cancel_denial, roles_for
 from exceptions.choices import DataClass, Purpose, RequestStatus
+from exceptions.events import emit_request
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
 from exceptions.risk import RiskAssessment, format_duration
 from exceptions.services.submissions import (
@@ -35,6 +34,8 @@ from exceptions.services.submissions import (
     lifetime_error,
 )
 from exceptions.state import OPEN_GRANT_STATUSES, TransitionError, check_request_transition
+from foundation.actors import Actor as RequestActor
+from foundation.actors import user_of
 
 REQUEST_TYPE = "exceptions.exceptionrequest"
 ON_BEHALF_OF = "requests:on-behalf-of"
@@ -104,11 +105,7 @@ def _check_submission(
 
 
 def _ask_approvers(request: ExceptionRequest, *, event: str) -> None:
-    # Approvals sits above this app; the import is deferred so the request
-    # lifecycle can tell approvers without a module-level cycle.
-    from approvals.notifications import ask_for_missing_approvals
-
-    ask_for_missing_approvals(request, event=event)
+    hooks.approvals.get().request_submitted(request, event=event)
 
 
 def submit_request(
@@ -397,10 +394,8 @@ def move_requests(
         return 0
     ExceptionRequest.objects.filter(pk__in=moved_ids).update(status=target, updated_at=now)
     if from_status == RequestStatus.APPROVED and target == RequestStatus.ACTIVE:
-        # The requester hears when a scheduled request goes live (deferred import: approvals is above us).
-        from approvals.notifications import tell_activated
-
-        tell_activated(moved_ids)
+        # The requester hears when a scheduled request goes live.
+        hooks.approvals.get().requests_activated(moved_ids)
     record_events(
         [
             PendingEvent(

@@ -125,8 +125,8 @@ def test_the_service_refuses_on_behalf_of_without_the_scope(bot: Any, requester:
 
     from django.core.exceptions import PermissionDenied
 
-    from egress_portal.actors import TOKEN, Actor
     from exceptions.services.requests import submit_request
+    from foundation.actors import TOKEN, Actor
 
     actor = Actor(user=bot, via=TOKEN, token_name="jira", token_scopes=("requests:write",))
     with pytest.raises(PermissionDenied):

@@ -186,7 +186,7 @@ def test_renew_a_grant_files_a_linked_request(requester: Any, approver: Any, wor
 
 
 def test_outcomes_older_than_the_window_are_purged(requester: Any, workload: Any) -> None:
-    from egress_portal.webhooks.tasks import purge_idempotency_records
+    from webhooks.tasks import purge_idempotency_records
 
     client = bearer(requester)
     client.post("/api/v1/requests/", payload(workload), format="json", HTTP_IDEMPOTENCY_KEY="a")

@@ -19,8 +19,6 @@ from approvals import breakglass
 from approvals.models import BreakGlassUse
 from audit.models import AuditEvent
 from audit.verification import verify_chain
-from egress_portal.actors import TOKEN, Actor
-from egress_portal.outbox.models import OutboxMessage
 from exceptions.bundle.opa import load_data
 from exceptions.choices import GrantStatus
 from exceptions.models import Grant
@@ -28,6 +26,8 @@ from exceptions.services.batches import expire_due_grants
 from exceptions.services.grants import revoke_grant
 from exceptions.services.publications import publish_bundle
 from exceptions.tokens import create_token
+from foundation.actors import TOKEN, Actor
+from foundation.outbox.models import OutboxMessage
 from tests.approvals.conftest import enrol_mfa
 
 pytestmark = pytest.mark.django_db
@@ -379,8 +379,8 @@ def test_metrics_count_open_unreviewed_and_overdue_uses(stepped_up: Client, work
 def test_the_priority_relay_delivers_the_broadcast_and_the_publish(
     policy_repo: Path, stepped_up: Client, workload: Any, security_officer: Any, mailoutbox: Any
 ) -> None:
-    from egress_portal.outbox.relay import relay_due
     from exceptions.models import BundlePublication
+    from foundation.outbox.relay import relay_due
 
     assert stepped_up.post(PAGE, form(workload)).status_code == 302
     relay_due(queue="default")

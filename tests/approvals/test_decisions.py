@@ -15,11 +15,11 @@ from approvals.models import Decision
 from approvals.policy import current_policy
 from approvals.services import approve_request, expire_stale_requests, reject_request, request_changes
 from audit.models import AuditEvent
-from egress_portal.outbox.models import OutboxMessage
 from exceptions.access import SECURITY_GROUP
 from exceptions.models import ExceptionRequest, Grant
 from exceptions.services.requests import resubmit_request
 from exceptions.state import TransitionError
+from foundation.outbox.models import OutboxMessage
 from tests.approvals.conftest import enrol_mfa
 from tests.factories import ApproverGroupFactory, MembershipFactory, UserFactory
 

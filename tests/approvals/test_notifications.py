@@ -10,7 +10,7 @@ import pytest
 from django.core.mail import EmailMultiAlternatives, get_connection
 
 from approvals.services import approve_request
-from egress_portal.outbox.models import OutboxMessage
+from foundation.outbox.models import OutboxMessage
 
 pytestmark = pytest.mark.django_db
 

@@ -14,10 +14,10 @@ from rest_framework.test import APIClient
 from approvals.actions import grant_actions
 from approvals.services import approve_request
 from audit.models import AuditEvent
-from egress_portal.outbox.models import OutboxMessage
 from exceptions.models import ExceptionRequest, Grant
 from exceptions.reminders import send_expiry_reminders
 from exceptions.services.grants import mark_do_not_renew, shorten_grant
+from foundation.outbox.models import OutboxMessage
 
 pytestmark = pytest.mark.django_db
 

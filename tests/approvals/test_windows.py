@@ -14,8 +14,8 @@ from approvals.services import activate_due_requests, approve_request
 from approvals.windows import Calendar
 from audit.models import AuditEvent
 from audit.services import SYSTEM
-from egress_portal.outbox.models import OutboxMessage
 from exceptions.models import Grant
+from foundation.outbox.models import OutboxMessage
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from audit.checkpoints import CheckpointRefused, write_checkpoint
 from audit.hashing import GENESIS_HASH, chain_hash
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from audit.verification import PAYLOAD_FIELDS, export_record, verify_chain
-from egress_portal import signing
+from foundation import signing
 from tests.audit.test_chain import _tamper
 
 

@@ -20,7 +20,7 @@ def test_django_start_up_and_the_export_modules_leave_the_heavy_libraries_unload
     script = (
         "import sys, django\n"
         "django.setup()\n"
-        "import audit.exports, audit.checkpoints, exceptions.validators, egress_portal.signing\n"
+        "import audit.exports, audit.checkpoints, exceptions.validators, foundation.signing\n"
         f"print('loaded=' + ','.join(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
     )
     result = subprocess.run(

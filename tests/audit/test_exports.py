@@ -16,7 +16,7 @@ from approvals.services import approve_request
 from audit.checkpoints import write_checkpoint
 from audit.hashing import GENESIS_HASH, chain_hash
 from audit.verification import PAYLOAD_FIELDS
-from egress_portal import signing
+from foundation import signing
 
 URLS = {"jsonl": "/audit/export/events.jsonl", "csv": "/audit/export/events.csv"}
 

@@ -14,10 +14,10 @@ from django.utils import timezone
 from approvals.services import approve_request
 from audit.checkpoints import CHECKPOINT_KEY
 from audit.models import AuditCheckpoint, AuditEvent
-from egress_portal.outbox.models import OutboxMessage, OutboxStatus
-from egress_portal.outbox.relay import relay_due
 from exceptions.models import BundlePublication
 from exceptions.services.grants import revoke_grant
+from foundation.outbox.models import OutboxMessage, OutboxStatus
+from foundation.outbox.relay import relay_due
 
 pytestmark = pytest.mark.django_db
 

@@ -14,9 +14,9 @@ from approvals.services import approve_request
 from audit.checkpoints import write_checkpoint
 from audit.models import AuditEvent
 from audit.selectors import chain_status
-from egress_portal.traffic.models import JobState
 from tests.audit.test_chain import _tamper
 from tests.factories import WorkloadFactory
+from traffic.models import JobState
 
 pytestmark = pytest.mark.django_db
 

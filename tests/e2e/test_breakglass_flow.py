@@ -9,8 +9,8 @@ import pytest
 from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 
 from approvals.models import BreakGlassUse
-from egress_portal.outbox.models import OutboxMessage
 from exceptions.models import Grant
+from foundation.outbox.models import OutboxMessage
 from tests.e2e.conftest import PASSWORD, log_in
 
 

@@ -11,12 +11,12 @@ from django.utils import timezone
 
 from approvals.services import approve_request
 from audit.models import AuditEvent
-from egress_portal.outbox.models import OutboxMessage, OutboxStatus
-from egress_portal.outbox.services import enqueue
-from egress_portal.traffic.models import StaleNotice
-from egress_portal.traffic.services.stale import sweep_stale_grants
+from foundation.outbox.models import OutboxMessage, OutboxStatus
+from foundation.outbox.services import enqueue
 from tests.e2e.conftest import log_in
 from tests.traffic.conftest import flow, gateway, gateway_and_token, report  # noqa: F401 - fixtures
+from traffic.models import StaleNotice
+from traffic.services.stale import sweep_stale_grants
 
 
 @pytest.mark.browser

@@ -13,9 +13,9 @@ from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent
 from audit.services import SYSTEM
-from egress_portal.outbox.models import OutboxMessage
 from exceptions.models import ProviderRangeSet
 from exceptions.services.provider_ranges import sync_provider_ranges
+from foundation.outbox.models import OutboxMessage
 
 pytestmark = pytest.mark.django_db
 AWS = Path(__file__).parent / "bundle" / "provider_files" / "ip-ranges.json"

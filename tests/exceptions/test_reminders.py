@@ -10,10 +10,10 @@ from django.utils import timezone
 from approvals.services import approve_request
 from audit.models import AuditEvent
 from audit.verification import verify_chain
-from egress_portal.outbox.models import OutboxMessage
-from egress_portal.outbox.relay import relay_due
 from exceptions.models import ExpiryReminder
 from exceptions.reminders import send_expiry_reminders
+from foundation.outbox.models import OutboxMessage
+from foundation.outbox.relay import relay_due
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from egress_portal.signing import generate_key_file
+from foundation.signing import generate_key_file
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CSS = (ROOT / "static" / "portal.css").read_text()

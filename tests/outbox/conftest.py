@@ -155,7 +155,7 @@ def celery_stack(
 ) -> Iterator[CeleryStack]:
     from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-    from egress_portal.outbox.schedules import seed
+    from foundation.outbox.schedules import seed
 
     seed(PeriodicTask, IntervalSchedule, CrontabSchedule)  # a flushed test database lost the migration's rows
     db = settings.DATABASES["default"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from egress_portal.outbox.errors import DeliveryError
-from egress_portal.outbox.models import OutboxMessage
+from foundation.outbox.errors import DeliveryError
+from foundation.outbox.models import OutboxMessage
 
 DELIVERED: list[str] = []
 

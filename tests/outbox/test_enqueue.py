@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
-from egress_portal.outbox.models import OutboxMessage, OutboxStatus
-from egress_portal.outbox.services import enqueue, enqueue_mail
+from foundation.outbox.models import OutboxMessage, OutboxStatus
+from foundation.outbox.services import enqueue, enqueue_mail
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

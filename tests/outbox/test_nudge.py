@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from egress_portal.outbox.services import RELAY_TASK, nudge_relay
+from foundation.outbox.services import RELAY_TASK, nudge_relay
 from tests.outbox.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ def test_nudge_queues_a_relay_run_on_the_queue_of_the_kind(settings: Any) -> Non
 def test_a_broker_outage_pauses_nudging_instead_of_failing_the_change() -> None:
     script = (
         "import django, time; django.setup()\n"
-        "from egress_portal.outbox import services\n"
+        "from foundation.outbox import services\n"
         "services.nudge_relay('publish')\n"  # the broker is down: logged, not raised
         "print('paused' if services._nudges_paused_until > time.monotonic() else 'not paused')\n"
     )

@@ -11,13 +11,13 @@ import pytest
 from django.utils import timezone
 
 from approvals.services import approve_request
-from egress_portal.outbox.handlers import message_id
-from egress_portal.outbox.models import OutboxMessage, OutboxStatus
-from egress_portal.outbox.relay import relay_due
-from egress_portal.outbox.services import enqueue_mail
 from exceptions.models import BundlePublication, Grant
 from exceptions.reminders import send_expiry_reminders
 from exceptions.services.batches import expire_due_grants
+from foundation.outbox.handlers import message_id
+from foundation.outbox.models import OutboxMessage, OutboxStatus
+from foundation.outbox.relay import relay_due
+from foundation.outbox.services import enqueue_mail
 from tests.exceptions.bundle.test_publications import remote_data
 from tests.outbox.conftest import CeleryStack, SmtpHandler, ThrowawayRedis, wait_for
 

@@ -11,11 +11,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from egress_portal.outbox.handlers import message_id
-from egress_portal.outbox.models import OutboxMessage, OutboxStatus
-from egress_portal.outbox.relay import backoff, relay_due, retry_parked
-from egress_portal.outbox.services import enqueue, enqueue_coalesced, enqueue_mail
+from foundation.outbox.handlers import message_id
+from foundation.outbox.models import OutboxMessage, OutboxStatus
+from foundation.outbox.relay import backoff, relay_due
+from foundation.outbox.services import enqueue, enqueue_coalesced, enqueue_mail
 from tests.outbox import handlers
+from traffic.operations import retry_parked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -119,7 +120,7 @@ def test_admin_retry_of_a_parked_row_is_audited_and_delivers(security_officer: A
 
 
 def test_a_claimed_row_is_leased_and_due_again_when_its_relay_died(settings: Any) -> None:
-    from egress_portal.outbox.relay import _claim
+    from foundation.outbox.relay import _claim
 
     row = queue("test.record", "lease")
     now = timezone.now()
@@ -132,7 +133,7 @@ def test_a_claimed_row_is_leased_and_due_again_when_its_relay_died(settings: Any
 
 
 def test_a_publish_rearmed_during_its_delivery_is_delivered_again() -> None:
-    from egress_portal.outbox.relay import _claim
+    from foundation.outbox.relay import _claim
 
     with transaction.atomic():
         enqueue_coalesced(kind="test.record", payload={}, idempotency_key="pub", delay_seconds=0)
@@ -140,7 +141,7 @@ def test_a_publish_rearmed_during_its_delivery_is_delivered_again() -> None:
     [claimed] = _claim(queue=None, now=now, lease_until=now + timedelta(seconds=600), limit=10)
     with transaction.atomic():  # a grant changes while the publish runs
         enqueue_coalesced(kind="test.record", payload={}, idempotency_key="pub", delay_seconds=0)
-    from egress_portal.outbox.relay import _mark_delivered
+    from foundation.outbox.relay import _mark_delivered
 
     _mark_delivered([claimed], now=now)
     row = OutboxMessage.objects.get(idempotency_key="pub")
@@ -165,7 +166,7 @@ def test_each_queue_relays_only_its_kinds(settings: Any) -> None:
 
 
 def test_delivered_rows_are_pruned_after_the_keep_period_and_parked_rows_never(settings: Any) -> None:
-    from egress_portal.outbox.relay import prune_delivered
+    from foundation.outbox.relay import prune_delivered
 
     settings.OUTBOX_KEEP_DELIVERED_DAYS = 14
     queue("test.record", "old")
@@ -178,13 +179,13 @@ def test_delivered_rows_are_pruned_after_the_keep_period_and_parked_rows_never(s
 
 
 def tallies() -> dict[tuple[str, str], int]:
-    from egress_portal.outbox.models import OutboxTally
+    from foundation.outbox.models import OutboxTally
 
     return {(t.kind, t.outcome): t.count for t in OutboxTally.objects.all()}
 
 
 def test_every_outcome_is_counted_once_and_pruning_never_lowers_a_count(settings: Any) -> None:
-    from egress_portal.outbox.relay import _claim, _mark_delivered, prune_delivered
+    from foundation.outbox.relay import _claim, _mark_delivered, prune_delivered
 
     settings.OUTBOX_KEEP_DELIVERED_DAYS = 1
     queue("test.record", "a")

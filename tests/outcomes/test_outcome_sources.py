@@ -12,10 +12,6 @@ from django.utils import timezone
 
 from approvals.services import approve_request
 from audit.services import SYSTEM
-from egress_portal.traffic.models import BundleRevisionSeen, EgressGateway, ObservedFlow
-from egress_portal.traffic.services.gateways import create_gateway
-from egress_portal.traffic.services.ingest import ingest_decisions
-from egress_portal.traffic.services.stale import sweep_stale_grants
 from exceptions.models import BundlePublication, ExceptionRequest
 from exceptions.services.grants import revoke_grant
 from outcomes.models import UNREGISTERED, Metric, SnapshotValue
@@ -23,6 +19,10 @@ from outcomes.selectors import Filters, outcomes, top_denied
 from outcomes.services import take_daily_snapshot
 from tests.approvals.conftest import enrol_mfa
 from tests.traffic.conftest import flow, report
+from traffic.models import BundleRevisionSeen, EgressGateway, ObservedFlow
+from traffic.services.gateways import create_gateway
+from traffic.services.ingest import ingest_decisions
+from traffic.services.stale import sweep_stale_grants
 
 pytestmark = pytest.mark.django_db
 

@@ -176,7 +176,7 @@ def test_prometheus_histogram_of_time_to_approve_and_publish_age(client: Client,
     assert samples[("egress_time_to_approve_seconds_count", "high", None)] == 0
     assert "egress_bundle_last_success_age_seconds" in families
     outbox = {s.labels["status"]: s.value for s in families["egress_outbox_messages"].samples}
-    from egress_portal.outbox.models import OutboxMessage, OutboxStatus
+    from foundation.outbox.models import OutboxMessage, OutboxStatus
 
     # The scenario's decisions queued their mails; the gauge counts the rows as they are.
     expected = {status: float(OutboxMessage.objects.filter(status=status).count()) for status in OutboxStatus.values}

@@ -14,13 +14,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from approvals.services import approve_request
 from audit.services import SYSTEM
-from egress_portal.traffic.models import EgressGateway
-from egress_portal.traffic.services.gateways import create_gateway
-from egress_portal.traffic.services.ingest import ingest_decisions
 from exceptions.models import BundlePublication
 from exceptions.services.publications import current_bundle, opa_archive, publish_bundle
 from outcomes.models import PolicyUpdate
 from outcomes.policy_update import observe_engine, observe_pushed
+from traffic.models import EgressGateway
+from traffic.services.gateways import create_gateway
+from traffic.services.ingest import ingest_decisions
 
 pytestmark = pytest.mark.django_db
 

@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 
 from audit.services import SYSTEM
-from egress_portal.traffic.models import EgressGateway
-from egress_portal.traffic.services.gateways import create_gateway
-from egress_portal.traffic.services.ingest import IngestResult, ingest_flows
+from traffic.models import EgressGateway
+from traffic.services.gateways import create_gateway
+from traffic.services.ingest import IngestResult, ingest_flows
 
 
 @pytest.fixture

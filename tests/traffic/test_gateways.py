@@ -11,8 +11,8 @@ from django.core.management import call_command
 from django.test import Client
 
 from audit.models import AuditEvent
-from egress_portal.traffic.models import EgressGateway
-from egress_portal.traffic.services.gateways import find_gateway
+from traffic.models import EgressGateway
+from traffic.services.gateways import find_gateway
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from approvals.services import approve_request
-from egress_portal.traffic.models import DeniedTraffic, GrantUsage, IdentityFeed, IngestBatch
+from traffic.models import DeniedTraffic, GrantUsage, IdentityFeed, IngestBatch
 
 pytestmark = pytest.mark.django_db
 
@@ -178,9 +178,9 @@ def test_workload_traffic_is_hidden_from_other_teams(client: Client, outsider: A
 def test_digests_are_forgotten_once_their_records_could_no_longer_be_accepted(
     gateway: Any, grant: Any, settings: Any
 ) -> None:
-    from egress_portal.traffic.models import ObservedFlow, SeenRecord
-    from egress_portal.traffic.services.ingest import prune_seen_records
     from tests.traffic.conftest import flow, report
+    from traffic.models import ObservedFlow, SeenRecord
+    from traffic.services.ingest import prune_seen_records
 
     now = timezone.now()
     report(gateway, flow(IDENTITY, "api.partner.example", 443, "allow", now), now=now)
@@ -263,7 +263,7 @@ def test_concurrent_retries_of_overlapping_batches_count_each_event_once(gateway
 
     from django.db import connection
 
-    from egress_portal.traffic.services.ingest import ingest_decisions
+    from traffic.services.ingest import ingest_decisions
 
     now = timezone.now()
     events = [opa_event(f"c-{i}", host="api.partner.example", port=443, allow=True, at=now) for i in range(400)]
@@ -303,9 +303,9 @@ def test_a_host_or_identity_longer_than_its_column_is_a_rejected_record_not_a_fa
     """A wildcard grant allows any first label, however long: a 300-character host allowed by
     *.cdn.example, a long denied host and a long identity are each rejected with the reason;
     the ordinary records of the same batches are kept."""
-    from egress_portal.traffic.models import ObservedFlow
-    from egress_portal.traffic.services.ingest import ingest_decisions, ingest_flows
     from tests.traffic.conftest import flow
+    from traffic.models import ObservedFlow
+    from traffic.services.ingest import ingest_decisions, ingest_flows
 
     [wildcard] = approve_request(
         actor=approver,

@@ -10,9 +10,9 @@ from django.db import transaction
 from django.test import Client
 
 from audit.models import AuditEvent
-from egress_portal.outbox.models import OutboxMessage, OutboxStatus
-from egress_portal.outbox.services import enqueue
-from egress_portal.traffic.jobs import record_failure, record_success
+from foundation.outbox.models import OutboxMessage, OutboxStatus
+from foundation.outbox.services import enqueue
+from traffic.jobs import record_failure, record_success
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 def schedules(db: Any) -> None:
     from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-    from egress_portal.outbox.schedules import seed
+    from foundation.outbox.schedules import seed
 
     seed(PeriodicTask, IntervalSchedule, CrontabSchedule)
 
@@ -44,7 +44,7 @@ def test_operations_page_shows_jobs_backlog_parked_rows_and_gateways(
         assert expected in page
     from django.utils import timezone
 
-    from egress_portal.traffic.operations import periodic_jobs
+    from traffic.operations import periodic_jobs
 
     now = timezone.now()
     jobs = {job.name: job for job in periodic_jobs(now=now)}

@@ -12,10 +12,10 @@ from django.utils import timezone
 from approvals.services import approve_request
 from audit.models import AuditEvent
 from audit.verification import verify_chain
-from egress_portal.outbox.models import OutboxMessage
-from egress_portal.traffic.models import StaleNotice
-from egress_portal.traffic.services.stale import keep_grant, sweep_stale_grants
+from foundation.outbox.models import OutboxMessage
 from tests.traffic.conftest import flow, report
+from traffic.models import StaleNotice
+from traffic.services.stale import keep_grant, sweep_stale_grants
 
 pytestmark = pytest.mark.django_db
 

@@ -8,12 +8,12 @@ import pytest
 from django.test import Client
 
 from approvals.models import BreakGlassUse
-from egress_portal.outbox.models import OutboxMessage
-from egress_portal.webhooks.models import WebhookDelivery
-from egress_portal.webhooks.services import create_subscription
+from foundation.outbox.models import OutboxMessage
 from tests.approvals import test_breakglass as breakglass_tests
 from tests.approvals.test_breakglass import DRILL, PAGE, form
 from tests.factories import UserFactory
+from webhooks.models import WebhookDelivery
+from webhooks.services import create_subscription
 
 # The break-glass tests' fixtures: a requester with an authenticator, signed in and stepped up.
 mfa_requester = breakglass_tests.mfa_requester

@@ -16,17 +16,17 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
-from egress_portal.outbox.models import OutboxMessage, OutboxStatus
-from egress_portal.outbox.relay import relay_due
-from egress_portal.webhooks.delivery import SIGNATURE_HEADER, DeliveryError, deliver, verify
-from egress_portal.webhooks.events import outbox_key
-from egress_portal.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
-from egress_portal.webhooks.services import create_subscription
 from exceptions.services.grants import revoke_grant
 from exceptions.tokens import create_token
+from foundation.outbox.models import OutboxMessage, OutboxStatus
+from foundation.outbox.relay import relay_due
 from tests.api_problems import field_errors, problem
 from tests.exceptions.test_tokens import payload
 from tests.factories import UserFactory
+from webhooks.delivery import SIGNATURE_HEADER, DeliveryError, deliver, verify
+from webhooks.events import outbox_key
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
+from webhooks.services import create_subscription
 
 pytestmark = pytest.mark.django_db
 SECRET = "whsec_test-secret-for-the-receiver"

@@ -7,7 +7,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.checkpoint_git import CheckpointRepoError
 from audit.checkpoints import Checkpoint, InvalidCheckpoint, repository_checkpoints
-from audit.verification import verify_chain, verify_export
+from audit.export_verification import verify_export
+from audit.verification import verify_chain
 
 
 class Command(BaseCommand):

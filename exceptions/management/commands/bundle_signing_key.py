@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from egress_portal.signing import algorithm, key_id, public_key_pem
+from foundation.signing import algorithm, key_id, public_key_pem
 
 
 class Command(BaseCommand):

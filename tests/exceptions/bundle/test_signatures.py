@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from egress_portal.signing import public_key_pem, verify_jws
 from exceptions.bundle import signatures
 from exceptions.bundle.compiler import compile_bundle
 from exceptions.services.publications import sign_bundle
+from foundation.signing import public_key_pem, verify_jws
 from tests.exceptions.bundle.fixtures import NOW, sample_records
 
 

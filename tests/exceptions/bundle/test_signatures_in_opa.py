@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 from jwcrypto import jwk
 
-from egress_portal.signing import algorithm, public_key_pem, sign_jws
 from exceptions.bundle import signatures
 from exceptions.bundle.compiler import compile_bundle
 from exceptions.services.publications import sign_bundle
+from foundation.signing import algorithm, public_key_pem, sign_jws
 from tests.exceptions.bundle.fixtures import NOW, sample_records
 
 pytestmark = pytest.mark.opa

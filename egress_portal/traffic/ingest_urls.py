@@ -1,8 +1,0 @@
-from django.urls import path
-
-from egress_portal.traffic import api
-
-urlpatterns = [
-    path("opa/logs", api.opa_logs, name="ingest-opa-logs"),
-    path("flows", api.flows, name="ingest-flows"),
-]

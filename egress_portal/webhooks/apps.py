@@ -1,8 +1,0 @@
-from django.apps import AppConfig
-
-
-class WebhooksConfig(AppConfig):
-    name = "egress_portal.webhooks"
-    label = "webhooks"
-    verbose_name = "Webhooks"
-    default_auto_field = "django.db.models.BigAutoField"
