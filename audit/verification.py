@@ -22,8 +22,11 @@ from audit.models import AuditChainHead, AuditEvent
 class Anchor(Protocol):
     """A signed statement that the chain's event ``seq`` had ``head_hash`` (audit.checkpoints.Checkpoint)."""
 
-    seq: int
-    head_hash: str
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def head_hash(self) -> str: ...
 
     def describe(self) -> str: ...
 

@@ -29,8 +29,11 @@ from foundation.hooks import Hook, Port
 
 
 class GoLiveAnswer(Protocol):
-    at: datetime | None
-    reason: str
+    @property
+    def at(self) -> datetime | None: ...
+
+    @property
+    def reason(self) -> str: ...
 
     def as_dict(self) -> dict[str, object]: ...
 

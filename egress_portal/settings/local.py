@@ -36,7 +36,7 @@ STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 
-# --- Issue 12: logs ---
+# --- Logs ---
 # A terminal wants readable lines; LOG_FORMAT=json gives the production shape.
 LOG_FORMAT = env_str("LOG_FORMAT", "console")
 LOGGING = logging_config(fmt=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))

@@ -73,25 +73,28 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Publishing and audit checkpoints: their own repositories under var/ ----------------------
 # Tests that exercise publishing turn it on; the others need no broker.
 EGRESS_SIGNING_KEY = env_str("EGRESS_SIGNING_KEY") or generate_key_file(VAR_DIR / "test-signing-key.pem")
 OPA_BUNDLE_TOKEN = "test-bundle-token"  # noqa: S105 - tests only
 POLICY_REPO_URL = env_str("POLICY_REPO_URL", str(VAR_DIR / "test-policy.git"))
 POLICY_WORK_DIR = Path(env_str("POLICY_WORK_DIR", str(VAR_DIR / "test-policy-work")))
 EGRESS_AUTO_PUBLISH = env_str("EGRESS_AUTO_PUBLISH", "false") == "true"
-
-# --- Issue 12: proof ---
 AUDIT_CHECKPOINT_WORK_DIR = Path(env_str("AUDIT_CHECKPOINT_WORK_DIR", str(VAR_DIR / "test-checkpoint-work")))
-# --- Issue 7: outbox relay ---
+
+# --- Outbox and mail -------------------------------------------------------------------------
 # Tests run the relay themselves; a nudge would leave stray messages in Redis.
 OUTBOX_NUDGE = env_str("OUTBOX_NUDGE", "false") == "true"
 OUTBOX_LEASE_SECONDS = int(env_str("OUTBOX_LEASE_SECONDS", "600"))
 # A worker the tests start may mail a loopback aiosmtpd server.
 EMAIL_HOST = env_str("EMAIL_HOST", "127.0.0.1")
 EMAIL_PORT = int(env_str("EMAIL_PORT", "25"))
-# --- Issue 9: break-glass override with MFA step-up ---
+
+# --- Sign-in -----------------------------------------------------------------------------------
 # Most tests sign approvers in without an authenticator; the enrolment rule has its own tests.
 EGRESS_MFA_REQUIRED_FOR_APPROVERS = False
-# --- Issue 10: REST API for ticketing tools and CI ---
+
+# --- REST API ----------------------------------------------------------------------------------
 # Property tests send thousands of calls as one person; the rate-limit tests set their own limits.
 EGRESS_API_RATE_LIMITS = {"token": "100000/min", "user": "100000/min"}

@@ -11,9 +11,9 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from approvals.actions import grant_actions
 from approvals.services import approve_request
 from audit.models import AuditEvent
+from exceptions.actions import grant_actions
 from exceptions.models import ExceptionRequest, Grant
 from exceptions.reminders import send_expiry_reminders
 from exceptions.services.grants import mark_do_not_renew, shorten_grant
