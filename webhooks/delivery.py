@@ -1,6 +1,6 @@
 """Sending one webhook delivery: the outbox handler for the ``webhook`` kind.
 
-Signature scheme (documented in the README): ``Egress-Signature: t=<unix seconds>,v1=<hex>``
+Signature scheme (documented in docs/webhooks.md, "Signature"): ``Egress-Signature: t=<unix seconds>,v1=<hex>``
 where ``v1`` is HMAC-SHA256 with the subscription's secret over ``"<t>.<raw body>"``.
 A receiver recomputes it, compares in constant time, and refuses a ``t`` older
 than its replay window (we suggest 5 minutes).
@@ -39,7 +39,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def verify(secret: str, header: str, body: bytes, *, now: int, tolerance: int = 300) -> bool:
-    """The receiver's check (also the README's sample verifier)."""
+    """The receiver's check (also the sample verifier in docs/webhooks.md)."""
     fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
     try:
         timestamp = int(fields["t"])
