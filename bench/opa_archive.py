@@ -16,7 +16,7 @@ def bench_opa_archive_key() -> None:
     from bench.run import _records
     from exceptions.bundle.compiler import compile_bundle
     from exceptions.bundle.content_key import content_revision
-    from exceptions.services.publications import bundle_options
+    from exceptions.selectors import bundle_options
 
     now = datetime.now(UTC)
     for count in (10_000, 100_000):

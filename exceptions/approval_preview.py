@@ -28,8 +28,7 @@ from exceptions.bundle.opa import DATA
 from exceptions.bundle.provider_ranges import is_service_destination, service_of
 from exceptions.bundle.records import GrantRecord
 from exceptions.models import ExceptionRequest, Grant, ProviderRangeSet
-from exceptions.selectors import bundle_records, latest_provider_ranges, service_cidrs
-from exceptions.services.publications import bundle_options
+from exceptions.selectors import bundle_options, bundle_records, latest_provider_ranges, service_cidrs
 
 IGNORED = {"MANIFEST.json", "opa/.manifest"}  # their only change is the revision
 # A CIDR line of Cilium's toCIDRSet as kubernetes.to_yaml writes it.

@@ -13,7 +13,7 @@ from django.db.models import Count, Max, Q, QuerySet, Sum
 from audit.models import AuditEvent
 from audit.selectors import timeline
 from exceptions.access import roles_for, visible_grants, visible_requests
-from exceptions.bundle.records import GrantRecord
+from exceptions.bundle.records import BundleOptions, GrantRecord
 from exceptions.choices import GrantStatus
 from exceptions.models import ExceptionRequest, Grant, ProviderRangeSet, Workload
 
@@ -231,3 +231,20 @@ def filter_requests(
     if updated_since is not None:
         requests = requests.filter(updated_at__gte=updated_since)
     return requests
+
+
+def bundle_options() -> BundleOptions:
+    """The compiler's options from settings and the newest provider range files."""
+    overrides = (item.partition("=") for item in settings.EGRESS_CODEOWNERS.split(",") if "=" in item)
+    return BundleOptions(
+        istio_namespace=settings.ISTIO_NAMESPACE,
+        max_object_bytes=settings.EGRESS_BUNDLE_MAX_OBJECT_BYTES,
+        security_owner=settings.EGRESS_CODEOWNERS_SECURITY,
+        owner_template=settings.EGRESS_CODEOWNERS_TEAM,
+        owners=tuple(sorted((team.strip(), owner.strip()) for team, _, owner in overrides)),
+        repository_prefix=settings.POLICY_REPO_SUBDIR,
+        provider_ranges=tuple(
+            (provider, version.sync_token, version.published)
+            for provider, version in sorted(latest_provider_ranges().items())
+        ),
+    )

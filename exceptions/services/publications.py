@@ -35,10 +35,11 @@ from exceptions.bundle.compiler import Bundle, compile_bundle
 from exceptions.bundle.content_key import content_revision
 from exceptions.bundle.incremental import IncrementalCompiler
 from exceptions.bundle.policy_repository import PolicyRepository, PublishError, PublishResult
-from exceptions.bundle.records import BundleOptions, GrantRecord
+from exceptions.bundle.records import GrantRecord
 from exceptions.events import emit
 from exceptions.models import BundlePublication
 from exceptions.selectors import (
+    bundle_options,
     bundle_records,
     latest_provider_ranges,
     open_grant_ids,
@@ -50,22 +51,6 @@ from foundation.logging import log_publication
 from foundation.signing import sign_jws
 
 logger = logging.getLogger(__name__)
-
-
-def bundle_options() -> BundleOptions:
-    overrides = (item.partition("=") for item in settings.EGRESS_CODEOWNERS.split(",") if "=" in item)
-    return BundleOptions(
-        istio_namespace=settings.ISTIO_NAMESPACE,
-        max_object_bytes=settings.EGRESS_BUNDLE_MAX_OBJECT_BYTES,
-        security_owner=settings.EGRESS_CODEOWNERS_SECURITY,
-        owner_template=settings.EGRESS_CODEOWNERS_TEAM,
-        owners=tuple(sorted((team.strip(), owner.strip()) for team, _, owner in overrides)),
-        repository_prefix=settings.POLICY_REPO_SUBDIR,
-        provider_ranges=tuple(
-            (provider, version.sync_token, version.published)
-            for provider, version in sorted(latest_provider_ranges().items())
-        ),
-    )
 
 
 # This process's last compile, per group: the next publish renders only what changed.
