@@ -151,7 +151,7 @@ class _Scanner(ast.NodeVisitor):
                 writes_status = (
                     isinstance(node, ast.Attribute) and node.attr == "status" and isinstance(node.ctx, ast.Store)
                 )
-                if writes_status and (grant_value or self._is_grant(node.value)):  # type: ignore[attr-defined]
+                if writes_status and (grant_value or self._is_grant(node.value)):
                     self._flag(node, f"assignment to {ast.unparse(node)}")
 
     def visit_Assign(self, node: ast.Assign) -> None:

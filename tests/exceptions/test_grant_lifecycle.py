@@ -17,6 +17,7 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -184,8 +185,8 @@ def test_the_scan_leaves_other_writes_alone(name: str) -> None:
 
 
 def test_the_admin_cannot_edit_a_grant() -> None:
-    admin = GrantAdmin(Grant, None)  # type: ignore[arg-type]
-    assert not admin.has_change_permission(None) and not admin.has_add_permission(None)  # type: ignore[arg-type]
+    admin = GrantAdmin(Grant, None)
+    assert not admin.has_change_permission(None) and not admin.has_add_permission(None)
 
 
 # --- Every transition: one audit event, one webhook row, one publish ---------------------------
@@ -346,7 +347,7 @@ def test_a_person_revokes_through_the_api_and_the_hook_says_manual(
 
 @pytest.mark.django_db
 def test_the_stale_sweep_revokes_and_the_hook_says_stale(
-    hooks: Any, submit: Any, approver: Any, team: Any, settings: Any
+    hooks: Any, submit: Any, approver: Any, team: Any, security_officer: Any, settings: Any
 ) -> None:
     settings.EGRESS_STALE_DAYS_BY_TIER = {"low": 10, "medium": 10, "high": 10}
     settings.EGRESS_STALE_GRACE_DAYS = 3
@@ -366,6 +367,9 @@ def test_the_stale_sweep_revokes_and_the_hook_says_stale(
     event = AuditEvent.objects.get(action="grant.revoked", object_id=grant.pk)
     assert event.reason.startswith("stale: no traffic observed") and event.actor_kind == "system"
     assert ExceptionRequest.objects.get(pk=grant.request_id).status == "revoked"
+    page = Client()
+    page.force_login(security_officer)
+    assert "Unused (stale sweep)" in page.get(f"/grants/{grant.pk}/").content.decode()
 
 
 @pytest.mark.django_db
