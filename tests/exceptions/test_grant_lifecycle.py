@@ -60,15 +60,16 @@ def test_only_the_lifecycle_module_writes_grant_status() -> None:
 
 def test_the_scan_reads_every_app_and_skips_only_tests_migrations_and_bench() -> None:
     relative = {m.relative_to(ROOT).as_posix() for m in project_modules()}
-    assert {
+    for module in (
         "exceptions/services/lifecycle.py",
         "exceptions/services/grants.py",
         "exceptions/services/batches.py",
         "approvals/breakglass.py",
         "approvals/services.py",
-        "egress_portal/traffic/services/stale.py",
+        "traffic/services/stale.py",  # under egress_portal/ until it moves up a level
         "outcomes/services.py",
-    } <= relative
+    ):
+        assert any(r == module or r.endswith(f"/{module}") for r in relative), module
     assert not [r for r in relative if r.split("/")[0] in {"tests", "bench"} or "/migrations/" in r]
 
 
