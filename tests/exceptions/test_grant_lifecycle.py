@@ -40,6 +40,7 @@ from exceptions.services.grants import issue_grants, offboard_workload, revoke_g
 from exceptions.state import GRANT_INITIAL_STATUSES, GRANT_TRANSITIONS, TransitionError
 from tests.approvals.conftest import enrol_mfa
 from tests.approvals.test_breakglass import PAGE, form, signed_in, step_up
+from tests.approvals.test_concurrent_approval import _run_together
 from tests.factories import GrantFactory
 from tests.grant_writes import ROOT, WRITER, project_modules, scan_project, scan_source
 from tests.traffic.conftest import flow, report
@@ -487,3 +488,30 @@ def test_revoking_a_closed_grant_is_refused_and_writes_nothing(security_officer:
         revoke_grant(actor=security_officer, grant=grant, reason="Too late.")
     assert not AuditEvent.objects.filter(id__gt=since.audit).exists()
     assert not OutboxMessage.objects.filter(kind=PUBLISH).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_expiry_job_and_an_offboarding_at_once_close_each_grant_once(
+    hooks: Any, submit: Any, approver: Any, security_officer: Any, workload: Any
+) -> None:
+    now = timezone.now()
+    for i in range(4):
+        request = submit(destinations=[{"host": f"h{i}-{j}.example", "port": 443} for j in range(5)])
+        approve_request(actor=approver, request=request, now=now - timedelta(days=8))
+    ids = set(Grant.objects.values_list("id", flat=True))
+    assert len(ids) == 20
+    results, errors = _run_together(
+        lambda: expire_due_grants(now=now, batch_size=3),
+        lambda: offboard_workload(actor=security_officer, workload=workload, reason="Decommissioned."),
+    )
+    assert not errors, errors
+    expired, revoked = (results[0], len(results[1])) if isinstance(results[0], int) else (results[1], len(results[0]))
+    assert expired + revoked == 20
+    closing = AuditEvent.objects.filter(action__in=["grant.expired", "grant.revoked"], object_type="exceptions.grant")
+    assert sorted(int(i) for i in closing.values_list("object_id", flat=True)) == sorted(ids)  # once each
+    sent = WebhookDelivery.objects.filter(event__in=["grant.expired", "grant.revoked"])
+    assert sorted(d.body["data"]["grant"]["id"] for d in sent) == sorted(ids)
+    statuses = dict(Grant.objects.values_list("id", "status"))
+    assert all(d.event == f"grant.{statuses[d.body['data']['grant']['id']]}" for d in sent)
+    assert verify_chain().ok
