@@ -27,11 +27,10 @@ from approvals.mfa import mfa_enrolled, step_up_is_fresh
 from approvals.models import ApproverGroup, BreakGlassUse, ReviewOutcome
 from audit.services import SYSTEM, PendingEvent, object_type_of, record_event, record_events
 from exceptions.access import SECURITY_GROUP, roles_for
-from exceptions.bundle.provider_ranges import service_of
-from exceptions.choices import DataClass, GrantStatus, Purpose, RequestStatus, RiskTier
+from exceptions.choices import DataClass, GrantStatus, Purpose, RequestStatus, RevokeKind, RiskTier
 from exceptions.events import emit
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
-from exceptions.services.requests import close_finished_requests
+from exceptions.services import lifecycle
 from exceptions.services.submissions import DestinationInput, collect_destination_errors
 from foundation.actors import Actor
 from foundation.logging import log_decision
@@ -248,9 +247,8 @@ def use_breakglass(
         )
         grants: list[Grant] = []
         if not drill:
-            use.request, grants = _open_path(user=user, workload=workload, cleaned=cleaned, use=use, now=now)
+            use.request, grants = _open_path(actor=breaker, workload=workload, cleaned=cleaned, use=use, now=now)
             use.save(update_fields=["request"])
-            queue_priority_publish(trigger=f"break-glass #{use.pk}", key=f"breakglass:{use.pk}:publish")
         _broadcast(use, workload=workload, grants=grants)
         if not drill:
             emit(
@@ -308,8 +306,9 @@ def _nudge_priority_relay() -> None:
 
 
 def _open_path(
-    *, user: Any, workload: Workload, cleaned: list[DestinationInput], use: BreakGlassUse, now: datetime
+    *, actor: Actor, workload: Workload, cleaned: list[DestinationInput], use: BreakGlassUse, now: datetime
 ) -> tuple[ExceptionRequest, list[Grant]]:
+    user = actor.user
     request = ExceptionRequest.objects.create(
         workload=workload,
         requester=user,
@@ -326,24 +325,18 @@ def _open_path(
         decision_reason="break-glass",
     )
     RequestDestination.objects.bulk_create(RequestDestination(request=request, **d.__dict__) for d in cleaned)
-    Grant.objects.bulk_create(
-        Grant(
-            request=request,
-            workload=workload,
-            identity=workload.identity,
-            host=d.host,
-            service=service_of(d.host),
-            port=d.port,
-            protocol=d.protocol,
-            tls_required=d.tls_required,
-            valid_from=now,
-            expires_at=now + use.duration,
-            status=GrantStatus.ACTIVE,
-            breakglass=True,
-        )
-        for d in cleaned
+    grants = lifecycle.issue(
+        actor=actor,
+        request=request,
+        destinations=cleaned,
+        valid_from=now,
+        expires_at=now + use.duration,
+        now=now,
+        breakglass=True,
+        trigger=f"break-glass #{use.pk}",
+        publish=lambda trigger: queue_priority_publish(trigger=trigger, key=f"breakglass:{use.pk}:publish"),
     )
-    return request, list(Grant.objects.filter(request=request).order_by("id"))
+    return request, grants
 
 
 def _url(name: str, *args: Any) -> str:
@@ -386,8 +379,19 @@ def revoke_breakglass(*, actor: Any, use: BreakGlassUse, reason: str, now: datet
             raise PermissionDenied(denial)
         if locked.drill or locked.revoked_at is not None or (locked.expires_at and locked.expires_at <= now):
             raise ValidationError({"__all__": ["This break-glass is no longer open."]})
-        closed = Grant.objects.filter(request_id=locked.request_id, breakglass=True, status=GrantStatus.ACTIVE).update(
-            status=GrantStatus.REVOKED, revoked_by=user, revoked_at=now, revoke_reason=reason.strip()
+        # Each grant: revoked with kind breakglass_closed, its audit event, grant.revoked, and
+        # the priority publish (the request closes with its last grant).
+        closed = lifecycle.revoke(
+            actor=actor,
+            grants=Grant.objects.filter(request_id=locked.request_id, breakglass=True),
+            kind=RevokeKind.BREAKGLASS_CLOSED,
+            reason=reason.strip(),
+            now=now,
+            revoked_by=user,
+            trigger=f"break-glass #{locked.pk} revoked",
+            publish=lambda trigger: queue_priority_publish(
+                trigger=trigger, key=f"breakglass:{locked.pk}:revoke-publish"
+            ),
         )
         locked.revoked_at = now
         locked.save(update_fields=["revoked_at"])
@@ -395,14 +399,8 @@ def revoke_breakglass(*, actor: Any, use: BreakGlassUse, reason: str, now: datet
             actor=actor,
             action="breakglass.revoked",
             obj=locked,
-            after={"revoked_at": now, "grants_closed": closed},
+            after={"revoked_at": now, "grants_closed": len(closed)},
             reason=reason.strip(),
-        )
-        close_finished_requests(
-            [use.request_id or 0], target=RequestStatus.REVOKED, actor=actor, now=now, reason=reason
-        )
-        queue_priority_publish(
-            trigger=f"break-glass #{locked.pk} revoked", key=f"breakglass:{locked.pk}:revoke-publish"
         )
     return locked
 

@@ -65,6 +65,16 @@ class GrantStatus(models.TextChoices):
     REVOKED = "revoked", "Revoked"
 
 
+class RevokeKind(models.TextChoices):
+    """Why a grant was revoked: sent as ``reason_kind`` with the ``grant.revoked`` webhook."""
+
+    MANUAL = "manual", "Revoked by a person"
+    STALE = "stale", "Unused (stale sweep)"
+    BREAKGLASS_CLOSED = "breakglass_closed", "Break-glass closed early"
+    SUPERSEDED = "superseded", "Superseded by a renewal"
+    OFFBOARDED = "offboarded", "Workload offboarded"
+
+
 class RiskTier(models.TextChoices):
     LOW = "low", "Low"
     MEDIUM = "medium", "Medium"

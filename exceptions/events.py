@@ -23,10 +23,12 @@ EVENTS: dict[str, str] = {
     "request.approved": "a request got every approval it needs",
     "request.rejected": "a request was rejected",
     "request.changes_requested": "an approver asked the requester for changes",
+    "grant.scheduled": "a grant was issued to take effect later",
     "grant.activated": "a grant took effect",
+    "grant.shortened": "a grant's expiry was brought forward (shortened, or a renewal takes over then)",
     "grant.expiring": "a grant expires soon (sent with the expiry reminder)",
     "grant.expired": "a grant expired",
-    "grant.revoked": "a grant was revoked",
+    "grant.revoked": "a grant was revoked; reason_kind says why (manual, stale, breakglass_closed, ...)",
     "bundle.published": "a new policy bundle revision was published",
     "breakglass.used": "someone used break-glass access",
 }

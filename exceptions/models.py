@@ -17,6 +17,7 @@ from exceptions.choices import (
     Protocol,
     Purpose,
     RequestStatus,
+    RevokeKind,
     RiskTier,
     Sensitivity,
     WorkloadRole,
@@ -176,6 +177,7 @@ class Grant(models.Model):
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoke_reason = models.TextField(blank=True)
+    revoke_kind = models.CharField(max_length=20, choices=RevokeKind.choices, blank=True, default="")
     do_not_renew = models.BooleanField(default=False, help_text="The owners let it lapse: no expiry reminders.")
     breakglass = models.BooleanField(default=False, help_text="Opened by break-glass: no quorum, window or freeze.")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -34,6 +34,9 @@ GRANT_TRANSITIONS: dict[str, frozenset[str]] = {
     GrantStatus.REVOKED: frozenset(),
 }
 
+# A grant is born scheduled (its start lies ahead) or active.
+GRANT_INITIAL_STATUSES = frozenset({GrantStatus.SCHEDULED, GrantStatus.ACTIVE})
+
 OPEN_REQUEST_STATUSES = frozenset({RequestStatus.DRAFT, RequestStatus.PENDING, RequestStatus.CHANGES_REQUESTED})
 OPEN_GRANT_STATUSES = frozenset({GrantStatus.SCHEDULED, GrantStatus.ACTIVE})
 

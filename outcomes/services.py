@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from approvals.models import BreakGlassUse
 from audit.services import SYSTEM, Actor, record_event
-from exceptions.choices import GrantStatus
+from exceptions.choices import GrantStatus, RevokeKind
 from exceptions.models import BundlePublication, ExceptionRequest, Grant, Workload
 from outcomes.models import ALL, UNREGISTERED, Metric, SnapshotDay, SnapshotValue
 from outcomes.selectors import APPROVED_STATUSES
@@ -26,7 +26,6 @@ from traffic.models import (
     ObservedFlow,
     StaleNotice,
 )
-from traffic.services.stale import STALE_REASON
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -214,8 +213,9 @@ def _revocation_values(start: datetime, end: datetime) -> list[SnapshotValue]:
         Grant.objects.filter(status=GrantStatus.REVOKED, revoked_at__gte=start, revoked_at__lt=end)
         .values_list(*grain)
         .annotate(
-            stale=Count("id", filter=Q(revoke_reason=STALE_REASON)),
-            other=Count("id", filter=~Q(revoke_reason=STALE_REASON)),
+            stale=Count("id", filter=Q(revoke_kind=RevokeKind.STALE)),
+            # A renewal taking over (kind superseded) is not a loss of access.
+            other=Count("id", filter=~Q(revoke_kind__in=[RevokeKind.STALE, RevokeKind.SUPERSEDED])),
         )
         .order_by()
     )

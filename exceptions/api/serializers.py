@@ -265,6 +265,7 @@ class GrantSerializer(serializers.ModelSerializer[Grant]):
             "request",
             "revoked_at",
             "revoke_reason",
+            "revoke_kind",
             "do_not_renew",
             "allowed_actions",
             "last_seen",

@@ -1,4 +1,8 @@
-"""The grant lifecycle a person drives: issue the grants of an approved request, revoke one."""
+"""The grant changes a person drives: issue the grants of an approved request, revoke, shorten, offboard.
+
+These check who may act and what the input means, then ask ``lifecycle``, the
+one writer of a grant's status.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +13,25 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import Actor, PendingEvent, record_event, record_events
-from exceptions.access import revoke_denial
+from audit.services import Actor, SystemActor, record_event
+from exceptions.access import revoke_denial, roles_for
 from exceptions.actions import grant_actions
-from exceptions.bundle.provider_ranges import service_of
-from exceptions.choices import GrantStatus, RequestStatus
-from exceptions.events import emit_grants
-from exceptions.models import ExceptionRequest, Grant
-from exceptions.services.publishes import queue_publish
-from exceptions.services.requests import close_finished_requests
-from exceptions.state import TransitionError, check_grant_transition
+from exceptions.choices import GrantStatus, RevokeKind
+from exceptions.models import ExceptionRequest, Grant, Workload
+from exceptions.services import lifecycle
+from exceptions.services.lifecycle import GRANT_TYPE
+from exceptions.state import OPEN_GRANT_STATUSES, check_grant_transition
 from foundation.actors import user_of
 
-GRANT_TYPE = "exceptions.grant"
+__all__ = [
+    "GRANT_TYPE",
+    "issue_grants",
+    "mark_do_not_renew",
+    "offboard_workload",
+    "revoke_grant",
+    "shorten_grant",
+    "supersede_renewed_grant",
+]
 
 
 def issue_grants(
@@ -32,40 +42,19 @@ def issue_grants(
     ``not_before`` is the go-live time of a change window (see ``grant_window``).
     """
     valid_from, expires_at = request.grant_window(now, not_before=not_before)
-    status = GrantStatus.ACTIVE if valid_from <= now else GrantStatus.SCHEDULED
-    grants = [
-        Grant(
-            request=request,
-            workload=request.workload,
-            identity=request.workload.identity,
-            host=dest.host,
-            service=service_of(dest.host),
-            port=dest.port,
-            protocol=dest.protocol,
-            tls_required=dest.tls_required,
-            valid_from=valid_from,
-            expires_at=expires_at,
-            status=status,
-        )
-        for dest in request.destinations.all()
-    ]
-    created = Grant.objects.bulk_create(grants)
-    if any(g.pk is None for g in created):  # backends without RETURNING
-        created = list(Grant.objects.filter(request=request).order_by("id"))
-    record_events(
-        [
-            PendingEvent(
-                actor=actor, action="grant.issued", object_type=GRANT_TYPE, object_id=str(g.pk), after=g.snapshot()
-            )
-            for g in created
-        ]
+    return lifecycle.issue(
+        actor=actor,
+        request=request,
+        destinations=list(request.destinations.all()),
+        valid_from=valid_from,
+        expires_at=expires_at,
+        now=now,
+        trigger=f"request {request.pk} approved",
     )
-    queue_publish(trigger=f"request {request.pk} approved")
-    emit_grants("grant.activated", [g for g in created if g.status == GrantStatus.ACTIVE])
-    return created
 
 
 def revoke_grant(*, actor: Any, grant: Grant, reason: str, now: datetime | None = None) -> Grant:
+    """A person revokes one grant from its page or the API (kind ``manual``)."""
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": ["Say why the grant is revoked; the owning team will read it."]})
@@ -76,25 +65,42 @@ def revoke_grant(*, actor: Any, grant: Grant, reason: str, now: datetime | None 
         if denial:
             raise PermissionDenied(denial)
         check_grant_transition(locked.status, GrantStatus.REVOKED)
-        before = locked.snapshot()
-        updated = Grant.objects.filter(pk=locked.pk, status=locked.status).update(
-            status=GrantStatus.REVOKED, revoked_by=user_of(actor), revoked_at=now, revoke_reason=reason
+        [revoked] = lifecycle.revoke(
+            actor=actor,
+            grants=[locked.pk],
+            kind=RevokeKind.MANUAL,
+            reason=reason,
+            now=now,
+            revoked_by=user_of(actor),
+            trigger=f"grant {locked.pk} revoked",
+            strict=True,
         )
-        if updated != 1:
-            raise TransitionError(f"Grant #{locked.pk} changed while you were revoking it; reload and try again.")
-        locked.status, locked.revoked_by, locked.revoked_at, locked.revoke_reason = (
-            GrantStatus.REVOKED,
-            user_of(actor),
-            now,
-            reason,
+    return revoked
+
+
+def offboard_workload(*, actor: Actor, workload: Workload, reason: str, now: datetime | None = None) -> list[Grant]:
+    """A workload leaves (decommissioned, its partner offboarded): every open grant of it is revoked.
+
+    Security officers, administrators and system jobs (an inventory sync) may; kind ``offboarded``.
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": ["Say why the workload is offboarded; the owning team will read it."]})
+    if not isinstance(actor, SystemActor):
+        roles = roles_for(user_of(actor))
+        if not (roles.is_security or roles.is_admin):
+            raise PermissionDenied("Only security officers or administrators offboard a workload.")
+    now = now or timezone.now()
+    with transaction.atomic():
+        return lifecycle.revoke(
+            actor=actor,
+            grants=Grant.objects.filter(workload=workload, status__in=sorted(OPEN_GRANT_STATUSES)),
+            kind=RevokeKind.OFFBOARDED,
+            reason=reason,
+            now=now,
+            revoked_by=None if isinstance(actor, SystemActor) else user_of(actor),
+            trigger=f"workload {workload.pk} offboarded",
         )
-        record_event(
-            actor=actor, action="grant.revoked", obj=locked, before=before, after=locked.snapshot(), reason=reason
-        )
-        close_finished_requests([locked.request_id], target=RequestStatus.REVOKED, actor=actor, now=now, reason=reason)
-        queue_publish(trigger=f"grant {locked.pk} revoked")
-        emit_grants("grant.revoked", [locked])
-    return locked
 
 
 def _lock_grant(grant: Grant) -> Grant:
@@ -144,16 +150,7 @@ def shorten_grant(*, actor: Any, grant: Grant, expires_at: datetime, reason: str
             errors["expires_at"] = ["The new expiry must be after now and after the grant starts; revoke it instead."]
         if errors:
             raise ValidationError(errors)
-        before = locked.snapshot()
-        updated = Grant.objects.filter(pk=locked.pk, status=locked.status).update(expires_at=expires_at)
-        if updated != 1:
-            raise TransitionError(f"Grant #{locked.pk} changed while you were shortening it; reload and try again.")
-        locked.expires_at = expires_at
-        record_event(
-            actor=actor, action="grant.shortened", obj=locked, before=before, after=locked.snapshot(), reason=reason
-        )
-        queue_publish(trigger=f"grant {locked.pk} shortened")
-    return locked
+        return lifecycle.shorten(actor=actor, grant=locked, expires_at=expires_at, reason=reason)
 
 
 def supersede_renewed_grant(
@@ -161,30 +158,7 @@ def supersede_renewed_grant(
 ) -> Grant | None:
     """A renewal takes over at ``starts_at``: the grant it renews ends exactly then (no gap, no overlap).
 
-    Taking over now closes the old grant at once, so the next bundle holds only
-    the renewal. The caller holds the transaction of the renewal's approval.
+    Taking over now revokes the old grant (kind ``superseded``), so the next bundle
+    holds only the renewal. The caller holds the transaction of the renewal's approval.
     """
-    if request.renews_id is None:
-        return None
-    old = Grant.objects.select_for_update().filter(pk=request.renews_id).first()
-    if old is None or old.status not in (GrantStatus.SCHEDULED, GrantStatus.ACTIVE) or old.expires_at <= starts_at:
-        return None
-    if starts_at <= old.valid_from:
-        return None
-    before = old.snapshot()
-    old.expires_at = starts_at
-    if starts_at <= now:
-        check_grant_transition(old.status, GrantStatus.EXPIRED)
-        old.status = GrantStatus.EXPIRED
-    Grant.objects.filter(pk=old.pk).update(expires_at=old.expires_at, status=old.status)
-    record_event(
-        actor=actor,
-        action="grant.superseded",
-        obj=old,
-        before=before,
-        after=old.snapshot(),
-        reason=f"renewed by request #{request.pk}",
-    )
-    if old.status == GrantStatus.EXPIRED:
-        close_finished_requests([old.request_id], target=RequestStatus.EXPIRED, actor=actor, now=now)
-    return old
+    return lifecycle.supersede(actor=actor, renewal=request, starts_at=starts_at, now=now)

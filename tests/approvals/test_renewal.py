@@ -44,11 +44,14 @@ def test_a_renewal_approved_before_expiry_takes_over_without_gap_or_overlap(subm
     [new] = approve_request(actor=approver, request=renewal, now=now)
     old.refresh_from_db()
     assert old.expires_at == new.valid_from == now
-    assert (old.status, new.status) == ("expired", "active")
+    # Taking over now revokes the old grant with reason kind "superseded"; its request ran its course.
+    assert (old.status, old.revoke_kind, new.status) == ("revoked", "superseded", "active")
     assert ExceptionRequest.objects.get(pk=old.request_id).status == "expired"
     open_grants = Grant.objects.filter(status__in=["scheduled", "active"], host=new.host)
     assert list(open_grants) == [new]
-    assert AuditEvent.objects.get(action="grant.superseded").reason == f"renewed by request #{renewal.pk}"
+    event = AuditEvent.objects.get(action="grant.superseded")
+    assert event.reason == f"renewed by request #{renewal.pk}"
+    assert (event.before["status"], event.after["status"]) == ("active", "revoked")
 
 
 def test_an_approver_shortens_a_live_grant_and_it_is_published(

@@ -216,6 +216,7 @@ def test_decisions_and_grant_changes_emit_their_events(
     assert sent["request.rejected"]["request"]["id"] == rejected
     assert sent["request.changes_requested"]["request"]["id"] == changes
     assert sent["grant.revoked"]["grant"]["id"] == grant["id"]
+    assert (sent["grant.revoked"]["reason_kind"], sent["grant.revoked"]["reason"]) == ("manual", "Incident 12")
     assert OutboxMessage.objects.filter(kind="webhook").count() == len(events)
 
 

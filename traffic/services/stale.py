@@ -6,7 +6,9 @@ and only identities a gateway has reported on for the whole window and still
 reports on: a missing feed never revokes. A stale grant gets a notice (mail to
 the requester and the team); unused still after the grace period
 (``EGRESS_STALE_GRACE_DAYS``) it is revoked with reason "stale", audited and
-published. "Keep" on the notice, with a reason, restarts the window once.
+published, and ``grant.revoked`` goes out with reason kind "stale" (through
+``exceptions.services.lifecycle``, the one writer of a grant's status). "Keep"
+on the notice, with a reason, restarts the window once.
 """
 
 from __future__ import annotations
@@ -23,12 +25,11 @@ from django.utils import timezone
 
 from audit.services import SYSTEM, Actor, PendingEvent, record_event, record_events
 from exceptions.access import revoke_denial
-from exceptions.choices import GrantStatus, RequestStatus, RiskTier
+from exceptions.choices import GrantStatus, RevokeKind, RiskTier
 from exceptions.models import Grant
 from exceptions.reminders import recipients_for
-from exceptions.services.grants import GRANT_TYPE
-from exceptions.services.publishes import queue_publish
-from exceptions.services.requests import close_finished_requests
+from exceptions.services import lifecycle
+from exceptions.services.lifecycle import GRANT_TYPE
 from foundation.outbox.services import enqueue_mail
 from traffic.models import GrantUsage, IdentityFeed, StaleNotice
 
@@ -187,39 +188,17 @@ def _revoke_due(*, now: datetime, result: SweepResult) -> None:
             )
             if not due:
                 return
-            grant_ids = [n.grant_id for n in due]
-            revoked_ids = list(
-                Grant.objects.filter(pk__in=grant_ids, status=GrantStatus.ACTIVE).values_list("pk", flat=True)
-            )
             reason = f"{STALE_REASON}: no traffic observed since the notice of {due[0].noticed_at:%Y-%m-%d}"
-            Grant.objects.filter(pk__in=revoked_ids, status=GrantStatus.ACTIVE).update(
-                status=GrantStatus.REVOKED, revoked_at=now, revoke_reason=STALE_REASON
-            )
             StaleNotice.objects.filter(pk__in=[n.pk for n in due]).update(status=StaleNotice.Status.REVOKED)
-            record_events(
-                [
-                    PendingEvent(
-                        actor=SYSTEM,
-                        action="grant.revoked",
-                        object_type=GRANT_TYPE,
-                        object_id=str(grant_id),
-                        before={"status": GrantStatus.ACTIVE},
-                        after={"status": GrantStatus.REVOKED, "revoke_reason": STALE_REASON},
-                        reason=reason,
-                    )
-                    for grant_id in revoked_ids
-                ]
-            )
-            close_finished_requests(
-                {n.grant.request_id for n in due},
-                target=RequestStatus.REVOKED,
+            revoked = lifecycle.revoke(
                 actor=SYSTEM,
-                now=now,
+                grants=[n.grant_id for n in due],
+                kind=RevokeKind.STALE,
                 reason=STALE_REASON,
+                audit_reason=reason,
+                now=now,
             )
-            if revoked_ids:
-                queue_publish(trigger=f"{len(revoked_ids)} stale grant(s) revoked")
-            result.revoked += len(revoked_ids)
+            result.revoked += len(revoked)
         if len(due) < BATCH:
             return
 
