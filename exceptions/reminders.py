@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -70,9 +70,8 @@ def send_expiry_reminders(*, now: datetime | None = None) -> int:
     # A grant is due when it is inside some threshold it has no row for yet.
     unrecorded = Q()
     for days_before in thresholds:
-        unrecorded |= Q(expires_at__lte=now + timedelta(days=days_before)) & ~Exists(
-            ExpiryReminder.objects.filter(grant=OuterRef("pk"), days_before=days_before)
-        )
+        reminded = ExpiryReminder.objects.filter(days_before=days_before).values("grant_id")
+        unrecorded |= Q(expires_at__lte=now + timedelta(days=days_before)) & ~Q(pk__in=reminded)
     with transaction.atomic():
         due = list(
             Grant.objects.select_for_update(skip_locked=True, of=("self",))
