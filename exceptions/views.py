@@ -22,6 +22,7 @@ from exceptions import selectors
 from exceptions.access import access_grant, access_request, requestable_workloads, roles_for, visible_grants
 from exceptions.choices import RequestStatus
 from exceptions.forms import DestinationFormSet, ExceptionRequestForm, ReasonForm, apply_service_errors
+from exceptions.models import ExceptionRequest
 from exceptions.risk import format_duration
 from exceptions.services import grants, requests, submissions
 from exceptions.state import TransitionError
@@ -187,9 +188,10 @@ def request_preview(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body)
 
 
-@login_required
-def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    exception_request = access_request(request.user, pk)
+def render_request_page(
+    request: HttpRequest, exception_request: ExceptionRequest, *, status: int = 200, **extra: Any
+) -> HttpResponse:
+    """The request page; a decision refused on a field re-renders it with its form (``extra``) and 400."""
     return render(
         request,
         "exceptions/request_detail.html",
@@ -200,8 +202,15 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "timeline": selectors.request_timeline(exception_request),
             # Approval rule, missing approvals, go-live and what this user may do: approvals owns them.
             **approval_selectors.request_page(request.user, exception_request, now=timezone.now()),
+            **extra,
         },
+        status=status,
     )
+
+
+@login_required
+def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return render_request_page(request, access_request(request.user, pk))
 
 
 @login_required
