@@ -73,7 +73,7 @@ def test_the_approve_button_of_a_long_row_is_in_view_at_laptop_widths(
 
     assert box["pageWidth"] <= width, box  # the page itself never scrolls sideways
     assert not box["wrapScrolls"], box  # nor does the table inside it
-    assert 0 <= box["left"] and box["right"] <= width, box
+    assert box["left"] >= 0 and box["right"] <= width, box
     page.locator(selector).scroll_into_view_if_needed()
     box = page.evaluate(MEASURE, selector)
     assert box["hit"] and box["right"] <= width, box  # in view and not covered: a click lands on it
