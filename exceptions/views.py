@@ -33,11 +33,21 @@ PAGE_SIZE = 25
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    """Where "/" and signing in land: each role's most useful page.
+
+    Decisions waiting come first; then a team member's own requests; an
+    approver or security officer who files nothing gets the queue even when it
+    is empty; a read-only auditor (or an admin outside any team) the audit log.
+    """
     roles = roles_for(request.user)
-    if (roles.is_approver or roles.is_security) and approval_selectors.decidable_requests(
-        request.user, policy=current_policy()
-    ).exists():
+    if roles.decides and approval_selectors.decidable_requests(request.user, policy=current_policy()).exists():
         return redirect("approval-queue")
+    if roles.can_file_requests:
+        return redirect("request-list")
+    if roles.decides:
+        return redirect("approval-queue")
+    if roles.sees_everything:
+        return redirect("audit-log")
     return redirect("request-list")
 
 
