@@ -25,6 +25,7 @@ from exceptions.models import ExceptionRequest
 from exceptions.services import grants
 from exceptions.services.requests import resubmit_request
 from exceptions.state import TransitionError
+from exceptions.views import render_request_page
 from foundation.actors import actor_for
 
 PAGE_SIZE = 25
@@ -67,7 +68,7 @@ def approval_queue(request: HttpRequest) -> HttpResponse:
 
 
 def _confirmation(request: HttpRequest, exception_request: ExceptionRequest, form: DecisionForm) -> HttpResponse:
-    """Approving a high-risk request takes a second, deliberate click."""
+    """Approving a high-risk request takes a second, deliberate click; the narrowing travels with it."""
     return render(
         request,
         "approvals/confirm.html",
@@ -76,20 +77,24 @@ def _confirmation(request: HttpRequest, exception_request: ExceptionRequest, for
             "form": form,
             "state": approval_state(exception_request),
             "post": request.POST,
-            "keep": form.cleaned_data.get("keep") or [],
+            "lifetime_hours": form.cleaned_data.get("lifetime_hours"),
+            "drop": form.cleaned_data.get("drop") or [],
         },
     )
+
+
+def _refused_on_fields(request: HttpRequest, exception_request: ExceptionRequest, form: DecisionForm) -> HttpResponse:
+    """The request page again, the approval form filled as sent, each error on its field; nothing was changed."""
+    return render_request_page(request, exception_request, status=400, decision_form=form)
 
 
 @login_required
 @require_POST
 def approve(request: HttpRequest, pk: int) -> HttpResponse:
     exception_request = access_request_to_decide(request.user, pk, "approve")
-    destination_ids = [d.pk for d in exception_request.destinations.all()]
-    form = DecisionForm(request.POST, destination_ids=destination_ids)
+    form = DecisionForm(request.POST, request=exception_request)
     if not form.is_valid():
-        messages.error(request, _form_errors(form))
-        return redirect(exception_request)
+        return _refused_on_fields(request, exception_request, form)
     if exception_request.risk_tier == RiskTier.HIGH and not form.cleaned_data["confirm"]:
         return _confirmation(request, exception_request, form)
     lifetime, keep = form.narrowing()
@@ -101,7 +106,12 @@ def approve(request: HttpRequest, pk: int) -> HttpResponse:
             lifetime=lifetime,
             keep_destination_ids=keep,
         )
-    except (ValidationError, TransitionError, PermissionDenied) as exc:
+    except ValidationError as exc:
+        if form.add_service_errors(exc):  # a lifetime or destinations refusal (e.g. the rule's cap)
+            return _refused_on_fields(request, ExceptionRequest.objects.get(pk=pk), form)
+        messages.error(request, _error_text(exc))
+        return redirect(exception_request)
+    except (TransitionError, PermissionDenied) as exc:
         messages.error(request, _error_text(exc))
         return redirect(exception_request)
     state = approval_state(ExceptionRequest.objects.get(pk=pk))

@@ -40,6 +40,22 @@ class Roles:
     def visible_team_ids(self) -> frozenset[int]:
         return self.member_team_ids | self.approver_team_ids
 
+    @property
+    def can_file_requests(self) -> bool:
+        """Filing (and renewing) needs a team: the request form offers only the user's teams' workloads
+        (``requestable_workloads``). Pages show "New request" and "Request access" only when this holds."""
+        return bool(self.member_team_ids)
+
+    @property
+    def can_break_glass(self) -> bool:
+        """A security officer or admin may open a path for any workload, anyone else for their teams'
+        (``approvals.breakglass.breakglass_workloads``); a read-only auditor never."""
+        return self.is_security or self.is_admin or bool(self.member_team_ids)
+
+    @property
+    def decides(self) -> bool:
+        return self.is_approver or self.is_security
+
 
 def roles_for(user: Any) -> Roles:
     """The user's roles, computed once per user object (one request)."""

@@ -289,18 +289,28 @@ class IntegrationToken(models.Model):
 
 
 class ExpiryReminder(models.Model):
-    """A reminder sent before a grant expires: at most one per grant and threshold."""
+    """A reminder threshold a grant has reached: at most one row per grant and threshold.
+
+    A grant first seen inside several thresholds (filed for a day, or the job
+    was down for a week) gets one mail, for the most urgent of them; the
+    others are recorded as passed, ``superseded_by`` that threshold, with no
+    recipients, so no later run sends them.
+    """
 
     grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="reminders")
     days_before = models.PositiveSmallIntegerField()
-    sent_at = models.DateTimeField()
+    sent_at = models.DateTimeField(help_text="When the threshold was handled (mailed, or recorded as passed).")
     recipients = models.JSONField(default=list)
+    superseded_by = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="The more urgent threshold mailed instead; empty when this one was mailed."
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["grant", "days_before"], name="one_reminder_per_threshold")]
 
     def __str__(self) -> str:
-        return f"grant {self.grant_id}: {self.days_before} days before"
+        passed = f" (passed, superseded by {self.superseded_by} days)" if self.superseded_by is not None else ""
+        return f"grant {self.grant_id}: {self.days_before} days before{passed}"
 
 
 class ProviderRangeSet(models.Model):

@@ -10,7 +10,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -18,6 +20,8 @@ import idna
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from publicsuffixlist import PublicSuffixList
+
+from exceptions.risk import format_duration
 
 MAX_HOST_LENGTH = 253
 MAX_LABEL_LENGTH = 63
@@ -497,3 +501,37 @@ def validate_identity(value: str, *, trust_domain: str = "cluster.local") -> Ide
         "IP addresses are never identities.",
         code="invalid_identity",
     )
+
+
+def narrowing_errors(
+    *,
+    requested_lifetime: timedelta,
+    destination_ids: Collection[int],
+    lifetime: timedelta | None,
+    keep_ids: Collection[int] | None,
+) -> dict[str, list[str]]:
+    """What is wrong with an approver's narrowing, by field (``lifetime``, ``destinations``); empty when fine.
+
+    Narrowing only narrows: a shorter (or equal) lifetime, a non-empty subset of
+    the destinations. ``None`` leaves that part as requested. The approval form
+    and the service ask this one function, so both refuse with the same words.
+    """
+    errors: dict[str, list[str]] = {}
+    if lifetime is not None:
+        if lifetime <= timedelta(0):
+            errors["lifetime"] = ["A narrowed lifetime must still be positive."]
+        elif lifetime > requested_lifetime:
+            errors["lifetime"] = [
+                f"Narrowing cannot lengthen the lifetime ({format_duration(requested_lifetime)} requested); "
+                "enter at most that, or request changes instead."
+            ]
+    keep = set(destination_ids) if keep_ids is None else set(keep_ids)
+    unknown = keep - set(destination_ids)
+    if unknown:
+        errors["destinations"] = [
+            f"Destination id(s) {', '.join(map(str, sorted(unknown)))} are not part of this request; "
+            "narrowing can only drop destinations, never add them."
+        ]
+    elif not keep:
+        errors["destinations"] = ["Keep at least one destination, or reject the request instead."]
+    return errors

@@ -18,6 +18,7 @@ from exceptions.access import access_grant, access_request, requestable_workload
 from exceptions.actions import grant_actions
 from exceptions.choices import RequestStatus
 from exceptions.forms import DestinationFormSet, ExceptionRequestForm, ReasonForm, apply_service_errors
+from exceptions.models import ExceptionRequest
 from exceptions.risk import format_duration
 from exceptions.services import grants, requests, submissions
 from exceptions.state import TransitionError
@@ -29,9 +30,21 @@ PAGE_SIZE = 25
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    """Where "/" and signing in land: each role's most useful page.
+
+    Decisions waiting come first; then a team member's own requests; an
+    approver or security officer who files nothing gets the queue even when it
+    is empty; a read-only auditor (or an admin outside any team) the audit log.
+    """
     roles = roles_for(request.user)
-    if (roles.is_approver or roles.is_security) and hooks.approvals.get().has_decidable_requests(request.user):
+    if roles.decides and hooks.approvals.get().has_decidable_requests(request.user):
         return redirect("approval-queue")
+    if roles.can_file_requests:
+        return redirect("request-list")
+    if roles.decides:
+        return redirect("approval-queue")
+    if roles.sees_everything:
+        return redirect("audit-log")
     return redirect("request-list")
 
 
@@ -182,9 +195,10 @@ def request_preview(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body)
 
 
-@login_required
-def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    exception_request = access_request(request.user, pk)
+def render_request_page(
+    request: HttpRequest, exception_request: ExceptionRequest, *, status: int = 200, **extra: Any
+) -> HttpResponse:
+    """The request page; a decision refused on a field re-renders it with its form (``extra``) and 400."""
     return render(
         request,
         "exceptions/request_detail.html",
@@ -195,8 +209,15 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "timeline": selectors.request_timeline(exception_request),
             # Approval rule, missing approvals, go-live and what this user may do: approvals owns them.
             **hooks.approvals.get().request_page(request.user, exception_request, now=timezone.now()),
+            **extra,
         },
+        status=status,
     )
+
+
+@login_required
+def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return render_request_page(request, access_request(request.user, pk))
 
 
 @login_required

@@ -23,7 +23,7 @@ from exceptions.access import cancel_denial, roles_for
 from exceptions.choices import DataClass, Purpose, RequestStatus
 from exceptions.events import emit_request
 from exceptions.models import ExceptionRequest, Grant, RequestDestination, Workload
-from exceptions.risk import RiskAssessment, format_duration
+from exceptions.risk import RiskAssessment
 from exceptions.services.submissions import (
     UNKNOWN_WORKLOAD,
     DestinationInput,
@@ -34,6 +34,7 @@ from exceptions.services.submissions import (
     lifetime_error,
 )
 from exceptions.state import OPEN_GRANT_STATUSES, TransitionError, check_request_transition
+from exceptions.validators import narrowing_errors
 from foundation.actors import Actor as RequestActor
 from foundation.actors import user_of
 
@@ -276,27 +277,16 @@ def narrow_request(
     checked that ``actor`` may decide. The risk tier is kept: narrowing cannot
     raise it, and the stricter rule already matched keeps counting.
     """
-    errors: dict[str, list[str]] = {}
     current = list(request.destinations.all())
-    if lifetime is not None:
-        if lifetime <= timedelta(0):
-            errors["lifetime"] = ["A narrowed lifetime must still be positive."]
-        elif lifetime > request.lifetime:
-            errors["lifetime"] = [
-                f"Narrowing cannot lengthen the lifetime ({format_duration(request.lifetime)} requested); "
-                "request changes instead."
-            ]
-    keep = {d.pk for d in current} if keep_destination_ids is None else set(keep_destination_ids)
-    unknown = keep - {d.pk for d in current}
-    if unknown:
-        errors["destinations"] = [
-            f"Destination id(s) {', '.join(map(str, sorted(unknown)))} are not part of this request; "
-            "narrowing can only drop destinations, never add them."
-        ]
-    elif not keep:
-        errors["destinations"] = ["Keep at least one destination, or reject the request instead."]
+    errors = narrowing_errors(
+        requested_lifetime=request.lifetime,
+        destination_ids=[d.pk for d in current],
+        lifetime=lifetime,
+        keep_ids=keep_destination_ids,
+    )
     if errors:
         raise ValidationError(errors)
+    keep = {d.pk for d in current} if keep_destination_ids is None else set(keep_destination_ids)
     dropped = [d for d in current if d.pk not in keep]
     new_lifetime = lifetime if lifetime is not None else request.lifetime
     if not dropped and new_lifetime == request.lifetime:

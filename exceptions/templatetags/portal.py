@@ -10,6 +10,7 @@ from django.utils.dateformat import format as date_format
 from django.utils.dateparse import parse_datetime
 from django.utils.safestring import SafeString
 
+from exceptions.models import Workload
 from exceptions.risk import format_duration
 
 register = template.Library()
@@ -47,3 +48,12 @@ def described_widget(field: BoundField) -> SafeString:
     if field.errors:
         attrs["aria-invalid"] = "true"
     return field.as_widget(attrs=attrs)
+
+
+@register.filter
+def files_for(roles: Any, workload_id: int | None) -> bool:
+    """``{% if roles|files_for:workload_id %}``: may this user file a request for that workload?
+    (Its team is one of theirs, as ``requestable_workloads`` says.) Guards "Request access" links."""
+    if roles is None or workload_id is None or not roles.can_file_requests:
+        return False
+    return Workload.objects.filter(pk=workload_id, team_id__in=roles.member_team_ids).exists()

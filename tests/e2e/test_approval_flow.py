@@ -89,7 +89,8 @@ def test_high_risk_production_request_needs_team_and_security_then_goes_live_in_
     page.wait_for_selector("text=security officer missing")
     page.screenshot(path=str(tmp_path / "after-team-approval.png"), full_page=True)
     assert "Pending approval" in page.inner_text("h1")
-    assert "Approved by bob" in page.inner_text("#approved-by")
+    assert "Approved so far by bob" in page.inner_text("#approvals-so-far")
+    assert page.locator("#approved-by").count() == 0  # not approved yet: one of two approvals
     context.close()
 
     context = browser.new_context()

@@ -312,7 +312,8 @@ def test_the_decision_row_says_approved_or_rejected_not_the_status(
     reject_request(actor=approver, request=rejected, reason="Use the proxy.")
     client.force_login(requester)
     page = client.get(f"/requests/{approved.pk}/").content.decode()
-    assert f"<dt>Decision</dt><dd>Approved by {approver.get_username()} at" in page
+    assert f'<dd id="approved-by">Approved by {approver.get_username()} <small>(team approver, ' in page
     page = client.get(f"/requests/{rejected.pk}/").content.decode()
-    assert f"Rejected by {approver.get_username()} at" in page
+    assert f'<dt>Decision</dt><dd id="rejected-by">Rejected by {approver.get_username()} <small>(' in page
+    assert "Use the proxy." in page and "Approved by" not in page
     assert "Active by" not in page

@@ -330,7 +330,7 @@ _SERIAL = iter(range(10**9))
 
 
 def _approve_page(ids: dict[str, Any]) -> dict[str, Any]:
-    return {"reason": "Fine.", "narrow": "on", "lifetime_hours": "24", "keep": str(ids["destination"]), "confirm": "on"}
+    return {"reason": "Fine.", "lifetime_hours": "24", "drop": [], "confirm": "on"}
 
 
 def _approve_api(ids: dict[str, Any]) -> dict[str, Any]:
