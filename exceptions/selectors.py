@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +18,16 @@ from exceptions.choices import GrantStatus
 from exceptions.models import ExceptionRequest, Grant, ProviderRangeSet, Workload
 
 GRANT_VIEWS = ("active", "expiring", "scheduled", "expired", "revoked")
+
+# Which pending requests a user may approve is the approval policy's answer, and
+# the approvals app sits above this one: it registers the query at start-up
+# (ApprovalsConfig.ready) and the API's ``?decidable=true`` asks through here.
+APPROVABLE: dict[str, Callable[[Any], QuerySet[ExceptionRequest]]] = {}
+
+
+def approvable_requests(user: Any) -> QuerySet[ExceptionRequest]:
+    """The pending requests ``user`` may approve now (as registered by the approvals app)."""
+    return APPROVABLE["query"](user)
 
 
 def request_list(user: Any, *, scope: str = "mine", status: str = "") -> QuerySet[ExceptionRequest]:
@@ -215,9 +225,17 @@ def filter_requests(
     requester: str | None = None,
     environment: str | None = None,
     updated_since: datetime | None = None,
+    decidable: bool | None = None,
+    user: Any = None,
     **_paging: Any,
 ) -> QuerySet[ExceptionRequest]:
-    """The API list's filters over requests the caller may already see (paging keys are ignored)."""
+    """The API list's filters over requests the caller may already see (paging keys are ignored).
+
+    ``decidable`` keeps the pending requests ``user`` may approve: exactly
+    those whose ``allowed_actions`` contain ``approve``.
+    """
+    if decidable:
+        requests = requests.filter(pk__in=approvable_requests(user).values("pk"))
     if ticket_ref is not None:
         requests = requests.filter(ticket_ref=ticket_ref.strip())
     if status is not None:

@@ -1,4 +1,4 @@
-"""Decision endpoints and resubmission: thin wrappers around the approval services."""
+"""Decision endpoints (through the decision gate) and resubmission: thin wrappers around the services."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from approvals import services
-from approvals.access import access_request_to_decide
+from approvals import gate
 from approvals.breakglass import API_REFUSAL
 from egress_portal.actors import actor_for
 from exceptions.access import access_grant, access_request
@@ -60,14 +59,16 @@ class Approve(IntegrationView):
 
     @extend_schema(request=ApproveInputSerializer, responses=ExceptionRequestSerializer)
     def post(self, request: Request, pk: int) -> Response:
-        exception_request = access_request_to_decide(request.user, pk, "approve")
+        actor = actor_for(request)
+        exception_request = gate.access_to_decide(actor, pk, gate.APPROVE)
         payload = ApproveInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         with api_field_names({**LIFETIME_AS_HOURS, "destinations": "keep_destinations"}):
-            services.approve_request(
-                actor=actor_for(request),
+            gate.decide(
+                actor=actor,
                 request=exception_request,
+                action=gate.APPROVE,
                 reason=data["reason"],
                 lifetime=timedelta(hours=data["lifetime_hours"]) if data["lifetime_hours"] else None,
                 keep_destination_ids=data["keep_destinations"],
@@ -76,22 +77,21 @@ class Approve(IntegrationView):
 
 
 class _DecideAgainst(IntegrationView):
+    """Reject or request changes: a reason is required, the decision gate checks who may and how."""
+
     etag_kind = REQUEST
-    """Reject or request changes: a reason is required, the approval services check who may."""
 
     required_scopes = {"POST": "requests:decide"}
     action = ""
 
     @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer)
     def post(self, request: Request, pk: int) -> Response:
-        exception_request = access_request_to_decide(request.user, pk, self.action)
+        actor = actor_for(request)
+        exception_request = gate.access_to_decide(actor, pk, self.action)
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         reason = payload.validated_data["reason"]
-        if self.action == "reject":
-            services.reject_request(actor=actor_for(request), request=exception_request, reason=reason)
-        else:
-            services.request_changes(actor=actor_for(request), request=exception_request, comment=reason)
+        gate.decide(actor=actor, request=exception_request, action=self.action, reason=reason)
         return render_request(request.user, pk)
 
 
