@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, Expression, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from approvals.models import Decision, DecisionKind
@@ -57,7 +57,7 @@ class Subject:
 class Compiler:
     """Collects the annotations the compiled ``Q`` refers to (one per approval count, the wildcard flag)."""
 
-    annotations: dict[str, Expression] = field(default_factory=dict)
+    annotations: dict[str, Any] = field(default_factory=dict)  # alias -> Subquery or Exists
     _groups: dict[str, str] = field(default_factory=dict)
 
     def approvals_of(self, group: str) -> str:
@@ -115,7 +115,7 @@ FALSE = Const(False)
 
 
 @dataclass(frozen=True)
-class All(Pred):
+class AllOf(Pred):
     parts: tuple[Pred, ...]
 
     def holds(self, subject: Subject) -> bool:
@@ -129,7 +129,7 @@ class All(Pred):
 
 
 @dataclass(frozen=True)
-class Any_(Pred):
+class AnyOf(Pred):
     parts: tuple[Pred, ...]
 
     def holds(self, subject: Subject) -> bool:
@@ -157,14 +157,14 @@ def all_of(parts: Iterable[Pred]) -> Pred:
     kept = [p for p in parts if p != TRUE]
     if FALSE in kept:
         return FALSE
-    return kept[0] if len(kept) == 1 else All(tuple(kept)) if kept else TRUE
+    return kept[0] if len(kept) == 1 else AllOf(tuple(kept)) if kept else TRUE
 
 
 def any_of(parts: Iterable[Pred]) -> Pred:
     kept = [p for p in parts if p != FALSE]
     if TRUE in kept:
         return TRUE
-    return kept[0] if len(kept) == 1 else Any_(tuple(kept)) if kept else FALSE
+    return kept[0] if len(kept) == 1 else AnyOf(tuple(kept)) if kept else FALSE
 
 
 def negate(part: Pred) -> Pred:

@@ -84,7 +84,11 @@ def _confirmation(request: HttpRequest, exception_request: ExceptionRequest, for
 
 
 PENDING_DECISION = "egress_pending_decision"
-DECISION_URLS = {gate.APPROVE: "request-approve", gate.REJECT: "request-reject", gate.REQUEST_CHANGES: "request-changes"}
+DECISION_URLS = {
+    gate.APPROVE: "request-approve",
+    gate.REJECT: "request-reject",
+    gate.REQUEST_CHANGES: "request-changes",
+}
 
 
 def _step_up(request: HttpRequest, pk: int, action: str) -> HttpResponse:

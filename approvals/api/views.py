@@ -28,6 +28,14 @@ from exceptions.services import grants
 from exceptions.services.requests import resubmit_request
 from exceptions.validators import LIFETIME_HOURS, OBJECT_ID
 
+STEP_UP_DOC = (
+    "Goes through the decision gate: 409 when the request is not pending; 403 problem when the caller may not "
+    "decide it (code names why: separation_of_duties, not_an_approver, outside_team_required, "
+    "mfa_enrolment_required, already_approved, group_approval_given). A rule with MFA at the decision answers "
+    "403 with code mfa_step_up_required, the rule, step_up_url and decide_url: an API token never gives a step-up; "
+    "a person decides in the portal. A refused decision writes nothing."
+)
+
 
 class ApproveInputSerializer(ClosedSerializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="")
@@ -57,7 +65,7 @@ class Approve(IntegrationView):
     etag_kind = REQUEST
     required_scopes = {"POST": "requests:decide"}
 
-    @extend_schema(request=ApproveInputSerializer, responses=ExceptionRequestSerializer)
+    @extend_schema(request=ApproveInputSerializer, responses=ExceptionRequestSerializer, description=STEP_UP_DOC)
     def post(self, request: Request, pk: int) -> Response:
         actor = actor_for(request)
         exception_request = gate.access_to_decide(actor, pk, gate.APPROVE)
@@ -84,7 +92,7 @@ class _DecideAgainst(IntegrationView):
     required_scopes = {"POST": "requests:decide"}
     action = ""
 
-    @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer)
+    @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer, description=STEP_UP_DOC)
     def post(self, request: Request, pk: int) -> Response:
         actor = actor_for(request)
         exception_request = gate.access_to_decide(actor, pk, self.action)
