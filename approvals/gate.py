@@ -124,9 +124,7 @@ def check(actor: Any, request: ExceptionRequest, action: str, *, now: datetime |
         raise ValueError(f"Unknown decision {action!r}; one of {', '.join(ACTIONS)}.")
     now = now or timezone.now()
     if request.status != RequestStatus.PENDING:
-        raise TransitionError(
-            f"Request #{request.pk} is {request.get_status_display().lower()}; only pending requests are decided."
-        )
+        raise TransitionError(f"Request #{request.pk} is {request.status} now; only pending requests are decided.")
     state = approval_state(request)
     user = user_of(actor)
     failing = first_failing(user, request, state, approve=action == APPROVE)
@@ -165,16 +163,17 @@ def decide(
     """
     reason = (reason or "").strip()
     now = now or timezone.now()
-    if action == REJECT and not reason:
-        raise ValidationError(
-            {"reason": ["Say why the request is rejected, so the requester can fix it or look elsewhere."]}
-        )
-    if action == REQUEST_CHANGES and not reason:
-        raise ValidationError({"reason": ["Say what should change, so the requester can edit and resubmit."]})
     policy = current_policy()
     with transaction.atomic():
         locked = lock_request(request)
         requirement = check(actor, locked, action, now=now)
+        # Only then the input: someone who may not decide hears that, not how to word a reason.
+        if action == REJECT and not reason:
+            raise ValidationError(
+                {"reason": ["Say why the request is rejected, so the requester can fix it or look elsewhere."]}
+            )
+        if action == REQUEST_CHANGES and not reason:
+            raise ValidationError({"reason": ["Say what should change, so the requester can edit and resubmit."]})
         if action == APPROVE:
             assert requirement is not None
             outcome = _approve(
