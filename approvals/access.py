@@ -2,40 +2,27 @@
 
 The approval state of a request is derived here from its ``Decision`` rows and
 the policy rule that matches it; nothing of it is stored on the request.
-Separation of duties lives here too: the requester never approves their own
-request, one person counts once, "outside the team" and "MFA enrolled" are
-enforced when the rule says so.
+Who may decide is defined once, in ``approvals.eligibility``; this module reads
+it for one request (with the reason when not) and names the slot an approval
+fills. MFA at the decision is the gate's (``approvals.gate``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from allauth.mfa.models import Authenticator
-from django.core.exceptions import PermissionDenied
 
+from approvals.eligibility import ApproverProfile, Clauses, Subject, clauses_for, first_denial, first_failure
 from approvals.models import ApproverGroup, Decision, DecisionKind
 from approvals.policy import OWNING_TEAM, Policy, RequestFacts, Requirement, Rule, current_policy
-from exceptions.access import access_request, roles_for
-from exceptions.choices import RequestStatus
+from exceptions.access import roles_for
 from exceptions.models import ExceptionRequest
-from exceptions.state import TransitionError
 from exceptions.validators import is_wildcard
 
 MFA_TYPES = (Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN)
-
-
-@dataclass(frozen=True)
-class ApproverProfile:
-    """What the policy needs to know about a person, read once per user object."""
-
-    user_id: int | None
-    approver_team_ids: frozenset[int]
-    member_team_ids: frozenset[int]
-    groups: frozenset[str]
-    mfa_enrolled: bool
 
 
 def profile_for(user: Any) -> ApproverProfile:
@@ -86,6 +73,7 @@ class ApprovalState:
     rule: Rule
     policy_revision: str
     given: tuple[Given, ...]
+    policy: Policy | None = field(default=None, compare=False, repr=False)
 
     @property
     def complete(self) -> bool:
@@ -137,92 +125,58 @@ def approval_state(
         Given(requirement=req, by=tuple(d.actor.get_username() for d in approvals if d.counts_for == req.group))
         for req in rule.requires
     )
-    return ApprovalState(rule=rule, policy_revision=policy.revision, given=given)
+    return ApprovalState(rule=rule, policy_revision=policy.revision, given=given, policy=policy)
 
 
-def _in_group(profile: ApproverProfile, requirement: Requirement, request: ExceptionRequest) -> bool:
-    if requirement.group == OWNING_TEAM:
-        return request.workload.team_id in profile.approver_team_ids
-    return requirement.group in profile.groups
+def subject_of(request: ExceptionRequest, state: ApprovalState, decisions: Iterable[Decision] | None = None) -> Subject:
+    """The request as the eligibility clauses read it (decisions should be prefetched on lists)."""
+    return Subject(
+        request=request,
+        facts=facts_of(request),
+        approvals=tuple(current_approvals(request, decisions)),
+        missing_summary=state.missing_summary(),
+    )
 
 
-def _eligible(profile: ApproverProfile, request: ExceptionRequest, rule: Rule) -> tuple[list[Requirement], str | None]:
-    """The requirements this person may fill for ``request``, or why none."""
-    if request.requester_id == profile.user_id:
-        return [], "Separation of duties: you filed this request, so someone else must decide it."
-    if request.filed_by_id == profile.user_id:
-        # Issue 10: an integration that filed for someone must not approve it either.
-        return [], "Separation of duties: you filed this request for someone else, so someone else must decide it."
-    groups = [r for r in rule.requires if _in_group(profile, r, request)]
-    if not groups:
-        who = " or ".join(
-            f"approvers for team {request.workload.team.name}" if r.group == OWNING_TEAM else f"members of {r.group}"
-            for r in rule.requires
-        )
-        return [], f"Only {who} may decide this request (rule {rule.name})."
-    inside = request.workload.team_id in profile.member_team_ids
-    allowed = [r for r in groups if not (r.outside_team and inside)]
-    if not allowed:
-        return [], (
-            f"Rule {rule.name} needs approvers from outside team {request.workload.team.name}; you are a member of it."
-        )
-    if rule.mfa and not profile.mfa_enrolled:
-        return [], (
-            f"Rule {rule.name} needs approvers with MFA enrolled; add an authenticator app under "
-            "Security (top right) first."
-        )
-    return allowed, None
+def _clauses(user: Any, state: ApprovalState) -> Clauses:
+    return clauses_for(profile_for(user), state.policy or current_policy())
+
+
+def first_failing(
+    user: Any, request: ExceptionRequest, state: ApprovalState, *, approve: bool
+) -> tuple[str, str] | None:
+    """The code and the reason of the first eligibility clause ``user`` fails for this decision; None if none."""
+    clauses = _clauses(user, state)
+    subject = subject_of(request, state)
+    failing = first_failure(clauses.approve if approve else clauses.decide, subject)
+    return None if failing is None else (failing.code, failing.why(subject, state.rule))
 
 
 def decide_denial(user: Any, request: ExceptionRequest, state: ApprovalState | None = None) -> str | None:
     """Why ``user`` may not reject or request changes on ``request``; None when they may."""
     state = state or approval_state(request)
-    _, denial = _eligible(profile_for(user), request, state.rule)
-    return denial
+    return first_denial(_clauses(user, state).decide, subject_of(request, state), state.rule)
 
 
 def approval_slot(user: Any, request: ExceptionRequest, state: ApprovalState) -> tuple[Requirement | None, str | None]:
     """The required group this user's approval would count for, or why it would not count."""
-    profile = profile_for(user)
-    allowed, denial = _eligible(profile, request, state.rule)
+    clauses = _clauses(user, state)
+    subject = subject_of(request, state)
+    denial = first_denial(clauses.approve, subject, state.rule)
     if denial:
         return None, denial
-    if any(d.actor_id == profile.user_id for d in current_approvals(request)):
-        return None, "You already approved this request; one person counts once."
     by_group = {g.requirement.group: g for g in state.given}
+    allowed = [r for r, pred in clauses.fill(state.rule) if pred.holds(subject) and by_group[r.group].missing]
     # Someone in two required groups fills the scarcer, named group (security
     # officers) before the owning team's: the team has more people who can
     # supply its approval, so the other order could leave the quorum stuck.
-    for requirement in sorted(allowed, key=lambda r: r.group == OWNING_TEAM):
-        if by_group[requirement.group].missing:
-            return requirement, None
-    return None, (
-        f"Your group's approval is already given; {state.missing_summary() or 'nothing is missing'}. "
-        "You may still reject or request changes."
-    )
+    # The approve clauses hold, so at least one requirement is open to them.
+    return sorted(allowed, key=lambda r: r.group == OWNING_TEAM)[0], None
 
 
 def approve_denial(user: Any, request: ExceptionRequest, state: ApprovalState | None = None) -> str | None:
     state = state or approval_state(request)
     return approval_slot(user, request, state)[1]
-
-
-DECIDE_ACTIONS = ("approve", "reject", "request_changes")
-
-
-def access_request_to_decide(user: Any, pk: int | str, action: str) -> ExceptionRequest:
-    """The request ``user`` may take ``action`` on; 404 if they may not see it, 403 with the reason otherwise."""
-    if action not in DECIDE_ACTIONS:
-        raise ValueError(f"Unknown decision {action!r}")
-    request = access_request(user, pk)
-    if request.status != RequestStatus.PENDING:
-        # A state conflict, not a permission problem: the API answers 409.
-        raise TransitionError(f"Request #{request.pk} is {request.status}; only pending requests are decided.")
-    state = approval_state(request)
-    denial = approve_denial(user, request, state) if action == "approve" else decide_denial(user, request, state)
-    if denial:
-        raise PermissionDenied(denial)
-    return request
 
 
 def recipients_for_missing(request: ExceptionRequest, state: ApprovalState) -> list[tuple[Requirement, Sequence[str]]]:
@@ -240,6 +194,8 @@ def recipients_for_missing(request: ExceptionRequest, state: ApprovalState) -> l
                 approver_groups__name=requirement.group
             )
         users = users.filter(is_active=True).exclude(pk=request.requester_id)
+        if request.filed_by_id is not None:
+            users = users.exclude(pk=request.filed_by_id)
         if requirement.outside_team:
             users = users.exclude(team_memberships__team_id=request.workload.team_id)
         if state.rule.mfa:

@@ -15,7 +15,6 @@ class ApprovalsConfig(AppConfig):
         from approvals.policy import PolicyError, current_policy
 
         authentication_failed.connect(on_authentication_failed, dispatch_uid="egress-mfa-refused")
-
         # The core asks its questions of approvals through this port (exceptions/hooks.py).
         from approvals.port import ApprovalsAnswers
         from exceptions import hooks

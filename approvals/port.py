@@ -10,14 +10,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from approvals import notifications, selectors, windows
 from approvals.access import approval_state
 from approvals.actions import request_actions
+from approvals.golive import go_live_for
 from approvals.models import ApproverGroup
 from approvals.policy import current_policy
-from approvals.services import form_preview, go_live_for
+from approvals.services import form_preview
 from approvals.windows import GoLive
 from exceptions.models import ExceptionRequest, Workload
 from foundation.actions import Actions
@@ -52,6 +53,9 @@ class ApprovalsAnswers:
 
     def has_decidable_requests(self, user: Any) -> bool:
         return selectors.decidable_requests(user, policy=current_policy()).exists()
+
+    def approvable_requests(self, user: Any) -> QuerySet[ExceptionRequest]:
+        return selectors.approvable_requests(user, policy=current_policy())
 
     def form_preview(
         self, *, workload: Workload, hosts: Sequence[str], purpose: str, data_class: str, risk_tier: str, now: datetime

@@ -1,8 +1,9 @@
 """Reads for the approver dashboard; no writes here.
 
-The policy's first-match rules are translated into SQL, so "requests this
-user may decide" and "needs my group" are filters the database applies before
-paginating, and a page costs the same number of queries at any queue length.
+"Requests this user may decide" and "needs my group" are the eligibility
+clauses (``approvals.eligibility``) compiled to SQL, so the database applies
+them before paginating, a page costs the same number of queries at any queue
+length, and the queue holds exactly what the single-request check allows.
 """
 
 from __future__ import annotations
@@ -11,78 +12,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.conf import settings
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
-from approvals.access import ApprovalState, ApproverProfile, approval_state, profile_for
+from approvals.access import ApprovalState, approval_state, profile_for
 from approvals.actions import Actions, request_actions
+from approvals.eligibility import Compiler, clauses_for, compile_clauses
+from approvals.golive import go_live_for
 from approvals.models import Decision, DecisionKind
-from approvals.policy import OWNING_TEAM, Policy, Requirement, Rule, current_policy
-from approvals.services import go_live_for
+from approvals.policy import Policy, current_policy
 from approvals.windows import Calendar, GoLive, load_calendar
 from exceptions.access import roles_for
 from exceptions.approval_preview import preview_approval
 from exceptions.choices import RequestStatus
-from exceptions.models import ExceptionRequest, RequestDestination
+from exceptions.models import ExceptionRequest
 
-NOTHING = Q(pk__in=[])
-# An empty Q() vanishes when OR-ed (Q(a) | Q() is Q(a)), so "every request" is spelled out.
-EVERYTHING = Q(pk__isnull=False)
 HOSTS_SHOWN = 3
-
-
-def _match_q(rule: Rule) -> Q:
-    q = EVERYTHING
-    for key, expected in rule.match.items():
-        if key == "wildcard":
-            q &= Q(has_wildcard=expected)
-        elif key == "team":
-            assert not isinstance(expected, bool)
-            q &= Q(workload__team__slug__in=sorted(expected))
-        elif key == "environment":
-            assert not isinstance(expected, bool)
-            q &= Q(workload__environment__in=sorted(expected))
-        else:
-            assert not isinstance(expected, bool)
-            q &= Q(**{f"{key}__in": sorted(expected)})
-    return q
-
-
-def _rule_applies(policy: Policy) -> list[tuple[Rule, Q]]:
-    """Each rule with the Q that selects exactly the requests it applies to (first match wins)."""
-    result = []
-    earlier = EVERYTHING
-    for rule in policy.rules:
-        match = _match_q(rule)
-        result.append((rule, match & earlier))
-        earlier &= ~match
-    return result
-
-
-def _may_fill(profile: ApproverProfile, requirement: Requirement, rule: Rule) -> Q:
-    if rule.mfa and not profile.mfa_enrolled:
-        return NOTHING
-    if requirement.group == OWNING_TEAM:
-        q = Q(workload__team_id__in=sorted(profile.approver_team_ids))
-    elif requirement.group in profile.groups:
-        q = EVERYTHING
-    else:
-        return NOTHING
-    if requirement.outside_team:
-        q &= ~Q(workload__team_id__in=sorted(profile.member_team_ids))
-    return q
-
-
-def _approvals_for(group: str) -> Coalesce:
-    counted = (
-        Decision.objects.filter(
-            request=OuterRef("pk"), request_revision=OuterRef("revision"), kind=DecisionKind.APPROVE, counts_for=group
-        )
-        .values("request")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
 
 
 @dataclass(frozen=True)
@@ -95,31 +40,18 @@ class QueueFilters:
 
 
 def decidable_requests(user: Any, *, policy: Policy, filters: QueueFilters | None = None) -> QuerySet[ExceptionRequest]:
-    """Pending requests ``user`` may decide under ``policy``, oldest first (never their own)."""
+    """Pending requests ``user`` may decide under ``policy``, oldest first (never their own, nor filed by them).
+
+    The filter is the eligibility clauses of ``approvals.eligibility`` compiled
+    to SQL: the decide clauses, or with ``needs_my_group`` the approve clauses
+    (a slot of theirs still open, not approved by them yet), exactly what
+    ``request_actions`` allows one request at a time.
+    """
     filters = filters or QueueFilters()
-    profile = profile_for(user)
-    wildcard = RequestDestination.objects.filter(request=OuterRef("pk"), host__startswith="*.")
-    queryset = ExceptionRequest.objects.filter(status=RequestStatus.PENDING).exclude(requester_id=user.pk)
-    queryset = queryset.annotate(has_wildcard=Exists(wildcard))
-    may_decide = NOTHING
-    needs_me = NOTHING
-    group_counts: dict[str, str] = {}
-    for rule, applies in _rule_applies(policy):
-        for requirement in rule.requires:
-            fill = _may_fill(profile, requirement, rule)
-            if fill == NOTHING:
-                continue
-            may_decide |= applies & fill
-            alias = group_counts.setdefault(requirement.group, f"approved_{len(group_counts)}")
-            needs_me |= applies & fill & Q(**{f"{alias}__lt": requirement.count})
-    for group, alias in group_counts.items():
-        queryset = queryset.annotate(**{alias: _approvals_for(group)})
-    queryset = queryset.filter(may_decide)
-    if filters.needs_my_group:
-        mine = Decision.objects.filter(
-            request=OuterRef("pk"), request_revision=OuterRef("revision"), kind=DecisionKind.APPROVE, actor_id=user.pk
-        )
-        queryset = queryset.filter(needs_me).exclude(Exists(mine))
+    clauses = clauses_for(profile_for(user), policy)
+    compiler = Compiler()
+    may = compile_clauses(clauses.approve if filters.needs_my_group else clauses.decide, compiler)
+    queryset = compiler.apply(ExceptionRequest.objects.filter(status=RequestStatus.PENDING), may)
     if filters.environment:
         queryset = queryset.filter(workload__environment=filters.environment)
     if filters.tier:
@@ -129,6 +61,11 @@ def decidable_requests(user: Any, *, policy: Policy, filters: QueueFilters | Non
     if filters.purpose:
         queryset = queryset.filter(purpose=filters.purpose)
     return queryset.order_by("created_at", "id")
+
+
+def approvable_requests(user: Any, *, policy: Policy) -> QuerySet[ExceptionRequest]:
+    """Pending requests whose ``allowed_actions`` contain ``approve`` for ``user`` (the API's ``?decidable=true``)."""
+    return decidable_requests(user, policy=policy, filters=QueueFilters(needs_my_group=True))
 
 
 def with_decision_data(queryset: QuerySet[ExceptionRequest]) -> QuerySet[ExceptionRequest]:
@@ -218,6 +155,7 @@ def request_page(user: Any, req: ExceptionRequest, *, now: datetime) -> dict[str
         "approved_by": approvals,
         "go_live": None,
         "preview_files": None,
+        "step_up_seconds": settings.EGRESS_STEP_UP_SECONDS,
     }
     if req.status in (RequestStatus.PENDING, RequestStatus.DRAFT, RequestStatus.CHANGES_REQUESTED):
         context["go_live"] = go_live_for(req, now=now, state=policy_state)

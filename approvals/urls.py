@@ -6,6 +6,11 @@ urlpatterns = [
     path("", views.approval_queue, name="approval-queue"),
     path("policy/", views.policy_page, name="approval-policy"),
     path("<int:pk>/approve/", views.approve, name="request-approve"),
+    path(
+        "<int:pk>/<str:action>/after-step-up/",
+        views.decide_again,
+        name="request-decide-again",
+    ),
     path("<int:pk>/reject/", views.reject, name="request-reject"),
     path("<int:pk>/request-changes/", views.request_changes, name="request-changes"),
     path("<int:pk>/resubmit/", views.resubmit, name="request-resubmit"),

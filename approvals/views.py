@@ -8,15 +8,17 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from approvals import breakglass, selectors, services
-from approvals.access import access_request_to_decide, approval_state
+from approvals import breakglass, gate, selectors
+from approvals.access import approval_state
 from approvals.actions import request_actions
 from approvals.forms import DecisionForm, QueueFilterForm, ShortenForm
+from approvals.mfa import step_up_url
 from approvals.policy import current_policy
 from exceptions.access import access_grant, access_request
 from exceptions.choices import RiskTier
@@ -88,10 +90,54 @@ def _refused_on_fields(request: HttpRequest, exception_request: ExceptionRequest
     return render_request_page(request, exception_request, status=400, decision_form=form)
 
 
+PENDING_DECISION = "egress_pending_decision"
+DECISION_URLS = {
+    gate.APPROVE: "request-approve",
+    gate.REJECT: "request-reject",
+    gate.REQUEST_CHANGES: "request-changes",
+}
+
+
+def _step_up(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """The rule needs MFA at the decision: keep what was typed, send the person to allauth's step-up,
+    and bring them back to confirm the same decision (a POST is re-asked after the step-up, never replayed)."""
+    fields = [[k, v] for k in request.POST if k != "csrfmiddlewaretoken" for v in request.POST.getlist(k)]
+    request.session[PENDING_DECISION] = {"pk": pk, "action": action, "fields": fields}
+    return HttpResponseRedirect(step_up_url(reverse("request-decide-again", args=[pk, action])))
+
+
+@login_required
+def decide_again(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """After the step-up: the decision the person started, to confirm with one click."""
+    if action not in gate.ACTIONS:
+        raise Http404(f"No decision called {action!r}.")
+    try:
+        exception_request = gate.access_to_decide(actor_for(request), pk, action)
+    except gate.StepUpRequired:
+        return HttpResponseRedirect(step_up_url(request.get_full_path()))
+    pending = request.session.get(PENDING_DECISION) or {}
+    fields = pending.get("fields", []) if pending.get("pk") == pk and pending.get("action") == action else []
+    context = {
+        "req": exception_request,
+        "action": action,
+        "reason": next((v for k, v in fields if k == "reason"), ""),
+        "hidden": [(k, v) for k, v in fields if k not in {"reason", "confirm", "confirm_approve"}],
+        "post_url": reverse(
+            {"approve": "request-approve", "reject": "request-reject"}.get(action, "request-changes"), args=[pk]
+        ),
+        "state": approval_state(exception_request),
+        "actor": actor_for(request),
+    }
+    return render(request, "approvals/decide_again.html", context)
+
+
 @login_required
 @require_POST
 def approve(request: HttpRequest, pk: int) -> HttpResponse:
-    exception_request = access_request_to_decide(request.user, pk, "approve")
+    try:
+        exception_request = gate.access_to_decide(actor_for(request), pk, "approve")
+    except gate.StepUpRequired:
+        return _step_up(request, pk, "approve")
     form = DecisionForm(request.POST, request=exception_request)
     if not form.is_valid():
         return _refused_on_fields(request, exception_request, form)
@@ -99,13 +145,16 @@ def approve(request: HttpRequest, pk: int) -> HttpResponse:
         return _confirmation(request, exception_request, form)
     lifetime, keep = form.narrowing()
     try:
-        grants = services.approve_request(
+        grants = gate.decide(
             actor=actor_for(request),
             request=exception_request,
+            action=gate.APPROVE,
             reason=form.cleaned_data["reason"],
             lifetime=lifetime,
             keep_destination_ids=keep,
-        )
+        ).grants
+    except gate.StepUpRequired:
+        return _step_up(request, pk, "approve")
     except ValidationError as exc:
         if form.add_service_errors(exc):  # a lifetime or destinations refusal (e.g. the rule's cap)
             return _refused_on_fields(request, ExceptionRequest.objects.get(pk=pk), form)
@@ -123,15 +172,17 @@ def approve(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _decide_against(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    exception_request = access_request_to_decide(request.user, pk, action)
+    try:
+        exception_request = gate.access_to_decide(actor_for(request), pk, action)
+    except gate.StepUpRequired:
+        return _step_up(request, pk, action)
     form = DecisionForm(request.POST)
     form.is_valid()
     reason = form.cleaned_data.get("reason", "")
     try:
-        if action == "reject":
-            services.reject_request(actor=actor_for(request), request=exception_request, reason=reason)
-        else:
-            services.request_changes(actor=actor_for(request), request=exception_request, comment=reason)
+        gate.decide(actor=actor_for(request), request=exception_request, action=action, reason=reason)
+    except gate.StepUpRequired:
+        return _step_up(request, pk, action)
     except (ValidationError, TransitionError, PermissionDenied) as exc:
         messages.error(request, _error_text(exc))
     else:

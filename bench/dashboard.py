@@ -35,7 +35,7 @@ def bench_dashboard(pending: int = 10_000) -> None:
     Group.objects.get_or_create(name="security-officers")[0].user_set.add(security)
     from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 
-    for user in (approver, security):  # high-risk rules need MFA enrolled
+    for user in (approver, security):  # high-risk rules need an authenticator (MFA at the decision)
         TOTP.activate(user, generate_totp_secret())
     teams = [Team.objects.create(name=f"Team {i}", slug=f"team-{i}") for i in range(10)]
     for team in teams:

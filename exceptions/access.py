@@ -120,7 +120,7 @@ def cancel_denial(user: Any, request: ExceptionRequest) -> str | None:
     return "Only the requester, their team or a security officer may cancel this request."
 
 
-# Who may decide is the approval policy's question: approvals.access.access_request_to_decide.
+# Who may decide is the approval policy's question: approvals.gate.access_to_decide.
 REQUEST_ACTIONS = {"view", "cancel"}
 
 

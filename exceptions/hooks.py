@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from exceptions.models import ExceptionRequest, Workload
 from foundation.actions import Actions
@@ -74,6 +74,10 @@ class Approvals(Protocol):
         ...
 
     def has_decidable_requests(self, user: Any) -> bool: ...
+
+    def approvable_requests(self, user: Any) -> QuerySet[ExceptionRequest]:
+        """The pending requests ``user`` may approve now (the API's ``?decidable=true``)."""
+        ...
 
     def form_preview(
         self, *, workload: Workload, hosts: Sequence[str], purpose: str, data_class: str, risk_tier: str, now: datetime

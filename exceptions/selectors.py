@@ -12,12 +12,18 @@ from django.db.models import Count, Max, Q, QuerySet, Sum
 
 from audit.models import AuditEvent
 from audit.selectors import timeline
+from exceptions import hooks
 from exceptions.access import roles_for, visible_grants, visible_requests
 from exceptions.bundle.records import BundleOptions, GrantRecord
 from exceptions.choices import GrantStatus
 from exceptions.models import ExceptionRequest, Grant, ProviderRangeSet, Workload
 
 GRANT_VIEWS = ("active", "expiring", "scheduled", "expired", "revoked")
+
+
+def approvable_requests(user: Any) -> QuerySet[ExceptionRequest]:
+    """The pending requests ``user`` may approve now: the approval policy's answer (the API's ``?decidable=true``)."""
+    return hooks.approvals.get().approvable_requests(user)
 
 
 def request_list(user: Any, *, scope: str = "mine", status: str = "") -> QuerySet[ExceptionRequest]:
@@ -213,9 +219,17 @@ def filter_requests(
     requester: str | None = None,
     environment: str | None = None,
     updated_since: datetime | None = None,
+    decidable: bool | None = None,
+    user: Any = None,
     **_paging: Any,
 ) -> QuerySet[ExceptionRequest]:
-    """The API list's filters over requests the caller may already see (paging keys are ignored)."""
+    """The API list's filters over requests the caller may already see (paging keys are ignored).
+
+    ``decidable`` keeps the pending requests ``user`` may approve: exactly
+    those whose ``allowed_actions`` contain ``approve``.
+    """
+    if decidable:
+        requests = requests.filter(pk__in=approvable_requests(user).values("pk"))
     if ticket_ref is not None:
         requests = requests.filter(ticket_ref=ticket_ref.strip())
     if status is not None:

@@ -45,6 +45,25 @@ class PreconditionFailed(exceptions.APIException):
     default_code = "precondition_failed"
 
 
+class Refusal(DjangoPermissionDenied):
+    """A refusal (403) with a stable ``code`` and fields a client can act on, for pages and the API alike.
+
+    Services raise it where Django's ``PermissionDenied`` would do; the API
+    answers with the code and every ``extra`` field in the problem body.
+    """
+
+    def __init__(self, detail: str, *, code: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.extra = extra
+
+
+class CodedPermissionDenied(exceptions.PermissionDenied):
+    def __init__(self, detail: str, code: str, extra: Mapping[str, Any]) -> None:
+        super().__init__(detail, code)
+        self.extra = dict(extra)
+
+
 def field_errors(detail: Any, path: str = "") -> list[dict[str, Any]]:
     """DRF's nested error detail as a flat list of ``{field, message, code}``.
 
@@ -88,6 +107,8 @@ class ProblemExceptionHandler(ExceptionHandler):
             return exceptions.ValidationError(_django_validation_detail(exc))
         if isinstance(exc, TransitionError):
             return Conflict(str(exc), code="illegal_transition")
+        if isinstance(exc, Refusal):
+            return CodedPermissionDenied(str(exc), exc.code, exc.extra)
         if isinstance(exc, DjangoPermissionDenied):
             return exceptions.PermissionDenied(str(exc) or None)
         if isinstance(exc, Http404):
@@ -112,7 +133,7 @@ class ProblemFormatter(ExceptionFormatter):
             )
         detail = self.exc.detail
         code = getattr(detail, "code", None) or self.exc.default_code
-        return problem(status_code, str(code), str(detail))
+        return problem(status_code, str(code), str(detail), **getattr(self.exc, "extra", {}))
 
 
 def problem(status_code: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Decision endpoints and resubmission: thin wrappers around the approval services."""
+"""Decision endpoints (through the decision gate) and resubmission: thin wrappers around the services."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from approvals import services
-from approvals.access import access_request_to_decide
+from approvals import gate
 from approvals.breakglass import API_REFUSAL
 from exceptions.access import access_grant, access_request
 from exceptions.api.base import GRANT, LIFETIME_AS_HOURS, REQUEST, IntegrationView, api_field_names, render_request
@@ -28,6 +27,14 @@ from exceptions.services import grants
 from exceptions.services.requests import resubmit_request
 from exceptions.validators import LIFETIME_HOURS, OBJECT_ID
 from foundation.actors import actor_for
+
+STEP_UP_DOC = (
+    "Goes through the decision gate: 409 when the request is not pending; 403 problem when the caller may not "
+    "decide it (code names why: separation_of_duties, not_an_approver, outside_team_required, "
+    "mfa_enrolment_required, already_approved, group_approval_given). A rule with MFA at the decision answers "
+    "403 with code mfa_step_up_required, the rule, step_up_url and decide_url: an API token never gives a step-up; "
+    "a person decides in the portal. A refused decision writes nothing."
+)
 
 
 class ApproveInputSerializer(ClosedSerializer):
@@ -58,16 +65,18 @@ class Approve(IntegrationView):
     etag_kind = REQUEST
     required_scopes = {"POST": "requests:decide"}
 
-    @extend_schema(request=ApproveInputSerializer, responses=ExceptionRequestSerializer)
+    @extend_schema(request=ApproveInputSerializer, responses=ExceptionRequestSerializer, description=STEP_UP_DOC)
     def post(self, request: Request, pk: int) -> Response:
-        exception_request = access_request_to_decide(request.user, pk, "approve")
+        actor = actor_for(request)
+        exception_request = gate.access_to_decide(actor, pk, gate.APPROVE)
         payload = ApproveInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         with api_field_names({**LIFETIME_AS_HOURS, "destinations": "keep_destinations"}):
-            services.approve_request(
-                actor=actor_for(request),
+            gate.decide(
+                actor=actor,
                 request=exception_request,
+                action=gate.APPROVE,
                 reason=data["reason"],
                 lifetime=timedelta(hours=data["lifetime_hours"]) if data["lifetime_hours"] else None,
                 keep_destination_ids=data["keep_destinations"],
@@ -76,22 +85,21 @@ class Approve(IntegrationView):
 
 
 class _DecideAgainst(IntegrationView):
+    """Reject or request changes: a reason is required, the decision gate checks who may and how."""
+
     etag_kind = REQUEST
-    """Reject or request changes: a reason is required, the approval services check who may."""
 
     required_scopes = {"POST": "requests:decide"}
     action = ""
 
-    @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer)
+    @extend_schema(request=ReasonInputSerializer, responses=ExceptionRequestSerializer, description=STEP_UP_DOC)
     def post(self, request: Request, pk: int) -> Response:
-        exception_request = access_request_to_decide(request.user, pk, self.action)
+        actor = actor_for(request)
+        exception_request = gate.access_to_decide(actor, pk, self.action)
         payload = ReasonInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         reason = payload.validated_data["reason"]
-        if self.action == "reject":
-            services.reject_request(actor=actor_for(request), request=exception_request, reason=reason)
-        else:
-            services.request_changes(actor=actor_for(request), request=exception_request, comment=reason)
+        gate.decide(actor=actor, request=exception_request, action=self.action, reason=reason)
         return render_request(request.user, pk)
 
 

@@ -195,6 +195,14 @@ class RequestListQuery(serializers.Serializer[dict[str, Any]]):
     updated_since = serializers.DateTimeField(
         required=False, help_text="Only requests changed at or after this instant (RFC 3339), for incremental sync."
     )
+    decidable = serializers.BooleanField(
+        required=False,
+        help_text=(
+            "true: only the pending requests the caller may approve now, exactly those whose allowed_actions "
+            "contain approve (the approver's queue). Approving under a rule with MFA at the decision still needs "
+            "a person in the portal; a token gets 403 mfa_step_up_required."
+        ),
+    )
     ordering = serializers.ChoiceField(
         choices=["-created_at", "updated_at"],
         required=False,

@@ -61,7 +61,7 @@ class RequestListCreate(IntegrationView):
     def get(self, request: Request) -> Response:
         query = RequestListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        queryset = selectors.filter_requests(request_queryset(request.user), **query.validated_data)
+        queryset = selectors.filter_requests(request_queryset(request.user), user=request.user, **query.validated_data)
         paginator = RequestCursorPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         data = ExceptionRequestSerializer(page, many=True, context={"user": request.user}).data

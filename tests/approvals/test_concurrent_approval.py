@@ -14,6 +14,7 @@ from audit.verification import verify_chain
 from exceptions.models import ExceptionRequest, Grant
 from exceptions.services.batches import expire_due_grants
 from exceptions.state import TransitionError
+from tests.approvals.conftest import at_the_decision
 from tests.factories import ApproverGroupFactory, UserFactory
 
 
@@ -89,8 +90,10 @@ def test_team_and_security_approving_at_once_complete_the_quorum_exactly_once(
     enrol_mfa(security_officer)
     request = submit(data_class="restricted", lifetime=timedelta(days=5))
     results, errors = _run_together(
-        lambda: approve_request(actor=approver, request=ExceptionRequest.objects.get(pk=request.pk)),
-        lambda: approve_request(actor=security_officer, request=ExceptionRequest.objects.get(pk=request.pk)),
+        lambda: approve_request(actor=at_the_decision(approver), request=ExceptionRequest.objects.get(pk=request.pk)),
+        lambda: approve_request(
+            actor=at_the_decision(security_officer), request=ExceptionRequest.objects.get(pk=request.pk)
+        ),
     )
     assert not errors
     assert sorted(len(r) for r in results) == [0, 1]  # one partial approval, then the one that completes it

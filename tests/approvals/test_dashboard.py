@@ -12,7 +12,9 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from approvals.models import Decision
+from approvals.services import approve_request
 from exceptions.models import ExceptionRequest
+from tests.approvals.conftest import at_the_decision, step_up
 from tests.factories import ExceptionRequestFactory, WorkloadFactory
 
 pytestmark = pytest.mark.django_db
@@ -64,10 +66,8 @@ def test_security_officer_sees_high_risk_requests_of_every_team_but_not_low_risk
 def test_needs_my_group_filter_hides_requests_my_group_already_approved(
     client: Client, submit_high: Any, mfa_approver: Any, mfa_security: Any
 ) -> None:
-    from approvals.services import approve_request
-
     waiting, done = submit_high(), submit_high()
-    approve_request(actor=mfa_security, request=done)
+    approve_request(actor=at_the_decision(mfa_security), request=done)
     client.force_login(mfa_security)
     page = client.get("/approvals/?mine=on").content.decode()
     assert f"queue-{waiting.pk}" in page and f"queue-{done.pk}" not in page
@@ -116,6 +116,7 @@ def test_approving_a_high_risk_request_asks_for_confirmation(
 ) -> None:
     request = submit_high()
     client.force_login(mfa_approver)
+    step_up(client, mfa_approver.totp_secret)
     response = client.post(f"/approvals/{request.pk}/approve/", {"reason": "ok", "next": "/approvals/"})
     assert response.status_code == 200
     assert "Yes, approve this high-risk request" in response.content.decode()
@@ -160,7 +161,11 @@ def test_api_shows_approval_go_live_and_allowed_actions(submit_high: Any, mfa_ap
     ]
     assert set(body["allowed_actions"]) == {"approve", "reject", "request_changes"}
     assert body["go_live"]["reason"] == "on approval"
-    body = api.post(f"/api/v1/requests/{request.pk}/approve/", {"reason": "fine"}, format="json").json()
+    # Rule high-risk asks for MFA at the decision: the API cannot give it, the portal can.
+    refused = api.post(f"/api/v1/requests/{request.pk}/approve/", {"reason": "fine"}, format="json")
+    assert refused.status_code == 403 and refused.json()["code"] == "mfa_step_up_required"
+    approve_request(actor=at_the_decision(mfa_approver), request=request, reason="fine")
+    body = api.get(f"/api/v1/requests/{request.pk}/").json()
     assert body["approval"]["given"][0] == {"group": "owning-team", "by": ["bob"]}
     assert "approve" not in body["allowed_actions"] and "reject" in body["allowed_actions"]
     api.force_authenticate(requester)

@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from approvals.access import approval_state
+from approvals.gate import StepUpRequired
 from approvals.models import Decision
 from approvals.policy import current_policy
 from approvals.services import approve_request, expire_stale_requests, reject_request, request_changes
@@ -20,7 +21,7 @@ from exceptions.models import ExceptionRequest, Grant
 from exceptions.services.requests import resubmit_request
 from exceptions.state import TransitionError
 from foundation.outbox.models import OutboxMessage
-from tests.approvals.conftest import enrol_mfa
+from tests.approvals.conftest import at_the_decision, enrol_mfa
 from tests.factories import ApproverGroupFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -76,10 +77,10 @@ def test_first_approval_of_a_high_risk_request_matrix(
     request = submit_high()
     if refusal:
         with pytest.raises(PermissionDenied, match=refusal):
-            approve_request(actor=people[who], request=request)
+            approve_request(actor=at_the_decision(people[who]), request=request)
         assert not Decision.objects.exists()
         return
-    assert approve_request(actor=people[who], request=request) == []
+    assert approve_request(actor=at_the_decision(people[who]), request=request) == []
     decision = Decision.objects.get()
     assert (decision.actor, decision.counts_for, decision.kind) == (people[who], counts_for, "approve")
     assert decision.policy_revision == current_policy().revision and decision.rule == "high-risk"
@@ -90,23 +91,25 @@ def test_first_approval_of_a_high_risk_request_matrix(
 
 def test_one_person_in_two_groups_counts_once(people: dict[str, Any], submit_high: Any) -> None:
     request = submit_high()
-    approve_request(actor=people["in two groups"], request=request)
+    approve_request(actor=at_the_decision(people["in two groups"]), request=request)
     with pytest.raises(PermissionDenied, match="one person counts once"):
-        approve_request(actor=people["in two groups"], request=request)
+        approve_request(actor=at_the_decision(people["in two groups"]), request=request)
     state = approval_state(ExceptionRequest.objects.get(pk=request.pk))
     assert state.missing_summary() == "team approver missing"
     # The team approver can still complete the quorum: the person in two groups filled the scarcer one.
-    assert approve_request(actor=people["outside approver"], request=request)
+    assert approve_request(actor=at_the_decision(people["outside approver"]), request=request)
 
 
 def test_team_and_security_approvals_together_approve_and_issue_grants(
     people: dict[str, Any], submit_high: Any
 ) -> None:
     request = submit_high()
-    assert approve_request(actor=people["outside approver"], request=request) == []
+    assert approve_request(actor=at_the_decision(people["outside approver"]), request=request) == []
     with pytest.raises(PermissionDenied, match="already given"):
-        approve_request(actor=people["teammate approver"], request=request)
-    grants = approve_request(actor=people["security officer"], request=request, reason="Reviewed the DPA.")
+        approve_request(actor=at_the_decision(people["teammate approver"]), request=request)
+    grants = approve_request(
+        actor=at_the_decision(people["security officer"]), request=request, reason="Reviewed the DPA."
+    )
     assert len(grants) == 1 and grants[0].status == "active"
     request.refresh_from_db()
     assert request.status == "active"
@@ -116,11 +119,14 @@ def test_team_and_security_approvals_together_approve_and_issue_grants(
 
 def test_mfa_is_required_when_the_rule_says_so(submit_high: Any, approver: Any) -> None:
     request = submit_high()
-    with pytest.raises(PermissionDenied, match="MFA enrolled"):
-        approve_request(actor=approver, request=request)
+    with pytest.raises(PermissionDenied, match="needs MFA at the decision and you have no authenticator"):
+        approve_request(actor=at_the_decision(approver), request=request)
     enrol_mfa(approver)
     approver = type(approver).objects.get(pk=approver.pk)  # fresh: the profile is cached per user object
-    assert approve_request(actor=approver, request=request) == []
+    with pytest.raises(StepUpRequired, match="only a browser session gives"):
+        approve_request(actor=approver, request=request)  # a bare user (a job, a fixture) never has a step-up
+    assert not Decision.objects.exists()
+    assert approve_request(actor=at_the_decision(approver), request=request) == []
 
 
 def test_a_security_officer_alone_cannot_supply_the_team_approval(submit: Any, security_officer: Any) -> None:
@@ -156,18 +162,18 @@ def test_request_changes_then_resubmit_resets_earlier_approvals(
     people: dict[str, Any], submit_high: Any, requester: Any
 ) -> None:
     request = submit_high()
-    approve_request(actor=people["outside approver"], request=request)
+    approve_request(actor=at_the_decision(people["outside approver"]), request=request)
     with pytest.raises(ValidationError, match="Say what should change"):
-        request_changes(actor=people["security officer"], request=request, comment="")
-    request_changes(actor=people["security officer"], request=request, comment="Drop the second host.")
+        request_changes(actor=at_the_decision(people["security officer"]), request=request, comment="")
+    request_changes(actor=at_the_decision(people["security officer"]), request=request, comment="Drop the second host.")
     request.refresh_from_db()
     assert request.status == "changes_requested"
     assert _events("request.changes_requested") == 1
     with pytest.raises(TransitionError):
-        approve_request(actor=people["teammate approver"], request=request)
+        approve_request(actor=at_the_decision(people["teammate approver"]), request=request)
     with pytest.raises(PermissionDenied, match="Only the requester"):
         resubmit_request(
-            actor=people["outside approver"],
+            actor=at_the_decision(people["outside approver"]),
             request=request,
             destinations=[{"host": "api.partner.example", "port": 443}],
             purpose="partner_api",
@@ -192,7 +198,7 @@ def test_request_changes_then_resubmit_resets_earlier_approvals(
     state = approval_state(request)
     assert state.approvers == [] and state.missing_summary() == "team approver and security officer missing"
     # bob approved revision 1; on revision 2 his approval counts again, once.
-    assert approve_request(actor=people["outside approver"], request=request) == []
+    assert approve_request(actor=at_the_decision(people["outside approver"]), request=request) == []
     assert Decision.objects.filter(kind="approve", request_revision=2).count() == 1
 
 

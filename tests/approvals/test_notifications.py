@@ -11,6 +11,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 
 from approvals.services import approve_request
 from foundation.outbox.models import OutboxMessage
+from tests.approvals.conftest import at_the_decision
 
 pytestmark = pytest.mark.django_db
 
@@ -35,13 +36,13 @@ def test_after_the_team_approves_only_the_missing_group_is_asked_and_the_request
     submit_high: Any, mfa_approver: Any, mfa_security: Any
 ) -> None:
     request = submit_high()
-    approve_request(actor=mfa_approver, request=request)
+    approve_request(actor=at_the_decision(mfa_approver), request=request)
     again = _mails(f"approval-needed:{request.pk}:r1:security-officers:after-")
     assert [m.payload["to"] for m in again] == [["sec@example.org"]]
     assert not _mails(f"approval-needed:{request.pk}:r1:owning-team:after-")
     [told] = _mails(f"request-approval_added:{request.pk}:")
     assert told.payload["to"] == ["alice@example.org"] and "security officer missing" in told.payload["text"]
-    approve_request(actor=mfa_security, request=request)
+    approve_request(actor=at_the_decision(mfa_security), request=request)
     [approved] = _mails(f"request-approved:{request.pk}:")
     assert "approved and live" in approved.payload["text"]
 
@@ -116,8 +117,13 @@ def test_a_still_missing_approval_is_asked_for_again_once_a_day(
     from exceptions.models import ExceptionRequest
 
     request = submit_high()
-    now = timezone.now()
-    approve_request(actor=mfa_approver, request=request, now=now - timedelta(hours=30))
+    # Midday, so "an hour later" is the same UTC day whenever the suite runs (the reminder key is per day).
+    now = timezone.now().replace(hour=12, minute=0)
+    approve_request(
+        actor=at_the_decision(mfa_approver, at=now - timedelta(hours=30)),
+        request=request,
+        now=now - timedelta(hours=30),
+    )
     ExceptionRequest.objects.filter(pk=request.pk).update(updated_at=now - timedelta(hours=30))
     assert remind_missing_approvals(now=now) == 1
     assert remind_missing_approvals(now=now + timedelta(hours=1)) == 0  # same day: the outbox key holds

@@ -196,7 +196,7 @@ def test_request_form_preview_names_the_rule_and_when_it_would_go_live(
         },
     ).json()
     assert body["approval"]["rule"] == "high-risk-production"
-    assert "security-officers from outside the requesting team, MFA enrolled" in body["approval"]["needs"]
+    assert "security-officers from outside the requesting team, MFA at the decision" in body["approval"]["needs"]
     assert body["approval"]["go_live"]["window"] == "tue"
     assert "Europe/Berlin" in body["approval"]["go_live"]["reason"]
     # The time as the pages write it, for the script to show as is (not the browser's locale, without a zone).

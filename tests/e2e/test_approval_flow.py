@@ -12,7 +12,9 @@ import pytest
 from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 
 from approvals import reference
+from approvals.models import Decision
 from approvals.services import activate_due_requests
+from audit.models import AuditEvent
 from audit.services import SYSTEM
 from exceptions.models import ExceptionRequest, Grant
 from tests.approvals.conftest import enrol_mfa
@@ -119,4 +121,72 @@ def test_high_risk_production_request_needs_team_and_security_then_goes_live_in_
     assert activate_due_requests(now=grant.valid_from + timedelta(minutes=1)) == 1
     page.reload()
     assert "Active" in page.inner_text("h1")
+    context.close()
+
+
+def fresh_code(secret: str, used: set[int]) -> str:
+    """A code of a time step not used yet: allauth refuses a code twice (replay protection)."""
+    while (step := int(time.time()) // 30) in used:
+        time.sleep(0.5)
+    used.add(step)
+    return format_hotp_value(hotp_value(secret, step))
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_an_mfa_rule_asks_for_a_step_up_at_the_decision_and_again_once_it_is_stale(
+    browser: Any, live_server: Any, settings: Any, submit: Any, approver: Any
+) -> None:
+    # Restricted data in staging: rule high-risk (team and security officer, MFA at the decision).
+    first, second = (submit(data_class="restricted", lifetime=timedelta(days=5)) for _ in range(2))
+    base = live_server.url
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, base, "bob")  # no authenticator yet: password only, no MFA in this session
+
+    # Enrol TOTP in the browser (allauth asks for the password first).
+    page.goto(f"{base}/accounts/2fa/totp/activate/")
+    page.wait_for_url("**/accounts/reauthenticate/**")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/2fa/totp/activate/**")
+    secret = page.input_value("main input[disabled]")
+    used: set[int] = set()
+    page.fill("input[name=code]", fresh_code(secret, used))
+    page.click("main button[type=submit]")
+    page.wait_for_url(lambda url: "/totp/activate" not in url)
+
+    # Approve: rule high-risk needs MFA at the decision, so the portal asks for a code first.
+    page.goto(f"{base}/requests/{first.pk}/")
+    assert "MFA at the decision" in page.inner_text("#approval")
+    page.fill("#approve-reason", "Partner is on the vendor list.")
+    page.click("button[name=approve]")
+    page.wait_for_url("**/2fa/reauthenticate/**")
+    assert not Decision.objects.exists()
+    page.fill("input[name=code]", fresh_code(secret, used))
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"**/approvals/{first.pk}/approve/after-step-up/")
+    assert "MFA step-up passed" in page.inner_text("#step-up-passed")
+    assert page.input_value("#decide-again-reason") == "Partner is on the vendor list."
+    page.click("button[name=decide_again]")
+    page.wait_for_selector("text=security officer missing")
+    decision = Decision.objects.get()
+    assert (decision.request_id, decision.actor_id, decision.counts_for) == (first.pk, approver.pk, "owning-team")
+    event = AuditEvent.objects.get(action="request.approval_added")
+    assert event.after["via"] == "session" and event.after["mfa_at"] is not None
+    assert "Approved by bob" in page.inner_text("#approved-by")
+
+    # A shorter window: the step-up just given is stale by the next decision, which asks again.
+    settings.EGRESS_STEP_UP_SECONDS = 2
+    time.sleep(3)
+    page.goto(f"{base}/requests/{second.pk}/")
+    page.click("button[name=approve]")
+    page.wait_for_url("**/2fa/reauthenticate/**")
+    assert Decision.objects.filter(request=second).count() == 0
+    page.fill("input[name=code]", fresh_code(secret, used))
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"**/approvals/{second.pk}/approve/after-step-up/")
+    page.click("button[name=decide_again]")
+    page.wait_for_selector("text=security officer missing")
+    assert Decision.objects.filter(request=second, actor=approver).count() == 1
     context.close()

@@ -17,7 +17,7 @@ from exceptions.services.grants import revoke_grant
 from outcomes.models import UNREGISTERED, Metric, SnapshotValue
 from outcomes.selectors import Filters, outcomes, top_denied
 from outcomes.services import take_daily_snapshot
-from tests.approvals.conftest import enrol_mfa
+from tests.approvals.conftest import at_the_decision, enrol_mfa
 from tests.traffic.conftest import flow, report
 from traffic.models import BundleRevisionSeen, EgressGateway, ObservedFlow
 from traffic.services.gateways import create_gateway
@@ -75,8 +75,10 @@ def test_quorum_time_to_first_decision_and_to_full_approval(
     ExceptionRequest.objects.filter(pk=request.pk).update(
         created_at=noon - timedelta(hours=6), submitted_at=noon - timedelta(hours=6)
     )
-    assert approve_request(actor=approver, request=request, now=noon - timedelta(hours=4)) == []
-    assert len(approve_request(actor=security_officer, request=request, now=noon)) == 1
+    # Rule high-risk asks for MFA at the decision: each approver stepped up just before deciding.
+    team_at = noon - timedelta(hours=4)
+    assert approve_request(actor=at_the_decision(approver, at=team_at), request=request, now=team_at) == []
+    assert len(approve_request(actor=at_the_decision(security_officer, at=noon), request=request, now=noon)) == 1
     take_daily_snapshot(now=noon)
 
     times = last_values(noon.date(), team="payments")["time_to_approve"]

@@ -277,7 +277,9 @@ class Command(BaseCommand):
             ("payments", "checkout-api", "prod"),
             [("paste.example.net", 443)],
             purpose="other",
-            data_class="confidential",
+            # Internal data: medium risk, rule "production". The demo's decisions go through the
+            # decision gate like any other; a rule with MFA at the decision needs a person in a browser.
+            data_class="internal",
             days=3,
             what="sharing logs",
         )
