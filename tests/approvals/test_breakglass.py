@@ -21,7 +21,7 @@ from audit.models import AuditEvent
 from audit.verification import verify_chain
 from egress_portal.actors import TOKEN, Actor
 from egress_portal.outbox.models import OutboxMessage
-from exceptions.bundle.opa import load_data
+from exceptions.bundle.emitters.opa import load_data
 from exceptions.choices import GrantStatus
 from exceptions.models import Grant
 from exceptions.services.batches import expire_due_grants

@@ -18,7 +18,7 @@ from django.test import Client
 from approvals.services import approve_request
 from audit.models import AuditEvent
 from egress_portal.outbox.models import OutboxMessage
-from exceptions.bundle.opa import load_data, shard_of
+from exceptions.bundle.emitters.opa import load_data, shard_of
 from exceptions.bundle.policy_repository import PublishError
 from exceptions.models import BundlePublication
 from exceptions.services.grants import revoke_grant
