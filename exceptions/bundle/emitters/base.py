@@ -114,14 +114,15 @@ class GroupedEmitter(Emitter, Generic[G, I]):
         """One group's files, ``[(path, bytes)]``, from its distinct items in sorted order."""
 
     def render(self, records: Sequence[GrantRecord], options: BundleOptions, memo: Memo | None = None) -> Emitted:
+        unsupported, items = self.unsupported, self.items
         groups: dict[G, set[I]] = {}
         skipped: set[str] = set()
         for record in records:
-            reason = self.unsupported(record)
+            reason = unsupported(record)
             if reason:
                 skipped.add(reason)
                 continue
-            for group, item in self.items(record):
+            for group, item in items(record):
                 members = groups.get(group)
                 if members is None:
                     members = groups[group] = set()
