@@ -141,8 +141,9 @@ def assemble(parts: Parts, options: BundleOptions, hexdigest: Callable[[bytes], 
         counts.update(emitter.counts(emitted.files))
         budget = emitter.budget(options)
         if budget is not None and emitted.files:
-            size, path = max((len(data), path) for path, data in emitted.files.items())
+            size = max(map(len, emitted.files.values()))
             if size > budget:
+                path = next(path for path, data in emitted.files.items() if len(data) == size)
                 raise ObjectTooLarge(f"{emitter.name}: {path} is {size:,} bytes, over its {budget:,}-byte budget")
             largest = max(largest, size)
     roots = [root for emitter, _ in parts.emitted for root in emitter.roots]

@@ -168,13 +168,13 @@ class IncrementalCompiler:
                 continue
             events.append((record.expires_at, next(sequence), i, record))
             opened[i] = record
-            identities.tally(record.identity)
+            identities[record.identity] = identities.get(record.identity, 0) + 1
             if record.team:
-                team_grants.tally(record.team)
+                team_grants[record.team] = team_grants.get(record.team, 0) + 1
                 counted = team_identities.get(record.team)
                 if counted is None:
                     counted = team_identities[record.team] = Counted()
-                counted.tally(record.identity)
+                counted[record.identity] = counted.get(record.identity, 0) + 1
             if record.valid_from <= now:
                 live.append(record)
         heapq.heapify(events)

@@ -155,10 +155,6 @@ class Counted(dict[K, int]):
     def count(self, key: K, adding: bool) -> bool:
         return self.add(key) if adding else self.discard(key)
 
-    def tally(self, key: K) -> None:
-        """``add`` without the answer (building from nothing)."""
-        self[key] = self.get(key, 0) + 1
-
 
 class GroupFiles(Generic[G]):
     """Per group: the files it rendered last; ``dirty`` names the groups to render again."""
@@ -188,13 +184,13 @@ class ItemGroups(Groups, Generic[G, I]):
         for record in records:
             reason = unsupported(record)
             if reason:
-                skipped.tally(reason)
+                skipped[reason] = skipped.get(reason, 0) + 1
                 continue
             for group, item in items(record):
                 counted = groups.get(group)
                 if counted is None:
                     counted = groups[group] = Counted()
-                counted.tally(item)
+                counted[item] = counted.get(item, 0) + 1
         self.out.dirty.update(groups)
 
     def apply(self, record: GrantRecord, adding: bool) -> None:

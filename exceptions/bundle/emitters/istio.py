@@ -350,14 +350,19 @@ class IstioGroups(Groups):
         for record in records:
             reason = unsupported(record)
             if reason:
-                skipped.tally(reason)
+                skipped[reason] = skipped.get(reason, 0) + 1
                 continue
             name, group = source(record, sources)
             if name is None:
-                skipped.tally(not_spiffe(record))
+                reason = not_spiffe(record)
+                skipped[reason] = skipped.get(reason, 0) + 1
             else:
-                rules.setdefault(group, Counted()).tally((name, record.port, record.host))
-            host_ports.setdefault(record.host, Counted()).tally((record.port, record.tls_required))
+                counted = rules.setdefault(group, Counted())
+                rule = (name, record.port, record.host)
+                counted[rule] = counted.get(rule, 0) + 1
+            ports = host_ports.setdefault(record.host, Counted())
+            port = (record.port, record.tls_required)
+            ports[port] = ports.get(port, 0) + 1
         for group, counted in rules.items():
             self.rule_items[group] = SortedItems.of(rule_key, counted)
         entries: dict[tuple[bool, Ports], list[str]] = {}

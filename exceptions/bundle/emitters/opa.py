@@ -454,7 +454,7 @@ class ShardGroups(Groups):
             if members is None:
                 members = shards[shard] = {}
             members[record.id] = record
-            identities.tally(identity)
+            identities[identity] = identities.get(identity, 0) + 1
         self.dirty.update(shards)
         self.identities_changed = True
 
