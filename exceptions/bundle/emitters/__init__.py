@@ -2,8 +2,9 @@
 
 The compiler, the incremental compiler, CODEOWNERS and the policy repository
 iterate ``registered()`` and name no engine. Adding one is a module beside
-these (a ``GroupedEmitter``, usually: see ``base.py``), a line below, and its
-tests. The order is CODEOWNERS' line order.
+these (a ``GroupedEmitter``, usually: see ``base.py``; ``TeamFiles`` in
+tests/exceptions/bundle/test_emitters.py is a whole one in twenty lines), a
+line below, and its tests. The order is CODEOWNERS' line order.
 """
 
 from __future__ import annotations
