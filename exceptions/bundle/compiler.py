@@ -144,7 +144,10 @@ def assemble(parts: Parts, options: BundleOptions, hexdigest: Callable[[bytes], 
             size = max(map(len, emitted.files.values()))
             if size > budget:
                 path = next(path for path, data in emitted.files.items() if len(data) == size)
-                raise ObjectTooLarge(f"{emitter.name}: {path} is {size:,} bytes, over its {budget:,}-byte budget")
+                raise ObjectTooLarge(
+                    f"{emitter.name}: {path} is {size:,} bytes, over its {budget:,}-byte budget; "
+                    "an emitter splits its objects under its budget (budget.fit)"
+                )
             largest = max(largest, size)
     roots = [root for emitter, _ in parts.emitted for root in emitter.roots]
     files.update(owners.files_for(parts.team_grants, options, roots))
