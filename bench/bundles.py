@@ -118,7 +118,7 @@ def bench_opa_floor(count: int = 100_000) -> None:
     from opa_bindings import OpaEngine
 
     from exceptions.bundle.compiler import compile_bundle
-    from exceptions.bundle.opa import load_data
+    from exceptions.bundle.emitters.opa import load_data
 
     now = datetime.now(UTC)
     records = grant_records(count, now)

@@ -276,7 +276,7 @@ def bench_opa() -> None:
     from opa_bindings import OpaEngine
 
     from exceptions.bundle.compiler import compile_bundle
-    from exceptions.bundle.opa import load_data
+    from exceptions.bundle.emitters.opa import load_data
 
     now = datetime.now(UTC)
     cases: dict[tuple[int, str], tuple[Any, list[dict[str, Any]]]] = {}

@@ -24,7 +24,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from exceptions.bundle.compiler import compile_bundle
-from exceptions.bundle.opa import DATA
+from exceptions.bundle.emitters.opa import DATA
 from exceptions.bundle.provider_ranges import is_service_destination, service_of
 from exceptions.bundle.records import GrantRecord
 from exceptions.models import ExceptionRequest, Grant, ProviderRangeSet

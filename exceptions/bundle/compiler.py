@@ -13,19 +13,21 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from exceptions.bundle import cilium, istio, opa, owners
+from exceptions.bundle import owners
+from exceptions.bundle.budget import ObjectTooLarge
 from exceptions.bundle.cache import CompileCache
+from exceptions.bundle.emitters import Emitted, Emitter, registered
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
 MANIFEST = "MANIFEST.json"
-OPA_MANIFEST = "opa/.manifest"
-# The repository entries a bundle owns: a full rebuild replaces everything under
-# them and nothing else (other writers keep their own paths, such as audit/).
-OWNED_ROOTS = frozenset({MANIFEST, "opa", "cilium", "istio", "teams", owners.CODEOWNERS})
 
 
 def owned_roots(paths: Iterable[str]) -> frozenset[str]:
-    return OWNED_ROOTS | {path.split("/", 1)[0] for path in paths}
+    """The repository entries a bundle owns: a full rebuild replaces everything under
+    them and nothing else (other writers keep their own paths, such as audit/).
+    Every registered engine's roots, so one no longer emitted is cleared away too."""
+    roots = {MANIFEST, "teams", owners.CODEOWNERS, *(root for emitter in registered() for root in emitter.roots)}
+    return frozenset(roots | {path.split("/", 1)[0] for path in paths})
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,10 @@ class Bundle:
     # The open grants compiled in, by id (for the commit message's added/removed).
     records: Mapping[int, GrantRecord] = field(default_factory=dict)
 
-    def opa_files(self) -> dict[str, bytes]:
-        """The OPA bundle's own files, relative to its root."""
-        return {path[len("opa/") :]: data for path, data in self.files.items() if path.startswith("opa/")}
+    def files_under(self, root: str) -> dict[str, bytes]:
+        """The files under the directory ``root``, relative to it (the OPA bundle's own files, say)."""
+        prefix = root.rstrip("/") + "/"
+        return {path[len(prefix) :]: data for path, data in self.files.items() if path.startswith(prefix)}
 
     def with_files(self, extra: Mapping[str, bytes]) -> Bundle:
         """This bundle plus ``extra`` files (a signature): same revision, digests updated."""
@@ -60,12 +63,12 @@ def compile_bundle(
     options: BundleOptions | None = None,
     cache: CompileCache | None = None,
 ) -> Bundle:
-    """Compile the grants that are still open at ``now``.
+    """Compile the grants that are still open at ``now``, with every registered emitter.
 
-    OPA gets every open grant (it checks valid_from and expiry itself); Cilium and
-    Istio, which have no clock, get the grants valid at ``now``. With ``cache``,
-    objects whose inputs did not change since its last compile are reused: the
-    bytes are identical either way (tested).
+    An engine that checks the time itself (OPA) gets every open grant; the
+    others, which have no clock, get the grants valid at ``now``. With
+    ``cache``, objects whose inputs did not change since its last compile are
+    reused: the bytes are identical either way (tested).
     """
     options = options or BundleOptions()
     # Millions of short-lived, acyclic objects: the cyclic collector would only
@@ -87,8 +90,6 @@ def _compile(
     memo = cache.memo if cache is not None else None
     open_records = sorted((r for r in records if r.expires_at > now), key=lambda r: r.id)
     valid_now = [r for r in open_records if r.valid_from <= now]
-    cilium_files, cilium_skipped = cilium.emit(valid_now, options, memo)
-    istio_files, istio_skipped = istio.emit(valid_now, options, memo)
     team_grants: dict[str, int] = {}
     team_workloads: dict[str, set[str]] = {}
     for record in open_records:
@@ -97,10 +98,10 @@ def _compile(
             team_workloads.setdefault(record.team, set()).add(record.identity)
     return assemble(
         Parts(
-            opa=opa.emit(open_records, memo),
-            cilium=cilium_files,
-            istio=istio_files,
-            skipped={"cilium": cilium_skipped, "istio": istio_skipped},
+            emitted=tuple(
+                (emitter, emitter.render(open_records if emitter.checks_time else valid_now, options, memo))
+                for emitter in registered()
+            ),
             grants=len(open_records),
             valid_now=len(valid_now),
             identities=len({r.identity for r in open_records}),
@@ -117,10 +118,7 @@ def _compile(
 class Parts:
     """What the emitters made of the open grants, before the manifest binds them together."""
 
-    opa: Mapping[str, bytes]
-    cilium: Mapping[str, bytes]
-    istio: Mapping[str, bytes]
-    skipped: Mapping[str, list[str]]
+    emitted: tuple[tuple[Emitter, Emitted], ...]  # in registry order
     grants: int
     valid_now: int
     identities: int
@@ -130,37 +128,51 @@ class Parts:
 
 
 def assemble(parts: Parts, options: BundleOptions, hexdigest: Callable[[bytes], str] = digest) -> Bundle:
-    """The bundle from its parts: team files, digests, the revision, both manifests.
+    """The bundle from its parts: team files, digests, the revision, the manifests.
 
     Shared by the full compile and the incremental one (``incremental.py``), so
     the two agree on everything but how the parts were found.
     """
     files: dict[str, bytes] = {}
-    files.update(parts.opa)
-    files.update(parts.cilium)
-    files.update(parts.istio)
-    files.update(owners.files_for(parts.team_grants, options))
+    counts: dict[str, int] = {}
+    largest = 0
+    for emitter, emitted in parts.emitted:
+        files.update(emitted.files)
+        counts.update(emitter.counts(emitted.files))
+        budget = emitter.budget(options)
+        if budget is not None and emitted.files:
+            size = max(map(len, emitted.files.values()))
+            if size > budget:
+                path = next(path for path, data in emitted.files.items() if len(data) == size)
+                raise ObjectTooLarge(
+                    f"{emitter.name}: {path} is {size:,} bytes, over its {budget:,}-byte budget; "
+                    "an emitter splits its objects under its budget (budget.fit)"
+                )
+            largest = max(largest, size)
+    roots = [root for emitter, _ in parts.emitted for root in emitter.roots]
+    files.update(owners.files_for(parts.team_grants, options, roots))
     digests = {path: hexdigest(data) for path, data in files.items()}
     content = hashlib.sha256()
     for path in sorted(files):
         content.update(f"{path}\0{digests[path]}\n".encode())
     revision = content.hexdigest()[:20]
-    files[OPA_MANIFEST] = opa.manifest(revision)
-    digests[OPA_MANIFEST] = digest(files[OPA_MANIFEST])
+    for emitter, _ in parts.emitted:
+        for path, data in emitter.stamp(revision).items():
+            files[path] = data
+            digests[path] = digest(data)
     manifest = {
         "revision": revision,
         "counts": {
             "grants": parts.grants,
             "grants_valid_now": parts.valid_now,
             "identities": parts.identities,
-            "cilium_policies": len(parts.cilium),
-            "istio_service_entries": sum(path.startswith("istio/serviceentries/") for path in parts.istio),
-            "istio_authorization_policies": sum("/authorizationpolicies/" in path for path in parts.istio),
-            "largest_object_bytes": max(
-                (len(data) for path, data in files.items() if path.endswith(".yaml")), default=0
-            ),
+            **counts,
+            # The largest object of an engine with a size budget (a Kubernetes object).
+            "largest_object_bytes": largest,
         },
-        "skipped": parts.skipped,
+        "skipped": {
+            emitter.name: list(emitted.skipped) for emitter, emitted in parts.emitted if emitted.skipped is not None
+        },
         "teams": owners.counted(parts.team_grants, parts.team_workloads, files),
         "provider_ranges": {
             provider: {"sync_token": token, "published": published}

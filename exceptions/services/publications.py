@@ -33,6 +33,7 @@ from exceptions.bundle import signatures
 from exceptions.bundle.archive import opa_tarball
 from exceptions.bundle.compiler import Bundle, compile_bundle
 from exceptions.bundle.content_key import content_revision
+from exceptions.bundle.emitters import opa
 from exceptions.bundle.incremental import IncrementalCompiler
 from exceptions.bundle.policy_repository import PolicyRepository, PublishError, PublishResult
 from exceptions.bundle.records import GrantRecord
@@ -80,7 +81,11 @@ def sign_bundle(bundle: Bundle) -> Bundle:
     if not settings.EGRESS_SIGNING_KEY:
         return bundle
     return bundle.with_files(
-        {f"opa/{signatures.SIGNATURES}": signatures.sign(bundle.opa_files(), _signer, compact=True)}
+        {
+            f"{opa.DIRECTORY}/{signatures.SIGNATURES}": signatures.sign(
+                bundle.files_under(opa.DIRECTORY), _signer, compact=True
+            )
+        }
     )
 
 
@@ -179,7 +184,7 @@ def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:
     cached = cache.get(key)
     if cached is None:
         bundle = sign_bundle(compile_bundle(records, now=now, options=options))
-        cached = (bundle.revision, opa_tarball(bundle.opa_files()))
+        cached = (bundle.revision, opa_tarball(bundle.files_under(opa.DIRECTORY)))
         cache.set(key, cached, timeout=3600)
     return cached
 

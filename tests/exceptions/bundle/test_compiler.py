@@ -59,7 +59,7 @@ def test_manifest_lists_counts_skips_and_digests() -> None:
 
 
 def test_data_is_indexed_by_identity_then_host_in_a_file_per_shard() -> None:
-    from exceptions.bundle.opa import load_data, shard_of, shard_path
+    from exceptions.bundle.emitters.opa import load_data, shard_of, shard_path
 
     files = compile_bundle(sample_records(), now=NOW).files
     data = load_data(files)
@@ -157,7 +157,7 @@ def test_every_yaml_file_loads_back_to_valid_kubernetes_objects() -> None:
 
 @pytest.mark.parametrize("hosts", [["api.stripe.com", "b.example", "a.example"], ["*.cdn.partner.example"]])
 def test_fast_service_entry_rendering_equals_the_generic_emitter(hosts: list[str]) -> None:
-    from exceptions.bundle import istio
+    from exceptions.bundle.emitters import istio
     from exceptions.bundle.kubernetes import to_yaml
     from exceptions.bundle.records import BundleOptions
 
@@ -175,7 +175,7 @@ def test_fast_service_entry_rendering_equals_the_generic_emitter(hosts: list[str
     ],
 )
 def test_fast_cilium_rendering_equals_the_generic_emitter(options: dict | None) -> None:
-    from exceptions.bundle import cilium
+    from exceptions.bundle.emitters import cilium
     from exceptions.bundle.kubernetes import to_yaml
     from exceptions.bundle.records import BundleOptions
 

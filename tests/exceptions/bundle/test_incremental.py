@@ -146,7 +146,7 @@ def test_one_new_grant_renders_only_its_own_groups() -> None:
 
 
 def _shard(identity: str) -> str:
-    from exceptions.bundle.opa import shard_of
+    from exceptions.bundle.emitters.opa import shard_of
 
     return shard_of(identity)
 

@@ -11,7 +11,7 @@ import pytest
 
 from exceptions.bundle.compiler import compile_bundle
 from exceptions.bundle.decision import build_index, decide
-from exceptions.bundle.opa import load_data
+from exceptions.bundle.emitters.opa import load_data
 from exceptions.bundle.records import GrantRecord, to_ns
 
 pytestmark = pytest.mark.opa

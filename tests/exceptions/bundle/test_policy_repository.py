@@ -277,7 +277,7 @@ def test_a_fresh_signature_over_the_same_files_makes_no_commit(tmp_path: Path) -
 
     def signed(token_tail: str) -> Bundle:
         bundle = compile_bundle(sample_records(), now=NOW)
-        claims = signatures.claims(bundle.opa_files())
+        claims = signatures.claims(bundle.files_under("opa"))
         header = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsifQ"  # {"alg":"ES256","kid":"k"}
         body = json.dumps(claims).encode()
         token = f"{header}.{base64.urlsafe_b64encode(body).decode().rstrip('=')}.{token_tail}"

@@ -79,7 +79,7 @@ def test_a_provider_service_grant_becomes_cidrs_from_the_current_range_file() ->
     import yaml
 
     from exceptions.bundle.compiler import MANIFEST, compile_bundle
-    from exceptions.bundle.opa import shard_of, shard_path
+    from exceptions.bundle.emitters.opa import shard_of, shard_path
     from exceptions.bundle.records import BundleOptions
     from tests.exceptions.bundle.fixtures import NOW, sample_records
     from tests.exceptions.bundle.test_compiler import _schema_errors

@@ -12,17 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 
 from approvals.services import approve_request
 from audit.models import AuditEvent
-from exceptions.bundle.opa import load_data, shard_of
+from exceptions.bundle.emitters.opa import load_data, shard_of
 from exceptions.bundle.policy_repository import PublishError
 from exceptions.models import BundlePublication
 from exceptions.services.grants import revoke_grant
 from exceptions.services.publications import current_bundle, publish_bundle
 from foundation.outbox.models import OutboxMessage
+from tests.exceptions.bundle.test_emitters import TeamFiles, branch_paths, engine
 
 
 def remote_log(remote: Path) -> list[str]:
@@ -282,3 +284,22 @@ def test_a_shortened_or_renamed_grant_reaches_the_next_publish_without_a_refresh
     )
     incremental = reader.read()
     assert incremental[other.pk] == next(r for r in bundle_records() if r.id == other.pk)
+
+
+@pytest.mark.django_db
+def test_an_engine_added_to_the_registry_is_published_and_compiled_by_the_commands(
+    policy_repo: Path, submit: Any, approver: Any, tmp_path: Path
+) -> None:
+    [grant] = approve_request(actor=approver, request=submit())
+    path = f"teamfiles/{grant.workload.team.slug}.json"
+    with engine(TeamFiles()):
+        publication = publish_bundle(trigger="test")
+        call_command("compile_bundle", out=tmp_path / "out", stdout=io.StringIO())
+    assert publication.status == "published" and path in branch_paths(policy_repo)
+    written = json.loads((tmp_path / "out" / path).read_bytes())
+    assert written["allow"] == [[grant.identity, "api.partner.example", 443, "tcp"]]
+    manifest = json.loads((tmp_path / "out" / "MANIFEST.json").read_bytes())
+    assert path in manifest["files"] and "teamfiles" in manifest["skipped"]
+    # Removed again: the next publish takes its files off the branch.
+    assert publish_bundle(trigger="test").status == "published"
+    assert not [p for p in branch_paths(policy_repo) if p.startswith("teamfiles/")]

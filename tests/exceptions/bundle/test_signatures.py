@@ -17,7 +17,7 @@ from tests.exceptions.bundle.fixtures import NOW, sample_records
 
 
 def signed_opa_files() -> dict[str, bytes]:
-    return sign_bundle(compile_bundle(sample_records(), now=NOW)).opa_files()
+    return sign_bundle(compile_bundle(sample_records(), now=NOW)).files_under("opa")
 
 
 def test_the_signature_lists_every_opa_file_with_the_hash_opa_computes() -> None:
@@ -67,7 +67,7 @@ def test_the_same_files_give_the_same_signature_bytes() -> None:
 
 @override_settings(EGRESS_SIGNING_KEY="")
 def test_without_a_key_the_bundle_is_left_unsigned() -> None:
-    assert ".signatures.json" not in sign_bundle(compile_bundle(sample_records(), now=NOW)).opa_files()
+    assert ".signatures.json" not in sign_bundle(compile_bundle(sample_records(), now=NOW)).files_under("opa")
 
 
 @pytest.mark.opa
@@ -125,7 +125,7 @@ def test_the_compilers_json_is_already_canonical_so_its_bytes_are_hashed_directl
     from dataclasses import replace
 
     records = [*sample_records(), replace(sample_records()[0], id=50, host="xn--caf-dma.example", decided_by="zoë")]
-    files = compile_bundle(records, now=NOW).opa_files()
+    files = compile_bundle(records, now=NOW).files_under("opa")
     structured = [name for name in files if name.endswith(("data.json", ".manifest"))]
     assert len(structured) >= 3
     for name in structured:

@@ -46,7 +46,7 @@ def engine() -> Any:
 
 
 def _bundle() -> dict[str, bytes]:
-    return sign_bundle(compile_bundle(sample_records(), now=NOW)).opa_files()
+    return sign_bundle(compile_bundle(sample_records(), now=NOW)).files_under("opa")
 
 
 def _errors(engine: Any, files: dict[str, bytes], *, key: str | None = None) -> set[str]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 from exceptions.bundle.budget import Memo, fit, item_key
+from exceptions.bundle.emitters.base import GroupedEmitter
 from exceptions.bundle.kubernetes import emit_lines, quote, resource_name, team_root, to_yaml
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
@@ -185,41 +186,45 @@ def workload_files(
     ]
 
 
-def unsupported(record: GrantRecord) -> str:
-    """Why Cilium cannot carry this grant ("" when it can)."""
-    if not record.is_kubernetes:
-        return record.identity
-    if record.is_provider_service and not record.cidrs:
-        return f"{record.identity} {record.service} (no ranges loaded for the service yet)"
-    return ""
+Workload = tuple[str, str, str, str]  # kind ("" or RANGES), team, namespace, service account
 
 
-def workload(record: GrantRecord) -> tuple[str, str, str]:
-    return (record.team, record.namespace, record.service_account)
+class Cilium(GroupedEmitter[Workload, Destination]):
+    """A policy per workload for its names, another for its provider services' ranges.
+
+    The names of every workload render before any ranges (the group's kind leads
+    its key), so a ranges policy wins a path a workload's own name could share.
+    """
+
+    name = "cilium"
+    roots = ("cilium",)
+
+    def budget(self, options: BundleOptions) -> int:
+        return options.max_object_bytes
+
+    def unsupported(self, record: GrantRecord) -> str:
+        if not record.is_kubernetes:
+            return record.identity
+        if record.is_provider_service and not record.cidrs:
+            return f"{record.identity} {record.service} (no ranges loaded for the service yet)"
+        return ""
+
+    def items(self, record: GrantRecord) -> list[tuple[Workload, Destination]]:
+        if record.is_provider_service:
+            group = (RANGES, record.team, record.namespace, record.service_account)
+            return [(group, (record.port, record.protocol, cidr)) for cidr in record.cidrs]
+        return [
+            (("", record.team, record.namespace, record.service_account), (record.port, record.protocol, record.host))
+        ]
+
+    def render_group(
+        self, group: Workload, items: Sequence[Destination], options: BundleOptions, memo: Memo | None = None
+    ) -> list[tuple[str, bytes]]:
+        kind, team, namespace, service_account = group
+        return workload_files(kind, items, team, namespace, service_account, options, memo)
+
+    def counts(self, files: Mapping[str, bytes]) -> dict[str, int]:
+        return {"cilium_policies": len(files)}
 
 
-def range_items(record: GrantRecord) -> list[Destination]:
-    return [(record.port, record.protocol, cidr) for cidr in record.cidrs]
-
-
-def emit(
-    records: Sequence[GrantRecord], options: BundleOptions, memo: Memo | None = None
-) -> tuple[dict[str, bytes], list[str]]:
-    """Files by path, and the identities skipped because they are not Kubernetes workloads."""
-    workloads: dict[tuple[str, str, str], list[GrantRecord]] = defaultdict(list)
-    ranges: dict[tuple[str, str, str], set[Destination]] = defaultdict(set)
-    skipped: set[str] = set()
-    for record in records:
-        reason = unsupported(record)
-        if reason:
-            skipped.add(reason)
-        elif record.is_provider_service:
-            ranges[workload(record)].update(range_items(record))
-        else:
-            workloads[workload(record)].append(record)
-    files: dict[str, bytes] = {}
-    for (team, namespace, sa), grants in sorted(workloads.items()):
-        files.update(workload_files("", destinations(grants), team, namespace, sa, options, memo))
-    for (team, namespace, sa), cidrs in sorted(ranges.items()):
-        files.update(workload_files(RANGES, sorted(cidrs), team, namespace, sa, options, memo))
-    return files, sorted(skipped)
+CILIUM = Cilium()

@@ -7,11 +7,12 @@ Every object stays under ``BundleOptions.max_object_bytes`` (see ``budget``).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 from exceptions.bundle.budget import Memo, SortedItems, fit_group, item_key
+from exceptions.bundle.emitters.base import Counted, Emitted, Emitter, GroupFiles, Groups
 from exceptions.bundle.kubernetes import quote, resource_name, team_root, to_yaml
 from exceptions.bundle.records import BundleOptions, GrantRecord
 
@@ -299,3 +300,138 @@ def emit(
     for (team, namespace), namespace_rules in sorted(rules.items()):
         files.update(authorization_files(team, namespace, sorted(namespace_rules), options, memo))
     return files, sorted(skipped)
+
+
+class Istio(Emitter):
+    """ServiceEntries under istio/, the egress gateway's AuthorizationPolicies (a team's under its directory)."""
+
+    name = "istio"
+    roots = ("istio",)
+
+    def budget(self, options: BundleOptions) -> int:
+        return options.max_object_bytes
+
+    def render(self, records: Sequence[GrantRecord], options: BundleOptions, memo: Memo | None = None) -> Emitted:
+        files, skipped = emit(records, options, memo)
+        return Emitted(files, skipped)
+
+    def groups(self, options: BundleOptions) -> Groups:
+        return IstioGroups(options)
+
+    def counts(self, files: Mapping[str, bytes]) -> dict[str, int]:
+        return {
+            "istio_service_entries": sum(path.startswith("istio/serviceentries/") for path in files),
+            "istio_authorization_policies": sum("/authorizationpolicies/" in path for path in files),
+        }
+
+
+class IstioGroups(Groups):
+    """Two kinds of group: a source namespace's rules, and the hosts sharing a resolution and a set of ports.
+
+    A host's ServiceEntry group is its resolution and the set of ports of every
+    grant for it, so a grant can move a host (and every other grant's port for
+    it) from one group to another: no ``GroupedEmitter``, whose items come from
+    one record each.
+    """
+
+    def __init__(self, options: BundleOptions) -> None:
+        self.options = options
+        self.host_ports: dict[str, Counted[tuple[int, bool]]] = {}
+        self.entries: dict[tuple[bool, Ports], SortedItems[str]] = {}
+        self.rules: dict[tuple[str, str], Counted[Rule]] = {}
+        self.rule_items: dict[tuple[str, str], SortedItems[Rule]] = {}
+        self.sources: dict[tuple[str, str, str], Source] = {}
+        self.entry_files: GroupFiles[tuple[bool, Ports]] = GroupFiles()
+        self.rule_files: GroupFiles[tuple[str, str]] = GroupFiles()
+        self.skipped: Counted[str] = Counted()
+
+    def build(self, records: Sequence[GrantRecord]) -> None:
+        skipped, rules, sources, host_ports = self.skipped, self.rules, self.sources, self.host_ports
+        for record in records:
+            reason = unsupported(record)
+            if reason:
+                skipped[reason] = skipped.get(reason, 0) + 1
+                continue
+            name, group = source(record, sources)
+            if name is None:
+                reason = not_spiffe(record)
+                skipped[reason] = skipped.get(reason, 0) + 1
+            else:
+                counted = rules.setdefault(group, Counted())
+                rule = (name, record.port, record.host)
+                counted[rule] = counted.get(rule, 0) + 1
+            ports = host_ports.setdefault(record.host, Counted())
+            port = (record.port, record.tls_required)
+            ports[port] = ports.get(port, 0) + 1
+        for group, counted in rules.items():
+            self.rule_items[group] = SortedItems.of(rule_key, counted)
+        entries: dict[tuple[bool, Ports], list[str]] = {}
+        for host, ports in host_ports.items():
+            entries.setdefault((host.startswith("*."), signature(set(ports))), []).append(host)
+        for entry, hosts in entries.items():
+            self.entries[entry] = SortedItems.of(item_key, hosts)
+        self.rule_files.dirty.update(rules)
+        self.entry_files.dirty.update(self.entries)
+
+    def apply(self, record: GrantRecord, adding: bool) -> None:
+        reason = unsupported(record)
+        if reason:
+            self.skipped.count(reason, adding)
+            return
+        name, group = source(record, self.sources)
+        if name is None:
+            self.skipped.count(not_spiffe(record), adding)
+        else:
+            rules = self.rules.setdefault(group, Counted())
+            rule = (name, record.port, record.host)
+            if rules.count(rule, adding):
+                items = self.rule_items.setdefault(group, SortedItems(rule_key))
+                items.add(rule) if adding else items.remove(rule)
+                self.rule_files.dirty.add(group)
+        # A host's ServiceEntry group is its resolution and its set of ports.
+        ports = self.host_ports.setdefault(record.host, Counted())
+        port = (record.port, record.tls_required)
+        if (port in ports) if adding else (ports[port] > 1):
+            ports.count(port, adding)
+            return
+        wildcard = record.host.startswith("*.")
+        if ports:
+            before = (wildcard, signature(set(ports)))
+            self.entries[before].remove(record.host)
+            self.entry_files.dirty.add(before)
+        ports.count(port, adding)
+        if ports:
+            after = (wildcard, signature(set(ports)))
+            self.entries.setdefault(after, SortedItems(item_key)).add(record.host)
+            self.entry_files.dirty.add(after)
+        else:
+            del self.host_ports[record.host]
+
+    def emitted(self) -> Emitted:
+        options = self.options
+        for group in self.rule_files.dirty:
+            rules = self.rule_items.get(group)
+            if rules:
+                self.rule_files.files[group] = authorization_files(group[0], group[1], rules, options)
+            else:
+                self.rules.pop(group, None)
+                self.rule_items.pop(group, None)
+                self.rule_files.files.pop(group, None)
+        self.rule_files.dirty.clear()
+        for entry in self.entry_files.dirty:
+            hosts = self.entries.get(entry)
+            if hosts:
+                self.entry_files.files[entry] = service_entry_files(entry[0], entry[1], hosts, options)
+            else:
+                self.entries.pop(entry, None)
+                self.entry_files.files.pop(entry, None)
+        self.entry_files.dirty.clear()
+        # The full render's order: entries, the anchor, then the policies.
+        files: dict[str, bytes] = {}
+        self.entry_files.assembled(files)
+        files[ANCHOR] = anchor(options)
+        self.rule_files.assembled(files)
+        return Emitted(files, sorted(self.skipped))
+
+
+ISTIO = Istio()

@@ -16,9 +16,11 @@ from exceptions.bundle.decision import (
     REASON_UNKNOWN_IDENTITY,
     build_index,
 )
-from exceptions.bundle.records import GrantRecord, rfc3339
+from exceptions.bundle.emitters.base import Counted, Emitted, Emitter, Groups
+from exceptions.bundle.records import BundleOptions, GrantRecord, rfc3339
 
-ROOT = "egress"
+ROOT = "egress"  # the bundle's root in OPA's data document
+DIRECTORY = "opa"  # the bundle's directory in the policy repository
 
 
 def _sprintf(template: str, names: Sequence[str]) -> str:
@@ -401,5 +403,91 @@ def emit(records: Sequence[GrantRecord], memo: Memo | None = None) -> dict[str, 
     return files
 
 
+MANIFEST = "opa/.manifest"
+
+
 def manifest(revision: str) -> bytes:
     return dumps({"revision": revision, "roots": [ROOT], "rego_version": 1})
+
+
+class Opa(Emitter):
+    """The OPA bundle under opa/: the policy, its tests, and every open grant by identity then host.
+
+    The policy checks each grant's window itself, so scheduled grants are in the
+    data already; the bundle's ``.manifest`` carries the revision.
+    """
+
+    name = "opa"
+    roots = (DIRECTORY,)
+    checks_time = True
+
+    def render(self, records: Sequence[GrantRecord], options: BundleOptions, memo: Memo | None = None) -> Emitted:
+        return Emitted(emit(records, memo))
+
+    def groups(self, options: BundleOptions) -> Groups:
+        return ShardGroups()
+
+    def stamp(self, revision: str) -> dict[str, bytes]:
+        return {MANIFEST: manifest(revision)}
+
+
+class ShardGroups(Groups):
+    """A group per shard (its identities' grants); the shard map changes only with the set of identities."""
+
+    def __init__(self) -> None:
+        self.shards: dict[str, dict[int, GrantRecord]] = {}
+        self.dirty: set[str] = set()
+        self.files: dict[str, bytes] = {}
+        self.identities: Counted[str] = Counted()
+        self.identities_changed = True
+        self.shard_map = b""
+
+    def build(self, records: Sequence[GrantRecord]) -> None:
+        shards, identities = self.shards, self.identities
+        shard_index: dict[str, str] = {}
+        for record in records:
+            identity = record.identity
+            shard = shard_index.get(identity)
+            if shard is None:
+                shard = shard_index[identity] = shard_of(identity)
+            members = shards.get(shard)
+            if members is None:
+                members = shards[shard] = {}
+            members[record.id] = record
+            identities[identity] = identities.get(identity, 0) + 1
+        self.dirty.update(shards)
+        self.identities_changed = True
+
+    def apply(self, record: GrantRecord, adding: bool) -> None:
+        shard = shard_of(record.identity)
+        members = self.shards.setdefault(shard, {})
+        if adding:
+            members[record.id] = record
+        else:
+            del members[record.id]
+        self.dirty.add(shard)
+        if self.identities.count(record.identity, adding):
+            self.identities_changed = True
+
+    def emitted(self) -> Emitted:
+        for shard in self.dirty:
+            members = self.shards[shard]
+            if members:
+                self.files[shard] = shard_bytes(sorted(members.values(), key=_id))
+            else:
+                del self.shards[shard]
+                self.files.pop(shard, None)
+        self.dirty.clear()
+        if self.identities_changed:
+            self.shard_map = shard_map(self.identities)
+            self.identities_changed = False
+        files = {**static_files(), DATA: self.shard_map}
+        files.update((shard_path(shard), data) for shard, data in self.files.items())
+        return Emitted(files)
+
+
+def _id(record: GrantRecord) -> int:
+    return record.id
+
+
+OPA = Opa()
