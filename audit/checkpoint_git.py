@@ -20,7 +20,7 @@ from pathlib import Path
 
 import git
 
-from exceptions.bundle.policy_repository import is_local_path, with_credentials
+from bundle.policy_repository import is_local_path, with_credentials
 
 CHECKPOINT_DIR = "audit/checkpoints"
 # What git prints when a push loses a race with another writer.

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from exceptions.bundle.records import GrantRecord  # noqa: E402
+from bundle.records import GrantRecord  # noqa: E402
 
 PER_WORKLOAD = 25  # the issue's shape: 25 grants per workload, one host each
 
@@ -72,7 +72,7 @@ def grant_records(
 
 def compile_once(count: int) -> dict[str, Any]:
     """One compile in a fresh process: its peak RSS is the compile's (plus the input records)."""
-    from exceptions.bundle.compiler import compile_bundle
+    from bundle.compiler import compile_bundle
 
     now = datetime(2026, 6, 1, tzinfo=UTC)
     records = grant_records(count, now)
@@ -117,8 +117,8 @@ def bench_opa_floor(count: int = 100_000) -> None:
     """Targets: allow <= 1.5x and decision <= 2x the smallest indexed policy, same run, same grants."""
     from opa_bindings import OpaEngine
 
-    from exceptions.bundle.compiler import compile_bundle
-    from exceptions.bundle.emitters.opa import load_data
+    from bundle.compiler import compile_bundle
+    from bundle.emitters.opa import load_data
 
     now = datetime.now(UTC)
     records = grant_records(count, now)
@@ -198,9 +198,9 @@ def bench_publish(count: int = 100_000, changes: int = 5) -> None:
 
     import pygit2
 
-    from exceptions.bundle.compiler import compile_bundle
-    from exceptions.bundle.incremental import IncrementalCompiler
-    from exceptions.bundle.policy_repository import PolicyRepository
+    from bundle.compiler import compile_bundle
+    from bundle.incremental import IncrementalCompiler
+    from bundle.policy_repository import PolicyRepository
 
     now = datetime.now(UTC)
     records = {record.id: record for record in grant_records(count, now)}

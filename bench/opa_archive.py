@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 def bench_opa_archive_key() -> None:
     from bench.run import _records
-    from exceptions.bundle.compiler import compile_bundle
-    from exceptions.bundle.content_key import content_revision
+    from bundle.compiler import compile_bundle
+    from bundle.content_key import content_revision
     from exceptions.selectors import bundle_options
 
     now = datetime.now(UTC)

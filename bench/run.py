@@ -174,7 +174,7 @@ def _records(count: int, now: datetime, hosts: int | None = None) -> list:
     """``count`` grants, 20 per workload; every grant its own host unless ``hosts`` caps them."""
     from datetime import timedelta
 
-    from exceptions.bundle.records import GrantRecord
+    from bundle.records import GrantRecord
 
     records = []
     for i in range(count):
@@ -206,7 +206,7 @@ def bench_compile() -> None:
     import tracemalloc
     from datetime import UTC, datetime
 
-    from exceptions.bundle.compiler import compile_bundle
+    from bundle.compiler import compile_bundle
 
     now = datetime.now(UTC)
     for count, hosts in ((1_000, None), (10_000, None), (100_000, None), (100_000, 2_000)):
@@ -235,8 +235,8 @@ def bench_publish() -> None:
     import tempfile
     from datetime import UTC, datetime
 
-    from exceptions.bundle.compiler import compile_bundle
-    from exceptions.bundle.policy_repository import PolicyRepository
+    from bundle.compiler import compile_bundle
+    from bundle.policy_repository import PolicyRepository
 
     now = datetime.now(UTC)
     for count in (10_000, 100_000):
@@ -275,8 +275,8 @@ def bench_opa() -> None:
 
     from opa_bindings import OpaEngine
 
-    from exceptions.bundle.compiler import compile_bundle
-    from exceptions.bundle.emitters.opa import load_data
+    from bundle.compiler import compile_bundle
+    from bundle.emitters.opa import load_data
 
     now = datetime.now(UTC)
     cases: dict[tuple[int, str], tuple[Any, list[dict[str, Any]]]] = {}
@@ -319,8 +319,8 @@ def bench_explain() -> None:
     """Target: >= 50,000 decisions/s from the portal's decision function."""
     from datetime import UTC, datetime
 
-    from exceptions.bundle.decision import build_index, decide
-    from exceptions.bundle.records import to_ns
+    from bundle.decision import build_index, decide
+    from bundle.records import to_ns
 
     now = datetime.now(UTC)
     records = _records(100_000, now)

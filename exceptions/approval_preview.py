@@ -23,10 +23,10 @@ from typing import Any
 from django.db.models import Max
 from django.utils import timezone
 
-from exceptions.bundle.compiler import compile_bundle
-from exceptions.bundle.emitters.opa import DATA
-from exceptions.bundle.provider_ranges import is_service_destination, service_of
-from exceptions.bundle.records import GrantRecord
+from bundle.compiler import compile_bundle
+from bundle.emitters.opa import DATA
+from bundle.provider_ranges import is_service_destination, service_of
+from bundle.records import GrantRecord
 from exceptions.models import ExceptionRequest, Grant, ProviderRangeSet
 from exceptions.selectors import bundle_options, bundle_records, latest_provider_ranges, service_cidrs
 

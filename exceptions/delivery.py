@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exceptions.bundle.policy_repository import PublishError
+from bundle.policy_repository import PublishError
 from exceptions.services.publications import publish_bundle
 from foundation.outbox.errors import DeliveryError
 from foundation.outbox.models import OutboxMessage

@@ -17,9 +17,9 @@ from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
+from bundle.decision import POLICY_PATH, build_index, candidate_keys, decide, normalise_host
+from bundle.records import to_ns
 from exceptions.access import requestable_workloads, visible_grants
-from exceptions.bundle.decision import POLICY_PATH, build_index, candidate_keys, decide, normalise_host
-from exceptions.bundle.records import to_ns
 from exceptions.choices import GrantStatus
 from exceptions.models import Grant, Workload
 from exceptions.selectors import bundle_records

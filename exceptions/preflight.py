@@ -20,9 +20,9 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
+from bundle.decision import build_index, candidate_keys, decide
+from bundle.records import GrantRecord, to_ns
 from exceptions.access import roles_for, visible_workloads
-from exceptions.bundle.decision import build_index, candidate_keys, decide
-from exceptions.bundle.records import GrantRecord, to_ns
 from exceptions.choices import DataClass, Purpose, RequestStatus
 from exceptions.models import ExceptionRequest, Workload
 from exceptions.selectors import bundle_records

@@ -12,9 +12,9 @@ from django.db.models import Count, Max, Q, QuerySet, Sum
 
 from audit.models import AuditEvent
 from audit.selectors import timeline
+from bundle.records import BundleOptions, GrantRecord
 from exceptions import hooks
 from exceptions.access import roles_for, visible_grants, visible_requests
-from exceptions.bundle.records import BundleOptions, GrantRecord
 from exceptions.choices import GrantStatus
 from exceptions.models import ExceptionRequest, Grant, ProviderRangeSet, Workload
 

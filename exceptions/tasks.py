@@ -6,8 +6,8 @@ from celery import Task, shared_task
 from django.db import OperationalError
 
 from audit.services import SYSTEM
+from bundle.policy_repository import PublishError
 from exceptions import reminders
-from exceptions.bundle.policy_repository import PublishError
 from exceptions.services import batches, provider_ranges
 from exceptions.services import publications as publishing
 from foundation.jobs import TRANSIENT, parse_now, task_scope

@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from audit.services import SYSTEM, Actor, PendingEvent, record_events
-from exceptions.bundle.provider_ranges import service_of
+from bundle.provider_ranges import service_of
 from exceptions.choices import Environment, GrantStatus, RequestStatus, RevokeKind
 from exceptions.events import emit, grant_data
 from exceptions.models import ExceptionRequest, Grant

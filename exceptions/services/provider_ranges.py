@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from audit.services import Actor, record_event
-from exceptions.bundle.provider_ranges import RangeFileError, changed_services, parse
+from bundle.provider_ranges import RangeFileError, changed_services, parse
 from exceptions.models import ProviderRangeSet
 from foundation.outbox.services import enqueue
 

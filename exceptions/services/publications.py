@@ -28,15 +28,15 @@ from django.utils import timezone
 from audit.checkpoints import queue_checkpoint
 from audit.selectors import head_seq
 from audit.services import SYSTEM, record_event
+from bundle import signatures
+from bundle.archive import opa_tarball
+from bundle.compiler import Bundle, compile_bundle
+from bundle.content_key import content_revision
+from bundle.emitters import opa
+from bundle.incremental import IncrementalCompiler
+from bundle.policy_repository import PolicyRepository, PublishError, PublishResult
+from bundle.records import GrantRecord
 from exceptions import hooks
-from exceptions.bundle import signatures
-from exceptions.bundle.archive import opa_tarball
-from exceptions.bundle.compiler import Bundle, compile_bundle
-from exceptions.bundle.content_key import content_revision
-from exceptions.bundle.emitters import opa
-from exceptions.bundle.incremental import IncrementalCompiler
-from exceptions.bundle.policy_repository import PolicyRepository, PublishError, PublishResult
-from exceptions.bundle.records import GrantRecord
 from exceptions.events import emit
 from exceptions.models import BundlePublication
 from exceptions.selectors import (

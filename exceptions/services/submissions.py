@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from exceptions.bundle.provider_ranges import is_service_destination
+from bundle.provider_ranges import is_service_destination
 from exceptions.models import Workload
 from exceptions.risk import LifetimeCaps, RiskAssessment, assess_risk, format_duration
 from exceptions.selectors import latest_provider_ranges

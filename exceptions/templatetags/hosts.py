@@ -13,7 +13,7 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from exceptions.bundle.provider_ranges import is_service_destination
+from bundle.provider_ranges import is_service_destination
 from exceptions.validators import to_unicode
 
 register = template.Library()

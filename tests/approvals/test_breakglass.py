@@ -19,7 +19,7 @@ from approvals import breakglass
 from approvals.models import BreakGlassUse
 from audit.models import AuditEvent
 from audit.verification import verify_chain
-from exceptions.bundle.emitters.opa import load_data
+from bundle.emitters.opa import load_data
 from exceptions.choices import GrantStatus
 from exceptions.models import Grant
 from exceptions.services.batches import expire_due_grants

@@ -209,8 +209,8 @@ def test_the_approval_preview_shows_what_approving_publishes_now_and_what_change
     from approvals.access import approval_state
     from approvals.selectors import request_page
     from approvals.services import go_live_for
+    from bundle.compiler import compile_bundle
     from exceptions.approval_preview import IGNORED, preview_approval
-    from exceptions.bundle.compiler import compile_bundle
     from exceptions.selectors import bundle_options, bundle_records
 
     window("tue", "FREQ=WEEKLY;BYDAY=TU", datetime(2026, 1, 6, 2, 0), "Europe/Berlin")

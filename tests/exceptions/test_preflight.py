@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from approvals.services import approve_request
 from audit.models import AuditEvent
-from exceptions.bundle.records import rfc3339
+from bundle.records import rfc3339
 from exceptions.models import ExceptionRequest
 from exceptions.services.grants import revoke_grant
 from exceptions.tokens import create_token

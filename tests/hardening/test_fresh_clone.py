@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 
-from exceptions.bundle.compiler import compile_bundle
-from exceptions.bundle.content_key import content_revision
-from exceptions.bundle.records import BundleOptions, GrantRecord
+from bundle.compiler import compile_bundle
+from bundle.content_key import content_revision
+from bundle.records import BundleOptions, GrantRecord
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -76,7 +76,7 @@ TEXTS = st.lists(st.text(st.sampled_from(["a", "\0", "S", "L", "/", "0", "é"]),
 @examples(max_examples=500, deadline=None)
 @given(first=TEXTS, second=TEXTS)
 def test_the_key_encodes_a_string_column_exactly(first: list[str], second: list[str]) -> None:
-    from exceptions.bundle.content_key import _strings
+    from bundle.content_key import _strings
 
     assert (_strings(first) == _strings(second)) == (first == second)
 

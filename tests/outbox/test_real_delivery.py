@@ -18,7 +18,7 @@ from foundation.outbox.handlers import message_id
 from foundation.outbox.models import OutboxMessage, OutboxStatus
 from foundation.outbox.relay import relay_due
 from foundation.outbox.services import enqueue_mail
-from tests.exceptions.bundle.test_publications import remote_data
+from tests.bundle.test_publications import remote_data
 from tests.outbox.conftest import CeleryStack, SmtpHandler, ThrowawayRedis, wait_for
 
 

@@ -231,7 +231,7 @@ def test_decisions_of_the_real_opa_engine_on_the_published_bundle_are_ingested(
     import uuid
 
     from exceptions.services.publications import current_bundle
-    from tests.exceptions.bundle.test_opa_conformance import engine_for
+    from tests.bundle.test_opa_conformance import engine_for
 
     _, token = gateway_and_token
     engine = engine_for(current_bundle().files)

@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from exceptions.bundle.decision import candidate_keys, normalise_host
+from bundle.decision import candidate_keys, normalise_host
 from exceptions.models import Grant
 from exceptions.validators import PORT, parse_bounded_int
 from foundation.upserts import add_to_rows

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from exceptions.bundle.policy_repository import PublishError
+from bundle.policy_repository import PublishError
 from exceptions.services.publications import publish_bundle
 
 

@@ -18,13 +18,13 @@ from django.test import Client
 
 from approvals.services import approve_request
 from audit.models import AuditEvent
-from exceptions.bundle.emitters.opa import load_data, shard_of
-from exceptions.bundle.policy_repository import PublishError
+from bundle.emitters.opa import load_data, shard_of
+from bundle.policy_repository import PublishError
 from exceptions.models import BundlePublication
 from exceptions.services.grants import revoke_grant
 from exceptions.services.publications import current_bundle, publish_bundle
 from foundation.outbox.models import OutboxMessage
-from tests.exceptions.bundle.test_emitters import TeamFiles, branch_paths, engine
+from tests.bundle.test_emitters import TeamFiles, branch_paths, engine
 
 
 def remote_log(remote: Path) -> list[str]:
@@ -249,7 +249,7 @@ def test_a_shortened_or_renamed_grant_reaches_the_next_publish_without_a_refresh
 
     from django.utils import timezone
 
-    from exceptions.bundle.records import rfc3339
+    from bundle.records import rfc3339
     from exceptions.models import Workload
     from exceptions.selectors import bundle_records
     from exceptions.services.grants import shorten_grant

@@ -24,9 +24,9 @@ from urllib.parse import quote, urlsplit
 
 import pygit2
 
-from exceptions.bundle.compiler import MANIFEST, Bundle, owned_roots
-from exceptions.bundle.records import GrantRecord, rfc3339
-from exceptions.bundle.signatures import SIGNATURES, signed_part
+from bundle.compiler import MANIFEST, Bundle, owned_roots
+from bundle.records import GrantRecord, rfc3339
+from bundle.signatures import SIGNATURES, signed_part
 
 REJECTED_MARKERS = ("[rejected]", "non-fast-forward", "fetch first", "failed to update ref", "cannot lock ref")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
-from exceptions.bundle.kubernetes import team_root
-from exceptions.bundle.records import BundleOptions
+from bundle.kubernetes import team_root
+from bundle.records import BundleOptions
 
 CODEOWNERS = "CODEOWNERS"
 

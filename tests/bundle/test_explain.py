@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from approvals.services import approve_request
-from exceptions.bundle.emitters.opa import shard_of, shard_path
+from bundle.emitters.opa import shard_of, shard_path
 from exceptions.explain import explain
 from exceptions.services.batches import expire_due_grants
 from tests.api_problems import field_errors

@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.bundles import grant_records
-from exceptions.bundle.budget import ObjectTooLarge, SortedItems, fit, item_key, refit
-from exceptions.bundle.compiler import compile_bundle
-from exceptions.bundle.records import BundleOptions, GrantRecord
-from tests.exceptions.bundle.fixtures import NOW
-from tests.exceptions.bundle.test_compiler import SCHEMA_FOR_KIND, _schema_errors
+from bundle.budget import ObjectTooLarge, SortedItems, fit, item_key, refit
+from bundle.compiler import compile_bundle
+from bundle.records import BundleOptions, GrantRecord
+from tests.bundle.fixtures import NOW
+from tests.bundle.test_compiler import SCHEMA_FOR_KIND, _schema_errors
 
 TINY = BundleOptions(max_object_bytes=6 * 1024)
 
@@ -128,7 +128,7 @@ def test_a_hundred_thousand_grants_stay_under_the_default_budget() -> None:
 
 
 def test_a_cached_compile_gives_the_same_bytes_as_a_fresh_one_and_reuses_unchanged_objects() -> None:
-    from exceptions.bundle.cache import CompileCache
+    from bundle.cache import CompileCache
 
     cache = CompileCache()
     records = grants(1_500, per_workload=500)
@@ -148,7 +148,7 @@ def test_a_cached_compile_gives_the_same_bytes_as_a_fresh_one_and_reuses_unchang
 
 
 def test_the_cache_renders_only_the_objects_a_change_touches() -> None:
-    from exceptions.bundle.cache import CompileCache
+    from bundle.cache import CompileCache
 
     cache = CompileCache()
     records = grants(3_000, per_workload=25, namespaces=10)

@@ -11,9 +11,9 @@ from pathlib import Path
 import git
 import pytest
 
-from exceptions.bundle.compiler import compile_bundle
-from exceptions.bundle.policy_repository import PolicyRepository, PublishError
-from tests.exceptions.bundle.fixtures import NOW, sample_records
+from bundle.compiler import compile_bundle
+from bundle.policy_repository import PolicyRepository, PublishError
+from tests.bundle.fixtures import NOW, sample_records
 
 
 def remote_log(remote: Path, branch: str = "main") -> list[str]:
@@ -272,8 +272,8 @@ def test_a_full_rebuild_removes_stale_files_under_its_own_roots_only(tmp_path: P
 
 
 def test_a_fresh_signature_over_the_same_files_makes_no_commit(tmp_path: Path) -> None:
-    from exceptions.bundle import signatures
-    from exceptions.bundle.compiler import Bundle
+    from bundle import signatures
+    from bundle.compiler import Bundle
 
     def signed(token_tail: str) -> Bundle:
         bundle = compile_bundle(sample_records(), now=NOW)

@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from exceptions.bundle.budget import Memo, SortedItems, fit_group, item_key
-from exceptions.bundle.emitters.base import Counted, Emitted, Emitter, GroupFiles, Groups
-from exceptions.bundle.kubernetes import quote, resource_name, team_root, to_yaml
-from exceptions.bundle.records import BundleOptions, GrantRecord
+from bundle.budget import Memo, SortedItems, fit_group, item_key
+from bundle.emitters.base import Counted, Emitted, Emitter, GroupFiles, Groups
+from bundle.kubernetes import quote, resource_name, team_root, to_yaml
+from bundle.records import BundleOptions, GrantRecord
 
 # ServiceEntry ports speak TCP-level protocols only; Istio has no UDP egress.
 SUPPORTED = {"tcp"}

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from exceptions.bundle import owners
-from exceptions.bundle.budget import ObjectTooLarge
-from exceptions.bundle.cache import CompileCache
-from exceptions.bundle.emitters import Emitted, Emitter, registered
-from exceptions.bundle.records import BundleOptions, GrantRecord
+from bundle import owners
+from bundle.budget import ObjectTooLarge
+from bundle.cache import CompileCache
+from bundle.emitters import Emitted, Emitter, registered
+from bundle.records import BundleOptions, GrantRecord
 
 MANIFEST = "MANIFEST.json"
 

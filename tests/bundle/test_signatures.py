@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from exceptions.bundle import signatures
-from exceptions.bundle.compiler import compile_bundle
+from bundle import signatures
+from bundle.compiler import compile_bundle
 from exceptions.services.publications import sign_bundle
 from foundation.signing import public_key_pem, verify_jws
-from tests.exceptions.bundle.fixtures import NOW, sample_records
+from tests.bundle.fixtures import NOW, sample_records
 
 
 def signed_opa_files() -> dict[str, bytes]:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from exceptions.bundle.compiler import compile_bundle
-from exceptions.bundle.decision import build_index, decide
-from exceptions.bundle.emitters.opa import load_data
-from exceptions.bundle.records import GrantRecord, to_ns
+from bundle.compiler import compile_bundle
+from bundle.decision import build_index, decide
+from bundle.emitters.opa import load_data
+from bundle.records import GrantRecord, to_ns
 
 pytestmark = pytest.mark.opa
 

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from exceptions.bundle.budget import Memo, fit, item_key
-from exceptions.bundle.emitters.base import GroupedEmitter
-from exceptions.bundle.kubernetes import emit_lines, quote, resource_name, team_root, to_yaml
-from exceptions.bundle.records import BundleOptions, GrantRecord
+from bundle.budget import Memo, fit, item_key
+from bundle.emitters.base import GroupedEmitter
+from bundle.kubernetes import emit_lines, quote, resource_name, team_root, to_yaml
+from bundle.records import BundleOptions, GrantRecord
 
 Destination = tuple[int, str, str]  # port, protocol, host
 

@@ -3,16 +3,16 @@
 The compiler, the incremental compiler, CODEOWNERS and the policy repository
 iterate ``registered()`` and name no engine. Adding one is a module beside
 these (a ``GroupedEmitter``, usually: see ``base.py``; ``TeamFiles`` in
-tests/exceptions/bundle/test_emitters.py is a whole one in twenty lines), a
+tests/bundle/test_emitters.py is a whole one in twenty lines), a
 line below, and its tests. The order is CODEOWNERS' line order.
 """
 
 from __future__ import annotations
 
-from exceptions.bundle.emitters.base import Emitted, Emitter, GroupedEmitter, Groups
-from exceptions.bundle.emitters.cilium import CILIUM
-from exceptions.bundle.emitters.istio import ISTIO
-from exceptions.bundle.emitters.opa import OPA
+from bundle.emitters.base import Emitted, Emitter, GroupedEmitter, Groups
+from bundle.emitters.cilium import CILIUM
+from bundle.emitters.istio import ISTIO
+from bundle.emitters.opa import OPA
 
 __all__ = ["Emitted", "Emitter", "GroupedEmitter", "Groups", "register", "registered", "unregister"]
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exceptions.bundle.compiler import Bundle, compile_bundle
-from exceptions.bundle.incremental import IncrementalCompiler
-from exceptions.bundle.records import BundleOptions, GrantRecord
-from tests.exceptions.bundle.fixtures import NOW, sample_records
+from bundle.compiler import Bundle, compile_bundle
+from bundle.incremental import IncrementalCompiler
+from bundle.records import BundleOptions, GrantRecord
+from tests.bundle.fixtures import NOW, sample_records
 
 HOUR = timedelta(hours=1)
 # Small budgets split objects (and so exercise the split parts); owners add CODEOWNERS.
@@ -146,7 +146,7 @@ def test_one_new_grant_renders_only_its_own_groups() -> None:
 
 
 def _shard(identity: str) -> str:
-    from exceptions.bundle.emitters.opa import shard_of
+    from bundle.emitters.opa import shard_of
 
     return shard_of(identity)
 

@@ -6,8 +6,8 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from exceptions.bundle.budget import Memo, item_key
-from exceptions.bundle.decision import (
+from bundle.budget import Memo, item_key
+from bundle.decision import (
     REASON_ALLOW,
     REASON_NO_HOST,
     REASON_NO_PORT,
@@ -16,8 +16,8 @@ from exceptions.bundle.decision import (
     REASON_UNKNOWN_IDENTITY,
     build_index,
 )
-from exceptions.bundle.emitters.base import Counted, Emitted, Emitter, Groups
-from exceptions.bundle.records import BundleOptions, GrantRecord, rfc3339
+from bundle.emitters.base import Counted, Emitted, Emitter, Groups
+from bundle.records import BundleOptions, GrantRecord, rfc3339
 
 ROOT = "egress"  # the bundle's root in OPA's data document
 DIRECTORY = "opa"  # the bundle's directory in the policy repository

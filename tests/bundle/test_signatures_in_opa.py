@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 from jwcrypto import jwk
 
-from exceptions.bundle import signatures
-from exceptions.bundle.compiler import compile_bundle
+from bundle import signatures
+from bundle.compiler import compile_bundle
 from exceptions.services.publications import sign_bundle
 from foundation.signing import algorithm, public_key_pem, sign_jws
-from tests.exceptions.bundle.fixtures import NOW, sample_records
+from tests.bundle.fixtures import NOW, sample_records
 
 pytestmark = pytest.mark.opa
 POLICY = Path(__file__).with_name("verify_bundle_signature.rego")

@@ -26,10 +26,10 @@ import itertools
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from exceptions.bundle.compiler import Bundle, Parts, assemble, digest
-from exceptions.bundle.emitters import Emitter, Groups, registered
-from exceptions.bundle.emitters.base import Counted
-from exceptions.bundle.records import BundleOptions, GrantRecord
+from bundle.compiler import Bundle, Parts, assemble, digest
+from bundle.emitters import Emitter, Groups, registered
+from bundle.emitters.base import Counted
+from bundle.records import BundleOptions, GrantRecord
 
 CLOSED, SCHEDULED, LIVE = 0, 1, 2
 

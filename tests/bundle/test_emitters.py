@@ -19,17 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from exceptions.bundle.budget import Memo, ObjectTooLarge
-from exceptions.bundle.compiler import MANIFEST, Bundle, compile_bundle, owned_roots
-from exceptions.bundle.emitters import Emitter, GroupedEmitter, register, registered, unregister
-from exceptions.bundle.emitters.cilium import CILIUM
-from exceptions.bundle.emitters.istio import ISTIO
-from exceptions.bundle.emitters.opa import OPA
-from exceptions.bundle.incremental import IncrementalCompiler
-from exceptions.bundle.policy_repository import PolicyRepository
-from exceptions.bundle.records import BundleOptions, GrantRecord
-from tests.exceptions.bundle.fixtures import NOW, varied_records
-from tests.exceptions.bundle.test_policy_repository import remote_file
+from bundle.budget import Memo, ObjectTooLarge
+from bundle.compiler import MANIFEST, Bundle, compile_bundle, owned_roots
+from bundle.emitters import Emitter, GroupedEmitter, register, registered, unregister
+from bundle.emitters.cilium import CILIUM
+from bundle.emitters.istio import ISTIO
+from bundle.emitters.opa import OPA
+from bundle.incremental import IncrementalCompiler
+from bundle.policy_repository import PolicyRepository
+from bundle.records import BundleOptions, GrantRecord
+from tests.bundle.fixtures import NOW, varied_records
+from tests.bundle.test_policy_repository import remote_file
 
 HOUR = timedelta(hours=1)
 OPTIONS = BundleOptions(max_object_bytes=1200, security_owner="@org/security", owner_template="@org/{team}")

@@ -16,7 +16,7 @@ from itertools import compress
 from operator import attrgetter
 from typing import Any
 
-from exceptions.bundle.records import BundleOptions, GrantRecord, to_ns
+from bundle.records import BundleOptions, GrantRecord, to_ns
 
 
 def _strings(values: list[str]) -> bytes:

@@ -4,7 +4,7 @@ An emitter says which paths it owns (``roots``), renders its files from the
 records and options (``render``), keeps its groups between incremental compiles
 (``groups``) and states its limit (``budget``). The compiler, the incremental
 compiler, CODEOWNERS and the policy repository iterate the registry
-(``exceptions.bundle.emitters``) and name no engine.
+(``bundle.emitters``) and name no engine.
 
 Most engines are a ``GroupedEmitter``: say how a record maps to (group, item)
 pairs and how one group renders; the full render and the incremental groups
@@ -25,8 +25,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from exceptions.bundle.budget import Memo
-from exceptions.bundle.records import BundleOptions, GrantRecord
+from bundle.budget import Memo
+from bundle.records import BundleOptions, GrantRecord
 
 K = TypeVar("K", bound=Hashable)
 # A group and an item of a GroupedEmitter: sortable (groups render in order, items sorted).

@@ -1,5 +1,5 @@
 # OPA's bundle signature check (open-policy-agent/opa bundle/verify.go, hash.go), in Rego,
-# run by the real engine in tests/exceptions/bundle/test_signatures_in_opa.py.
+# run by the real engine in tests/bundle/test_signatures_in_opa.py.
 #
 # input.files:      every file of the OPA bundle, name (relative to the root) -> text
 # input.public_key: the published PEM public key; input.alg: "ES256" or "RS256"

@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 import yaml
 
-from exceptions.bundle.compiler import MANIFEST, compile_bundle, digest
-from tests.exceptions.bundle.fixtures import CHECKOUT, NOW, SETTLEMENT, sample_records
+from bundle.compiler import MANIFEST, compile_bundle, digest
+from tests.bundle.fixtures import CHECKOUT, NOW, SETTLEMENT, sample_records
 
 GOLDEN = Path(__file__).parent / "golden"
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -59,7 +59,7 @@ def test_manifest_lists_counts_skips_and_digests() -> None:
 
 
 def test_data_is_indexed_by_identity_then_host_in_a_file_per_shard() -> None:
-    from exceptions.bundle.emitters.opa import load_data, shard_of, shard_path
+    from bundle.emitters.opa import load_data, shard_of, shard_path
 
     files = compile_bundle(sample_records(), now=NOW).files
     data = load_data(files)
@@ -129,14 +129,14 @@ def test_empty_state_denies_everything_at_the_gateway() -> None:
 
 @pytest.mark.parametrize("host", ["*.cdn.partner.example", "api.stripe.com"])
 def test_resource_names_are_dns_labels(host: str) -> None:
-    from exceptions.bundle.kubernetes import resource_name
+    from bundle.kubernetes import resource_name
 
     name = resource_name("egress", host)
     assert len(name) <= 63 and name.replace("-", "").isalnum() and name == name.lower()
 
 
 def test_yaml_emitter_round_trips_through_pyyaml() -> None:
-    from exceptions.bundle.kubernetes import to_yaml
+    from bundle.kubernetes import to_yaml
 
     document = {
         "plain": "value",
@@ -157,9 +157,9 @@ def test_every_yaml_file_loads_back_to_valid_kubernetes_objects() -> None:
 
 @pytest.mark.parametrize("hosts", [["api.stripe.com", "b.example", "a.example"], ["*.cdn.partner.example"]])
 def test_fast_service_entry_rendering_equals_the_generic_emitter(hosts: list[str]) -> None:
-    from exceptions.bundle.emitters import istio
-    from exceptions.bundle.kubernetes import to_yaml
-    from exceptions.bundle.records import BundleOptions
+    from bundle.emitters import istio
+    from bundle.kubernetes import to_yaml
+    from bundle.records import BundleOptions
 
     ports = ((443, True), (8080, False))
     options = BundleOptions(istio_namespace="mesh-egress")
@@ -175,9 +175,9 @@ def test_fast_service_entry_rendering_equals_the_generic_emitter(hosts: list[str
     ],
 )
 def test_fast_cilium_rendering_equals_the_generic_emitter(options: dict | None) -> None:
-    from exceptions.bundle.emitters import cilium
-    from exceptions.bundle.kubernetes import to_yaml
-    from exceptions.bundle.records import BundleOptions
+    from bundle.emitters import cilium
+    from bundle.kubernetes import to_yaml
+    from bundle.records import BundleOptions
 
     bundle_options = BundleOptions(**(options or {}))
     grants = [r for r in sample_records() if r.namespace == "payments"] + [
@@ -191,7 +191,7 @@ def test_fast_cilium_rendering_equals_the_generic_emitter(options: dict | None) 
 def test_teams_own_their_fragments_and_codeowners_says_so() -> None:
     from dataclasses import replace
 
-    from exceptions.bundle.records import BundleOptions
+    from bundle.records import BundleOptions
 
     records = [replace(r, team="payments" if "payments" in r.identity else "ci") for r in sample_records()]
     options = BundleOptions(

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from exceptions.bundle.records import GrantRecord
+from bundle.records import GrantRecord
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -41,7 +41,7 @@ def sample_records() -> list[GrantRecord]:
     return records
 
 
-# --- many varied records (the golden digests of tests/exceptions/bundle/test_golden_digests.py) ---
+# --- many varied records (the golden digests of tests/bundle/test_golden_digests.py) ---
 
 TEAMS = ["", "payments", "platform", "data", "search", "identity", "ml", "billing", "growth"]
 ENVIRONMENTS = ["prod", "staging", "dev"]

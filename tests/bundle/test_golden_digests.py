@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from exceptions.bundle.cache import CompileCache
-from exceptions.bundle.compiler import Bundle, compile_bundle
-from exceptions.bundle.incremental import IncrementalCompiler
-from exceptions.bundle.records import BundleOptions, GrantRecord
-from tests.exceptions.bundle.fixtures import NOW, TEAMS, varied_records
+from bundle.cache import CompileCache
+from bundle.compiler import Bundle, compile_bundle
+from bundle.incremental import IncrementalCompiler
+from bundle.records import BundleOptions, GrantRecord
+from tests.bundle.fixtures import NOW, TEAMS, varied_records
 
 GOLDEN = Path(__file__).parent / "golden_digests.json"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"

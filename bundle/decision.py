@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Any
 
-from exceptions.bundle.records import GrantRecord, rfc3339, to_ns
+from bundle.records import GrantRecord, rfc3339, to_ns
 
 POLICY_PATH = "data.egress.decision"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exceptions.bundle.provider_ranges import RangeFileError, changed_services, parse
+from bundle.provider_ranges import RangeFileError, changed_services, parse
 
 FILES = Path(__file__).parent / "provider_files"
 
@@ -78,11 +78,11 @@ def test_a_provider_service_grant_becomes_cidrs_from_the_current_range_file() ->
 
     import yaml
 
-    from exceptions.bundle.compiler import MANIFEST, compile_bundle
-    from exceptions.bundle.emitters.opa import shard_of, shard_path
-    from exceptions.bundle.records import BundleOptions
-    from tests.exceptions.bundle.fixtures import NOW, sample_records
-    from tests.exceptions.bundle.test_compiler import _schema_errors
+    from bundle.compiler import MANIFEST, compile_bundle
+    from bundle.emitters.opa import shard_of, shard_path
+    from bundle.records import BundleOptions
+    from tests.bundle.fixtures import NOW, sample_records
+    from tests.bundle.test_compiler import _schema_errors
 
     ranges = parse("aws", (FILES / "ip-ranges.json").read_bytes())
     checkout = sample_records()[0]
