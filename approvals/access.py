@@ -41,6 +41,7 @@ def profile_for(user: Any) -> ApproverProfile:
             member_team_ids=roles.member_team_ids,
             groups=frozenset(groups),
             mfa_enrolled=Authenticator.objects.filter(user=user, type__in=MFA_TYPES).exists(),
+            can_step_up=not getattr(user, "egress_via_token", False),
         )
     user._egress_approver = profile
     return profile
@@ -180,7 +181,13 @@ def approve_denial(user: Any, request: ExceptionRequest, state: ApprovalState | 
 
 
 def recipients_for_missing(request: ExceptionRequest, state: ApprovalState) -> list[tuple[Requirement, Sequence[str]]]:
-    """Per missing requirement, the e-mail addresses of people who could supply it."""
+    """Per missing requirement, the e-mail addresses of people whose approval would fill it.
+
+    The group's members are read in one query; each is then asked the one
+    definition of who may decide (``approval_slot``), so nobody is mailed for an
+    approval the gate would refuse (no authenticator, already approved, filed it,
+    inside the team, or a fuller group of theirs comes first).
+    """
     from django.contrib.auth import get_user_model
 
     user_model = get_user_model()
@@ -193,12 +200,7 @@ def recipients_for_missing(request: ExceptionRequest, state: ApprovalState) -> l
             users = user_model.objects.filter(groups__name=requirement.group) | user_model.objects.filter(
                 approver_groups__name=requirement.group
             )
-        users = users.filter(is_active=True).exclude(pk=request.requester_id)
-        if request.filed_by_id is not None:
-            users = users.exclude(pk=request.filed_by_id)
-        if requirement.outside_team:
-            users = users.exclude(team_memberships__team_id=request.workload.team_id)
-        if state.rule.mfa:
-            users = users.filter(authenticator__type__in=MFA_TYPES)
-        result.append((requirement, sorted({u.email for u in users.distinct() if u.email})))
+        candidates = users.filter(is_active=True).exclude(email="").distinct()
+        addresses = {u.email for u in candidates if approval_slot(u, request, state)[0] == requirement}
+        result.append((requirement, sorted(addresses)))
     return result

@@ -29,6 +29,7 @@ from approvals.models import Decision, DecisionKind
 from approvals.policy import OWNING_TEAM, Policy, RequestFacts, Requirement, Rule
 from exceptions.models import ExceptionRequest, RequestDestination
 
+MFA_STEP_UP_REQUIRED = "mfa_step_up_required"
 NOTHING = Q(pk__in=[])
 # An empty Q() vanishes when OR-ed (Q(a) | Q() is Q(a)), so "every request" is spelled out.
 EVERYTHING = Q(pk__isnull=False)
@@ -260,6 +261,8 @@ class ApproverProfile:
     member_team_ids: frozenset[int]
     groups: frozenset[str]
     mfa_enrolled: bool
+    # Acting through a browser session, where an MFA step-up can be given (an API token cannot).
+    can_step_up: bool = True
 
 
 Why = Callable[[Subject, Rule], str]
@@ -366,6 +369,14 @@ def build_clauses(profile: ApproverProfile, policy: Policy) -> Clauses:
             lambda s, r: (
                 f"Rule {r.name} needs MFA at the decision and you have no authenticator; add an authenticator "
                 "app under Security (top right) first."
+            ),
+        ),
+        Clause(
+            MFA_STEP_UP_REQUIRED,
+            per_rule(policy, lambda rule: Const(not rule.mfa or profile.can_step_up)),
+            lambda s, r: (
+                f"Rule {r.name} needs MFA at the decision: a person decides it in a browser after an MFA "
+                "step-up; an API token cannot give one."
             ),
         ),
         Clause(

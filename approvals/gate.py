@@ -43,6 +43,7 @@ from django.utils import timezone
 
 from approvals import notifications
 from approvals.access import ApprovalState, approval_slot, approval_state, first_failing
+from approvals.eligibility import MFA_STEP_UP_REQUIRED
 from approvals.golive import go_live_for
 from approvals.mfa import step_up_url
 from approvals.models import Decision, DecisionKind
@@ -63,7 +64,7 @@ APPROVE = "approve"
 REJECT = "reject"
 REQUEST_CHANGES = "request_changes"
 ACTIONS = (APPROVE, REJECT, REQUEST_CHANGES)
-STEP_UP_CODE = "mfa_step_up_required"
+STEP_UP_CODE = MFA_STEP_UP_REQUIRED
 
 
 class StepUpRequired(Refusal):
@@ -130,7 +131,9 @@ def check(actor: Any, request: ExceptionRequest, action: str, *, now: datetime |
     failing = first_failing(user, request, state, approve=action == APPROVE)
     if failing is not None:
         code, why = failing
-        raise Refusal(why, code=code, rule=state.rule.name)
+        if code != MFA_STEP_UP_REQUIRED:
+            raise Refusal(why, code=code, rule=state.rule.name)
+        # A token on an `mfa: true` rule: the same refusal as a stale session, with the page to go to.
     if state.rule.mfa:
         who = _as_actor(actor)
         if who.via != SESSION or not who.mfa_fresh(within_seconds=settings.EGRESS_STEP_UP_SECONDS, now=now):

@@ -118,7 +118,12 @@ class IntegrationTokenAuthentication(authentication.BaseAuthentication):
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
             # Usage metadata, not a state change of the token: no audit event.
             IntegrationToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        return token.user, token
+        user: Any = token.user
+        # What this user may do is answered for this channel: a token can never give the MFA
+        # step-up a rule with ``mfa: true`` asks for (approvals.eligibility), so the API's
+        # ``allowed_actions`` and ``?decidable=true`` do not offer what the decision gate refuses.
+        user.egress_via_token = True
+        return user, token
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="egress-portal"'

@@ -72,6 +72,21 @@ def test_a_token_decides_a_rule_without_mfa_and_the_audit_names_the_channel(subm
     assert event.context["via"] == "token" and event.context["token"] == "ticketing"
 
 
+def test_a_token_is_not_offered_what_the_gate_refuses_it_on_an_mfa_rule(
+    submit: Any, submit_high: Any, mfa_approver: Any
+) -> None:
+    """allowed_actions and ?decidable=true answer for the channel: a token cannot decide an mfa rule."""
+    mfa_rule, plain_rule = submit_high(), submit()
+    client = bearer(mfa_approver, "ticketing")
+    decidable = client.get("/api/v1/requests/", {"decidable": "true"}).json()["results"]
+    assert [r["id"] for r in decidable] == [plain_rule.pk]
+    offered = client.get(f"/api/v1/requests/{mfa_rule.pk}/").json()["allowed_actions"]
+    assert not {"approve", "reject", "request_changes"} & set(offered)
+    assert "approve" in client.get(f"/api/v1/requests/{plain_rule.pk}/").json()["allowed_actions"]
+    # The same person in a browser is offered the decision (the gate then asks for the step-up).
+    assert request_actions(mfa_approver, mfa_rule).allows("approve")
+
+
 # --- A browser session needs a fresh step-up -----------------------------------------
 
 

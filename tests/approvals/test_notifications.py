@@ -11,7 +11,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 
 from approvals.services import approve_request
 from foundation.outbox.models import OutboxMessage
-from tests.approvals.conftest import at_the_decision
+from tests.approvals.conftest import at_the_decision, enrol_mfa
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +53,20 @@ def test_approvers_without_mfa_are_not_asked_for_rules_that_need_it(
     request = submit_high()
     owning = _mails(f"approval-needed:{request.pk}:r1:owning-team:")
     assert owning == []
+
+
+def test_nobody_is_asked_for_an_approval_the_gate_would_refuse_them(
+    settings: Any, submit: Any, approver: Any, mfa_security: Any
+) -> None:
+    """Who is mailed comes from the same definition as who may decide (approvals.eligibility)."""
+    settings.EGRESS_MFA_REQUIRED_FOR_APPROVERS = True  # every approver must enrol, whatever the rule
+    request = submit()  # a rule without mfa: the team's approver would still be refused, having no authenticator
+    assert _mails(f"approval-needed:{request.pk}:r1:owning-team:") == []
+    enrol_mfa(approver)
+    approver._egress_approver = None  # the profile cached on this user object predates the enrolment
+    second = submit()
+    [asked] = _mails(f"approval-needed:{second.pk}:r1:owning-team:")
+    assert asked.payload["to"] == ["bob@example.org"]
 
 
 @pytest.fixture

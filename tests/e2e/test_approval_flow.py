@@ -18,7 +18,7 @@ from audit.models import AuditEvent
 from audit.services import SYSTEM
 from exceptions.models import ExceptionRequest, Grant
 from tests.approvals.conftest import enrol_mfa
-from tests.e2e.conftest import PASSWORD
+from tests.e2e.conftest import PASSWORD, enrol_totp, fresh_code
 
 
 def log_in(page: Any, base: str, username: str, totp_secret: str | None = None) -> None:
@@ -124,14 +124,6 @@ def test_high_risk_production_request_needs_team_and_security_then_goes_live_in_
     context.close()
 
 
-def fresh_code(secret: str, used: set[int]) -> str:
-    """A code of a time step not used yet: allauth refuses a code twice (replay protection)."""
-    while (step := int(time.time()) // 30) in used:
-        time.sleep(0.5)
-    used.add(step)
-    return format_hotp_value(hotp_value(secret, step))
-
-
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_an_mfa_rule_asks_for_a_step_up_at_the_decision_and_again_once_it_is_stale(
@@ -146,15 +138,7 @@ def test_an_mfa_rule_asks_for_a_step_up_at_the_decision_and_again_once_it_is_sta
 
     # Enrol TOTP in the browser (allauth asks for the password first).
     page.goto(f"{base}/accounts/2fa/totp/activate/")
-    page.wait_for_url("**/accounts/reauthenticate/**")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url("**/2fa/totp/activate/**")
-    secret = page.input_value("main input[disabled]")
-    used: set[int] = set()
-    page.fill("input[name=code]", fresh_code(secret, used))
-    page.click("main button[type=submit]")
-    page.wait_for_url(lambda url: "/totp/activate" not in url)
+    secret, used = enrol_totp(page)
 
     # Approve: rule high-risk needs MFA at the decision, so the portal asks for a code first.
     page.goto(f"{base}/requests/{first.pk}/")

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
-from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 
 from approvals.models import BreakGlassUse
 from exceptions.models import Grant
 from foundation.outbox.models import OutboxMessage
-from tests.e2e.conftest import PASSWORD, log_in
-
-
-def fresh_code(secret: str, used: set[int]) -> str:
-    """A code of a time step not used yet: allauth refuses a code twice (replay protection)."""
-    while (step := int(time.time()) // 30) in used:
-        time.sleep(0.5)
-    used.add(step)
-    return format_hotp_value(hotp_value(secret, step))
+from tests.e2e.conftest import enrol_totp, fresh_code, log_in
 
 
 def fill_form(page: Any, workload: Any, incident: str) -> None:
@@ -43,16 +33,7 @@ def test_enrol_totp_step_up_break_glass_and_drill(
     page.goto(f"{base}/approvals/break-glass/")
     assert "no authenticator enrolled" in page.inner_text("main")
     page.click("#enrol-mfa")
-    # allauth asks for the password before enrolling an authenticator.
-    page.wait_for_url("**/accounts/reauthenticate/**")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url("**/2fa/totp/activate/**")
-    secret = page.input_value("main input[disabled]")
-    used: set[int] = set()
-    page.fill("input[name=code]", fresh_code(secret, used))
-    page.click("main button[type=submit]")
-    page.wait_for_url(lambda url: "/totp/activate" not in url)
+    secret, used = enrol_totp(page)
 
     page.goto(f"{base}/approvals/break-glass/")
     page.wait_for_url("**/2fa/reauthenticate/**")
