@@ -45,7 +45,7 @@ from approvals import notifications
 from approvals.access import ApprovalState, approval_slot, approval_state, first_failing
 from approvals.eligibility import MFA_STEP_UP_REQUIRED
 from approvals.golive import go_live_for
-from approvals.mfa import step_up_url
+from approvals.mfa import step_up_is_fresh, step_up_url
 from approvals.models import Decision, DecisionKind
 from approvals.policy import Policy, Requirement, current_policy
 from audit.services import record_event
@@ -136,7 +136,7 @@ def check(actor: Any, request: ExceptionRequest, action: str, *, now: datetime |
         # A token on an `mfa: true` rule: the same refusal as a stale session, with the page to go to.
     if state.rule.mfa:
         who = _as_actor(actor)
-        if who.via != SESSION or not who.mfa_fresh(within_seconds=settings.EGRESS_STEP_UP_SECONDS, now=now):
+        if not step_up_is_fresh(who, now=now):
             raise StepUpRequired(request=request, rule=state.rule.name, via=who.via, mfa_at=who.mfa_at)
     return approval_slot(user, request, state)[0] if action == APPROVE else None
 

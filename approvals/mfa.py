@@ -21,7 +21,7 @@ from django.utils.http import urlencode
 
 from audit.services import record_event
 from exceptions.access import roles_for
-from foundation.actors import Actor
+from foundation.actors import SESSION, Actor
 
 MFA_TYPES = (Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN)
 # Paths an unenrolled approver may still reach: enrolment itself, signing out, assets.
@@ -42,7 +42,12 @@ def step_up_url(next_url: str) -> str:
 
 
 def step_up_is_fresh(actor: Actor, *, now: datetime) -> bool:
-    return actor.mfa_fresh(within_seconds=settings.EGRESS_STEP_UP_SECONDS, now=now)
+    """MFA at the decision: a person in a browser session passed a code within ``EGRESS_STEP_UP_SECONDS``.
+
+    The one rule for break-glass and for decisions under ``mfa: true``; a token, a job or a
+    bare user never carries a step-up.
+    """
+    return actor.via == SESSION and actor.mfa_fresh(within_seconds=settings.EGRESS_STEP_UP_SECONDS, now=now)
 
 
 def must_enrol(user: Any) -> bool:

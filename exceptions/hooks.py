@@ -93,7 +93,7 @@ class Approvals(Protocol):
 approvals: Port[Approvals] = Port("approvals")
 
 # (revision, pushed_at, request ids of the grants the commit added); runs in a savepoint of the publish.
-publication_pushed: Hook[[str, datetime, list[int]], object] = Hook("publication_pushed")
+publication_pushed: Hook[[str, datetime, list[int]], object] = Hook("publication_pushed", observer=True)
 
 # grant ids -> {grant id: last observed traffic}; the answers are merged.
 grants_last_seen: Hook[[list[int]], Mapping[int, datetime]] = Hook("grants_last_seen")

@@ -11,18 +11,26 @@ page, not a signal bus.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Generic, ParamSpec, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, transaction
+
+logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 class Hook(Generic[P, R]):
-    def __init__(self, name: str) -> None:
+    """``observer=True``: each function runs in its own savepoint and a database error in it is
+    logged, never raised, so a metric can never roll back the change it observes."""
+
+    def __init__(self, name: str, *, observer: bool = False) -> None:
         self.name = name
+        self.observer = observer
         self._functions: list[Callable[P, R]] = []
 
     def register(self, function: Callable[P, R]) -> Callable[P, R]:
@@ -36,7 +44,16 @@ class Hook(Generic[P, R]):
         return tuple(self._functions)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> list[R]:
-        return [function(*args, **kwargs) for function in self._functions]
+        if not self.observer:
+            return [function(*args, **kwargs) for function in self._functions]
+        answers = []
+        for function in self._functions:
+            try:
+                with transaction.atomic():
+                    answers.append(function(*args, **kwargs))
+            except DatabaseError:
+                logger.exception("hook %s: %s.%s failed", self.name, function.__module__, function.__qualname__)
+        return answers
 
     def __repr__(self) -> str:
         names = ", ".join(f"{f.__module__}.{f.__qualname__}" for f in self._functions) or "nothing"
@@ -58,6 +75,12 @@ class Port(Generic[T]):
         self._answer: T | None = None
 
     def register(self, answer: T) -> None:
+        """Set the answer (again, when ``ready()`` runs twice); a second app answering too is a mistake."""
+        if self._answer is not None and type(self._answer) is not type(answer):
+            raise ImproperlyConfigured(
+                f"The {self.name} port is answered by {type(self._answer).__qualname__} already, "
+                f"not also by {type(answer).__qualname__}."
+            )
         self._answer = answer
 
     def get(self) -> T:

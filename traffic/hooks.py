@@ -2,7 +2,8 @@
 
 - ``engine_revisions_seen``: an engine reported bundle revisions for the first
   time ({revision: first seen}); outcomes observes the time to policy update.
-  Runs inside the ingestion transaction.
+  Runs inside the ingestion transaction, in a savepoint: a metrics error is
+  logged and never loses the batch.
 """
 
 from __future__ import annotations
@@ -11,4 +12,4 @@ from datetime import datetime
 
 from foundation.hooks import Hook
 
-engine_revisions_seen: Hook[[dict[str, datetime]], object] = Hook("engine_revisions_seen")
+engine_revisions_seen: Hook[[dict[str, datetime]], object] = Hook("engine_revisions_seen", observer=True)

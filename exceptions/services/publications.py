@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audit.checkpoints import queue_checkpoint
@@ -275,14 +275,10 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                 )
                 # The history of heads follows the bundle (one checkpoint for a burst of publishes).
                 queue_checkpoint(reason=f"publication {publication.pk}")
-                # In a savepoint: the pushed commit's row, audit event and webhook must never be
-                # rolled back by a metric (the next publish would say unchanged and never audit it).
-                try:
-                    with transaction.atomic():
-                        hooks.publication_pushed(
-                            result.revision, publication.created_at, [grant.request_id for grant in result.added]
-                        )
-                except DatabaseError:
-                    logger.exception("publication %s: time to policy update not observed", publication.pk)
+                # An observer hook: the pushed commit's row, audit event and webhook are never rolled
+                # back by a metric (the next publish would say unchanged and never audit it).
+                hooks.publication_pushed(
+                    result.revision, publication.created_at, [grant.request_id for grant in result.added]
+                )
         log_publication(publication)
     return publication

@@ -157,7 +157,7 @@ def test_a_database_error_in_the_observation_keeps_the_publish_and_its_audit(
     assert event.after["commit"] == publication.commit
     # The observation's savepoint is rolled back whole: no approval marked pushed without its count.
     assert not PolicyUpdate.objects.exists()
-    assert f"publication {publication.pk}: time to policy update not observed" in caplog.text
+    assert "hook publication_pushed: outcomes.policy_update.on_publication_pushed failed" in caplog.text
     assert "outcomes_policyupdatebucket" in caplog.text.lower()
     assert publish_bundle(trigger="test").status == BundlePublication.Status.UNCHANGED
 
