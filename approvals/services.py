@@ -27,8 +27,8 @@ from approvals.windows import frozen_environments, load_calendar
 from audit.services import SYSTEM, record_event
 from exceptions.choices import GrantStatus, RequestStatus
 from exceptions.models import ExceptionRequest, Grant, Workload
+from exceptions.services import lifecycle
 from exceptions.services.batches import activate_due_grants
-from exceptions.services.publishes import queue_publish
 from exceptions.services.requests import move_request
 from exceptions.validators import is_wildcard
 from foundation.outbox.models import OutboxMessage
@@ -204,9 +204,16 @@ def reschedule_frozen_requests(*, now: datetime | None = None) -> int:
             if go_live.at is None:
                 continue
             valid_from, expires_at = locked.grant_window(now, not_before=go_live.at)
-            grants = Grant.objects.filter(request=locked, status=GrantStatus.SCHEDULED)
-            before = sorted({g.valid_from for g in grants})
-            grants.update(valid_from=valid_from, expires_at=expires_at)
+            before = sorted(
+                set(
+                    Grant.objects.filter(request=locked, status=GrantStatus.SCHEDULED).values_list(
+                        "valid_from", flat=True
+                    )
+                )
+            )
+            lifecycle.reschedule(
+                actor=SYSTEM, request=locked, valid_from=valid_from, expires_at=expires_at, reason=go_live.reason
+            )
             record_event(
                 actor=SYSTEM,
                 action="request.rescheduled",
@@ -222,7 +229,6 @@ def reschedule_frozen_requests(*, now: datetime | None = None) -> int:
                 go_live=valid_from,
                 go_live_reason=go_live.reason,
             )
-            queue_publish(trigger=f"request {locked.pk} rescheduled")
             moved += 1
     return moved
 

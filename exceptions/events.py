@@ -26,6 +26,7 @@ EVENTS: dict[str, str] = {
     "grant.scheduled": "a grant was issued to take effect later",
     "grant.activated": "a grant took effect",
     "grant.shortened": "a grant's expiry was brought forward (shortened, or a renewal takes over then)",
+    "grant.rescheduled": "a scheduled grant's window moved (its go-live fell inside a change freeze)",
     "grant.expiring": "a grant expires soon (sent with the expiry reminder)",
     "grant.expired": "a grant expired",
     "grant.revoked": "a grant was revoked; reason_kind says why (manual, stale, breakglass_closed, ...)",

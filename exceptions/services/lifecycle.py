@@ -50,6 +50,7 @@ STATUS_EVENTS: dict[str, str] = {
     GrantStatus.REVOKED: "grant.revoked",
 }
 SHORTENED_EVENT = "grant.shortened"
+RESCHEDULED_EVENT = "grant.rescheduled"
 
 # The audit action of a revocation; a renewal taking over reads as what it is.
 _REVOKE_ACTIONS: dict[str, str] = {RevokeKind.SUPERSEDED: "grant.superseded"}
@@ -375,6 +376,57 @@ def shorten(
             occurrences=[(f"grant:{locked.pk}:{expires_at.isoformat()}", {**grant_data(locked), **extra})],
         )
     return grant
+
+
+def reschedule(
+    *, actor: Actor, request: ExceptionRequest, valid_from: datetime, expires_at: datetime, reason: str
+) -> list[Grant]:
+    """Move the window of ``request``'s scheduled grants (a freeze pushed its go-live); the lifetime moves with it.
+
+    Only scheduled grants move: one that went live in the meantime keeps its window.
+    """
+    if not valid_from < expires_at:
+        raise ValueError("A rescheduled window starts before it ends.")
+    with transaction.atomic():
+        locked = list(
+            Grant.objects.select_for_update().filter(request=request, status=GrantStatus.SCHEDULED).order_by("pk")
+        )
+        moved = []
+        for grant in locked:
+            if (grant.valid_from, grant.expires_at) == (valid_from, expires_at):
+                continue
+            before = grant.snapshot()
+            updated = Grant.objects.filter(pk=grant.pk, status=GrantStatus.SCHEDULED).update(
+                valid_from=valid_from, expires_at=expires_at
+            )
+            if updated == 1:
+                grant.valid_from, grant.expires_at = valid_from, expires_at
+                moved.append((grant, before))
+        if not moved:
+            return []
+        record_events(
+            [
+                PendingEvent(
+                    actor=actor,
+                    action=RESCHEDULED_EVENT,
+                    object_type=GRANT_TYPE,
+                    object_id=str(grant.pk),
+                    before=before,
+                    after=grant.snapshot(),
+                    reason=reason,
+                )
+                for grant, before in moved
+            ]
+        )
+        _queue_publish(f"request {request.pk} rescheduled")
+        emit(
+            RESCHEDULED_EVENT,
+            occurrences=[
+                (f"grant:{grant.pk}:{valid_from.isoformat()}", {**grant_data(grant), "reason": reason})
+                for grant, _ in moved
+            ],
+        )
+    return [grant for grant, _ in moved]
 
 
 def supersede(*, actor: Actor, renewal: ExceptionRequest, starts_at: datetime, now: datetime) -> Grant | None:

@@ -152,6 +152,9 @@ def test_approved_production_request_is_scheduled_for_the_window_and_lifetime_st
     grant = Grant.objects.get()
     assert (grant.status, grant.valid_from, grant.expires_at) == ("scheduled", utc(2026, 4, 7, 0), utc(2026, 4, 12, 0))
     assert AuditEvent.objects.filter(action="request.rescheduled").count() == 1
+    # The grant's window moved through the lifecycle writer, with its own audit event.
+    [moved] = AuditEvent.objects.filter(action="grant.rescheduled", object_id=str(grant.pk))
+    assert moved.before["valid_from"] != moved.after["valid_from"] and moved.reason
     assert activate_due_requests(now=utc(2026, 4, 7, 0, 1)) == 1
     grant.refresh_from_db()
     request.refresh_from_db()

@@ -23,7 +23,7 @@ from exceptions.services.provider_ranges import sync_provider_ranges
 from exceptions.services.publications import current_bundle
 
 pytestmark = pytest.mark.django_db
-FILES = Path(__file__).parent / "bundle" / "provider_files"
+FILES = Path(__file__).parent.parent / "bundle" / "provider_files"
 S3_CIDRS = ("3.5.64.0/21", "52.218.0.0/17", "2a05:d07a:a000::/40")
 RANGES = "teams/payments/cilium/payments/egress-checkout-api-ranges.yaml"
 NAMES = "teams/payments/cilium/payments/egress-checkout-api.yaml"

@@ -18,7 +18,7 @@ from exceptions.services.provider_ranges import sync_provider_ranges
 from foundation.outbox.models import OutboxMessage
 
 pytestmark = pytest.mark.django_db
-AWS = Path(__file__).parent / "bundle" / "provider_files" / "ip-ranges.json"
+AWS = Path(__file__).parent.parent / "bundle" / "provider_files" / "ip-ranges.json"
 
 
 def test_a_new_version_is_kept_audited_and_republished() -> None:

@@ -19,7 +19,7 @@ from exceptions.services.provider_ranges import sync_provider_ranges
 from exceptions.services.publications import current_bundle
 
 pytestmark = pytest.mark.django_db
-FILES = Path(__file__).parent / "bundle" / "provider_files"
+FILES = Path(__file__).parent.parent / "bundle" / "provider_files"
 CILIUM = "teams/payments/cilium/payments/egress-checkout-api-ranges.yaml"
 
 
