@@ -158,7 +158,7 @@ def test_an_mfa_rule_asks_for_a_step_up_at_the_decision_and_again_once_it_is_sta
     assert (decision.request_id, decision.actor_id, decision.counts_for) == (first.pk, approver.pk, "owning-team")
     event = AuditEvent.objects.get(action="request.approval_added")
     assert event.after["via"] == "session" and event.after["mfa_at"] is not None
-    assert "Approved by bob" in page.inner_text("#approved-by")
+    assert "Approved so far by bob" in page.inner_text("#approvals-so-far")
 
     # A shorter window: the step-up just given is stale by the next decision, which asks again.
     settings.EGRESS_STEP_UP_SECONDS = 2
