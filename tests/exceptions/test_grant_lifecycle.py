@@ -8,6 +8,7 @@ the entry point a person or job uses.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.test import Client
 from django.utils import timezone
@@ -478,6 +480,22 @@ def test_offboarding_a_workload_revokes_its_open_grants_and_the_hook_says_offboa
     closed.refresh_from_db()
     assert closed.status == "expired"  # a closed grant is left as it was
     assert offboard_workload(actor=SYSTEM, workload=workload, reason="Inventory sync: gone.") == []
+
+
+@pytest.mark.django_db
+def test_the_offboarding_command_revokes_through_the_lifecycle_and_names_a_missing_workload(
+    hooks: Any, submit: Any, approver: Any, workload: Any, settings: Any
+) -> None:
+    settings.EGRESS_AUTO_PUBLISH = True
+    [live] = approve_request(actor=approver, request=submit(), now=timezone.now())
+    with pytest.raises(CommandError, match="No workload has the identity 'nobody/unknown'"):
+        call_command("offboard_workload", "--identity", "nobody/unknown", "--reason", "Gone.")
+    since = mark()
+    out = io.StringIO()
+    call_command("offboard_workload", "--identity", workload.identity, "--reason", "Inventory: gone.", stdout=out)
+    assert f"1 grant(s) revoked as offboarded (#{live.pk})" in out.getvalue()
+    data = assert_signalled(since, live, event="grant.revoked", action="grant.revoked")
+    assert (data["reason_kind"], data["reason"]) == ("offboarded", "Inventory: gone.")
 
 
 @pytest.mark.django_db
