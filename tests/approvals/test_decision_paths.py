@@ -78,7 +78,7 @@ def decision_writes(source: str) -> list[str]:
 
 
 def test_only_the_gate_records_decisions() -> None:
-    outside = set()
+    outside: set[tuple[str, str]] = set()
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             relative = path.relative_to(ROOT).as_posix()
