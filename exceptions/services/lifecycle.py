@@ -77,6 +77,29 @@ def _emit_status(status: str, grants: Iterable[Grant], extra: Mapping[str, Any] 
 # --- Issue -----------------------------------------------------------------------
 
 
+def _audit_grants(
+    actor: Actor,
+    action: str,
+    changes: Iterable[tuple[Grant, Mapping[str, Any] | None, Mapping[str, Any]]],
+    reason: str = "",
+) -> None:
+    """One audit event per changed grant: (grant, before, after), in the caller's transaction."""
+    record_events(
+        [
+            PendingEvent(
+                actor=actor,
+                action=action,
+                object_type=GRANT_TYPE,
+                object_id=str(grant.pk),
+                before=dict(before) if before is not None else None,
+                after=dict(after),
+                reason=reason,
+            )
+            for grant, before, after in changes
+        ]
+    )
+
+
 def issue(
     *,
     actor: Actor,
@@ -117,14 +140,7 @@ def issue(
         created = Grant.objects.bulk_create(grants)
         if any(g.pk is None for g in created):  # backends without RETURNING
             created = list(Grant.objects.filter(request=request).order_by("id"))
-        record_events(
-            [
-                PendingEvent(
-                    actor=actor, action="grant.issued", object_type=GRANT_TYPE, object_id=str(g.pk), after=g.snapshot()
-                )
-                for g in created
-            ]
-        )
+        _audit_grants(actor, "grant.issued", ((g, None, g.snapshot()) for g in created))
         (publish or _queue_publish)(trigger)
         _emit_status(status, created)
     return created
@@ -306,19 +322,11 @@ def revoke(
         for grant in locked:
             for name, value in fields.items():
                 setattr(grant, name, value)
-        record_events(
-            [
-                PendingEvent(
-                    actor=actor,
-                    action=revoke_action(kind),
-                    object_type=GRANT_TYPE,
-                    object_id=str(g.pk),
-                    before=befores[g.pk],
-                    after={**g.snapshot(), "revoke_kind": kind},
-                    reason=audit_reason or reason,
-                )
-                for g in locked
-            ]
+        _audit_grants(
+            actor,
+            revoke_action(kind),
+            ((g, befores[g.pk], {**g.snapshot(), "revoke_kind": kind}) for g in locked),
+            audit_reason or reason,
         )
         close_finished_requests(
             {g.request_id for g in locked}, target=close_requests_as, actor=actor, now=now, reason=reason
@@ -356,19 +364,7 @@ def shorten(
             raise TransitionError(f"Grant #{locked.pk} changed while you were shortening it; reload and try again.")
         # The caller's object (often loaded with its team and request) follows the change.
         grant.expires_at = locked.expires_at = expires_at
-        record_events(
-            [
-                PendingEvent(
-                    actor=actor,
-                    action=action,
-                    object_type=GRANT_TYPE,
-                    object_id=str(locked.pk),
-                    before=before,
-                    after=locked.snapshot(),
-                    reason=reason,
-                )
-            ]
-        )
+        _audit_grants(actor, action, [(locked, before, locked.snapshot())], reason)
         _queue_publish(trigger or f"grant {locked.pk} shortened")
         extra = {"reason": reason, **({"reason_kind": reason_kind} if reason_kind else {})}
         emit(
@@ -404,20 +400,7 @@ def reschedule(
                 moved.append((grant, before))
         if not moved:
             return []
-        record_events(
-            [
-                PendingEvent(
-                    actor=actor,
-                    action=RESCHEDULED_EVENT,
-                    object_type=GRANT_TYPE,
-                    object_id=str(grant.pk),
-                    before=before,
-                    after=grant.snapshot(),
-                    reason=reason,
-                )
-                for grant, before in moved
-            ]
-        )
+        _audit_grants(actor, RESCHEDULED_EVENT, ((grant, before, grant.snapshot()) for grant, before in moved), reason)
         _queue_publish(f"request {request.pk} rescheduled")
         emit(
             RESCHEDULED_EVENT,
