@@ -32,11 +32,31 @@ def private_targets_allowed() -> bool:
     return bool(settings.EGRESS_WEBHOOK_ALLOW_PRIVATE_TARGETS)
 
 
-def address_problem(address: str) -> str | None:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    mapped = getattr(ip, "ipv4_mapped", None)
-    if mapped is not None:
-        ip = mapped
+# NAT64 (RFC 6052): the well-known prefix carries an IPv4 address in its last 32 bits; the
+# local-use prefix (RFC 8215) reaches whatever its operator translates to, so it is refused whole.
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (mapped, NAT64, 6to4, Teredo, IPv4-compatible).
+
+    A packet to such an address reaches the IPv4 one through a translator or a
+    tunnel, so the IPv4 address is what must be public.
+    """
+    found: list[ipaddress.IPv4Address] = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip in NAT64_WELL_KNOWN or (int(ip) >> 32 == 0 and int(ip) > 0xFFFF):  # ::a.b.c.d (IPv4-compatible)
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    return found
+
+
+def _own_problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     if str(ip) in METADATA_ADDRESSES:
         return f"{ip} is a cloud metadata address"
     if ip.is_loopback:
@@ -46,6 +66,18 @@ def address_problem(address: str) -> str | None:
     if not ip.is_global:
         return f"{ip} is a private or reserved address"
     return None
+
+
+def address_problem(address: str) -> str | None:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in NAT64_LOCAL_USE:
+            return f"{ip} is a local-use NAT64 address"
+        for inner in embedded_ipv4(ip):
+            problem = _own_problem(inner)
+            if problem is not None:
+                return f"{ip} carries {inner}, and {problem}"
+    return _own_problem(ip)
 
 
 def check_url(url: str) -> None:

@@ -27,6 +27,7 @@ from webhooks.delivery import SIGNATURE_HEADER, DeliveryError, deliver, verify
 from webhooks.events import outbox_key
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from webhooks.services import create_subscription
+from webhooks.targets import address_problem
 
 pytestmark = pytest.mark.django_db
 SECRET = "whsec_test-secret-for-the-receiver"
@@ -158,6 +159,12 @@ def test_a_name_resolving_to_loopback_is_refused_at_delivery_and_parked(
         "http://169.254.169.254/latest/meta-data",
         "http://[::1]/hook",
         "http://[::ffff:192.168.0.1]/hook",
+        # IPv6 forms that carry an IPv4 address reach it through a translator or a tunnel (issue 17).
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",  # NAT64
+        "http://[2002:a9fe:a9fe::]/hook",  # 6to4
+        "http://[::a9fe:a9fe]/hook",  # IPv4-compatible
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",  # Teredo, to 192.0.2.45
+        "http://[64:ff9b:1::a00:1]/hook",  # local-use NAT64
     ],
 )
 def test_private_link_local_and_metadata_targets_are_refused_when_saved(admin: Any, url: str) -> None:
@@ -166,6 +173,13 @@ def test_private_link_local_and_metadata_targets_are_refused_when_saved(admin: A
     response = client.post("/api/v1/webhooks/", {"url": url, "events": ["grant.revoked"]}, format="json")
     assert "url" in field_errors(response)
     assert WebhookSubscription.objects.count() == 0
+
+
+def test_an_ipv6_address_is_judged_by_the_ipv4_address_it_carries() -> None:
+    assert "carries 169.254.169.254" in (address_problem("64:ff9b::a9fe:a9fe") or "")
+    assert address_problem("64:ff9b::808:808") is None  # NAT64 to a public address is public
+    assert address_problem("2002:808:808::1") is None  # 6to4 of a public address
+    assert address_problem("2606:4700:4700::1111") is None
 
 
 def test_admins_manage_subscriptions_through_the_api_and_others_cannot(
