@@ -27,34 +27,41 @@ class RequestIdMiddleware:
 
 
 class RefuseNulInQueryMiddleware:
-    """A NUL character in the query string is refused with a 400 naming the parameter.
+    """A NUL character in the path or the query string is refused with a 400 saying where.
 
     PostgreSQL cannot hold or compare NUL in text, so a NUL reaching a filter
-    (the admin's list filters, for one) would be a 500. Forms and the API refuse
-    NUL in bodies themselves, field by field.
+    (the admin's list filters, or a path value such as the audit viewer's
+    object id) would be a 500. Forms and the API refuse NUL in bodies
+    themselves, field by field.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path:
+            return self._refuse(request, "path", "The address contains a NUL character (%00); remove it and try again.")
         for name, values in request.GET.lists():
             if "\x00" in name or any("\x00" in value for value in values):
                 shown = name.replace("\x00", "\\0")
                 message = f"The query parameter '{shown}' contains a NUL character; remove it and try again."
-                if request.path.startswith("/api/"):
-                    # The API's one error shape (issue 10), so a client parses every 400 the same way.
-                    from foundation.problems import PROBLEM_CONTENT_TYPE, problem
-
-                    body = problem(
-                        400,
-                        "validation_error",
-                        message,
-                        errors=[{"field": shown, "message": message, "code": "null_characters_not_allowed"}],
-                    )
-                    return HttpResponseBadRequest(json.dumps(body), content_type=PROBLEM_CONTENT_TYPE)
-                return HttpResponseBadRequest(message + "\n", content_type="text/plain; charset=utf-8")
+                return self._refuse(request, shown, message)
         return self.get_response(request)
+
+    @staticmethod
+    def _refuse(request: HttpRequest, field: str, message: str) -> HttpResponse:
+        if request.path.startswith("/api/"):
+            # The API's one error shape (issue 10), so a client parses every 400 the same way.
+            from foundation.problems import PROBLEM_CONTENT_TYPE, problem
+
+            body = problem(
+                400,
+                "validation_error",
+                message,
+                errors=[{"field": field, "message": message, "code": "null_characters_not_allowed"}],
+            )
+            return HttpResponseBadRequest(json.dumps(body), content_type=PROBLEM_CONTENT_TYPE)
+        return HttpResponseBadRequest(message + "\n", content_type="text/plain; charset=utf-8")
 
 
 class StateConflictMiddleware:

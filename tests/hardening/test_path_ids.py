@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,6 +66,37 @@ def test_a_nul_in_any_query_parameter_is_a_400_naming_it(client: Client, admin_u
     client.force_login(admin_user)
     response = client.get(path, {"status__exact": "a\x00b"})
     assert response.status_code == 400 and b"status__exact" in response.content
+
+
+def _text_routes(resolver: URLResolver, prefix: str = "") -> Iterator[str]:
+    for entry in resolver.url_patterns:
+        route = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            yield from _text_routes(entry, route)
+        elif isinstance(entry, URLPattern) and "<" in route and not route.startswith("^"):
+            yield route
+
+
+TEXT_ROUTES = [r for r in _text_routes(get_resolver()) if not r.startswith(("admin/", "accounts/"))]
+
+
+@pytest.mark.parametrize("route", TEXT_ROUTES)
+def test_a_nul_in_any_path_value_is_a_400_not_a_500(route: str, security_officer: Any) -> None:
+    """Issue 17: /audit/objects/%00/%00/ was a 500 on PostgreSQL; every route with a value in its path is tried."""
+    path = "/" + re.sub(r"<[^>]+>", "%00", route)
+    caller: Any = APIClient() if path.startswith("/api/") else Client()
+    if isinstance(caller, APIClient):
+        caller.force_authenticate(security_officer)
+    else:
+        caller.force_login(security_officer)
+    response = caller.get(path)
+    assert response.status_code in {400, 404}, (path, response.status_code)
+
+
+def test_the_audit_object_page_refuses_a_nul_in_its_path(client: Client, security_officer: Any) -> None:
+    client.force_login(security_officer)
+    response = client.get("/audit/objects/%00/%00/")
+    assert response.status_code == 400 and b"NUL" in response.content
 
 
 @pytest.mark.django_db
