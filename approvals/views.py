@@ -29,6 +29,7 @@ from exceptions.services.requests import resubmit_request
 from exceptions.state import TransitionError
 from exceptions.views import render_request_page
 from foundation.actors import actor_for
+from foundation.redirects import safe_next
 
 PAGE_SIZE = 25
 
@@ -168,7 +169,7 @@ def approve(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, f"Request #{pk} approved: {len(grants)} grant(s) issued.")
     else:
         messages.success(request, f"Your approval of request #{pk} counts; {state.missing_summary()}.")
-    return redirect(request.POST.get("next") or exception_request.get_absolute_url())
+    return redirect(safe_next(request, exception_request.get_absolute_url()))
 
 
 def _decide_against(request: HttpRequest, pk: int, action: str) -> HttpResponse:
