@@ -35,16 +35,18 @@ EVENTS: dict[str, str] = {
 }
 
 # sink(event, occurrences=[(key, data), ...], now=...) -> how many deliveries it queued.
-event_sinks: Hook[[str, list[tuple[str, Mapping[str, Any]]], datetime | None], int] = Hook("event_sinks")
+# A sink with nobody listening for ``event`` returns 0 without reading ``occurrences``: a batch
+# job's occurrences read their grants lazily, so no subscription means no read.
+event_sinks: Hook[[str, Iterable[tuple[str, Mapping[str, Any]]], datetime | None], int] = Hook("event_sinks")
 
 
 def emit(event: str, *, occurrences: Iterable[tuple[str, Mapping[str, Any]]], now: datetime | None = None) -> int:
     """Announce ``event`` once per (occurrence key, data); returns what the sinks queued."""
     if event not in EVENTS:
         raise ValueError(f"Unknown event {event!r}; the events are listed in exceptions/events.py")
-    if not event_sinks.registered:
-        return 0
-    return sum(event_sinks(event, list(occurrences), now))
+    if len(event_sinks.registered) > 1:
+        occurrences = list(occurrences)  # every sink reads them
+    return sum(event_sinks(event, occurrences, now))
 
 
 def _url(path: str) -> str:

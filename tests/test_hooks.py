@@ -3,6 +3,8 @@ and a port has one answer."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection, transaction
@@ -70,3 +72,16 @@ def test_a_port_has_one_answer() -> None:
 def test_the_core_ports_and_hooks_are_answered_at_start_up() -> None:
     assert isinstance(core_hooks.approvals.get(), ApprovalsAnswers)
     assert core_hooks.publication_pushed.registered and core_hooks.grants_last_seen.registered
+
+
+@pytest.mark.django_db
+def test_an_event_nobody_listens_to_reads_none_of_its_occurrences() -> None:
+    """A batch job passes its grants lazily; with no subscription for the event they are never read."""
+    from exceptions.events import emit
+
+    def never_read() -> Iterator[tuple[str, dict[str, object]]]:
+        raise AssertionError("the occurrences were read although nobody listens")
+        yield  # pragma: no cover
+
+    with transaction.atomic():
+        assert emit("grant.expired", occurrences=never_read()) == 0
