@@ -213,6 +213,30 @@ def channel(actor: Any) -> dict[str, Any]:
 # --- The writers (reached only through ``decide``) ------------------------------
 
 
+def _record_decision(
+    locked: ExceptionRequest,
+    user: Any,
+    kind: str,
+    counts_for: str,
+    reason: str,
+    state: ApprovalState,
+    policy: Policy,
+    now: datetime,
+) -> Decision:
+    """The decision's row, with the rule and policy revision it was made under."""
+    return Decision.objects.create(
+        request=locked,
+        actor=user,
+        kind=kind,
+        counts_for=counts_for,
+        reason=reason,
+        rule=state.rule.name,
+        policy_revision=policy.revision,
+        request_revision=locked.revision,
+        created_at=now,
+    )
+
+
 def _approve(
     *,
     actor: Any,
@@ -249,17 +273,7 @@ def _approve(
                 ]
             }
         )
-    Decision.objects.create(
-        request=locked,
-        actor=user,
-        kind=DecisionKind.APPROVE,
-        counts_for=requirement.group,
-        reason=reason,
-        rule=state.rule.name,
-        policy_revision=policy.revision,
-        request_revision=locked.revision,
-        created_at=now,
-    )
+    _record_decision(locked, user, DecisionKind.APPROVE, requirement.group, reason, state, policy, now)
     state = approval_state(locked, policy=policy)
     if not state.complete:
         record_event(
@@ -336,17 +350,7 @@ def _decide_against(
     kind, target, event = _AGAINST[action]
     user = user_of(actor)
     state = approval_state(locked, policy=policy)
-    Decision.objects.create(
-        request=locked,
-        actor=user,
-        kind=kind,
-        counts_for="",
-        reason=reason,
-        rule=state.rule.name,
-        policy_revision=policy.revision,
-        request_revision=locked.revision,
-        created_at=now,
-    )
+    _record_decision(locked, user, kind, "", reason, state, policy, now)
     before = locked.status
     move_request(locked, target, now=now, decided_by=user, decided_at=now, decision_reason=reason)
     record_event(
