@@ -15,8 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from approvals.models import Decision, DecisionKind
+from approvals.policy import OWNING_TEAM
 from exceptions.choices import RequestStatus
 from exceptions.models import ExceptionRequest
+from exceptions.services.requests import REQUEST_TYPE
 
 # Statuses only an approval leads to: the approvals of the last revision are what approved it.
 APPROVED_ONCE = frozenset({RequestStatus.APPROVED, RequestStatus.ACTIVE, RequestStatus.REVOKED})
@@ -51,7 +53,7 @@ class Outcome:
 
 
 def _role(decision: Decision) -> str:
-    if decision.counts_for == "owning-team":
+    if decision.counts_for == OWNING_TEAM:
         return "team approver"
     return decision.counts_for
 
@@ -61,7 +63,7 @@ def _person(decision: Decision) -> Person:
 
 
 def _last_event(events: Sequence[Any], action: str) -> Any | None:
-    matching = [e for e in events if e.action == action and e.object_type == "exceptions.exceptionrequest"]
+    matching = [e for e in events if e.action == action and e.object_type == REQUEST_TYPE]
     return matching[-1] if matching else None
 
 
@@ -135,7 +137,7 @@ def request_outcome(req: ExceptionRequest, decisions: Iterable[Decision], events
                     "changes-requested-by",
                     "Changes requested",
                     "Changes requested by",
-                    (Person(last.actor.get_username(), last.created_at),),
+                    (_person(last),),
                     reason=last.reason,
                 )
             )
@@ -154,7 +156,7 @@ def request_outcome(req: ExceptionRequest, decisions: Iterable[Decision], events
                     "resubmitted",
                     "Resubmitted",
                     f"Revision {req.revision}, resubmitted after changes requested by",
-                    (Person(d.actor.get_username(), d.created_at),),
+                    (_person(d),),
                     reason=d.reason,
                 )
             )

@@ -19,7 +19,7 @@ from approvals.access import ApprovalState, approval_state, profile_for
 from approvals.actions import Actions, request_actions
 from approvals.eligibility import Compiler, clauses_for, compile_clauses
 from approvals.golive import go_live_for
-from approvals.models import Decision, DecisionKind
+from approvals.models import Decision
 from approvals.policy import Policy, current_policy
 from approvals.windows import Calendar, GoLive, load_calendar
 from exceptions.access import roles_for
@@ -147,12 +147,10 @@ def request_page(user: Any, req: ExceptionRequest, *, now: datetime) -> dict[str
     policy_state = approval_state(req)
     actions = request_actions(user, req, state=policy_state)
     decisions = list(req.decisions.select_related("actor").order_by("created_at", "id"))
-    approvals = [d for d in decisions if d.kind == DecisionKind.APPROVE and d.request_revision == req.revision]
     context: dict[str, Any] = {
         "approval": policy_state,
         "actions": actions,
         "decisions": decisions,
-        "approved_by": approvals,
         "go_live": None,
         "preview_files": None,
         "step_up_seconds": settings.EGRESS_STEP_UP_SECONDS,

@@ -8,9 +8,8 @@ from django.db.models import QuerySet
 
 from exceptions.access import can_view_audit
 from exceptions.models import ExceptionRequest, Grant, Team, Workload
-
-REQUEST_TYPE = "exceptions.exceptionrequest"
-GRANT_TYPE = "exceptions.grant"
+from exceptions.services.lifecycle import GRANT_TYPE
+from exceptions.services.requests import REQUEST_TYPE
 
 
 class CoreReaders:
