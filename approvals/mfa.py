@@ -21,6 +21,7 @@ from django.utils.http import urlencode
 
 from audit.services import record_event
 from exceptions.access import roles_for
+from foundation import encryption
 from foundation.actors import SESSION, Actor
 
 MFA_TYPES = (Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN)
@@ -94,3 +95,28 @@ def on_authentication_failed(
     actor = Actor(user=user) if user is not None and user.is_authenticated else None
     if actor is not None:
         record_refused_code(actor=actor, authenticator=authenticator, reauthentication=reauthentication)
+
+
+def seal_authenticator_data(kind: str, data: dict[str, Any], seal: Callable[[str], str]) -> dict[str, Any]:
+    """``data`` with every value allauth passes through the MFA adapter's ``encrypt`` run through ``seal``:
+    a TOTP seed, a recovery-code seed and recovery codes migrated from another library."""
+    data = dict(data)
+    if kind == Authenticator.Type.TOTP and "secret" in data:
+        data["secret"] = seal(data["secret"])
+    if kind == Authenticator.Type.RECOVERY_CODES:
+        if "seed" in data:
+            data["seed"] = seal(data["seed"])
+        if data.get("migrated_codes") is not None:
+            data["migrated_codes"] = [seal(code) for code in data["migrated_codes"]]
+    return data
+
+
+def reencrypt_mfa_secrets() -> tuple[str, int]:
+    """Seal every TOTP and recovery-code seed again under the current key (in the caller's transaction)."""
+    count = 0
+    sealed_types = (Authenticator.Type.TOTP, Authenticator.Type.RECOVERY_CODES)
+    for authenticator in Authenticator.objects.select_for_update().filter(type__in=sealed_types).order_by("pk"):
+        authenticator.data = seal_authenticator_data(authenticator.type, authenticator.data, encryption.reencrypt)
+        authenticator.save(update_fields=["data"])
+        count += 1
+    return "mfa_authenticators", count

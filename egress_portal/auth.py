@@ -1,13 +1,16 @@
-"""allauth adapters: no open sign-up unless an operator turns it on."""
+"""allauth adapters: no open sign-up unless an operator turns it on; MFA secrets sealed at rest."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.mfa.adapter import DefaultMFAAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.conf import settings
 from django.http import HttpRequest
+
+from foundation import encryption
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -32,3 +35,14 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         # SSO users may be provisioned on first login: the identity provider
         # already decided who belongs to the organisation.
         return True
+
+
+class MFAAdapter(DefaultMFAAdapter):
+    """TOTP seeds and recovery-code seeds are stored sealed with EGRESS_SECRETS_KEY
+    (foundation/encryption.py): ``mfa_authenticator.data`` alone gives no code."""
+
+    def encrypt(self, text: str) -> str:
+        return encryption.encrypt(text)
+
+    def decrypt(self, encrypted_text: str) -> str:
+        return encryption.decrypt(encrypted_text)

@@ -15,6 +15,7 @@ import dj_database_url
 import django_stubs_ext
 
 from egress_portal.settings.env import env_bool, env_int, env_list, env_str
+from foundation.encryption import split_keys
 from foundation.logging import configure_structlog, logging_config
 
 # Lets the admin and generic views be subscripted for mypy at run time.
@@ -140,6 +141,8 @@ SOCIALACCOUNT_ADAPTER = "egress_portal.auth.SocialAccountAdapter"
 ACCOUNT_ALLOW_SIGNUPS = env_bool("ACCOUNT_ALLOW_SIGNUPS", False)
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env_str("MFA_TOTP_ISSUER", "Egress Portal")
+# Seals TOTP seeds and recovery-code seeds with EGRESS_SECRETS_KEY (Secrets at rest, below).
+MFA_ADAPTER = "egress_portal.auth.MFAAdapter"
 # Approvers and security officers must enrol an authenticator (every channel, API included).
 EGRESS_MFA_REQUIRED_FOR_APPROVERS = env_bool("EGRESS_MFA_REQUIRED_FOR_APPROVERS", True)
 # MFA at the decision: a code entered within this many seconds (allauth's reauthentication)
@@ -430,6 +433,12 @@ EGRESS_BREAKGLASS_MAX_ACTIVE_PER_USER = env_int("EGRESS_BREAKGLASS_MAX_ACTIVE_PE
 EGRESS_BREAKGLASS_REVIEW_HOURS = env_int("EGRESS_BREAKGLASS_REVIEW_HOURS", 24)
 # Unreviewed uses are reminded to security officers at most this often.
 EGRESS_BREAKGLASS_REMINDER_HOURS = env_int("EGRESS_BREAKGLASS_REMINDER_HOURS", 4)
+
+# --- Secrets at rest: the key that seals TOTP seeds and webhook secrets in the database -------
+# A Fernet key (foundation/encryption.py); old keys stay listed as retired until
+# `manage.py reencrypt_secrets` has sealed everything under the new one.
+EGRESS_SECRETS_KEY = env_str("EGRESS_SECRETS_KEY")
+EGRESS_SECRETS_KEY_RETIRED: list[str] = split_keys(env_str("EGRESS_SECRETS_KEY_RETIRED"))
 
 # --- Policy bundle: signing, the policy repository, publishing, the OPA bundle endpoint -------
 # PEM private key (EC P-256 or RSA) that signs bundles and audit checkpoints; see foundation/signing.py.

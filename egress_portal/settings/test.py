@@ -14,6 +14,7 @@ from pathlib import Path
 from egress_portal.settings.base import *  # noqa: F403
 from egress_portal.settings.base import VAR_DIR, database_from_url
 from egress_portal.settings.env import env_str
+from foundation.private_files import private_directory
 from foundation.signing import generate_key_file
 
 SECRET_KEY = "test-only-not-secret"  # noqa: S105 - tests only
@@ -27,7 +28,7 @@ STORAGES = {
 
 # A fresh clone has no var/ yet (only `make run` used to create it); the SQLite
 # fallback, the signing key and the policy repository all live there.
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+private_directory(VAR_DIR)
 
 # Where a local PostgreSQL is looked for when DATABASE_URL is unset. `.ci/run`
 # points it at a closed port to run the suite as a fresh clone without the server.
@@ -78,6 +79,8 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 # Tests that exercise publishing turn it on; the others need no broker.
 EGRESS_SIGNING_KEY = env_str("EGRESS_SIGNING_KEY") or generate_key_file(VAR_DIR / "test-signing-key.pem")
 OPA_BUNDLE_TOKEN = "test-bundle-token"  # noqa: S105 - tests only
+# A fixed key, so every process of a test run (live server, Celery worker) opens the same secrets.
+EGRESS_SECRETS_KEY = env_str("EGRESS_SECRETS_KEY") or "dGVzdC1vbmx5LXNlY3JldHMta2V5LTMyLWJ5dGVzISE="
 POLICY_REPO_URL = env_str("POLICY_REPO_URL", str(VAR_DIR / "test-policy.git"))
 POLICY_WORK_DIR = Path(env_str("POLICY_WORK_DIR", str(VAR_DIR / "test-policy-work")))
 EGRESS_AUTO_PUBLISH = env_str("EGRESS_AUTO_PUBLISH", "false") == "true"
