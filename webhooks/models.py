@@ -5,14 +5,17 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from foundation.encryption import EncryptedTextField
+
 
 class WebhookSubscription(models.Model):
-    """An endpoint told of the events it names. The secret signs every delivery; it is
-    stored as given because signing needs it (shown once, on creation)."""
+    """An endpoint told of the events it names. The secret signs every delivery; signing
+    needs it back, so it is sealed with EGRESS_SECRETS_KEY rather than hashed (shown once,
+    on creation)."""
 
     url = models.URLField(max_length=500)
     events = models.JSONField(default=list)
-    secret = models.CharField(max_length=200)
+    secret = EncryptedTextField()
     active = models.BooleanField(default=True)
     description = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(
