@@ -12,3 +12,8 @@ class WebhooksConfig(AppConfig):
         from webhooks.events import queue_deliveries
 
         event_sinks.register(queue_deliveries)
+        # `manage.py reencrypt_secrets` seals the subscription secrets again through this hook.
+        from foundation.encryption import reencryptors
+        from webhooks.services import reencrypt_webhook_secrets
+
+        reencryptors.register(reencrypt_webhook_secrets)

@@ -102,3 +102,15 @@ def redeliver(*, actor: Any, delivery: WebhookDelivery) -> WebhookDelivery:
             after={"delivery": locked.pk, "event": locked.event, "status": locked.status},
         )
     return locked
+
+
+def reencrypt_webhook_secrets() -> tuple[str, int]:
+    """Seal every subscription's secret again under the current key, in the caller's transaction.
+
+    The field opens a secret with any configured key and seals it with the current one on save.
+    """
+    count = 0
+    for subscription in WebhookSubscription.objects.select_for_update().order_by("pk"):
+        subscription.save(update_fields=["secret"])
+        count += 1
+    return "webhook_subscriptions", count
