@@ -19,19 +19,20 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from foundation.private_files import write_private_file
+
 if TYPE_CHECKING:
     from jwcrypto import jwk
 
 
 def generate_key_file(path: Path) -> str:
-    """Create an EC P-256 private key at ``path`` (mode 600) unless one is there; return its PEM."""
+    """Create an EC P-256 private key at ``path`` (mode 600 from the start, in a mode 700 folder)
+    unless one is there; return its PEM. Embedded and test settings only: production reads its key."""
     if not path.exists():
         from jwcrypto import jwk
 
-        path.parent.mkdir(parents=True, exist_ok=True)
         key = jwk.JWK.generate(kty="EC", crv="P-256")
-        path.write_bytes(key.export_to_pem(private_key=True, password=None))
-        path.chmod(0o600)
+        write_private_file(path, key.export_to_pem(private_key=True, password=None))
     return path.read_text(encoding="utf-8")
 
 

@@ -14,6 +14,7 @@ from django.core.management import call_command
 
 from audit.verification import verify_chain
 from exceptions.models import ExceptionRequest, Grant
+from foundation.encryption import new_key
 from foundation.signing import generate_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,9 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
             "DJANGO_ALLOW_ASYNC_UNSAFE",
             "EGRESS_SIGNING_KEY",
             "EGRESS_SIGNING_KEY_FILE",
+            "EGRESS_SECRETS_KEY",
+            "EGRESS_SECRETS_KEY_FILE",
+            "EGRESS_SECRETS_KEY_RETIRED",
         }
     }
     return subprocess.run(
@@ -57,6 +61,7 @@ def _production_env(tmp_path: Path) -> dict[str, str]:
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
         "EGRESS_VAR_DIR": str(tmp_path),
         "METRICS_TOKEN": secrets.token_urlsafe(32),
+        "EGRESS_SECRETS_KEY": new_key(),
     }
 
 
@@ -66,7 +71,14 @@ def test_production_settings_pass_check_deploy(tmp_path: Path) -> None:
     assert "no issues" in result.stdout
 
 
-@pytest.mark.parametrize(("variable", "name"), [("SECRET_KEY_FILE", "SECRET_KEY"), ("METRICS_TOKEN", "METRICS_TOKEN")])
+@pytest.mark.parametrize(
+    ("variable", "name"),
+    [
+        ("SECRET_KEY_FILE", "SECRET_KEY"),
+        ("METRICS_TOKEN", "METRICS_TOKEN"),
+        ("EGRESS_SECRETS_KEY", "EGRESS_SECRETS_KEY"),
+    ],
+)
 def test_production_refuses_to_start_without_a_secret(tmp_path: Path, variable: str, name: str) -> None:
     env = _production_env(tmp_path)
     del env[variable]
@@ -81,6 +93,22 @@ def test_production_refuses_to_start_without_a_bundle_signing_key(tmp_path: Path
     result = _manage("check", env=env)
     assert result.returncode != 0
     assert "EGRESS_SIGNING_KEY (or EGRESS_SIGNING_KEY_FILE) must be set" in result.stderr
+
+
+def test_production_refuses_a_secrets_key_that_is_not_a_fernet_key(tmp_path: Path) -> None:
+    env = _production_env(tmp_path) | {"EGRESS_SECRETS_KEY": "correct horse battery staple"}
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert "EGRESS_SECRETS_KEY is not url-safe base64" in result.stderr
+
+
+def test_production_writes_no_key_into_var(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    env = _production_env(tmp_path) | {"EGRESS_VAR_DIR": str(var)}
+    assert _manage("check", env=env).returncode == 0
+    del env["EGRESS_SIGNING_KEY_FILE"], env["EGRESS_SECRETS_KEY"]
+    assert _manage("check", env=env).returncode != 0
+    assert not var.exists()
 
 
 @pytest.mark.compose

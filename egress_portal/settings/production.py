@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from egress_portal.settings.base import *  # noqa: F403
 from egress_portal.settings.env import env_bool, env_int, env_list, env_required, env_str
+from foundation.encryption import key_problem
 
 DEBUG = False
 SECRET_KEY = env_required("SECRET_KEY")
@@ -48,3 +49,10 @@ if CACHE_URL.startswith("redis://"):
 # bundle in production would let anyone who can push to the policy
 # repository add a grant.
 EGRESS_SIGNING_KEY = env_required("EGRESS_SIGNING_KEY")
+# TOTP seeds and webhook secrets are sealed with this key (foundation/encryption.py);
+# a database copy without it yields none of them. Never generated in production.
+EGRESS_SECRETS_KEY = env_required("EGRESS_SECRETS_KEY")
+if _problem := key_problem(EGRESS_SECRETS_KEY):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"EGRESS_SECRETS_KEY {_problem}; it must be a Fernet key (32 bytes, url-safe base64).")

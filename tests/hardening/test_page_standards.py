@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from foundation.encryption import new_key
 from foundation.signing import generate_key_file
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -79,6 +80,7 @@ def test_production_sends_a_csp_without_inline_scripts(tmp_path: Path) -> None:
         "METRICS_TOKEN": "t",
         "EGRESS_SIGNING_KEY_FILE": str(tmp_path / "signing-key.pem"),
         "EGRESS_VAR_DIR": str(tmp_path),
+        "EGRESS_SECRETS_KEY": new_key(),
     }
     generate_key_file(tmp_path / "signing-key.pem")
     out = subprocess.run(
