@@ -16,7 +16,7 @@ from foundation.signing import generate_key_file
 DEBUG = env_bool("DEBUG", True)
 
 # var/ holds keys, the database and the local repositories: its owner's only (mode 700).
-for _folder in (VAR_DIR, *(CELERY_BROKER_DIR / name for name in ("queue", "processed", "control"))):
+for _folder in (VAR_DIR, CELERY_BROKER_DIR, *(CELERY_BROKER_DIR / name for name in ("queue", "processed", "control"))):
     private_directory(_folder)
 # SQLite creates its file with the umask's mode; made first at 600, the database
 # (and the journal SQLite gives the same mode) is its owner's alone.

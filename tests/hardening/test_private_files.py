@@ -36,7 +36,7 @@ def test_a_fresh_clone_keeps_var_its_database_and_its_keys_to_their_owner(tmp_pa
     assert mode(var) == 0o700
     for name in ("db.sqlite3", "signing-key.pem", "secrets-key", "secret_key", "opa_bundle_token"):
         assert mode(var / name) == 0o600, name
-    assert all(mode(folder) == 0o700 for folder in (var / "celery").iterdir())
+    assert all(mode(folder) == 0o700 for folder in (var / "celery", *(var / "celery").iterdir()))
 
 
 def test_an_existing_var_folder_and_database_are_narrowed_to_their_owner(tmp_path: Path) -> None:
