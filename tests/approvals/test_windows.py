@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -184,7 +185,10 @@ def test_beat_job_on_a_real_worker_activates_at_the_window(
 def test_request_form_preview_names_the_rule_and_when_it_would_go_live(
     client: Any, requester: Any, prod_workload: Any
 ) -> None:
-    window("tue", "FREQ=WEEKLY;BYDAY=TU", datetime(2026, 1, 6, 2, 0), "Europe/Berlin")
+    # The page asks the real clock: the window is on a weekday three days from today, so it is never open now.
+    weekday = (datetime.now(ZoneInfo("Europe/Berlin")).weekday() + 3) % 7
+    byday = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")[weekday]
+    window("tue", f"FREQ=WEEKLY;BYDAY={byday}", datetime(2026, 1, 5, 2, 0) + timedelta(days=weekday), "Europe/Berlin")
     client.force_login(requester)
     body = client.get(
         "/requests/preview/",
