@@ -5,8 +5,8 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
-RUN SECRET_KEY=build-only ALLOWED_HOSTS=build DATABASE_URL=sqlite:////tmp/build.db CELERY_BROKER_URL=memory:// \
-    python manage.py collectstatic --noinput
+# Build-time settings: production's static storage, no secrets in the image.
+RUN DJANGO_SETTINGS_MODULE=egress_portal.settings.build python manage.py collectstatic --noinput
 RUN useradd --create-home --uid 10001 portal && mkdir -p /var/lib/egress-portal && chown portal /var/lib/egress-portal
 USER portal
 EXPOSE 8000
