@@ -58,3 +58,30 @@ def test_everyone_reads_the_gateway_page_and_only_admins_register(
     token = body.split("<pre><code>")[1].split("</code>")[0]
     assert find_gateway(token) == EgressGateway.objects.get(name="istio-egress")
     assert AuditEvent.objects.filter(action="gateway.created", actor_id=admin.pk).exists()
+
+
+def test_the_registration_form_binds_the_scope_and_the_page_shows_it(
+    client: Client, team: Any, django_user_model: Any
+) -> None:
+    admin = django_user_model.objects.create_superuser("root", "root@example.org", "pw-not-used-123")
+    client.force_login(admin)
+    client.post(
+        "/gateways/new/",
+        {
+            "name": "stg-node",
+            "kind": "cilium",
+            "environment": "staging",
+            "environments": ["dev"],
+            "teams": [team.slug],
+            "namespaces": "payments, search",
+            "identity_prefixes": "spiffe://cluster.local/\n",
+        },
+    )
+    gateway = EgressGateway.objects.get(name="stg-node")
+    assert (gateway.scope_environments, gateway.scope_teams) == (["staging", "dev"], [team.slug])
+    assert (gateway.scope_namespaces, gateway.scope_identity_prefixes) == (
+        ["payments", "search"],
+        ["spiffe://cluster.local/"],
+    )
+    page = client.get("/gateways/stg-node/").content.decode()
+    assert "environment dev, staging; team payments; namespace payments, search" in page
