@@ -241,6 +241,23 @@ def test_a_feed_row_from_a_gateway_that_does_not_cover_the_identity_is_not_evide
     assert sweep_stale_grants(now=now).noticed == 0
 
 
+def test_freshness_over_the_window_must_come_from_one_covering_gateway(
+    short_window: None, gateway: Any, grant: Any, team: Any
+) -> None:
+    """Freshness is kept per egress point: one staging gateway that reported early and went
+    silent, and another that started two days ago, do not add up to a whole window."""
+    later, _ = create_gateway(actor=SYSTEM, name="eu-proxy-2", kind="proxy", environment="staging", owner_team=team)
+    now = timezone.now()
+    for at in (now - timedelta(days=WINDOW + 1), now - timedelta(days=5)):
+        report(gateway, flow(STAGING, "elsewhere.example", 443, "deny", at), now=at)
+    for at in (now - timedelta(days=2), now - timedelta(hours=1)):
+        report(later, flow(STAGING, "elsewhere.example", 443, "deny", at), now=at)
+    assert IdentityFeed.objects.filter(identity=STAGING).count() == 2
+    assert sweep_stale_grants(now=now).noticed == 0
+    report(gateway, flow(STAGING, "elsewhere.example", 443, "deny", now), now=now)  # the first one resumes
+    assert sweep_stale_grants(now=now).noticed == 1
+
+
 def test_a_dev_gateways_flow_line_does_not_keep_a_staging_grant_alive(
     short_window: None, gateway: Any, dev_observer: Any, grant: Any
 ) -> None:
