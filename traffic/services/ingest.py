@@ -577,22 +577,44 @@ def _record_revisions(gateway: EgressGateway, revisions: dict[str, datetime]) ->
 MAX_REVISION = int(BundleRevisionSeen._meta.get_field("revision").max_length or 64)
 
 
-def _revisions_named(event: dict[str, Any]) -> set[str]:
+NO_REVISIONS: tuple[str, ...] = ()
+
+# Revisions found to be the portal's, each as the tuple an event naming only it yields: one
+# stays the portal's for good, and a batch names one or two, so the same few are neither
+# checked nor looked up again for every event and batch of this process.
+_KNOWN_REVISIONS: dict[str, tuple[str, ...]] = {}
+
+
+def _revisions_named(event: dict[str, Any]) -> tuple[str, ...]:
     """The bundle revisions an OPA decision says it was made with (``bundles: {name: {revision}}``)."""
     bundles = event.get("bundles")
     if bundles is None:
-        return set()
+        return NO_REVISIONS
+    if type(bundles) is dict and len(bundles) == 1:
+        for bundle in bundles.values():
+            revision = bundle.get("revision") if type(bundle) is dict else None
+            if type(revision) is str and revision in _KNOWN_REVISIONS:
+                return _KNOWN_REVISIONS[revision]
     if type(bundles) is not dict:
         raise RecordError("bundles must be an object of {name: {revision}}")
-    named = set()
+    named: tuple[str, ...] = NO_REVISIONS
     for name, bundle in bundles.items():
         revision = bundle.get("revision") if type(bundle) is dict else None
         if revision is None:
             continue
         if type(revision) is not str or not 0 < len(revision) <= MAX_REVISION or "\x00" in revision:
             raise RecordError(f"bundles.{str(name)[:40]}.revision must be 1 to {MAX_REVISION} characters")
-        named.add(revision)
+        named += (revision,)
     return named
+
+
+def _known_revisions(named: set[str]) -> set[str]:
+    unknown = named - _KNOWN_REVISIONS.keys()
+    if unknown:
+        if len(_KNOWN_REVISIONS) > 10_000:
+            _KNOWN_REVISIONS.clear()
+        _KNOWN_REVISIONS.update((r, (r,)) for r in known_bundle_revisions(unknown))
+    return {r for r in named if r in _KNOWN_REVISIONS}
 
 
 def _refuse(result: IngestResult, position: int, record: Any, reason: str) -> None:
@@ -608,39 +630,51 @@ def _ingest(
     now = now or timezone.now()
     window = Window.at(now)
     result = IngestResult()
-    parsed: list[tuple[int, Any, Observation, set[str]]] = []
+    records = records if isinstance(records, list) else list(records)
+    observations: list[Observation] = []
+    positions: list[int] = []
+    named: list[tuple[str, ...]] = []
     for position, record in enumerate(records):
         try:
             if source == "opa":
                 o = parse_opa_event(record, gateway=gateway, window=window)
-                named = _revisions_named(record) if o is not None else set()
+                if o is not None:
+                    named.append(_revisions_named(record))
             else:
-                o, named = parse_flow(record, gateway=gateway, window=window), set()
+                o = parse_flow(record, gateway=gateway, window=window)
         except RecordError as exc:
             _refuse(result, position, record, str(exc))
             continue
         if o is None:
             result.ignored += 1
         else:
-            parsed.append((position, record, o, named))
+            observations.append(o)
+            positions.append(position)
     # The one check of what this gateway may speak for (traffic.scope), before anything counts.
-    out_of_scope = scope.refusals(gateway, {o.identity for _, _, o, _ in parsed})
-    known = known_bundle_revisions({r for _, _, o, named in parsed if o.identity not in out_of_scope for r in named})
-    observations: list[Observation] = []
+    out_of_scope = scope.refusals(gateway, {o.identity for o in observations})
+    every_revision = set().union(*named) if named else set()
+    known = _known_revisions(every_revision) if every_revision else every_revision
+    if out_of_scope or known != every_revision:
+        kept, kept_named = [], []
+        for i, o in enumerate(observations):
+            position, revisions_named = positions[i], named[i] if named else NO_REVISIONS
+            reason = out_of_scope.get(o.identity)
+            if reason is not None:
+                result.out_of_scope += 1
+                _refuse(result, position, records[position], reason)
+                continue
+            unknown = [r for r in revisions_named if r not in known]
+            if unknown:
+                result.unknown_revision += 1
+                reason = f"bundle revision {unknown[0]!r} was never published by the portal"
+                _refuse(result, position, records[position], reason)
+                continue
+            kept.append(o)
+            kept_named.append(revisions_named)
+        observations, named = kept, kept_named
     revisions: dict[str, datetime] = {}
-    for position, record, o, named in parsed:
-        reason = out_of_scope.get(o.identity)
-        if reason is not None:
-            result.out_of_scope += 1
-            _refuse(result, position, record, reason)
-            continue
-        unknown = sorted(named - known)
-        if unknown:
-            result.unknown_revision += 1
-            _refuse(result, position, record, f"bundle revision {unknown[0]!r} was never published by the portal")
-            continue
-        observations.append(o)
-        for revision in named:
+    for o, revisions_named in zip(observations, named, strict=False):
+        for revision in revisions_named:
             if revision not in revisions or o.at < revisions[revision]:
                 revisions[revision] = o.at
     return store(gateway=gateway, source=source, observations=observations, result=result, now=now, revisions=revisions)
