@@ -7,12 +7,14 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.test import Client
 
 from audit.models import AuditEvent
+from audit.services import SYSTEM
 from traffic.models import EgressGateway
-from traffic.services.gateways import find_gateway
+from traffic.services.gateways import create_gateway, find_gateway
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +87,9 @@ def test_the_registration_form_binds_the_scope_and_the_page_shows_it(
     )
     page = client.get("/gateways/stg-node/").content.decode()
     assert "environment dev, staging; team payments; namespace payments, search" in page
+
+
+def test_a_scope_value_that_is_not_printable_is_refused_with_the_field(db: Any) -> None:
+    with pytest.raises(ValidationError) as caught:
+        create_gateway(actor=SYSTEM, name="x-node", kind="cilium", environment="dev", identity_prefixes=["spiffe\x00"])
+    assert "identity prefix is 1 to 300 printable characters" in caught.value.message_dict["identity_prefixes"][0]

@@ -62,8 +62,8 @@ def create_gateway(
     missing = sorted(set(scope_teams) - set(Team.objects.filter(slug__in=scope_teams).values_list("slug", flat=True)))
     if missing:
         errors["teams"] = [f"No team with slug '{missing[0]}'."]
-    scope_namespaces = _scope_values(namespaces, "namespace", 63, errors)
-    scope_prefixes = _scope_values(identity_prefixes, "identity_prefix", 300, errors)
+    scope_namespaces = _scope_values(namespaces, "namespaces", "namespace", 63, errors)
+    scope_prefixes = _scope_values(identity_prefixes, "identity_prefixes", "identity prefix", 300, errors)
     if errors:
         raise ValidationError(errors)
     created_by: Any = actor if getattr(actor, "is_authenticated", False) else None
@@ -90,13 +90,11 @@ def create_gateway(
     return gateway, token
 
 
-def _scope_values(values: Sequence[str], name: str, limit: int, errors: dict[str, list[str]]) -> list[str]:
+def _scope_values(values: Sequence[str], field: str, label: str, limit: int, errors: dict[str, list[str]]) -> list[str]:
     kept = list(dict.fromkeys(v.strip() for v in values))
     for value in kept:
         if not value or len(value) > limit or not value.isprintable():
-            errors[name] = [
-                f"Each {name.replace('_', ' ')} is 1 to {limit} printable characters; {value[:40]!r} is not."
-            ]
+            errors[field] = [f"Each {label} is 1 to {limit} printable characters; {value[:40]!r} is not."]
             break
     return kept
 
