@@ -92,6 +92,7 @@ def bench_ingest(events: int = 200_000, chunk: int = 5_000) -> None:
 
     from audit.services import SYSTEM
     from bench.run import _reset
+    from exceptions.models import BundlePublication
     from traffic.api import parse_opa
     from traffic.models import GrantUsage
     from traffic.services.gateways import create_gateway
@@ -101,6 +102,8 @@ def bench_ingest(events: int = 200_000, chunk: int = 5_000) -> None:
     _truncate(*TRAFFIC_TABLES)
     grants = _population(10_000, per_request=10, valid_days_ago=1)
     gateway, _ = create_gateway(actor=SYSTEM, name="bench-gw", kind="istio", environment="dev")
+    # The revision the events name, as a publish records it (others are refused, issue 17).
+    BundlePublication.objects.get_or_create(revision="r1", defaults={"status": "published", "trigger": "bench"})
     _analyze()
     now = timezone.now()
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"

@@ -256,6 +256,18 @@ class BundlePublication(models.Model):
         return f"{self.status} {self.revision or '-'} ({self.trigger})"
 
 
+class ServedBundle(models.Model):
+    """A bundle revision the portal's bundle endpoint compiled for engines to poll, which may
+    never be committed (the grants changed before the next publish): with the publications,
+    the revisions an engine's decision may honestly name."""
+
+    revision = models.CharField(max_length=64, primary_key=True)
+    first_served_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.revision
+
+
 class IntegrationToken(models.Model):
     """A scoped API key for a ticketing tool. It acts as ``user``, limited to ``scopes``.
 

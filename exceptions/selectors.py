@@ -16,7 +16,7 @@ from bundle.records import BundleOptions, GrantRecord
 from exceptions import hooks
 from exceptions.access import roles_for, visible_grants, visible_requests
 from exceptions.choices import GrantStatus
-from exceptions.models import ExceptionRequest, Grant, ProviderRangeSet, Workload
+from exceptions.models import BundlePublication, ExceptionRequest, Grant, ProviderRangeSet, ServedBundle, Workload
 
 GRANT_VIEWS = ("active", "expiring", "scheduled", "expired", "revoked")
 
@@ -262,3 +262,17 @@ def bundle_options() -> BundleOptions:
             for provider, version in sorted(latest_provider_ranges().items())
         ),
     )
+
+
+def known_bundle_revisions(revisions: Collection[str]) -> set[str]:
+    """Those of ``revisions`` the portal made: committed by a publish (or found unchanged), or
+    compiled by its bundle endpoint for engines to poll. An engine's decision naming any other
+    revision did not run the portal's policy."""
+    wanted = list(revisions)
+    made = set(
+        BundlePublication.objects.filter(revision__in=wanted)
+        .exclude(status=BundlePublication.Status.FAILED)
+        .values_list("revision", flat=True)
+    )
+    made.update(ServedBundle.objects.filter(revision__in=wanted).values_list("revision", flat=True))
+    return made

@@ -63,6 +63,12 @@ def _consume(scope: str, ident: str, rate: str, now: float) -> Budget:
     return Budget(scope=scope, limit=limit, window=window, used=used, reset=max(1, math.ceil(start + window - now)))
 
 
+def consume(scope: str, ident: str, rate: str, *, now: float | None = None) -> Budget:
+    """Count one call of ``ident`` against its ``rate`` budget in ``scope`` (any cache backend:
+    Redis in production, the embedded file cache or local memory otherwise)."""
+    return _consume(scope, ident, rate, time.time() if now is None else now)
+
+
 def budgets_for(request: Request) -> list[tuple[str, str]]:
     """(scope, caller) pairs this call counts against."""
     user = request.user

@@ -23,9 +23,14 @@ def add_to_rows(
     *,
     add: Sequence[str],
     latest: Sequence[str] = (),
+    saturate_at: int | None = None,
 ) -> None:
     """Insert ``rows``, or, where a row with the same ``conflict`` columns exists, add the
     ``add`` columns to it and keep the later of each ``latest`` column.
+
+    With ``saturate_at``, an ``add`` column stops at that value instead of overflowing (the
+    added values are never negative): a counter at its ceiling stays there, and the row keeps
+    taking the other columns' updates.
 
     ``columns`` are (name, PostgreSQL array type): on PostgreSQL the rows travel as one
     array per column (one statement whatever their number). Rows are sorted, so concurrent
@@ -36,7 +41,15 @@ def add_to_rows(
     rows = sorted(rows)
     names = [name for name, _ in columns]
     quoted = ", ".join(f'"{n}"' for n in names)
-    updates = [f'"{name}" = "{table}"."{name}" + EXCLUDED."{name}"' for name in add]
+    if saturate_at is None:
+        updates = [f'"{name}" = "{table}"."{name}" + EXCLUDED."{name}"' for name in add]
+    else:
+        # Compared before adding: the sum itself would overflow a bigint.
+        updates = [
+            f'"{name}" = CASE WHEN "{table}"."{name}" > {int(saturate_at)} - EXCLUDED."{name}" '
+            f'THEN {int(saturate_at)} ELSE "{table}"."{name}" + EXCLUDED."{name}" END'
+            for name in add
+        ]
     updates += [
         f'"{name}" = CASE WHEN EXCLUDED."{name}" > "{table}"."{name}" '
         f'THEN EXCLUDED."{name}" ELSE "{table}"."{name}" END'

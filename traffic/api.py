@@ -9,6 +9,7 @@ lines, gzip-compressed or not.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from foundation.ratelimit import consume, rate_limit_headers
 from traffic.models import EgressGateway
 from traffic.services.gateways import find_gateway
 from traffic.services.ingest import IngestResult, UnparsableLine, ingest_decisions, ingest_flows
@@ -42,6 +44,24 @@ def _gateway(request: HttpRequest) -> EgressGateway | None:
     if scheme.lower() != "bearer":
         return None
     return find_gateway(token.strip())
+
+
+def _over_budget(gateway: EgressGateway) -> JsonResponse | None:
+    """Each gateway token's own budget of posts per minute; over it, 429 with Retry-After."""
+    per_minute: int = settings.EGRESS_INGEST_RATE_PER_MINUTE
+    if per_minute <= 0:
+        return None
+    budget = consume("ingest", str(gateway.pk), f"{per_minute}/min")
+    if budget.used <= budget.limit:
+        return None
+    response = _error(
+        429,
+        f"Gateway '{gateway.name}' posted more than {per_minute} batches this minute; retry after {budget.reset} s.",
+    )
+    response["Retry-After"] = str(budget.reset)
+    for name, value in rate_limit_headers(budget).items():
+        response[name] = value
+    return response
 
 
 def _body(request: HttpRequest) -> bytes:
@@ -77,6 +97,9 @@ def _ingest_view(
     gateway = _gateway(request)
     if gateway is None:
         return _error(401, "Send the gateway's ingestion token as 'Authorization: Bearer egw_…'.")
+    refused = _over_budget(gateway)
+    if refused is not None:
+        return refused
     try:
         records = parse(_body(request))
     except BodyError as exc:
@@ -88,7 +111,12 @@ def parse_opa(body: bytes) -> list[Any]:
     try:
         events = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BodyError(f"the body is not JSON: {exc}") from None
+        # orjson refuses numbers a double cannot hold (1e400); the standard parser takes them,
+        # so such a record is refused on its own rather than losing the batch.
+        try:
+            events = json.loads(body)
+        except (ValueError, RecursionError):
+            raise BodyError(f"the body is not JSON: {exc}") from None
     if not isinstance(events, list):
         raise BodyError("the body must be a JSON array of decision events, as OPA's decision-log plugin sends")
     return events

@@ -42,6 +42,13 @@ class EgressGateway(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     last_record_at = models.DateTimeField(null=True, blank=True)
+    # What it can see, bound at creation (traffic.scope decides): records about identities
+    # outside it are refused. Environments are required (``environment`` is the first); teams
+    # (slugs), namespaces and identity prefixes, when given, narrow it further.
+    scope_environments = models.JSONField(default=list)
+    scope_teams = models.JSONField(default=list, blank=True)
+    scope_namespaces = models.JSONField(default=list, blank=True)
+    scope_identity_prefixes = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["environment", "name"]
@@ -63,6 +70,10 @@ class IngestBatch(models.Model):
     duplicates = models.PositiveIntegerField(default=0)
     ignored = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
+    # Of the rejected: about identities outside the gateway's scope, and OPA events naming a
+    # bundle revision the portal never published (both shown on the operations page).
+    out_of_scope = models.PositiveIntegerField(default=0)
+    unknown_revision = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [models.Index(fields=["gateway", "received_at"], name="ingest_gateway_time")]
@@ -142,16 +153,21 @@ class ObservedFlow(models.Model):
 
 
 class IdentityFeed(models.Model):
-    """An identity some gateway reports traffic for, and since when: stale revocation acts only
-    on identities whose traffic is observed at all, so a missing feed never revokes."""
+    """An identity one gateway reports traffic for, and since when (one row per gateway and
+    identity): stale revocation acts only on identities a gateway whose scope covers them has
+    reported on for the whole window, so a missing feed never revokes and a gateway cannot make
+    another environment's or team's feed look fresh."""
 
-    identity = models.CharField(max_length=300, primary_key=True)
+    identity = models.CharField(max_length=300)
     gateway = models.ForeignKey(EgressGateway, on_delete=models.CASCADE, related_name="identities")
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField()
 
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["identity", "gateway"], name="one_feed_per_identity_gateway")]
+
     def __str__(self) -> str:
-        return self.identity
+        return f"{self.identity} via {self.gateway_id}"
 
 
 class StaleNotice(models.Model):

@@ -12,6 +12,7 @@ from django.utils import timezone
 from exceptions.models import Grant
 from foundation.outbox.models import OutboxMessage, OutboxStatus
 from traffic.models import DeniedTraffic, EgressGateway, GrantUsage, IngestBatch
+from traffic.scope import GatewayScope
 
 
 def grant_last_seen(grant: Grant) -> datetime | None:
@@ -55,6 +56,11 @@ class GatewayIngest:
     records_last_hour: int
     per_second: float
     rejected_last_hour: int
+    # Of the rejected: records about identities outside its scope, and OPA events naming a
+    # bundle revision the portal never made (a misrouted or a forged feed shows here).
+    out_of_scope_last_hour: int = 0
+    unknown_revision_last_hour: int = 0
+    scope: str = ""
 
 
 def gateway_ingest(*, now: datetime | None = None) -> list[GatewayIngest]:
@@ -65,13 +71,28 @@ def gateway_ingest(*, now: datetime | None = None) -> list[GatewayIngest]:
         row["gateway_id"]: row
         for row in IngestBatch.objects.filter(received_at__gte=since)
         .values("gateway_id")
-        .annotate(accepted=Sum("accepted"), rejected=Sum("rejected"))
+        .annotate(
+            accepted=Sum("accepted"),
+            rejected=Sum("rejected"),
+            out_of_scope=Sum("out_of_scope"),
+            unknown_revision=Sum("unknown_revision"),
+        )
     }
     result = []
     for gateway in EgressGateway.objects.select_related("owner_team"):
         row = totals.get(gateway.pk, {})
         accepted = int(row.get("accepted") or 0)
-        result.append(GatewayIngest(gateway, accepted, accepted / 3600, int(row.get("rejected") or 0)))
+        result.append(
+            GatewayIngest(
+                gateway,
+                accepted,
+                accepted / 3600,
+                int(row.get("rejected") or 0),
+                out_of_scope_last_hour=int(row.get("out_of_scope") or 0),
+                unknown_revision_last_hour=int(row.get("unknown_revision") or 0),
+                scope=GatewayScope.of(gateway).describe(),
+            )
+        )
     return result
 
 

@@ -19,6 +19,7 @@ from traffic.access import access_workload_traffic, can_manage_gateways, can_ope
 from traffic.forms import GatewayForm, KeepForm
 from traffic.models import EgressGateway
 from traffic.operations import periodic_jobs, retry_parked
+from traffic.scope import GatewayScope
 from traffic.services.gateways import create_gateway
 from traffic.services.stale import keep_grant
 
@@ -36,7 +37,8 @@ def gateway_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def gateway_detail(request: HttpRequest, name: str) -> HttpResponse:
     gateway = get_object_or_404(EgressGateway.objects.select_related("owner_team"), name=name)
-    return render(request, "traffic/gateway_detail.html", {"gateway": gateway})
+    scope = GatewayScope.of(gateway).describe()
+    return render(request, "traffic/gateway_detail.html", {"gateway": gateway, "scope": scope})
 
 
 @login_required

@@ -497,6 +497,9 @@ AUDIT_CHECKPOINT_DELAY_SECONDS = env_int("AUDIT_CHECKPOINT_DELAY_SECONDS", 30)
 # to recognise a retried batch (records older than this are refused).
 EGRESS_INGEST_MAX_BYTES = env_int("EGRESS_INGEST_MAX_BYTES", 32 * 1024 * 1024)
 EGRESS_INGEST_DEDUP_DAYS = env_int("EGRESS_INGEST_DEDUP_DAYS", 7)
+# Posts each gateway token may make per minute (counted in the shared cache; 0: no limit).
+# Over it the answer is 429 with Retry-After, which OPA's decision-log uploader backs off on.
+EGRESS_INGEST_RATE_PER_MINUTE = env_int("EGRESS_INGEST_RATE_PER_MINUTE", 600)
 # Days without traffic before a notice (per risk tier), days of grace after it,
 # and how recent a gateway's last report on an identity must be for its silence to count.
 EGRESS_STALE_DAYS = env_int("EGRESS_STALE_DAYS", 30)

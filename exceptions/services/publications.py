@@ -38,7 +38,7 @@ from bundle.policy_repository import PolicyRepository, PublishError, PublishResu
 from bundle.records import GrantRecord
 from exceptions import hooks
 from exceptions.events import emit
-from exceptions.models import BundlePublication
+from exceptions.models import BundlePublication, ServedBundle
 from exceptions.selectors import (
     bundle_options,
     bundle_records,
@@ -185,6 +185,10 @@ def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:
     if cached is None:
         bundle = sign_bundle(compile_bundle(records, now=now, options=options))
         cached = (bundle.revision, opa_tarball(bundle.files_under(opa.DIRECTORY)))
+        # Engines report the revision they ran; ingestion refuses revisions the portal never made.
+        ServedBundle.objects.bulk_create(
+            [ServedBundle(revision=bundle.revision, first_served_at=now)], ignore_conflicts=True
+        )
         cache.set(key, cached, timeout=3600)
     return cached
 

@@ -7,12 +7,14 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.test import Client
 
 from audit.models import AuditEvent
+from audit.services import SYSTEM
 from traffic.models import EgressGateway
-from traffic.services.gateways import find_gateway
+from traffic.services.gateways import create_gateway, find_gateway
 
 pytestmark = pytest.mark.django_db
 
@@ -58,3 +60,36 @@ def test_everyone_reads_the_gateway_page_and_only_admins_register(
     token = body.split("<pre><code>")[1].split("</code>")[0]
     assert find_gateway(token) == EgressGateway.objects.get(name="istio-egress")
     assert AuditEvent.objects.filter(action="gateway.created", actor_id=admin.pk).exists()
+
+
+def test_the_registration_form_binds_the_scope_and_the_page_shows_it(
+    client: Client, team: Any, django_user_model: Any
+) -> None:
+    admin = django_user_model.objects.create_superuser("root", "root@example.org", "pw-not-used-123")
+    client.force_login(admin)
+    client.post(
+        "/gateways/new/",
+        {
+            "name": "stg-node",
+            "kind": "cilium",
+            "environment": "staging",
+            "environments": ["dev"],
+            "teams": [team.slug],
+            "namespaces": "payments, search",
+            "identity_prefixes": "spiffe://cluster.local/\n",
+        },
+    )
+    gateway = EgressGateway.objects.get(name="stg-node")
+    assert (gateway.scope_environments, gateway.scope_teams) == (["staging", "dev"], [team.slug])
+    assert (gateway.scope_namespaces, gateway.scope_identity_prefixes) == (
+        ["payments", "search"],
+        ["spiffe://cluster.local/"],
+    )
+    page = client.get("/gateways/stg-node/").content.decode()
+    assert "environment dev, staging; team payments; namespace payments, search" in page
+
+
+def test_a_scope_value_that_is_not_printable_is_refused_with_the_field(db: Any) -> None:
+    with pytest.raises(ValidationError) as caught:
+        create_gateway(actor=SYSTEM, name="x-node", kind="cilium", environment="dev", identity_prefixes=["spiffe\x00"])
+    assert "identity prefix is 1 to 300 printable characters" in caught.value.message_dict["identity_prefixes"][0]

@@ -12,6 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from approvals.services import approve_request
+from exceptions.models import BundlePublication
 from traffic.models import DeniedTraffic, GrantUsage, IdentityFeed, IngestBatch
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +45,12 @@ def post_opa(client: Client, token: str, events: list[Any]) -> Any:
     )
 
 
+@pytest.fixture(autouse=True)
+def published_revision(db: Any) -> None:
+    """The revision the events below name, as the portal's publisher records it."""
+    BundlePublication.objects.create(status=BundlePublication.Status.PUBLISHED, revision="abc123", trigger="test")
+
+
 @pytest.fixture
 def grant(submit: Any, approver: Any) -> Any:
     [grant] = approve_request(
@@ -64,7 +71,8 @@ def test_opa_decision_logs_are_aggregated_per_grant_and_day_and_a_retry_counts_o
     response = post_opa(client, token, events)
     assert response.status_code == 200
     assert response.json() == {
-        "accepted": 8, "duplicates": 0, "ignored": 1, "rejected": [], "rejected_count": 0,
+        "accepted": 8, "duplicates": 0, "ignored": 1, "out_of_scope": 0, "unknown_revision": 0, "rejected": [],
+        "rejected_count": 0,
     }  # fmt: skip
     usage = GrantUsage.objects.get()
     assert (usage.grant_id, usage.count, usage.day) == (grant.pk, 5, now.date())
@@ -235,6 +243,7 @@ def test_decisions_of_the_real_opa_engine_on_the_published_bundle_are_ingested(
 
     _, token = gateway_and_token
     engine = engine_for(current_bundle().files)
+    BundlePublication.objects.create(status="published", revision=current_bundle().revision, trigger="test")
     now = timezone.now()
     events = []
     for host, port in [("api.partner.example", 443), ("api.partner.example", 443), ("exfil.example", 443)]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -33,8 +34,16 @@ def create_gateway(
     contact: str = "",
     slo: str = "",
     contract: str = "",
+    environments: Sequence[str] = (),
+    teams: Sequence[str] = (),
+    namespaces: Sequence[str] = (),
+    identity_prefixes: Sequence[str] = (),
 ) -> tuple[EgressGateway, str]:
-    """Register a gateway; return it and its ingestion token (shown once, only a hash is kept)."""
+    """Register a gateway; return it and its ingestion token (shown once, only a hash is kept).
+
+    Its scope (``traffic.scope``) is bound here, for good: ``environment`` and any further
+    ``environments``, narrowed by ``teams`` (slugs), ``namespaces`` and ``identity_prefixes``.
+    """
     errors: dict[str, list[str]] = {}
     slug = slugify(name)
     if not slug or slug != name:
@@ -45,8 +54,16 @@ def create_gateway(
         errors["name"] = [f"A gateway named '{slug}' exists already; pick another name."]
     if kind not in GatewayKind.values:
         errors["kind"] = [f"Unknown kind '{kind}'; choose one of {', '.join(GatewayKind.values)}."]
-    if environment not in Environment.values:
-        errors["environment"] = [f"Unknown environment '{environment}'; choose one of {', '.join(Environment.values)}."]
+    scope_environments = list(dict.fromkeys([environment, *environments]))
+    unknown = [e for e in scope_environments if e not in Environment.values]
+    if unknown:
+        errors["environment"] = [f"Unknown environment '{unknown[0]}'; choose one of {', '.join(Environment.values)}."]
+    scope_teams = list(dict.fromkeys(teams))
+    missing = sorted(set(scope_teams) - set(Team.objects.filter(slug__in=scope_teams).values_list("slug", flat=True)))
+    if missing:
+        errors["teams"] = [f"No team with slug '{missing[0]}'."]
+    scope_namespaces = _scope_values(namespaces, "namespaces", "namespace", 63, errors)
+    scope_prefixes = _scope_values(identity_prefixes, "identity_prefixes", "identity prefix", 300, errors)
     if errors:
         raise ValidationError(errors)
     created_by: Any = actor if getattr(actor, "is_authenticated", False) else None
@@ -64,9 +81,22 @@ def create_gateway(
             token_prefix=prefix,
             token_hash=_hash(token),
             created_by=created_by,
+            scope_environments=scope_environments,
+            scope_teams=scope_teams,
+            scope_namespaces=scope_namespaces,
+            scope_identity_prefixes=scope_prefixes,
         )
         record_event(actor=actor, action="gateway.created", obj=gateway, after=gateway_snapshot(gateway))
     return gateway, token
+
+
+def _scope_values(values: Sequence[str], field: str, label: str, limit: int, errors: dict[str, list[str]]) -> list[str]:
+    kept = list(dict.fromkeys(v.strip() for v in values))
+    for value in kept:
+        if not value or len(value) > limit or not value.isprintable():
+            errors[field] = [f"Each {label} is 1 to {limit} printable characters; {value[:40]!r} is not."]
+            break
+    return kept
 
 
 def gateway_snapshot(gateway: EgressGateway) -> dict[str, Any]:
@@ -76,6 +106,12 @@ def gateway_snapshot(gateway: EgressGateway) -> dict[str, Any]:
         "environment": gateway.environment,
         "owner_team": gateway.owner_team.slug if gateway.owner_team else None,
         "contact": gateway.contact,
+        "scope": {
+            "environments": gateway.scope_environments,
+            "teams": gateway.scope_teams,
+            "namespaces": gateway.scope_namespaces,
+            "identity_prefixes": gateway.scope_identity_prefixes,
+        },
     }
 
 

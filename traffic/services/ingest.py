@@ -24,9 +24,10 @@ from django.utils import timezone
 
 from bundle.decision import candidate_keys, normalise_host
 from exceptions.models import Grant
+from exceptions.selectors import known_bundle_revisions
 from exceptions.validators import PORT, parse_bounded_int
 from foundation.upserts import add_to_rows
-from traffic import hooks
+from traffic import hooks, scope
 from traffic.models import (
     NODE_OBSERVER_KINDS,
     BundleRevisionSeen,
@@ -75,12 +76,18 @@ class IngestResult:
     duplicates: int = 0
     ignored: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    # Of the rejected: records about identities outside the gateway's scope, and OPA events
+    # naming a bundle revision the portal never made.
+    out_of_scope: int = 0
+    unknown_revision: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "accepted": self.accepted,
             "duplicates": self.duplicates,
             "ignored": self.ignored,
+            "out_of_scope": self.out_of_scope,
+            "unknown_revision": self.unknown_revision,
             "rejected": self.rejected,
         }
 
@@ -98,10 +105,20 @@ MAX_IDENTITY = _column_length("identity", DeniedTraffic, ObservedFlow, IdentityF
 MAX_HOST = _column_length("host", DeniedTraffic, ObservedFlow)
 
 
+# The largest count or byte total a row keeps (a PostgreSQL bigint); sums stop there.
+MAX_COUNT = 2**63 - 1
+
+
 def _kept(value: str, name: str, limit: int) -> str:
     if len(value) > limit:
         raise RecordError(f"{name} is {len(value)} characters long; at most {limit} are kept")
+    if "\x00" in value:
+        raise RecordError(f"{name} contains a NUL character")
     return value
+
+
+def _saturated(total: int) -> int:
+    return min(total, MAX_COUNT)
 
 
 def _digest(text: str) -> int:
@@ -184,8 +201,10 @@ def parse_opa_event(event: Any, *, gateway: EgressGateway, window: Window) -> Ob
                 and decision_id
                 and type(identity) is str
                 and 0 < len(identity) <= MAX_IDENTITY
+                and "\x00" not in identity
                 and type(host) is str
                 and 0 < len(host) <= MAX_HOST
+                and "\x00" not in host
                 and type(port) is int
                 and 0 < port < 65536
                 and type(allowed) is bool
@@ -265,6 +284,8 @@ def parse_flow(record: Any, *, gateway: EgressGateway, window: Window) -> Observ
     size = record.get("bytes", 0)
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise RecordError("bytes must be a whole number of bytes, 0 or more")
+    if size > MAX_COUNT:
+        raise RecordError(f"bytes {size} is out of range; at most {MAX_COUNT} (2^63 - 1)")
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"))
     return Observation(
         identity=_kept(_text(record, "identity"), "identity", MAX_IDENTITY),
@@ -418,7 +439,7 @@ def store(
             if grant_id is not None:
                 entry = usage.setdefault((grant_id, day), [0, 0, last])
                 entry[0] += len(kept)
-                entry[1] += sum(o.bytes for o in kept)
+                entry[1] = _saturated(entry[1] + sum(o.bytes for o in kept))
                 entry[2] = max(entry[2], last)
             else:
                 entry = denied.setdefault((key[0], key[1], key[2], day), [0, last])
@@ -435,6 +456,7 @@ def store(
             [(g, d, c, b, last) for (g, d), (c, b, last) in usage.items()],
             add=["count", "bytes"],
             latest=["last_seen"],
+            saturate_at=MAX_COUNT,
         )
         add_to_rows(
             DeniedTraffic._meta.db_table,
@@ -443,6 +465,7 @@ def store(
             [(i, h, p, d, c, last) for (i, h, p, d), (c, last) in denied.items()],
             add=["count"],
             latest=["last_seen"],
+            saturate_at=MAX_COUNT,
         )
         _record_feeds(gateway, feeds)
         _record_flows(gateway, flows)
@@ -455,6 +478,8 @@ def store(
             duplicates=result.duplicates,
             ignored=result.ignored,
             rejected=len(result.rejected),
+            out_of_scope=result.out_of_scope,
+            unknown_revision=result.unknown_revision,
         )
         if result.accepted:
             EgressGateway.objects.filter(pk=gateway.pk).update(last_record_at=now)
@@ -469,7 +494,9 @@ def _record_feeds(gateway: EgressGateway, feeds: dict[str, list[datetime]]) -> N
     with connection.cursor() as cursor:
         sql = (
             f'INSERT INTO "{table}" ("identity", "gateway_id", "first_seen", "last_seen") {{source}} '
-            'ON CONFLICT ("identity") DO UPDATE SET "gateway_id" = EXCLUDED."gateway_id", '
+            'ON CONFLICT ("identity", "gateway_id") DO UPDATE SET '
+            f'"first_seen" = CASE WHEN EXCLUDED."first_seen" < "{table}"."first_seen" '
+            f'THEN EXCLUDED."first_seen" ELSE "{table}"."first_seen" END, '
             f'"last_seen" = CASE WHEN EXCLUDED."last_seen" > "{table}"."last_seen" '
             f'THEN EXCLUDED."last_seen" ELSE "{table}"."last_seen" END'
         )
@@ -547,17 +574,54 @@ def _record_revisions(gateway: EgressGateway, revisions: dict[str, datetime]) ->
             )
 
 
-def _revisions_of(event: Any, at: datetime, revisions: dict[str, datetime]) -> None:
-    """The bundle revisions an OPA decision was made with (``bundles: {name: {revision}}``)."""
+MAX_REVISION = int(BundleRevisionSeen._meta.get_field("revision").max_length or 64)
+
+
+NO_REVISIONS: tuple[str, ...] = ()
+
+# Revisions found to be the portal's, each as the tuple an event naming only it yields: one
+# stays the portal's for good, and a batch names one or two, so the same few are neither
+# checked nor looked up again for every event and batch of this process.
+_KNOWN_REVISIONS: dict[str, tuple[str, ...]] = {}
+
+
+def _revisions_named(event: dict[str, Any]) -> tuple[str, ...]:
+    """The bundle revisions an OPA decision says it was made with (``bundles: {name: {revision}}``)."""
     bundles = event.get("bundles")
+    if bundles is None:
+        return NO_REVISIONS
+    if type(bundles) is dict and len(bundles) == 1:
+        for bundle in bundles.values():
+            revision = bundle.get("revision") if type(bundle) is dict else None
+            if type(revision) is str and revision in _KNOWN_REVISIONS:
+                return _KNOWN_REVISIONS[revision]
     if type(bundles) is not dict:
-        return
-    for bundle in bundles.values():
+        raise RecordError("bundles must be an object of {name: {revision}}")
+    named: tuple[str, ...] = NO_REVISIONS
+    for name, bundle in bundles.items():
         revision = bundle.get("revision") if type(bundle) is dict else None
-        if type(revision) is str and 0 < len(revision) <= 64:
-            known = revisions.get(revision)
-            if known is None or at < known:
-                revisions[revision] = at
+        if revision is None:
+            continue
+        if type(revision) is not str or not 0 < len(revision) <= MAX_REVISION or "\x00" in revision:
+            raise RecordError(f"bundles.{str(name)[:40]}.revision must be 1 to {MAX_REVISION} characters")
+        named += (revision,)
+    return named
+
+
+def _known_revisions(named: set[str]) -> set[str]:
+    unknown = named - _KNOWN_REVISIONS.keys()
+    if unknown:
+        if len(_KNOWN_REVISIONS) > 10_000:
+            _KNOWN_REVISIONS.clear()
+        _KNOWN_REVISIONS.update((r, (r,)) for r in known_bundle_revisions(unknown))
+    return {r for r in named if r in _KNOWN_REVISIONS}
+
+
+def _refuse(result: IngestResult, position: int, record: Any, reason: str) -> None:
+    rejected: dict[str, Any] = {"index": position, "reason": reason}
+    if isinstance(record, dict) and isinstance(record.get("decision_id"), str):
+        rejected["decision_id"] = record["decision_id"][:200]
+    result.rejected.append(rejected)
 
 
 def _ingest(
@@ -566,27 +630,53 @@ def _ingest(
     now = now or timezone.now()
     window = Window.at(now)
     result = IngestResult()
+    records = records if isinstance(records, list) else list(records)
     observations: list[Observation] = []
-    revisions: dict[str, datetime] = {}
+    positions: list[int] = []
+    named: list[tuple[str, ...]] = []
     for position, record in enumerate(records):
         try:
-            o = (
-                parse_opa_event(record, gateway=gateway, window=window)
-                if source == "opa"
-                else parse_flow(record, gateway=gateway, window=window)
-            )
+            if source == "opa":
+                o = parse_opa_event(record, gateway=gateway, window=window)
+                if o is not None:
+                    named.append(_revisions_named(record))
+            else:
+                o = parse_flow(record, gateway=gateway, window=window)
         except RecordError as exc:
-            rejected: dict[str, Any] = {"index": position, "reason": str(exc)}
-            if isinstance(record, dict) and isinstance(record.get("decision_id"), str):
-                rejected["decision_id"] = record["decision_id"]
-            result.rejected.append(rejected)
+            _refuse(result, position, record, str(exc))
             continue
         if o is None:
             result.ignored += 1
         else:
             observations.append(o)
-            if source == "opa":
-                _revisions_of(record, o.at, revisions)
+            positions.append(position)
+    # The one check of what this gateway may speak for (traffic.scope), before anything counts.
+    out_of_scope = scope.refusals(gateway, {o.identity for o in observations})
+    every_revision = set().union(*named) if named else set()
+    known = _known_revisions(every_revision) if every_revision else every_revision
+    if out_of_scope or known != every_revision:
+        kept, kept_named = [], []
+        for i, o in enumerate(observations):
+            position, revisions_named = positions[i], named[i] if named else NO_REVISIONS
+            reason = out_of_scope.get(o.identity)
+            if reason is not None:
+                result.out_of_scope += 1
+                _refuse(result, position, records[position], reason)
+                continue
+            unknown = [r for r in revisions_named if r not in known]
+            if unknown:
+                result.unknown_revision += 1
+                reason = f"bundle revision {unknown[0]!r} was never published by the portal"
+                _refuse(result, position, records[position], reason)
+                continue
+            kept.append(o)
+            kept_named.append(revisions_named)
+        observations, named = kept, kept_named
+    revisions: dict[str, datetime] = {}
+    for o, revisions_named in zip(observations, named, strict=False):
+        for revision in revisions_named:
+            if revision not in revisions or o.at < revisions[revision]:
+                revisions[revision] = o.at
     return store(gateway=gateway, source=source, observations=observations, result=result, now=now, revisions=revisions)
 
 

@@ -3,7 +3,9 @@
 A grant is stale when its tier's window (``EGRESS_STALE_DAYS_<TIER>``, default
 30 days) passed without observed traffic. Only grants older than the window,
 and only identities a gateway has reported on for the whole window and still
-reports on: a missing feed never revokes. A stale grant gets a notice (mail to
+reports on: a missing feed never revokes. The feed must come from one gateway whose scope
+(``traffic.scope``) covers the identity, for the whole window: another environment's or
+team's gateway cannot make a feed look fresh. A stale grant gets a notice (mail to
 the requester and the team); unused still after the grace period
 (``EGRESS_STALE_GRACE_DAYS``) it is revoked with reason "stale", audited and
 published, and ``grant.revoked`` goes out with reason kind "stale" (through
@@ -32,6 +34,7 @@ from exceptions.services import lifecycle
 from exceptions.services.lifecycle import GRANT_TYPE
 from foundation.outbox.services import enqueue_mail
 from traffic.models import GrantUsage, IdentityFeed, StaleNotice
+from traffic.scope import GatewayScope, Owner
 
 STALE_REASON = "stale"
 BATCH = 2000
@@ -53,11 +56,17 @@ def _used_since(since: datetime) -> Exists:
     return Exists(GrantUsage.objects.filter(grant_id=OuterRef("pk"), day__gte=since.date(), last_seen__gte=since))
 
 
+def _fresh_since(now: datetime) -> datetime:
+    return now - timedelta(hours=settings.EGRESS_STALE_FEED_FRESH_HOURS)
+
+
 def stale_candidates(*, tier: str, now: datetime) -> Q:
-    """Active grants of ``tier`` older than the window, on a live feed that covered the whole window."""
+    """Active grants of ``tier`` older than the window, on a live feed that covered the whole
+    window (whose gateway's scope ``covered_by_scope`` then checks)."""
     cutoff = now - window(tier)
-    fresh = now - timedelta(hours=settings.EGRESS_STALE_FEED_FRESH_HOURS)
-    covered = IdentityFeed.objects.filter(identity=OuterRef("identity"), first_seen__lte=cutoff, last_seen__gte=fresh)
+    covered = IdentityFeed.objects.filter(
+        identity=OuterRef("identity"), first_seen__lte=cutoff, last_seen__gte=_fresh_since(now)
+    )
     no_open_notice = ~Q(stale_notice__status=StaleNotice.Status.NOTICED) & ~Q(
         stale_notice__status=StaleNotice.Status.KEPT, stale_notice__kept_at__gt=cutoff
     )
@@ -67,6 +76,31 @@ def stale_candidates(*, tier: str, now: datetime) -> Q:
         & no_open_notice
         & ~Q(_used_since(cutoff))
     )
+
+
+def covered_by_scope(grants: list[tuple[Grant, datetime]]) -> set[int]:
+    """The ids of the grants that, as of the time paired with each, had a live feed over their
+    tier's whole window from one gateway whose scope covers the grant's workload (the
+    chokepoint, ``GatewayScope.refusal``, decides). Grants come with ``request`` and
+    ``workload__team`` loaded."""
+    if not grants:
+        return set()
+    fresh = timedelta(hours=settings.EGRESS_STALE_FEED_FRESH_HOURS)
+    feeds: dict[str, list[tuple[datetime, datetime, GatewayScope]]] = defaultdict(list)
+    for feed in IdentityFeed.objects.filter(
+        identity__in={g.identity for g, _ in grants}, last_seen__gte=min(at for _, at in grants) - fresh
+    ).select_related("gateway"):
+        feeds[feed.identity].append((feed.first_seen, feed.last_seen, GatewayScope.of(feed.gateway)))
+    covered = set()
+    for grant, at in grants:
+        cutoff, workload = at - window(grant.request.risk_tier), grant.workload
+        owner = Owner(workload.environment, workload.team.slug, workload.namespace)
+        if any(
+            first <= cutoff and last >= at - fresh and s.refusal(grant.identity, owner) is None
+            for first, last, s in feeds.get(grant.identity, ())
+        ):
+            covered.add(grant.pk)
+    return covered
 
 
 def _notice_mail(grants: list[Grant], *, revoke_after: datetime, now: datetime) -> None:
@@ -103,7 +137,11 @@ def _notice(*, now: datetime, result: SweepResult) -> None:
                 )
                 if not batch:
                     break
-                after_id = batch[-1].pk
+                after_id, fetched = batch[-1].pk, len(batch)
+                covered = covered_by_scope([(g, now) for g in batch])
+                batch = [g for g in batch if g.pk in covered]
+                if not batch:
+                    continue
                 for grant in batch:
                     StaleNotice.objects.update_or_create(
                         grant=grant,
@@ -131,7 +169,7 @@ def _notice(*, now: datetime, result: SweepResult) -> None:
                 for grants in by_request.values():
                     _notice_mail(grants, revoke_after=revoke_after, now=now)
                 result.noticed += len(batch)
-            if len(batch) < BATCH:
+            if fetched < BATCH:
                 break
 
 
@@ -173,21 +211,35 @@ def _clear_resumed(*, now: datetime, result: SweepResult) -> None:
 
 
 def _revoke_due(*, now: datetime, result: SweepResult) -> None:
+    """Revoke noticed grants past their grace that stayed unused, when the notice stood on a
+    covering gateway's feed (a notice opened on another gateway's word revokes nothing)."""
+    after_id = 0
     while True:
         with transaction.atomic():
             due = list(
                 StaleNotice.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(status=StaleNotice.Status.NOTICED, revoke_after__lte=now, grant__status=GrantStatus.ACTIVE)
+                .filter(
+                    status=StaleNotice.Status.NOTICED,
+                    revoke_after__lte=now,
+                    grant__status=GrantStatus.ACTIVE,
+                    id__gt=after_id,
+                )
                 .exclude(
                     Exists(
                         GrantUsage.objects.filter(grant_id=OuterRef("grant_id"), last_seen__gte=OuterRef("noticed_at"))
                     )
                 )
-                .select_related("grant")
+                .select_related("grant__request", "grant__workload__team")
                 .order_by("id")[:BATCH]
             )
             if not due:
                 return
+            after_id, fetched = due[-1].pk, len(due)
+            # The evidence the notice stood on: a covering gateway's feed over the window before it.
+            covered = covered_by_scope([(n.grant, n.noticed_at) for n in due])
+            due = [n for n in due if n.grant_id in covered]
+            if not due:
+                continue
             reason = f"{STALE_REASON}: no traffic observed since the notice of {due[0].noticed_at:%Y-%m-%d}"
             StaleNotice.objects.filter(pk__in=[n.pk for n in due]).update(status=StaleNotice.Status.REVOKED)
             revoked = lifecycle.revoke(
@@ -199,7 +251,7 @@ def _revoke_due(*, now: datetime, result: SweepResult) -> None:
                 now=now,
             )
             result.revoked += len(revoked)
-        if len(due) < BATCH:
+        if fetched < BATCH:
             return
 
 
