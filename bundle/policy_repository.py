@@ -24,9 +24,12 @@ from urllib.parse import quote, urlsplit
 
 import pygit2
 
-from bundle.compiler import MANIFEST, Bundle, owned_roots
+from bundle import tree_signature
+from bundle.compiler import MANIFEST, MANIFEST_SIGNATURE, Bundle, owned_roots
 from bundle.records import GrantRecord, rfc3339
-from bundle.signatures import SIGNATURES, signed_part
+from bundle.signatures import SIGNATURES, Signer, signed_part
+
+OPA_SIGNATURES = f"opa/{SIGNATURES}"
 
 REJECTED_MARKERS = ("[rejected]", "non-fast-forward", "fetch first", "failed to update ref", "cannot lock ref")
 
@@ -259,14 +262,13 @@ class PolicyRepository:
         return index.write_tree(repo)
 
     def _keep_signature(
-        self, repo: pygit2.Repository, base: pygit2.Commit | None, bundle: Bundle, previous: Bundle | None
+        self, repo: pygit2.Repository, base: pygit2.Commit | None, bundle: Bundle, previous: Bundle | None, path: str
     ) -> Bundle:
-        """Keep the branch's signature when it signs the same files with the same key.
+        """Keep the branch's signature file at ``path`` when it signs the same claims with the same key.
 
         ES256 signatures are randomised: a fresh one over unchanged files would
         otherwise make a commit of its own.
         """
-        path = f"opa/{SIGNATURES}"
         new = bundle.files.get(path)
         if new is None or base is None:
             return bundle
@@ -279,11 +281,29 @@ class PolicyRepository:
                 old = None
         if old is None or old == new:
             return bundle
-        try:
-            same = signed_part(old) == signed_part(new)
-        except (ValueError, KeyError):
-            same = False
-        return bundle.with_files({path: old}) if same else bundle
+        same = _signed_part(path, old)
+        return bundle.with_files({path: old}) if same and same == _signed_part(path, new) else bundle
+
+    def _signed(
+        self,
+        repo: pygit2.Repository,
+        base: pygit2.Commit | None,
+        bundle: Bundle,
+        previous: Bundle | None,
+        signer: Signer | None,
+    ) -> Bundle:
+        """The signatures the branch already has for this content, and a tree signature over the result."""
+        bundle = self._keep_signature(repo, base, bundle, previous, OPA_SIGNATURES)
+        if MANIFEST_SIGNATURE not in bundle.files:
+            return bundle
+        if not tree_signature.covers(bundle):
+            # The OPA signature kept from the branch is other bytes: the tree is signed again.
+            if signer is None:
+                raise PublishError(
+                    f"{MANIFEST_SIGNATURE} does not cover the files and no signer was given", transient=False
+                )
+            bundle = tree_signature.sign(bundle, signer)
+        return self._keep_signature(repo, base, bundle, previous, MANIFEST_SIGNATURE)
 
     def _message(
         self, repo: pygit2.Repository, base: pygit2.Commit | None, bundle: Bundle, previous: Bundle | None, trigger: str
@@ -312,7 +332,13 @@ class PolicyRepository:
     # --- the one public operation ----------------------------------------------
 
     def publish(
-        self, bundle: Bundle, *, trigger: str, refresh: bool = False, before_push: Callable[[int], None] | None = None
+        self,
+        bundle: Bundle,
+        *,
+        trigger: str,
+        refresh: bool = False,
+        before_push: Callable[[int], None] | None = None,
+        signer: Signer | None = None,
     ) -> PublishResult:
         """Commit ``bundle`` if it differs from the branch, and push it.
 
@@ -320,7 +346,8 @@ class PolicyRepository:
         net); otherwise the last push of this process is the base, and only the
         changed files are written. A push rejected because the branch moved is
         rebuilt on the new head and retried. ``before_push`` is called with the
-        attempt number (tests move the branch there).
+        attempt number (tests move the branch there). ``signer`` signs the tree
+        again when a signature kept from the branch changed what ``MANIFEST.sig`` covers.
         """
         try:
             self._ensure_remote()
@@ -335,7 +362,7 @@ class PolicyRepository:
             else:
                 base, previous = self._fetch(repo), None
             for attempt in range(1, self.max_attempts + 1):
-                bundle = self._keep_signature(repo, base, bundle, previous)
+                bundle = self._signed(repo, base, bundle, previous, signer)
                 tree = self._tree(repo, base, bundle, previous)
                 if base is not None and tree == base.tree.id:
                     _LAST_PUSHED[self._key] = _Pushed(str(base.id), bundle)
@@ -366,6 +393,16 @@ class PolicyRepository:
         except (OSError, pygit2.GitError) as exc:
             _LAST_PUSHED.pop(self._key, None)
             raise PublishError(f"policy repository unavailable: {exc}") from exc
+
+
+def _signed_part(path: str, data: bytes) -> str:
+    """``header.payload`` of a signature file's token: equal for two signatures by one key over the same claims."""
+    try:
+        if path == MANIFEST_SIGNATURE:
+            return data.decode("ascii").strip().rsplit(".", 1)[0]
+        return signed_part(data)
+    except (ValueError, KeyError, UnicodeDecodeError):
+        return ""
 
 
 class _GitFailed(Exception):

@@ -28,7 +28,7 @@ from django.utils import timezone
 from audit.checkpoints import queue_checkpoint
 from audit.selectors import head_seq
 from audit.services import SYSTEM, record_event
-from bundle import signatures
+from bundle import signatures, tree_signature
 from bundle.archive import opa_tarball
 from bundle.compiler import Bundle, compile_bundle
 from bundle.content_key import content_revision
@@ -76,17 +76,19 @@ def _signer(claims: dict[str, Any]) -> str:
     return str(token)
 
 
-def sign_bundle(bundle: Bundle) -> Bundle:
-    """The bundle with ``opa/.signatures.json``, signed with EGRESS_SIGNING_KEY (if one is set)."""
+def sign_bundle(bundle: Bundle, *, tree: bool = True) -> Bundle:
+    """The bundle signed with EGRESS_SIGNING_KEY (if one is set): ``opa/.signatures.json`` for
+    OPA's loader, then (``tree``) ``MANIFEST.sig`` over every file, the OPA signature included."""
     if not settings.EGRESS_SIGNING_KEY:
         return bundle
-    return bundle.with_files(
+    bundle = bundle.with_files(
         {
             f"{opa.DIRECTORY}/{signatures.SIGNATURES}": signatures.sign(
                 bundle.files_under(opa.DIRECTORY), _signer, compact=True
             )
         }
     )
+    return tree_signature.sign(bundle, _signer) if tree else bundle
 
 
 class OpenRecords:
@@ -183,7 +185,7 @@ def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:
     key = f"egress-portal:opa-archive:{content_revision(records, now=now, options=options)}"
     cached = cache.get(key)
     if cached is None:
-        bundle = sign_bundle(compile_bundle(records, now=now, options=options))
+        bundle = sign_bundle(compile_bundle(records, now=now, options=options), tree=False)
         cached = (bundle.revision, opa_tarball(bundle.files_under(opa.DIRECTORY)))
         cache.set(key, cached, timeout=3600)
     return cached
@@ -218,7 +220,9 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
     with publisher_lock():
         bundle = current_bundle(compiler=_COMPILER, records=_OPEN_RECORDS.read(refresh=refresh), refresh=refresh)
         try:
-            result: PublishResult = publisher().publish(bundle, trigger=trigger, refresh=refresh)
+            result: PublishResult = publisher().publish(
+                bundle, trigger=trigger, refresh=refresh, signer=_signer if settings.EGRESS_SIGNING_KEY else None
+            )
         except PublishError as exc:
             failed = BundlePublication.objects.create(
                 status=BundlePublication.Status.FAILED,
