@@ -61,6 +61,35 @@ class GrantSummary:
         )
 
 
+@dataclass(frozen=True)
+class DriftedPath:
+    path: str  # in the repository (with POLICY_REPO_SUBDIR)
+    change: str  # "added", "modified" or "deleted"
+    restored: bool  # under the bundle's own roots: the publish puts the signed state back
+
+
+@dataclass(frozen=True)
+class ForeignCommit:
+    sha: str
+    author: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class Drift:
+    """What commits the publisher did not make changed on the branch since its last known commit."""
+
+    since: str  # the last commit the publisher made or examined
+    head: str  # the branch head it found ("" when the branch is gone)
+    paths: tuple[DriftedPath, ...]
+    commits: tuple[ForeignCommit, ...]
+    # ``since`` is no longer in the branch's history (a force push, a deleted branch).
+    rewritten: bool = False
+
+
+MAX_DRIFT_COMMITS = 100  # listed per drift; the branch's log has the rest
+
+
 @dataclass
 class PublishResult:
     status: str  # "published" or "unchanged"
@@ -329,6 +358,91 @@ class PolicyRepository:
             grants.update(grants_in(repo[base.tree[path].id].data))  # type: ignore[attr-defined]
         return grants
 
+    # --- drift ---------------------------------------------------------------------
+
+    def _drift(
+        self,
+        repo: pygit2.Repository,
+        since: str,
+        head: pygit2.Commit | None,
+        bundle: Bundle,
+        own: Callable[[str, bytes], bool] | None,
+    ) -> Drift | None:
+        """What changed under the bundle's directory from ``since`` to ``head``, but for files the
+        portal's other writers add (``own``: an audit checkpoint it signed). None when nothing did."""
+        if head is None:
+            return Drift(since, "", (), (), rewritten=True)
+        if str(head.id) == since:
+            return None
+        try:
+            old: pygit2.Commit | None = repo[since]  # type: ignore[assignment]
+        except (KeyError, ValueError):
+            old = None
+        if old is None:
+            return Drift(since, str(head.id), (), (), rewritten=True)
+        rewritten = not repo.descendant_of(head.id, old.id)
+        prefix = f"{self.subdir}/" if self.subdir else ""
+        roots = owned_roots(bundle.files)
+        paths: dict[str, DriftedPath] = {}
+        for delta in old.tree.diff_to_tree(head.tree).deltas:
+            path = delta.new_file.path if delta.status != pygit2.enums.DeltaStatus.DELETED else delta.old_file.path
+            if not path.startswith(prefix):
+                continue
+            change = {
+                pygit2.enums.DeltaStatus.ADDED: "added",
+                pygit2.enums.DeltaStatus.DELETED: "deleted",
+            }.get(delta.status, "modified")
+            if change == "added" and own is not None and own(path, repo[delta.new_file.id].data):  # type: ignore[attr-defined]
+                continue
+            restored = path[len(prefix) :].split("/", 1)[0] in roots
+            paths[path] = DriftedPath(path, change, restored)
+        if not paths and not rewritten:
+            return None
+        return Drift(
+            since,
+            str(head.id),
+            tuple(sorted(paths.values(), key=lambda p: p.path)),
+            self._foreign_commits(repo, old, head, set(paths)),
+            rewritten,
+        )
+
+    def _foreign_commits(
+        self, repo: pygit2.Repository, old: pygit2.Commit, head: pygit2.Commit, paths: set[str]
+    ) -> tuple[ForeignCommit, ...]:
+        """The commits after ``old`` up to ``head`` that touched a drifted path, newest first."""
+        walker = repo.walk(head.id, pygit2.enums.SortMode.TOPOLOGICAL)
+        walker.hide(old.id)
+        found: list[ForeignCommit] = []
+        for commit in walker:
+            if len(found) >= MAX_DRIFT_COMMITS:
+                break
+            if commit.parents:
+                diff = commit.parents[0].tree.diff_to_tree(commit.tree)
+            else:
+                diff = commit.tree.diff_to_tree(swap=True)
+            touched = {d.new_file.path for d in diff.deltas} | {d.old_file.path for d in diff.deltas}
+            if touched & paths:
+                author = f"{commit.author.name} <{commit.author.email}>"
+                found.append(ForeignCommit(str(commit.id), author, commit.message.split("\n", 1)[0][:200]))
+        return tuple(found)
+
+    def _examined(
+        self,
+        repo: pygit2.Repository,
+        since: str,
+        head: pygit2.Commit | None,
+        bundle: Bundle,
+        own: Callable[[str, bytes], bool] | None,
+        on_drift: Callable[[Drift], None] | None,
+    ) -> str:
+        """Report drift from ``since`` to the fetched ``head``; the commit to compare with next."""
+        if not since or on_drift is None:
+            return since
+        drift = self._drift(repo, since, head, bundle, own)
+        if drift is not None:
+            on_drift(drift)
+        return str(head.id) if head is not None else ""
+
     # --- the one public operation ----------------------------------------------
 
     def publish(
@@ -339,6 +453,9 @@ class PolicyRepository:
         refresh: bool = False,
         before_push: Callable[[int], None] | None = None,
         signer: Signer | None = None,
+        since: str = "",
+        on_drift: Callable[[Drift], None] | None = None,
+        own: Callable[[str, bytes], bool] | None = None,
     ) -> PublishResult:
         """Commit ``bundle`` if it differs from the branch, and push it.
 
@@ -348,6 +465,13 @@ class PolicyRepository:
         rebuilt on the new head and retried. ``before_push`` is called with the
         attempt number (tests move the branch there). ``signer`` signs the tree
         again when a signature kept from the branch changed what ``MANIFEST.sig`` covers.
+
+        ``since`` is the last commit the publisher made (or examined): whenever
+        it fetches the branch, what others changed since then (``own`` tells the
+        files the portal's other writers add, such as audit checkpoints) is
+        handed to ``on_drift`` before anything is pushed, and the push then
+        restores the signed state under the bundle's roots. ``on_drift`` raising
+        stops the publish: nothing is reverted silently.
         """
         try:
             self._ensure_remote()
@@ -361,6 +485,7 @@ class PolicyRepository:
                 previous: Bundle | None = pushed.bundle
             else:
                 base, previous = self._fetch(repo), None
+                since = self._examined(repo, since, base, bundle, own, on_drift)
             for attempt in range(1, self.max_attempts + 1):
                 bundle = self._signed(repo, base, bundle, previous, signer)
                 tree = self._tree(repo, base, bundle, previous)
@@ -380,6 +505,7 @@ class PolicyRepository:
                     if any(marker in exc.detail for marker in REJECTED_MARKERS) and attempt < self.max_attempts:
                         # Someone else moved the branch: start again from their head.
                         base, previous = self._fetch(repo), None
+                        since = self._examined(repo, since, base, bundle, own, on_drift)
                         time.sleep(0.05 * attempt)
                         continue
                     raise

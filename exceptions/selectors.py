@@ -16,7 +16,7 @@ from bundle.records import BundleOptions, GrantRecord
 from exceptions import hooks
 from exceptions.access import roles_for, visible_grants, visible_requests
 from exceptions.choices import GrantStatus
-from exceptions.models import ExceptionRequest, Grant, ProviderRangeSet, Workload
+from exceptions.models import ExceptionRequest, Grant, PolicyDrift, ProviderRangeSet, Workload
 
 GRANT_VIEWS = ("active", "expiring", "scheduled", "expired", "revoked")
 
@@ -262,3 +262,8 @@ def bundle_options() -> BundleOptions:
             for provider, version in sorted(latest_provider_ranges().items())
         ),
     )
+
+
+def recent_policy_drifts(*, limit: int = 10) -> list[PolicyDrift]:
+    """The newest drifts on the policy branch (the operations page)."""
+    return list(PolicyDrift.objects.order_by("-detected_at", "-id")[:limit])

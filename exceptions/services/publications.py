@@ -34,7 +34,7 @@ from bundle.compiler import Bundle, compile_bundle
 from bundle.content_key import content_revision
 from bundle.emitters import opa
 from bundle.incremental import IncrementalCompiler
-from bundle.policy_repository import PolicyRepository, PublishError, PublishResult
+from bundle.policy_repository import Drift, PolicyRepository, PublishError, PublishResult
 from bundle.records import GrantRecord
 from exceptions import hooks
 from exceptions.events import emit
@@ -47,6 +47,7 @@ from exceptions.selectors import (
     open_grants_changed_since,
     service_cidrs,
 )
+from exceptions.services.policy_drift import last_known_commit, portal_checkpoint, record_drift
 from foundation.locks import named_lock
 from foundation.logging import log_publication
 from foundation.signing import sign_jws
@@ -203,6 +204,10 @@ def publisher() -> PolicyRepository:
     )
 
 
+def _record_drift(drift: Drift) -> None:
+    record_drift(drift=drift)
+
+
 @contextmanager
 def publisher_lock() -> Iterator[None]:
     """Only one publisher at a time, across processes and machines sharing the database."""
@@ -221,7 +226,14 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
         bundle = current_bundle(compiler=_COMPILER, records=_OPEN_RECORDS.read(refresh=refresh), refresh=refresh)
         try:
             result: PublishResult = publisher().publish(
-                bundle, trigger=trigger, refresh=refresh, signer=_signer if settings.EGRESS_SIGNING_KEY else None
+                bundle,
+                trigger=trigger,
+                refresh=refresh,
+                signer=_signer if settings.EGRESS_SIGNING_KEY else None,
+                # Commits the portal did not make are recorded (audit, webhook) before the push restores them.
+                since=last_known_commit(),
+                on_drift=_record_drift,
+                own=portal_checkpoint,
             )
         except PublishError as exc:
             failed = BundlePublication.objects.create(
