@@ -16,8 +16,9 @@ from jwcrypto import jwk
 
 from approvals.services import approve_request
 from audit.checkpoints import write_checkpoint
+from bundle import tree_signature
 from exceptions.services.publications import publish_bundle
-from foundation.signing import public_key_pem
+from foundation.signing import public_key_pem, sign_jws
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "egress-verify" / "egress_verify.py"
 
@@ -176,3 +177,26 @@ def test_verify_bundle_takes_a_public_key_file(checkout: Path, tmp_path: Path) -
     with pytest.raises(CommandError) as failed:
         call_command("verify_bundle", str(checkout), "--public-key", str(other))
     assert failed.value.returncode == 3 and "does not verify" in str(failed.value)
+
+
+def test_an_rsa_signed_tree_verifies_with_the_rsa_public_key(checkout: Path, tmp_path: Path) -> None:
+    rsa = jwk.JWK.generate(kty="RSA", size=2048)
+    claims = tree_signature.signed_claims((checkout / "MANIFEST.sig").read_bytes())
+    (checkout / "MANIFEST.sig").write_text(sign_jws(claims, key=rsa) + "\n")
+    # Checkpoints keep the portal's EC key: given on their own.
+    (tmp_path / "rsa.pem").write_bytes(rsa.export_to_pem(private_key=False))
+    (tmp_path / "ec.pem").write_text(public_key_pem())
+    result = run(
+        checkout, "--public-key", str(tmp_path / "rsa.pem"), "--checkpoint-public-key", str(tmp_path / "ec.pem")
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert tree_signature.signed_claims((checkout / "MANIFEST.sig").read_bytes())["type"] == "egress-portal.bundle-tree"
+    without = run(checkout, "--public-key", str(tmp_path / "rsa.pem"))
+    assert without.returncode == 1 and "checkpoint forged or signed by another key" in without.stdout
+
+
+def test_verify_bundle_without_a_portal_key_asks_for_one(checkout: Path, settings: Any) -> None:
+    settings.EGRESS_SIGNING_KEY = ""
+    with pytest.raises(CommandError) as failed:
+        call_command("verify_bundle", str(checkout))
+    assert failed.value.returncode == 2 and "--public-key FILE" in str(failed.value)

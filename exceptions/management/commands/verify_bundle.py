@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from foundation.signing import public_key_pem
@@ -70,7 +71,13 @@ class Command(BaseCommand):
             if options["public_key"]:
                 keys = tool.read_keys([str(p) for p in options["public_key"]], "--public-key")
             else:
-                keys = [tool.load_public_key(public_key_pem().encode("ascii"), name="EGRESS_SIGNING_KEY")]
+                try:
+                    pem = public_key_pem()
+                except ImproperlyConfigured as exc:
+                    raise CommandError(
+                        f"{exc} Give the portal's public key with --public-key FILE.", returncode=2
+                    ) from exc
+                keys = [tool.load_public_key(pem.encode("ascii"), name="EGRESS_SIGNING_KEY")]
             checkpoint_keys = (
                 tool.read_keys([str(p) for p in options["checkpoint_public_key"]], "--checkpoint-public-key") or None
             )
