@@ -154,3 +154,19 @@ def test_a_planted_checkpoint_is_drift(published: Path, tmp_path: Path) -> None:
     publish_bundle(trigger="refresh", refresh=True)
     [drift] = PolicyDrift.objects.all()
     assert drift.paths == [{"path": planted, "change": "added", "restored": False}]
+
+
+def test_a_rollback_to_an_older_signed_tree_is_drift(published: Path, submit: Any, approver: Any) -> None:
+    first = git("--git-dir", str(published), "rev-parse", "main").strip()
+    approve_request(actor=approver, request=submit(destinations=[{"host": "cdn.partner.example", "port": 443}]))
+    newest = publish_bundle(trigger="approve").commit
+    # Someone force-pushes the branch back to the older tree: validly signed, but not the newest state.
+    git("--git-dir", str(published), "update-ref", "refs/heads/main", first)
+    publication = publish_bundle(trigger="refresh", refresh=True)
+    [drift] = PolicyDrift.objects.all()
+    assert drift.rewritten and (drift.since_commit, drift.head_commit) == (newest, first)
+    assert {"path": "MANIFEST.json", "change": "modified", "restored": True} in drift.paths
+    assert publication.status == "published"
+    assert git("--git-dir", str(published), "show", "main:MANIFEST.json") == git(
+        "--git-dir", str(published), "show", f"{newest}:MANIFEST.json"
+    )
