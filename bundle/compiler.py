@@ -20,13 +20,21 @@ from bundle.emitters import Emitted, Emitter, registered
 from bundle.records import BundleOptions, GrantRecord
 
 MANIFEST = "MANIFEST.json"
+# The portal's signature over the whole tree (bundle/tree_signature.py), beside the manifest it covers.
+MANIFEST_SIGNATURE = "MANIFEST.sig"
 
 
 def owned_roots(paths: Iterable[str]) -> frozenset[str]:
     """The repository entries a bundle owns: a full rebuild replaces everything under
     them and nothing else (other writers keep their own paths, such as audit/).
     Every registered engine's roots, so one no longer emitted is cleared away too."""
-    roots = {MANIFEST, "teams", owners.CODEOWNERS, *(root for emitter in registered() for root in emitter.roots)}
+    roots = {
+        MANIFEST,
+        MANIFEST_SIGNATURE,
+        "teams",
+        owners.CODEOWNERS,
+        *(root for emitter in registered() for root in emitter.roots),
+    }
     return frozenset(roots | {path.split("/", 1)[0] for path in paths})
 
 
@@ -39,6 +47,8 @@ class Bundle:
     digests: Mapping[str, str] = field(default_factory=dict)
     # The open grants compiled in, by id (for the commit message's added/removed).
     records: Mapping[int, GrantRecord] = field(default_factory=dict)
+    # Files added after MANIFEST.json was written (signatures), which its "files" do not list.
+    unlisted: frozenset[str] = frozenset()
 
     def files_under(self, root: str) -> dict[str, bytes]:
         """The files under the directory ``root``, relative to it (the OPA bundle's own files, say)."""
@@ -46,10 +56,13 @@ class Bundle:
         return {path[len(prefix) :]: data for path, data in self.files.items() if path.startswith(prefix)}
 
     def with_files(self, extra: Mapping[str, bytes]) -> Bundle:
-        """This bundle plus ``extra`` files (a signature): same revision, digests updated."""
+        """This bundle plus ``extra`` files (a signature): same revision, digests updated.
+
+        The extra files are not in MANIFEST.json's list; the tree signature lists them itself.
+        """
         files = dict(sorted({**self.files, **extra}.items()))
         digests = {**self.digests, **{path: digest(data) for path, data in extra.items()}}
-        return replace(self, files=files, digests=digests)
+        return replace(self, files=files, digests=digests, unlisted=self.unlisted | set(extra))
 
 
 def digest(data: bytes) -> str:

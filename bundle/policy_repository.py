@@ -24,9 +24,12 @@ from urllib.parse import quote, urlsplit
 
 import pygit2
 
-from bundle.compiler import MANIFEST, Bundle, owned_roots
+from bundle import tree_signature
+from bundle.compiler import MANIFEST, MANIFEST_SIGNATURE, Bundle, owned_roots
 from bundle.records import GrantRecord, rfc3339
-from bundle.signatures import SIGNATURES, signed_part
+from bundle.signatures import SIGNATURES, Signer, signed_part
+
+OPA_SIGNATURES = f"opa/{SIGNATURES}"
 
 REJECTED_MARKERS = ("[rejected]", "non-fast-forward", "fetch first", "failed to update ref", "cannot lock ref")
 
@@ -56,6 +59,35 @@ class GrantSummary:
             f"  grant {self.id}: {self.identity} -> {self.host}:{self.port}/{self.protocol} "
             f"until {self.expires_at} (request #{self.request_id}{decider})"
         )
+
+
+@dataclass(frozen=True)
+class DriftedPath:
+    path: str  # in the repository (with POLICY_REPO_SUBDIR)
+    change: str  # "added", "modified" or "deleted"
+    restored: bool  # under the bundle's own roots: the publish puts the signed state back
+
+
+@dataclass(frozen=True)
+class ForeignCommit:
+    sha: str
+    author: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class Drift:
+    """What commits the publisher did not make changed on the branch since its last known commit."""
+
+    since: str  # the last commit the publisher made or examined
+    head: str  # the branch head it found ("" when the branch is gone)
+    paths: tuple[DriftedPath, ...]
+    commits: tuple[ForeignCommit, ...]
+    # ``since`` is no longer in the branch's history (a force push, a deleted branch).
+    rewritten: bool = False
+
+
+MAX_DRIFT_COMMITS = 100  # listed per drift; the branch's log has the rest
 
 
 @dataclass
@@ -259,14 +291,13 @@ class PolicyRepository:
         return index.write_tree(repo)
 
     def _keep_signature(
-        self, repo: pygit2.Repository, base: pygit2.Commit | None, bundle: Bundle, previous: Bundle | None
+        self, repo: pygit2.Repository, base: pygit2.Commit | None, bundle: Bundle, previous: Bundle | None, path: str
     ) -> Bundle:
-        """Keep the branch's signature when it signs the same files with the same key.
+        """Keep the branch's signature file at ``path`` when it signs the same claims with the same key.
 
         ES256 signatures are randomised: a fresh one over unchanged files would
         otherwise make a commit of its own.
         """
-        path = f"opa/{SIGNATURES}"
         new = bundle.files.get(path)
         if new is None or base is None:
             return bundle
@@ -279,11 +310,29 @@ class PolicyRepository:
                 old = None
         if old is None or old == new:
             return bundle
-        try:
-            same = signed_part(old) == signed_part(new)
-        except (ValueError, KeyError):
-            same = False
-        return bundle.with_files({path: old}) if same else bundle
+        same = _signed_part(path, old)
+        return bundle.with_files({path: old}) if same and same == _signed_part(path, new) else bundle
+
+    def _signed(
+        self,
+        repo: pygit2.Repository,
+        base: pygit2.Commit | None,
+        bundle: Bundle,
+        previous: Bundle | None,
+        signer: Signer | None,
+    ) -> Bundle:
+        """The signatures the branch already has for this content, and a tree signature over the result."""
+        bundle = self._keep_signature(repo, base, bundle, previous, OPA_SIGNATURES)
+        if MANIFEST_SIGNATURE not in bundle.files:
+            return bundle
+        if not tree_signature.covers(bundle):
+            # The OPA signature kept from the branch is other bytes: the tree is signed again.
+            if signer is None:
+                raise PublishError(
+                    f"{MANIFEST_SIGNATURE} does not cover the files and no signer was given", transient=False
+                )
+            bundle = tree_signature.sign(bundle, signer)
+        return self._keep_signature(repo, base, bundle, previous, MANIFEST_SIGNATURE)
 
     def _message(
         self, repo: pygit2.Repository, base: pygit2.Commit | None, bundle: Bundle, previous: Bundle | None, trigger: str
@@ -309,10 +358,104 @@ class PolicyRepository:
             grants.update(grants_in(repo[base.tree[path].id].data))  # type: ignore[attr-defined]
         return grants
 
+    # --- drift ---------------------------------------------------------------------
+
+    def _drift(
+        self,
+        repo: pygit2.Repository,
+        since: str,
+        head: pygit2.Commit | None,
+        bundle: Bundle,
+        own: Callable[[str, bytes], bool] | None,
+    ) -> Drift | None:
+        """What changed under the bundle's directory from ``since`` to ``head``, but for files the
+        portal's other writers add (``own``: an audit checkpoint it signed). None when nothing did."""
+        if head is None:
+            return Drift(since, "", (), (), rewritten=True)
+        if str(head.id) == since:
+            return None
+        try:
+            old: pygit2.Commit | None = repo[since]  # type: ignore[assignment]
+        except (KeyError, ValueError):
+            old = None
+        if old is None:
+            return Drift(since, str(head.id), (), (), rewritten=True)
+        rewritten = not repo.descendant_of(head.id, old.id)
+        prefix = f"{self.subdir}/" if self.subdir else ""
+        roots = owned_roots(bundle.files)
+        paths: dict[str, DriftedPath] = {}
+        for delta in old.tree.diff_to_tree(head.tree).deltas:
+            path = delta.new_file.path if delta.status != pygit2.enums.DeltaStatus.DELETED else delta.old_file.path
+            if not path.startswith(prefix):
+                continue
+            change = {
+                pygit2.enums.DeltaStatus.ADDED: "added",
+                pygit2.enums.DeltaStatus.DELETED: "deleted",
+            }.get(delta.status, "modified")
+            if change == "added" and own is not None and own(path, repo[delta.new_file.id].data):  # type: ignore[attr-defined]
+                continue
+            restored = path[len(prefix) :].split("/", 1)[0] in roots
+            paths[path] = DriftedPath(path, change, restored)
+        if not paths and not rewritten:
+            return None
+        return Drift(
+            since,
+            str(head.id),
+            tuple(sorted(paths.values(), key=lambda p: p.path)),
+            self._foreign_commits(repo, old, head, set(paths)),
+            rewritten,
+        )
+
+    def _foreign_commits(
+        self, repo: pygit2.Repository, old: pygit2.Commit, head: pygit2.Commit, paths: set[str]
+    ) -> tuple[ForeignCommit, ...]:
+        """The commits after ``old`` up to ``head`` that touched a drifted path, newest first."""
+        walker = repo.walk(head.id, pygit2.enums.SortMode.TOPOLOGICAL)
+        walker.hide(old.id)
+        found: list[ForeignCommit] = []
+        for commit in walker:
+            if len(found) >= MAX_DRIFT_COMMITS:
+                break
+            if commit.parents:
+                diff = commit.parents[0].tree.diff_to_tree(commit.tree)
+            else:
+                diff = commit.tree.diff_to_tree(swap=True)
+            touched = {d.new_file.path for d in diff.deltas} | {d.old_file.path for d in diff.deltas}
+            if touched & paths:
+                author = f"{commit.author.name} <{commit.author.email}>"
+                found.append(ForeignCommit(str(commit.id), author, commit.message.split("\n", 1)[0][:200]))
+        return tuple(found)
+
+    def _examined(
+        self,
+        repo: pygit2.Repository,
+        since: str,
+        head: pygit2.Commit | None,
+        bundle: Bundle,
+        own: Callable[[str, bytes], bool] | None,
+        on_drift: Callable[[Drift], None] | None,
+    ) -> str:
+        """Report drift from ``since`` to the fetched ``head``; the commit to compare with next."""
+        if not since or on_drift is None:
+            return since
+        drift = self._drift(repo, since, head, bundle, own)
+        if drift is not None:
+            on_drift(drift)
+        return str(head.id) if head is not None else ""
+
     # --- the one public operation ----------------------------------------------
 
     def publish(
-        self, bundle: Bundle, *, trigger: str, refresh: bool = False, before_push: Callable[[int], None] | None = None
+        self,
+        bundle: Bundle,
+        *,
+        trigger: str,
+        refresh: bool = False,
+        before_push: Callable[[int], None] | None = None,
+        signer: Signer | None = None,
+        since: str = "",
+        on_drift: Callable[[Drift], None] | None = None,
+        own: Callable[[str, bytes], bool] | None = None,
     ) -> PublishResult:
         """Commit ``bundle`` if it differs from the branch, and push it.
 
@@ -320,7 +463,15 @@ class PolicyRepository:
         net); otherwise the last push of this process is the base, and only the
         changed files are written. A push rejected because the branch moved is
         rebuilt on the new head and retried. ``before_push`` is called with the
-        attempt number (tests move the branch there).
+        attempt number (tests move the branch there). ``signer`` signs the tree
+        again when a signature kept from the branch changed what ``MANIFEST.sig`` covers.
+
+        ``since`` is the last commit the publisher made (or examined): whenever
+        it fetches the branch, what others changed since then (``own`` tells the
+        files the portal's other writers add, such as audit checkpoints) is
+        handed to ``on_drift`` before anything is pushed, and the push then
+        restores the signed state under the bundle's roots. ``on_drift`` raising
+        stops the publish: nothing is reverted silently.
         """
         try:
             self._ensure_remote()
@@ -334,8 +485,9 @@ class PolicyRepository:
                 previous: Bundle | None = pushed.bundle
             else:
                 base, previous = self._fetch(repo), None
+                since = self._examined(repo, since, base, bundle, own, on_drift)
             for attempt in range(1, self.max_attempts + 1):
-                bundle = self._keep_signature(repo, base, bundle, previous)
+                bundle = self._signed(repo, base, bundle, previous, signer)
                 tree = self._tree(repo, base, bundle, previous)
                 if base is not None and tree == base.tree.id:
                     _LAST_PUSHED[self._key] = _Pushed(str(base.id), bundle)
@@ -353,6 +505,7 @@ class PolicyRepository:
                     if any(marker in exc.detail for marker in REJECTED_MARKERS) and attempt < self.max_attempts:
                         # Someone else moved the branch: start again from their head.
                         base, previous = self._fetch(repo), None
+                        since = self._examined(repo, since, base, bundle, own, on_drift)
                         time.sleep(0.05 * attempt)
                         continue
                     raise
@@ -366,6 +519,16 @@ class PolicyRepository:
         except (OSError, pygit2.GitError) as exc:
             _LAST_PUSHED.pop(self._key, None)
             raise PublishError(f"policy repository unavailable: {exc}") from exc
+
+
+def _signed_part(path: str, data: bytes) -> str:
+    """``header.payload`` of a signature file's token: equal for two signatures by one key over the same claims."""
+    try:
+        if path == MANIFEST_SIGNATURE:
+            return data.decode("ascii").strip().rsplit(".", 1)[0]
+        return signed_part(data)
+    except (ValueError, KeyError, UnicodeDecodeError):
+        return ""
 
 
 class _GitFailed(Exception):

@@ -31,6 +31,7 @@ EVENTS: dict[str, str] = {
     "grant.expired": "a grant expired",
     "grant.revoked": "a grant was revoked; reason_kind says why (manual, stale, breakglass_closed, ...)",
     "bundle.published": "a new policy bundle revision was published",
+    "policy.drift_detected": "commits the portal did not make changed the policy branch; the next push restores it",
     "breakglass.used": "someone used break-glass access",
 }
 

@@ -268,6 +268,28 @@ class ServedBundle(models.Model):
         return self.revision
 
 
+class PolicyDrift(models.Model):
+    """Changes on the policy branch that the portal did not make, found by the publisher before it
+    restored the signed state (``exceptions/services/policy_drift.py``)."""
+
+    since_commit = models.CharField(max_length=64, blank=True)  # the last commit the publisher made or examined
+    head_commit = models.CharField(max_length=64, blank=True)  # the head it found ("" when the branch was gone)
+    paths = models.JSONField(default=list)  # [{"path", "change", "restored"}]
+    commits = models.JSONField(default=list)  # [{"sha", "author", "subject"}], newest first
+    rewritten = models.BooleanField(default=False)  # since_commit is no longer in the branch's history
+    detected_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-detected_at", "-id"]
+        constraints = [
+            # One record per drift: a publish retried after recording it does not record it again.
+            models.UniqueConstraint(fields=["since_commit", "head_commit"], name="policy_drift_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"drift at {self.head_commit[:12] or '(no branch)'}: {len(self.paths)} paths"
+
+
 class IntegrationToken(models.Model):
     """A scoped API key for a ticketing tool. It acts as ``user``, limited to ``scopes``.
 

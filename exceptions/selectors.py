@@ -16,7 +16,15 @@ from bundle.records import BundleOptions, GrantRecord
 from exceptions import hooks
 from exceptions.access import roles_for, visible_grants, visible_requests
 from exceptions.choices import GrantStatus
-from exceptions.models import BundlePublication, ExceptionRequest, Grant, ProviderRangeSet, ServedBundle, Workload
+from exceptions.models import (
+    BundlePublication,
+    ExceptionRequest,
+    Grant,
+    PolicyDrift,
+    ProviderRangeSet,
+    ServedBundle,
+    Workload,
+)
 
 GRANT_VIEWS = ("active", "expiring", "scheduled", "expired", "revoked")
 
@@ -276,3 +284,8 @@ def known_bundle_revisions(revisions: Collection[str]) -> set[str]:
     )
     made.update(ServedBundle.objects.filter(revision__in=wanted).values_list("revision", flat=True))
     return made
+
+
+def recent_policy_drifts(*, limit: int = 10) -> list[PolicyDrift]:
+    """The newest drifts on the policy branch (the operations page)."""
+    return list(PolicyDrift.objects.order_by("-detected_at", "-id")[:limit])

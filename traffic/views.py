@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from exceptions.access import access_grant
+from exceptions.selectors import recent_policy_drifts
 from exceptions.validators import OBJECT_ID, parse_bounded_int
 from traffic import selectors
 from traffic.access import access_workload_traffic, can_manage_gateways, can_operate
@@ -93,6 +94,7 @@ def operations(request: HttpRequest) -> HttpResponse:
         "jobs": periodic_jobs(now=timezone.now()),
         "outbox": selectors.outbox_backlog(),
         "gateways": selectors.gateway_ingest(),
+        "drifts": recent_policy_drifts(),
     }
     return render(request, "traffic/operations.html", context)
 

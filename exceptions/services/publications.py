@@ -28,13 +28,13 @@ from django.utils import timezone
 from audit.checkpoints import queue_checkpoint
 from audit.selectors import head_seq
 from audit.services import SYSTEM, record_event
-from bundle import signatures
+from bundle import signatures, tree_signature
 from bundle.archive import opa_tarball
 from bundle.compiler import Bundle, compile_bundle
 from bundle.content_key import content_revision
 from bundle.emitters import opa
 from bundle.incremental import IncrementalCompiler
-from bundle.policy_repository import PolicyRepository, PublishError, PublishResult
+from bundle.policy_repository import Drift, PolicyRepository, PublishError, PublishResult
 from bundle.records import GrantRecord
 from exceptions import hooks
 from exceptions.events import emit
@@ -47,6 +47,7 @@ from exceptions.selectors import (
     open_grants_changed_since,
     service_cidrs,
 )
+from exceptions.services.policy_drift import last_known_commit, portal_checkpoint, record_drift
 from foundation.locks import named_lock
 from foundation.logging import log_publication
 from foundation.signing import sign_jws
@@ -76,17 +77,19 @@ def _signer(claims: dict[str, Any]) -> str:
     return str(token)
 
 
-def sign_bundle(bundle: Bundle) -> Bundle:
-    """The bundle with ``opa/.signatures.json``, signed with EGRESS_SIGNING_KEY (if one is set)."""
+def sign_bundle(bundle: Bundle, *, tree: bool = True) -> Bundle:
+    """The bundle signed with EGRESS_SIGNING_KEY (if one is set): ``opa/.signatures.json`` for
+    OPA's loader, then (``tree``) ``MANIFEST.sig`` over every file, the OPA signature included."""
     if not settings.EGRESS_SIGNING_KEY:
         return bundle
-    return bundle.with_files(
+    bundle = bundle.with_files(
         {
             f"{opa.DIRECTORY}/{signatures.SIGNATURES}": signatures.sign(
                 bundle.files_under(opa.DIRECTORY), _signer, compact=True
             )
         }
     )
+    return tree_signature.sign(bundle, _signer) if tree else bundle
 
 
 class OpenRecords:
@@ -183,7 +186,7 @@ def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:
     key = f"egress-portal:opa-archive:{content_revision(records, now=now, options=options)}"
     cached = cache.get(key)
     if cached is None:
-        bundle = sign_bundle(compile_bundle(records, now=now, options=options))
+        bundle = sign_bundle(compile_bundle(records, now=now, options=options), tree=False)
         cached = (bundle.revision, opa_tarball(bundle.files_under(opa.DIRECTORY)))
         # Engines report the revision they ran; ingestion refuses revisions the portal never made.
         ServedBundle.objects.bulk_create(
@@ -205,6 +208,10 @@ def publisher() -> PolicyRepository:
     )
 
 
+def _record_drift(drift: Drift) -> None:
+    record_drift(drift=drift)
+
+
 @contextmanager
 def publisher_lock() -> Iterator[None]:
     """Only one publisher at a time, across processes and machines sharing the database."""
@@ -222,7 +229,16 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
     with publisher_lock():
         bundle = current_bundle(compiler=_COMPILER, records=_OPEN_RECORDS.read(refresh=refresh), refresh=refresh)
         try:
-            result: PublishResult = publisher().publish(bundle, trigger=trigger, refresh=refresh)
+            result: PublishResult = publisher().publish(
+                bundle,
+                trigger=trigger,
+                refresh=refresh,
+                signer=_signer if settings.EGRESS_SIGNING_KEY else None,
+                # Commits the portal did not make are recorded (audit, webhook) before the push restores them.
+                since=last_known_commit(),
+                on_drift=_record_drift,
+                own=portal_checkpoint,
+            )
         except PublishError as exc:
             failed = BundlePublication.objects.create(
                 status=BundlePublication.Status.FAILED,
