@@ -14,10 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models, transaction
 
 from audit.hashing import GENESIS_HASH, chain_hash, event_payload, to_jsonable
 from audit.models import ActorKind, AuditChainHead, AuditEvent
+from audit.sealing import AuditKeys, audit_keys, event_seal, head_seal
+from audit.verification import HEAD_SEAL_INVALID_ACTION, head_seal_problem
 from foundation.actors import Actor as RequestActor
 from foundation.context import current_request_id
 
@@ -68,6 +71,38 @@ def _lock_head() -> AuditChainHead:
     return AuditChainHead.objects.select_for_update().get(pk=1)
 
 
+def _unsealed_head_event(keys: AuditKeys, head: AuditChainHead) -> list[PendingEvent]:
+    """An event saying so, when the head about to be extended does not carry a valid seal.
+
+    Only the key holder writes valid head seals; extending a rolled-back head would seal
+    the rollback. A chain older than seals (head and newest event both unsealed) is not
+    a rollback. A head sealed with a key the portal does not know is a configuration
+    error, not evidence: refused, so a wrong key never marks the log for good.
+    """
+    if head.last_seq == 0 and not head.seal:
+        return []
+    if not head.seal and AuditEvent.objects.filter(seq=head.last_seq, seal="").exists():
+        return []
+    problem = head_seal_problem(keys, head)
+    if not problem:
+        return []
+    if head.seal and head.seal_key_id not in keys.by_id:
+        raise ImproperlyConfigured(
+            f"The audit chain head is sealed with audit key {head.seal_key_id!r}, which is neither EGRESS_AUDIT_KEY "
+            f"({keys.current_id!r}) nor listed in EGRESS_AUDIT_KEY_RETIRED; no event can be recorded."
+        )
+    return [
+        PendingEvent(
+            actor=SYSTEM,
+            action=HEAD_SEAL_INVALID_ACTION,
+            object_type=object_type_of(head),
+            object_id=str(head.pk),
+            before={"last_seq": head.last_seq, "last_hash": head.last_hash, "seal_key_id": head.seal_key_id},
+            reason=problem,
+        )
+    ]
+
+
 # Above this many events at once, PostgreSQL gets them through COPY: bulk jobs
 # (expiring 100,000 grants) would otherwise spend most of their time in INSERT.
 COPY_THRESHOLD = 200
@@ -87,6 +122,8 @@ _COLUMNS = (
     "context",
     "prev_hash",
     "hash",
+    "seal",
+    "seal_key_id",
 )
 
 
@@ -114,7 +151,9 @@ def record_events(events: Sequence[PendingEvent], *, now: datetime | None = None
         return 0
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("Audit events must be recorded inside the transaction of the change they describe.")
+    keys = audit_keys()  # before the lock: a missing key fails before anything waits on the head
     head = _lock_head()
+    events = [*_unsealed_head_event(keys, head), *events]
     created_at = (now or datetime.now(UTC)).astimezone(UTC)
     request_id = current_request_id()
     prev_hash = head.last_hash or GENESIS_HASH
@@ -139,10 +178,22 @@ def record_events(events: Sequence[PendingEvent], *, now: datetime | None = None
             context=context,
         )
         digest = chain_hash(prev_hash, payload)
-        rows.append({**payload, "created_at": created_at, "context": context, "prev_hash": prev_hash, "hash": digest})
+        rows.append(
+            {
+                **payload,
+                "created_at": created_at,
+                "context": context,
+                "prev_hash": prev_hash,
+                "hash": digest,
+                "seal": event_seal(keys, seq, digest),
+                "seal_key_id": keys.current_id,
+            }
+        )
         prev_hash = digest
     _insert(rows)
-    AuditChainHead.objects.filter(pk=1).update(last_seq=seq, last_hash=prev_hash)
+    AuditChainHead.objects.filter(pk=1).update(
+        last_seq=seq, last_hash=prev_hash, seal=head_seal(keys, seq, prev_hash), seal_key_id=keys.current_id
+    )
     return len(rows)
 
 

@@ -7,6 +7,7 @@ import secrets
 from egress_portal.settings.base import *  # noqa: F403
 from egress_portal.settings.base import CELERY_BROKER_DIR, VAR_DIR
 from egress_portal.settings.env import env_bool, env_str
+from audit.sealing import generate_key_file as generate_audit_key_file
 from foundation.logging import logging_config
 from foundation.signing import generate_key_file
 
@@ -30,6 +31,7 @@ SECRET_KEY = env_str("SECRET_KEY") or _generated_secret("secret_key", 50)
 OPA_BUNDLE_TOKEN = env_str("OPA_BUNDLE_TOKEN") or _generated_secret("opa_bundle_token", 32)
 
 EGRESS_SIGNING_KEY = env_str("EGRESS_SIGNING_KEY") or generate_key_file(VAR_DIR / "signing-key.pem")
+EGRESS_AUDIT_KEY = env_str("EGRESS_AUDIT_KEY") or generate_audit_key_file(VAR_DIR / "audit-key")
 
 # Static files come from the app folders through the finders; no collectstatic needed.
 STATIC_ROOT = None

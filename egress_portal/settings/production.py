@@ -48,3 +48,6 @@ if CACHE_URL.startswith("redis://"):
 # bundle in production would let anyone who can push to the policy
 # repository add a grant.
 EGRESS_SIGNING_KEY = env_required("EGRESS_SIGNING_KEY")
+# Seals every audit event and the chain head; without it someone with the database could
+# rewrite the newest events unnoticed. Its own secret, kept out of the database (docs/audit.md).
+EGRESS_AUDIT_KEY = env_required("EGRESS_AUDIT_KEY")
