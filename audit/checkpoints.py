@@ -26,8 +26,8 @@ from django.db import transaction
 
 from audit.hashing import GENESIS_HASH
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
-from audit.services import SYSTEM, Actor, record_event
 from audit.sealing import audit_keys
+from audit.services import SYSTEM, Actor, record_event
 from audit.verification import database_records, head_seal_problem, walk
 from foundation import signing
 from foundation.locks import named_lock

@@ -58,7 +58,9 @@ def key_id_of(key: bytes) -> str:
 def _parse_key(raw: str, name: str) -> bytes:
     value = raw.strip()
     if "PRIVATE KEY" in value:
-        raise ImproperlyConfigured(f"{name} holds a PEM key; the audit key is its own random secret, not a signing key.")
+        raise ImproperlyConfigured(
+            f"{name} holds a PEM key; the audit key is its own random secret, not a signing key."
+        )
     if len(value) < MIN_KEY_LENGTH:
         raise ImproperlyConfigured(
             f"{name} is {len(value)} characters; an audit key needs at least {MIN_KEY_LENGTH} "
@@ -70,7 +72,9 @@ def _parse_key(raw: str, name: str) -> bytes:
 @lru_cache(maxsize=4)
 def _keys(current: str, retired: str) -> AuditKeys:
     if not current.strip():
-        raise ImproperlyConfigured("EGRESS_AUDIT_KEY (or EGRESS_AUDIT_KEY_FILE) is not set; audit events cannot be sealed.")
+        raise ImproperlyConfigured(
+            "EGRESS_AUDIT_KEY (or EGRESS_AUDIT_KEY_FILE) is not set; audit events cannot be sealed or checked."
+        )
     key = _parse_key(current, "EGRESS_AUDIT_KEY")
     by_id = {key_id_of(key): key}
     for old in (part for part in re.split(r"[\s,]+", retired) if part):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import secrets
 
+from audit.sealing import generate_key_file as generate_audit_key_file
 from egress_portal.settings.base import *  # noqa: F403
 from egress_portal.settings.base import CELERY_BROKER_DIR, VAR_DIR
 from egress_portal.settings.env import env_bool, env_str
-from audit.sealing import generate_key_file as generate_audit_key_file
 from foundation.logging import logging_config
 from foundation.signing import generate_key_file
 

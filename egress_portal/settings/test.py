@@ -11,9 +11,9 @@ import os
 import socket
 from pathlib import Path
 
+from audit.sealing import generate_key_file as generate_audit_key_file
 from egress_portal.settings.base import *  # noqa: F403
 from egress_portal.settings.base import VAR_DIR, database_from_url
-from audit.sealing import generate_key_file as generate_audit_key_file
 from egress_portal.settings.env import env_str
 from foundation.signing import generate_key_file
 
