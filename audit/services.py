@@ -19,8 +19,8 @@ from django.db import models, transaction
 
 from audit.hashing import GENESIS_HASH, chain_hash, event_payload, to_jsonable
 from audit.models import ActorKind, AuditChainHead, AuditEvent
-from audit.sealing import AuditKeys, audit_keys, event_seal, head_seal
-from audit.verification import HEAD_SEAL_INVALID_ACTION, head_seal_problem
+from audit.sealing import AuditKeys, audit_keys, event_seal, head_seal, seal_problem
+from audit.verification import HEAD_SEAL_INVALID_ACTION, Anchor, database_records, head_seal_problem, walk
 from foundation.actors import Actor as RequestActor
 from foundation.context import current_request_id
 
@@ -220,3 +220,73 @@ def record_event(
             )
         ]
     )
+
+
+HISTORY_SEALED_ACTION = "audit.history_sealed"
+
+
+class SealRefused(Exception):
+    """The chain does not hold; sealing it now would vouch for whatever was done to it."""
+
+
+def seal_history(*, actor: Actor = SYSTEM, checkpoints: Sequence[Anchor] = ()) -> int:
+    """Seal the events written before seals existed, and the chain head; returns how many were sealed.
+
+    Runs once after the upgrade that added seals, as the database owner (the runtime role may
+    not update events; on PostgreSQL the trigger lets an UPDATE through only when it fills an
+    empty seal). It first checks every hash and link, the given checkpoints and every seal
+    already written, and that the unsealed events are the oldest ones: an unsealed event after
+    a sealed one is a seal someone removed, and is refused, not resealed. The head is locked
+    throughout, so no event is recorded meanwhile.
+    """
+    keys = audit_keys()
+    with transaction.atomic():
+        head = _lock_head()
+        result = walk(database_records(), anchors=checkpoints)
+        if not result.ok:
+            raise SealRefused(f"audit chain broken at #{result.broken_seq}: {result.problem}")
+        if result.checked != head.last_seq or result.last_hash != head.last_hash:
+            raise SealRefused(f"the chain head (#{head.last_seq}) does not match the events")
+        pending: list[tuple[int, int, str]] = []
+        first_sealed = 0
+        rows = AuditEvent.objects.order_by("seq").values_list("pk", "seq", "hash", "seal", "seal_key_id")
+        for pk, seq, digest, seal, key_id in rows.iterator(chunk_size=5000):
+            if not seal and first_sealed:
+                raise SealRefused(
+                    f"event #{seq} has no seal but event #{first_sealed} before it has one: a seal was removed"
+                )
+            if not seal:
+                pending.append((pk, seq, digest))
+                continue
+            first_sealed = first_sealed or seq
+            problem = seal_problem(keys, head=False, seq=seq, digest=digest, seal=seal, key_id=key_id)
+            if problem:
+                raise SealRefused(f"event #{seq} {problem}")
+        if head.seal and (problem := head_seal_problem(keys, head)):
+            raise SealRefused(problem)
+        for start in range(0, len(pending), 1000):
+            chunk = pending[start : start + 1000]
+            AuditEvent.objects.bulk_update(
+                [
+                    AuditEvent(pk=pk, seal=event_seal(keys, seq, digest), seal_key_id=keys.current_id)
+                    for pk, seq, digest in chunk
+                ],
+                ["seal", "seal_key_id"],
+            )
+        if not head.seal and head.last_seq:
+            AuditChainHead.objects.filter(pk=1).update(
+                seal=head_seal(keys, head.last_seq, head.last_hash), seal_key_id=keys.current_id
+            )
+        if pending:
+            record_event(
+                actor=actor,
+                action=HISTORY_SEALED_ACTION,
+                obj=head,
+                after={
+                    "sealed": len(pending),
+                    "first_seq": pending[0][1],
+                    "last_seq": pending[-1][1],
+                    "key_id": keys.current_id,
+                },
+            )
+    return len(pending)

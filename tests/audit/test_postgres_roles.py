@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from audit.models import AuditEvent
 from audit.services import SYSTEM, record_event
@@ -17,7 +17,7 @@ from audit.verification import verify_chain
 from exceptions.models import Team
 
 ROLES_SQL = Path(__file__).resolve().parents[2] / "deploy" / "postgres-roles.sql"
-PASSWORD = "role-split-test"  # noqa: S105 - a throwaway role in the test database
+PASSWORD = "role-split-test"  # a throwaway role in the test database
 
 
 def _connect(**overrides: Any) -> psycopg.Connection[Any]:
@@ -53,7 +53,7 @@ def role_split() -> Iterator[tuple[str, str]]:
     sql = ROLES_SQL.read_text().replace("egress_owner", owner).replace("egress_app", app)
     with _connect(autocommit=True) as admin:
         admin.execute(sql)
-        admin.execute(f'ALTER ROLE "{app}" PASSWORD \'{PASSWORD}\'')
+        admin.execute(f"ALTER ROLE \"{app}\" PASSWORD '{PASSWORD}'")
     try:
         yield owner, app
     finally:
@@ -105,3 +105,26 @@ def test_the_runtime_role_may_append_and_read_audit_events_but_never_rewrite_the
         assert cursor.rowcount == 1
         runtime.rollback()
     assert AuditEvent.objects.count() == 2 and verify_chain().ok
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_trigger_lets_an_update_through_only_when_it_fills_an_empty_seal() -> None:
+    with transaction.atomic():
+        record_event(actor=SYSTEM, action="team.touched", obj=Team.objects.create(name="T", slug="t"))
+    event = AuditEvent.objects.get()
+    for statement in (
+        "UPDATE audit_auditevent SET seal = repeat('b', 64)",  # replacing a seal
+        "UPDATE audit_auditevent SET seal = ''",  # removing one
+    ):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER USER")
+        cursor.execute("UPDATE audit_auditevent SET seal = ''")
+        cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER USER")
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditevent SET seal = %s, reason = 'filled and edited'", [event.seal])
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditevent SET seal = %s", [event.seal])
+    assert verify_chain().ok

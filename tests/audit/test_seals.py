@@ -17,7 +17,7 @@ from django.db import connection, transaction
 
 from approvals.services import approve_request
 from audit.checkpoints import write_checkpoint
-from audit.models import AuditChainHead, AuditEvent
+from audit.models import AuditEvent
 from audit.services import SYSTEM, record_event
 from audit.verification import verify_chain
 from exceptions.models import Team
@@ -232,3 +232,49 @@ def test_an_export_without_its_signed_header_or_checkpoint_fails_unless_checked_
         _verify("--export", str(headerless))
     out, err = _verify("--export", str(headerless), "--no-anchors")
     assert "4 events verified" in out and "WARNING: --no-anchors" in err
+
+
+def _as_before_seals() -> None:
+    """The chain as an older portal left it: no seal on any event or on the head."""
+    _sql("UPDATE audit_auditevent SET seal = '', seal_key_id = ''")
+    _sql("UPDATE audit_auditchainhead SET seal = '', seal_key_id = '' WHERE id = 1")
+
+
+@pytest.mark.django_db
+def test_seal_audit_seals_the_events_written_before_seals_once_the_chain_holds(
+    submit: Any, approver: Any, anchored_repo: Path
+) -> None:
+    _approved(submit, approver)
+    write_checkpoint()
+    _as_before_seals()
+    with pytest.raises(CommandError, match=r"broken at sequence #1: event #1 has no seal"):
+        _verify()
+    # The portal keeps recording meanwhile: an unsealed head over unsealed events is no rollback.
+    with transaction.atomic():
+        record_event(actor=SYSTEM, action="team.touched", obj=Team.objects.create(name="T", slug="t"))
+    assert AuditEvent.objects.filter(action="audit.head_seal_invalid").count() == 0
+    out = StringIO()
+    call_command("seal_audit", stdout=out)
+    assert "Sealed 4 audit events written before seals existed." in out.getvalue()
+    sealed = AuditEvent.objects.order_by("-seq").first()
+    assert sealed is not None and sealed.action == "audit.history_sealed"
+    assert sealed.after == {"sealed": 4, "first_seq": 1, "last_seq": 4, "key_id": sealed.seal_key_id}
+    assert "6 events verified" in _verify()[0]
+    call_command("seal_audit", stdout=out)
+    assert "Every audit event is sealed already." in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_seal_audit_refuses_a_removed_seal_and_a_rewritten_chain(
+    submit: Any, approver: Any, requester: Any, anchored_repo: Path
+) -> None:
+    _approved(submit, approver)
+    _sql("UPDATE audit_auditevent SET seal = '' WHERE seq = 3")
+    with pytest.raises(CommandError, match=r"Not sealed: event #3 has no seal but event #1 before it has one"):
+        call_command("seal_audit", stdout=StringIO())
+    _as_before_seals()
+    _rewrite_newest(actor_id=requester.pk, actor_label="alice", reason="mine")
+    _sql("UPDATE audit_auditevent SET reason = 'edited' WHERE seq = 1")
+    with pytest.raises(CommandError, match=r"Not sealed: audit chain broken at #1: content does not match its hash"):
+        call_command("seal_audit", stdout=StringIO())
+    assert not AuditEvent.objects.exclude(seal="").exists()
