@@ -31,6 +31,8 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
             "DJANGO_ALLOW_ASYNC_UNSAFE",
             "EGRESS_SIGNING_KEY",
             "EGRESS_SIGNING_KEY_FILE",
+            "EGRESS_AUDIT_KEY",
+            "EGRESS_AUDIT_KEY_FILE",
         }
     }
     return subprocess.run(
@@ -57,6 +59,7 @@ def _production_env(tmp_path: Path) -> dict[str, str]:
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
         "EGRESS_VAR_DIR": str(tmp_path),
         "METRICS_TOKEN": secrets.token_urlsafe(32),
+        "EGRESS_AUDIT_KEY": secrets.token_urlsafe(32),
     }
 
 
@@ -66,7 +69,14 @@ def test_production_settings_pass_check_deploy(tmp_path: Path) -> None:
     assert "no issues" in result.stdout
 
 
-@pytest.mark.parametrize(("variable", "name"), [("SECRET_KEY_FILE", "SECRET_KEY"), ("METRICS_TOKEN", "METRICS_TOKEN")])
+@pytest.mark.parametrize(
+    ("variable", "name"),
+    [
+        ("SECRET_KEY_FILE", "SECRET_KEY"),
+        ("METRICS_TOKEN", "METRICS_TOKEN"),
+        ("EGRESS_AUDIT_KEY", "EGRESS_AUDIT_KEY"),
+    ],
+)
 def test_production_refuses_to_start_without_a_secret(tmp_path: Path, variable: str, name: str) -> None:
     env = _production_env(tmp_path)
     del env[variable]
