@@ -38,7 +38,7 @@ def test_truncate_of_audit_events_is_refused_without_the_maintenance_switch() ->
     with _connect() as owner, owner.cursor() as cursor:
         # The suite's switch is set per connection; this one, like any production session, lacks it.
         cursor.execute("SELECT current_setting('egress.audit_maintenance', true)")
-        assert cursor.fetchone()[0] in (None, "")  # type: ignore[index]
+        assert cursor.fetchone()[0] in (None, "")
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only: TRUNCATE refused"):
             cursor.execute("TRUNCATE audit_auditevent")
         owner.rollback()

@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from approvals.services import approve_request
 from audit.checkpoints import write_checkpoint
 from audit.models import AuditEvent
+from audit.selectors import chain_status
 from audit.services import SYSTEM, record_event
 from audit.verification import verify_chain
 from exceptions.models import Team
@@ -115,6 +116,13 @@ def test_rewriting_the_newest_event_with_sql_and_hashlib_is_named_by_verify_audi
     with pytest.raises(CommandError) as failure:
         _verify()
     assert f"broken at sequence #{seq}: event #{seq} does not match its seal" in str(failure.value)
+    # The audit page says so at once, without walking the chain.
+    status = chain_status()
+    assert status.state == "contradicted"
+    assert status.message == (
+        f"The newest event (#{seq}) does not match its seal (rewritten without the audit key). "
+        "Run manage.py verify_audit."
+    )
     # And a checkpoint is no longer written over it.
     with pytest.raises(Exception, match=rf"broken at #{seq}: event #{seq} does not match its seal"):
         write_checkpoint()
@@ -133,6 +141,7 @@ def test_removing_the_newest_event_and_rolling_the_head_back_is_found(
         _verify()
     message = str(failure.value)
     assert f"broken at sequence #{newest - 1}: the chain head (#{newest - 1}) does not match its seal" in message
+    assert chain_status().message.startswith(f"The chain head (#{newest - 1}) does not match its seal")
     # Writing on must not launder the rollback: the next event says the head was not sealed.
     with transaction.atomic():
         record_event(actor=SYSTEM, action="team.touched", obj=Team.objects.create(name="T", slug="t"))
