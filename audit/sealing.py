@@ -44,11 +44,14 @@ def generate_key_file(path: Path) -> str:
 
 @dataclass(frozen=True)
 class AuditKeys:
-    """The current key (seals new events) and every key a seal may verify with, by key id."""
+    """The current key (seals new events) and every key a seal may verify with, by key id.
+
+    Held as keyed HMAC objects that each seal copies: the key's pads are hashed once, not per seal.
+    """
 
     current_id: str
-    current: bytes
-    by_id: dict[str, bytes]
+    current: hmac.HMAC
+    by_id: dict[str, hmac.HMAC]
 
 
 def key_id_of(key: bytes) -> str:
@@ -76,19 +79,25 @@ def _keys(current: str, retired: str) -> AuditKeys:
             "EGRESS_AUDIT_KEY (or EGRESS_AUDIT_KEY_FILE) is not set; audit events cannot be sealed or checked."
         )
     key = _parse_key(current, "EGRESS_AUDIT_KEY")
-    by_id = {key_id_of(key): key}
+    by_id = {key_id_of(key): _keyed(key)}
     for old in (part for part in re.split(r"[\s,]+", retired) if part):
         old_key = _parse_key(old, "EGRESS_AUDIT_KEY_RETIRED")
-        by_id.setdefault(key_id_of(old_key), old_key)
-    return AuditKeys(current_id=key_id_of(key), current=key, by_id=by_id)
+        by_id.setdefault(key_id_of(old_key), _keyed(old_key))
+    return AuditKeys(current_id=key_id_of(key), current=by_id[key_id_of(key)], by_id=by_id)
+
+
+def _keyed(key: bytes) -> hmac.HMAC:
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def audit_keys() -> AuditKeys:
     return _keys(getattr(settings, "EGRESS_AUDIT_KEY", ""), getattr(settings, "EGRESS_AUDIT_KEY_RETIRED", ""))
 
 
-def _mac(key: bytes, domain: str, seq: int, digest: str) -> str:
-    return hmac.new(key, f"{domain}|{seq}|{digest}".encode(), hashlib.sha256).hexdigest()
+def _mac(keyed: hmac.HMAC, domain: str, seq: int, digest: str) -> str:
+    mac = keyed.copy()
+    mac.update(f"{domain}|{seq}|{digest}".encode())
+    return mac.hexdigest()
 
 
 def event_seal(keys: AuditKeys, seq: int, event_hash: str) -> str:

@@ -19,7 +19,7 @@ from approvals.services import approve_request
 from audit.checkpoints import write_checkpoint
 from audit.models import AuditEvent
 from audit.selectors import chain_status
-from audit.services import SYSTEM, record_event
+from audit.services import COPY_THRESHOLD, SYSTEM, PendingEvent, record_event, record_events
 from audit.verification import verify_chain
 from exceptions.models import Team
 
@@ -287,3 +287,11 @@ def test_seal_audit_refuses_a_removed_seal_and_a_rewritten_chain(
     with pytest.raises(CommandError, match=r"Not sealed: audit chain broken at #1: content does not match its hash"):
         call_command("seal_audit", stdout=StringIO())
     assert not AuditEvent.objects.exclude(seal="").exists()
+
+
+@pytest.mark.django_db
+def test_a_bulk_job_seals_every_event_it_writes_through_copy_too(team: Team) -> None:
+    with transaction.atomic():
+        record_events([PendingEvent(SYSTEM, "team.touched", "exceptions.team", str(team.pk))] * (COPY_THRESHOLD + 1))
+    assert not AuditEvent.objects.filter(seal="").exists()
+    assert verify_chain().ok and verify_chain().checked == COPY_THRESHOLD + 1
