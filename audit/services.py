@@ -264,6 +264,12 @@ def seal_history(*, actor: Actor = SYSTEM, checkpoints: Sequence[Anchor] = ()) -
                 raise SealRefused(f"event #{seq} {problem}")
         if head.seal and (problem := head_seal_problem(keys, head)):
             raise SealRefused(problem)
+        sealed_before = AuditEvent.objects.filter(action=HISTORY_SEALED_ACTION).values_list("seq", flat=True).first()
+        if pending and sealed_before:
+            # Sealing history happens once; unsealed events after that are seals someone removed.
+            raise SealRefused(
+                f"the history was sealed already (event #{sealed_before}), yet {len(pending)} events have no seal"
+            )
         for start in range(0, len(pending), 1000):
             chunk = pending[start : start + 1000]
             AuditEvent.objects.bulk_update(

@@ -271,6 +271,10 @@ def test_seal_audit_seals_the_events_written_before_seals_once_the_chain_holds(
     assert "6 events verified" in _verify()[0]
     call_command("seal_audit", stdout=out)
     assert "Every audit event is sealed already." in out.getvalue()
+    # Once only: blanking every seal afterwards (to pass a rollback off as old history) is refused.
+    _as_before_seals()
+    with pytest.raises(CommandError, match=r"Not sealed: the history was sealed already \(event #6\), yet 6 events"):
+        call_command("seal_audit", stdout=out)
 
 
 @pytest.mark.django_db
