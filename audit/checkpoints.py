@@ -26,8 +26,9 @@ from django.db import transaction
 
 from audit.hashing import GENESIS_HASH
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
+from audit.sealing import audit_keys
 from audit.services import SYSTEM, Actor, record_event
-from audit.verification import database_records, walk
+from audit.verification import database_records, head_seal_problem, walk
 from foundation import signing
 from foundation.locks import named_lock
 from foundation.outbox.services import enqueue_coalesced
@@ -178,13 +179,17 @@ def repository_checkpoints(*, public_pems: Sequence[str] = ()) -> tuple[list[Che
 
 
 def _assert_extends(base_seq: int, base_hash: str, head: AuditChainHead) -> None:
-    """The events since the last checkpoint chain onto its hash and end at the head row."""
+    """The events since the last checkpoint chain onto its hash, carry their seals and end at the sealed head row."""
+    keys = audit_keys()
     records = database_records(after_seq=base_seq, through_seq=head.last_seq)
-    result = walk(records, start_seq=base_seq + 1, start_hash=base_hash)
+    result = walk(records, start_seq=base_seq + 1, start_hash=base_hash, keys=keys)
     if not result.ok:
         raise CheckpointRefused(f"audit chain broken at #{result.broken_seq}: {result.problem}")
     if result.checked != head.last_seq - base_seq or result.last_hash != head.last_hash:
         raise CheckpointRefused(f"the chain head (#{head.last_seq}) does not match the events")
+    problem = head_seal_problem(keys, head)
+    if problem:
+        raise CheckpointRefused(problem)
 
 
 def write_checkpoint(

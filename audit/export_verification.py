@@ -10,11 +10,32 @@ from audit.checkpoints import InvalidCheckpoint, parse_checkpoint
 from audit.verification import VerificationResult, read_export, walk, walk_filtered
 
 
-def verify_export(path: Path, *, public_pems: Sequence[str] = ()) -> VerificationResult:
-    """Verify an export file offline: the chain, its checkpoint's signature, and that the file is whole."""
+def verify_export(path: Path, *, public_pems: Sequence[str] = (), require_anchor: bool = True) -> VerificationResult:
+    """Verify an export file offline: the chain, its checkpoint's signature, and that the file is whole.
+
+    Fails closed: an export without its header (which says how far it runs and carries the
+    signed checkpoint), or whose header has no checkpoint, cannot be shown whole or anchored,
+    so it fails unless ``require_anchor`` is False (``verify_audit --no-anchors``).
+    """
     header, records = read_export(path)
     if header is None:
+        if require_anchor:
+            return VerificationResult(
+                False,
+                0,
+                None,
+                "the export has no header with a signed checkpoint: neither where it ends nor what anchors it "
+                "can be checked (--no-anchors checks the events against each other only)",
+            )
         return replace(walk(records), notes=("An export without a header: not anchored to any checkpoint.",))
+    if require_anchor and not header.get("checkpoint"):
+        return VerificationResult(
+            False,
+            0,
+            None,
+            "the export's header carries no signed checkpoint (none had been written when it was made): nothing "
+            "anchors it (--no-anchors checks it against itself only)",
+        )
     anchor = None
     if header.get("checkpoint"):
         try:

@@ -36,6 +36,9 @@ class AuditEvent(models.Model):
     context = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # HMAC-SHA256 of (seq, hash) with the audit key (audit/sealing.py), which the database never holds.
+    seal = models.CharField(max_length=64, blank=True, default="")
+    seal_key_id = models.CharField(max_length=16, blank=True, default="")
 
     class Meta:
         ordering = ["seq"]
@@ -57,6 +60,10 @@ class AuditChainHead(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     last_seq = models.BigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, default="0" * 64)
+    # HMAC of (last_seq, last_hash) with the audit key: rolling the head back after removing
+    # the newest events needs a seal the key holder never wrote.
+    seal = models.CharField(max_length=64, blank=True, default="")
+    seal_key_id = models.CharField(max_length=16, blank=True, default="")
 
     def __str__(self) -> str:
         return f"audit head #{self.last_seq}"

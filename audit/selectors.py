@@ -5,13 +5,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.db.models import CharField, Q, QuerySet
 from django.db.models.functions import Cast
 
 from audit import hooks
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
-from audit.verification import RECORD_FIELDS
+from audit.sealing import audit_keys, seal_problem
+from audit.verification import RECORD_FIELDS, head_seal_problem
 
 
 def timeline(refs: dict[str, Iterable[object]]) -> QuerySet[AuditEvent]:
@@ -173,7 +175,8 @@ def chain_status() -> ChainStatus:
     head = AuditChainHead.objects.filter(pk=1).first()
     head_seq_, head_hash = (head.last_seq, head.last_hash) if head else (0, "")
     checkpoint = AuditCheckpoint.objects.order_by("-seq").first()
-    newest = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    newest_row = AuditEvent.objects.order_by("-seq").values_list("seq", "hash", "seal", "seal_key_id").first()
+    newest = newest_row[:2] if newest_row else None
     failures = [answer for answer in hooks.job_last_failure("audit.write_checkpoint") if answer is not None]
     failed_at, last_error = max(failures) if failures else (None, "")
     since = head_seq_ - (checkpoint.seq if checkpoint else 0)
@@ -186,6 +189,24 @@ def chain_status() -> ChainStatus:
             head_seq_,
             since,
         )
+    if head is not None and newest_row is not None:
+        # Two HMACs: the newest event and the head, the part no checkpoint covers yet.
+        seq, digest, seal, key_id = newest_row
+        try:
+            keys = audit_keys()
+        except ImproperlyConfigured as exc:
+            problem = f"Seals cannot be checked: {exc}"
+        else:
+            event_problem = seal_problem(keys, head=False, seq=seq, digest=digest, seal=seal, key_id=key_id)
+            problem = f"the newest event (#{seq}) {event_problem}" if event_problem else head_seal_problem(keys, head)
+        if problem:
+            return ChainStatus(
+                "contradicted",
+                f"{problem[:1].upper()}{problem[1:]}. Run manage.py verify_audit.",
+                checkpoint,
+                head_seq_,
+                since,
+            )
     if checkpoint is None:
         return ChainStatus("none", "No checkpoint has been written yet.", None, head_seq_, since, failed_at)
     at_checkpoint = AuditEvent.objects.filter(seq=checkpoint.seq).values_list("hash", flat=True).first()

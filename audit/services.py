@@ -14,10 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models, transaction
 
 from audit.hashing import GENESIS_HASH, chain_hash, event_payload, to_jsonable
 from audit.models import ActorKind, AuditChainHead, AuditEvent
+from audit.sealing import AuditKeys, audit_keys, event_seal, head_seal, seal_problem
+from audit.verification import HEAD_SEAL_INVALID_ACTION, Anchor, database_records, head_seal_problem, walk
 from foundation.actors import Actor as RequestActor
 from foundation.context import current_request_id
 
@@ -68,6 +71,38 @@ def _lock_head() -> AuditChainHead:
     return AuditChainHead.objects.select_for_update().get(pk=1)
 
 
+def _unsealed_head_event(keys: AuditKeys, head: AuditChainHead) -> list[PendingEvent]:
+    """An event saying so, when the head about to be extended does not carry a valid seal.
+
+    Only the key holder writes valid head seals; extending a rolled-back head would seal
+    the rollback. A chain older than seals (head and newest event both unsealed) is not
+    a rollback. A head sealed with a key the portal does not know is a configuration
+    error, not evidence: refused, so a wrong key never marks the log for good.
+    """
+    if head.last_seq == 0 and not head.seal:
+        return []
+    if not head.seal and AuditEvent.objects.filter(seq=head.last_seq, seal="").exists():
+        return []
+    problem = head_seal_problem(keys, head)
+    if not problem:
+        return []
+    if head.seal and head.seal_key_id not in keys.by_id:
+        raise ImproperlyConfigured(
+            f"The audit chain head is sealed with audit key {head.seal_key_id!r}, which is neither EGRESS_AUDIT_KEY "
+            f"({keys.current_id!r}) nor listed in EGRESS_AUDIT_KEY_RETIRED; no event can be recorded."
+        )
+    return [
+        PendingEvent(
+            actor=SYSTEM,
+            action=HEAD_SEAL_INVALID_ACTION,
+            object_type=object_type_of(head),
+            object_id=str(head.pk),
+            before={"last_seq": head.last_seq, "last_hash": head.last_hash, "seal_key_id": head.seal_key_id},
+            reason=problem,
+        )
+    ]
+
+
 # Above this many events at once, PostgreSQL gets them through COPY: bulk jobs
 # (expiring 100,000 grants) would otherwise spend most of their time in INSERT.
 COPY_THRESHOLD = 200
@@ -87,6 +122,8 @@ _COLUMNS = (
     "context",
     "prev_hash",
     "hash",
+    "seal",
+    "seal_key_id",
 )
 
 
@@ -114,7 +151,9 @@ def record_events(events: Sequence[PendingEvent], *, now: datetime | None = None
         return 0
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("Audit events must be recorded inside the transaction of the change they describe.")
+    keys = audit_keys()  # before the lock: a missing key fails before anything waits on the head
     head = _lock_head()
+    events = [*_unsealed_head_event(keys, head), *events]
     created_at = (now or datetime.now(UTC)).astimezone(UTC)
     request_id = current_request_id()
     prev_hash = head.last_hash or GENESIS_HASH
@@ -139,10 +178,22 @@ def record_events(events: Sequence[PendingEvent], *, now: datetime | None = None
             context=context,
         )
         digest = chain_hash(prev_hash, payload)
-        rows.append({**payload, "created_at": created_at, "context": context, "prev_hash": prev_hash, "hash": digest})
+        rows.append(
+            {
+                **payload,
+                "created_at": created_at,
+                "context": context,
+                "prev_hash": prev_hash,
+                "hash": digest,
+                "seal": event_seal(keys, seq, digest),
+                "seal_key_id": keys.current_id,
+            }
+        )
         prev_hash = digest
     _insert(rows)
-    AuditChainHead.objects.filter(pk=1).update(last_seq=seq, last_hash=prev_hash)
+    AuditChainHead.objects.filter(pk=1).update(
+        last_seq=seq, last_hash=prev_hash, seal=head_seal(keys, seq, prev_hash), seal_key_id=keys.current_id
+    )
     return len(rows)
 
 
@@ -169,3 +220,79 @@ def record_event(
             )
         ]
     )
+
+
+HISTORY_SEALED_ACTION = "audit.history_sealed"
+
+
+class SealRefused(Exception):
+    """The chain does not hold; sealing it now would vouch for whatever was done to it."""
+
+
+def seal_history(*, actor: Actor = SYSTEM, checkpoints: Sequence[Anchor] = ()) -> int:
+    """Seal the events written before seals existed, and the chain head; returns how many were sealed.
+
+    Runs once after the upgrade that added seals, as the database owner (the runtime role may
+    not update events; on PostgreSQL the trigger lets an UPDATE through only when it fills an
+    empty seal). It first checks every hash and link, the given checkpoints and every seal
+    already written, and that the unsealed events are the oldest ones: an unsealed event after
+    a sealed one is a seal someone removed, and is refused, not resealed. The head is locked
+    throughout, so no event is recorded meanwhile.
+    """
+    keys = audit_keys()
+    with transaction.atomic():
+        head = _lock_head()
+        result = walk(database_records(), anchors=checkpoints)
+        if not result.ok:
+            raise SealRefused(f"audit chain broken at #{result.broken_seq}: {result.problem}")
+        if result.checked != head.last_seq or result.last_hash != head.last_hash:
+            raise SealRefused(f"the chain head (#{head.last_seq}) does not match the events")
+        pending: list[tuple[int, int, str]] = []
+        first_sealed = 0
+        rows = AuditEvent.objects.order_by("seq").values_list("pk", "seq", "hash", "seal", "seal_key_id")
+        for pk, seq, digest, seal, key_id in rows.iterator(chunk_size=5000):
+            if not seal and first_sealed:
+                raise SealRefused(
+                    f"event #{seq} has no seal but event #{first_sealed} before it has one: a seal was removed"
+                )
+            if not seal:
+                pending.append((pk, seq, digest))
+                continue
+            first_sealed = first_sealed or seq
+            problem = seal_problem(keys, head=False, seq=seq, digest=digest, seal=seal, key_id=key_id)
+            if problem:
+                raise SealRefused(f"event #{seq} {problem}")
+        if head.seal and (problem := head_seal_problem(keys, head)):
+            raise SealRefused(problem)
+        sealed_before = AuditEvent.objects.filter(action=HISTORY_SEALED_ACTION).values_list("seq", flat=True).first()
+        if pending and sealed_before:
+            # Sealing history happens once; unsealed events after that are seals someone removed.
+            raise SealRefused(
+                f"the history was sealed already (event #{sealed_before}), yet {len(pending)} events have no seal"
+            )
+        for start in range(0, len(pending), 1000):
+            chunk = pending[start : start + 1000]
+            AuditEvent.objects.bulk_update(
+                [
+                    AuditEvent(pk=pk, seal=event_seal(keys, seq, digest), seal_key_id=keys.current_id)
+                    for pk, seq, digest in chunk
+                ],
+                ["seal", "seal_key_id"],
+            )
+        if not head.seal and head.last_seq:
+            AuditChainHead.objects.filter(pk=1).update(
+                seal=head_seal(keys, head.last_seq, head.last_hash), seal_key_id=keys.current_id
+            )
+        if pending:
+            record_event(
+                actor=actor,
+                action=HISTORY_SEALED_ACTION,
+                obj=head,
+                after={
+                    "sealed": len(pending),
+                    "first_seq": pending[0][1],
+                    "last_seq": pending[-1][1],
+                    "key_id": keys.current_id,
+                },
+            )
+    return len(pending)

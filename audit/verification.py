@@ -17,6 +17,11 @@ from typing import Any, Protocol
 
 from audit.hashing import GENESIS_HASH, chain_hash, event_payload
 from audit.models import AuditChainHead, AuditEvent
+from audit.sealing import AuditKeys, audit_keys, seal_problem
+
+# Recorded by record_events when the chain head it was about to extend did not carry a valid
+# seal (events removed and the head rolled back): writing on must not launder that.
+HEAD_SEAL_INVALID_ACTION = "audit.head_seal_invalid"
 
 
 class Anchor(Protocol):
@@ -72,8 +77,9 @@ def walk(
     start_seq: int = 1,
     start_hash: str = GENESIS_HASH,
     anchors: Sequence[Anchor] = (),
+    keys: AuditKeys | None = None,
 ) -> VerificationResult:
-    """Check each event against its predecessor and every anchor (checkpoint) on the way.
+    """Check each event against its predecessor, its seal (with ``keys``) and every anchor (checkpoint) on the way.
 
     Anchors are met in sequence order, so the one named is the first the chain
     contradicts. An anchor beyond the chain's end means events were removed
@@ -103,6 +109,10 @@ def walk(
             return VerificationResult(
                 False, checked, seq, "content does not match its hash (altered)", prev_hash, anchored_seq=anchored
             )
+        if keys is not None:
+            problem = _event_seal_problem(keys, record)
+            if problem:
+                return VerificationResult(False, checked, seq, problem, prev_hash, anchored_seq=anchored)
         anchor = by_seq.get(seq)
         if anchor is not None:
             if anchor.head_hash != record["hash"]:
@@ -136,13 +146,36 @@ def walk(
     return VerificationResult(True, checked, last_hash=prev_hash, anchored_seq=anchored)
 
 
+def _event_seal_problem(keys: AuditKeys, record: dict[str, Any]) -> str:
+    seq = int(record["seq"])
+    problem = seal_problem(
+        keys,
+        head=False,
+        seq=seq,
+        digest=str(record["hash"]),
+        seal=str(record.get("seal") or ""),
+        key_id=str(record.get("seal_key_id") or ""),
+    )
+    if problem:
+        return f"event #{seq} {problem}"
+    if record.get("action") == HEAD_SEAL_INVALID_ACTION:
+        before = record.get("before") or {}
+        return (
+            f"event #{seq} records that the chain head (#{before.get('last_seq')}) did not carry a valid seal when "
+            f"the portal next wrote ({record.get('reason')}): events after it may have been removed"
+        )
+    return ""
+
+
 RECORD_FIELDS = (*PAYLOAD_FIELDS, *OPTIONAL_PAYLOAD_FIELDS, "prev_hash", "hash")
+# Not exported: a seal is checked with the audit key, which an offline auditor does not hold.
+SEAL_FIELDS = ("seal", "seal_key_id")
 
 
 def database_records(
     *, chunk_size: int = 5000, after_seq: int = 0, through_seq: int | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Every event (after ``after_seq``, up to ``through_seq``) as exported, in chain order.
+    """Every event (after ``after_seq``, up to ``through_seq``) as exported plus its seal, in chain order.
 
     Plain tuples from a server-side cursor, not model instances: a million
     events stream in constant memory at a fraction of the cost.
@@ -150,8 +183,10 @@ def database_records(
     events = AuditEvent.objects.filter(seq__gt=after_seq).order_by("seq")
     if through_seq is not None:
         events = events.filter(seq__lte=through_seq)
-    for row in events.values_list(*RECORD_FIELDS).iterator(chunk_size=chunk_size):
-        yield record_from_row(row)
+    for row in events.values_list(*RECORD_FIELDS, *SEAL_FIELDS).iterator(chunk_size=chunk_size):
+        record = record_from_row(row[: len(RECORD_FIELDS)])
+        record["seal"], record["seal_key_id"] = row[len(RECORD_FIELDS) :]
+        yield record
 
 
 def record_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -161,8 +196,16 @@ def record_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
     return record
 
 
-def verify_chain(*, chunk_size: int = 5000, checkpoints: Sequence[Anchor] = ()) -> VerificationResult:
-    result = walk(database_records(chunk_size=chunk_size), anchors=checkpoints)
+def verify_chain(
+    *, chunk_size: int = 5000, checkpoints: Sequence[Anchor] = (), keys: AuditKeys | None = None
+) -> VerificationResult:
+    """The chain in the database: every hash, every seal, every checkpoint met, and the sealed head.
+
+    ``keys`` default to the configured audit keys; without one this raises
+    ``ImproperlyConfigured`` rather than pass a chain whose seals it cannot check.
+    """
+    keys = keys or audit_keys()
+    result = walk(database_records(chunk_size=chunk_size), anchors=checkpoints, keys=keys)
     if not result.ok:
         return result
     head = AuditChainHead.objects.filter(pk=1).first()
@@ -175,7 +218,23 @@ def verify_chain(*, chunk_size: int = 5000, checkpoints: Sequence[Anchor] = ()) 
         return replace(
             result, ok=False, broken_seq=result.checked, problem="the chain head's hash does not match the last event"
         )
+    if head and last_seq:
+        problem = head_seal_problem(keys, head)
+        if problem:
+            return replace(
+                result,
+                ok=False,
+                broken_seq=last_seq,
+                problem=f"{problem} (the newest events removed and the head rolled back?)",
+            )
     return result
+
+
+def head_seal_problem(keys: AuditKeys, head: AuditChainHead) -> str:
+    problem = seal_problem(
+        keys, head=True, seq=head.last_seq, digest=head.last_hash, seal=head.seal, key_id=head.seal_key_id
+    )
+    return f"the chain head (#{head.last_seq}) {problem}" if problem else ""
 
 
 EXPORT_TYPE = "egress-portal.audit-export"

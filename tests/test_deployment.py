@@ -35,6 +35,8 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
             "EGRESS_SECRETS_KEY",
             "EGRESS_SECRETS_KEY_FILE",
             "EGRESS_SECRETS_KEY_RETIRED",
+            "EGRESS_AUDIT_KEY",
+            "EGRESS_AUDIT_KEY_FILE",
         }
     }
     return subprocess.run(
@@ -62,6 +64,7 @@ def _production_env(tmp_path: Path) -> dict[str, str]:
         "EGRESS_VAR_DIR": str(tmp_path),
         "METRICS_TOKEN": secrets.token_urlsafe(32),
         "EGRESS_SECRETS_KEY": new_key(),
+        "EGRESS_AUDIT_KEY": secrets.token_urlsafe(32),
     }
 
 
@@ -77,6 +80,7 @@ def test_production_settings_pass_check_deploy(tmp_path: Path) -> None:
         ("SECRET_KEY_FILE", "SECRET_KEY"),
         ("METRICS_TOKEN", "METRICS_TOKEN"),
         ("EGRESS_SECRETS_KEY", "EGRESS_SECRETS_KEY"),
+        ("EGRESS_AUDIT_KEY", "EGRESS_AUDIT_KEY"),
     ],
 )
 def test_production_refuses_to_start_without_a_secret(tmp_path: Path, variable: str, name: str) -> None:

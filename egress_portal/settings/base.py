@@ -491,6 +491,11 @@ AUDIT_CHECKPOINT_WORK_DIR = Path(env_str("AUDIT_CHECKPOINT_WORK_DIR", str(VAR_DI
 # A publish that changed the bundle asks for an audit checkpoint this many seconds later;
 # publishes in between share it (one pending `audit.checkpoint` outbox row).
 AUDIT_CHECKPOINT_DELAY_SECONDS = env_int("AUDIT_CHECKPOINT_DELAY_SECONDS", 30)
+# The audit key seals every event and the chain head (HMAC-SHA256, audit/sealing.py): a random
+# secret of at least 32 characters kept outside the database, not the bundle signing key.
+# Older keys whose seals must still verify after a rotation: EGRESS_AUDIT_KEY_RETIRED (comma-separated).
+EGRESS_AUDIT_KEY = env_str("EGRESS_AUDIT_KEY")
+EGRESS_AUDIT_KEY_RETIRED = env_str("EGRESS_AUDIT_KEY_RETIRED")
 
 # --- Traffic: ingestion from egress points and stale revocation --------------------------------
 # The largest body a gateway may post (after gunzip), and how long digests are kept

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+from audit.sealing import generate_key_file as generate_audit_key_file
 from egress_portal.settings.base import *  # noqa: F403
 from egress_portal.settings.base import CELERY_BROKER_DIR, DATABASES, VAR_DIR
 from egress_portal.settings.env import env_bool, env_str
@@ -37,6 +38,7 @@ OPA_BUNDLE_TOKEN = env_str("OPA_BUNDLE_TOKEN") or _generated_secret("opa_bundle_
 
 EGRESS_SIGNING_KEY = env_str("EGRESS_SIGNING_KEY") or generate_key_file(VAR_DIR / "signing-key.pem")
 EGRESS_SECRETS_KEY = env_str("EGRESS_SECRETS_KEY") or _generated_secret("secrets-key", new_key())
+EGRESS_AUDIT_KEY = env_str("EGRESS_AUDIT_KEY") or generate_audit_key_file(VAR_DIR / "audit-key")
 
 # Static files come from the app folders through the finders; no collectstatic needed.
 STATIC_ROOT = None

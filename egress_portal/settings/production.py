@@ -54,3 +54,6 @@ if _problem := key_problem(EGRESS_SECRETS_KEY):
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(f"EGRESS_SECRETS_KEY {_problem}; it must be a Fernet key (32 bytes, url-safe base64).")
+# Seals every audit event and the chain head; without it someone with the database could
+# rewrite the newest events unnoticed. Its own secret, kept out of the database (docs/audit.md).
+EGRESS_AUDIT_KEY = env_required("EGRESS_AUDIT_KEY")

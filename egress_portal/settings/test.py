@@ -11,6 +11,7 @@ import os
 import socket
 from pathlib import Path
 
+from audit.sealing import generate_key_file as generate_audit_key_file
 from egress_portal.settings.base import *  # noqa: F403
 from egress_portal.settings.base import VAR_DIR, database_from_url
 from egress_portal.settings.env import env_str
@@ -58,6 +59,11 @@ elif os.environ.get("CI") == "true" or reachable(*_split_address(LOCAL_POSTGRES_
 else:
     DATABASE_URL = f"sqlite:///{VAR_DIR / 'test.sqlite3'}"
 DATABASES = {"default": database_from_url(DATABASE_URL)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The audit table's trigger refuses TRUNCATE unless a session says it is maintenance
+    # (audit/migrations/0007): pytest-django empties tables with TRUNCATE between
+    # transactional tests. Only the suite's own connections set it; not a security boundary.
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c egress.audit_maintenance=on"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so a live server thread and the tests see one database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
@@ -78,6 +84,7 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 # --- Publishing and audit checkpoints: their own repositories under var/ ----------------------
 # Tests that exercise publishing turn it on; the others need no broker.
 EGRESS_SIGNING_KEY = env_str("EGRESS_SIGNING_KEY") or generate_key_file(VAR_DIR / "test-signing-key.pem")
+EGRESS_AUDIT_KEY = env_str("EGRESS_AUDIT_KEY") or generate_audit_key_file(VAR_DIR / "test-audit-key")
 OPA_BUNDLE_TOKEN = "test-bundle-token"  # noqa: S105 - tests only
 # A fixed key, so every process of a test run (live server, Celery worker) opens the same secrets.
 EGRESS_SECRETS_KEY = env_str("EGRESS_SECRETS_KEY") or "dGVzdC1vbmx5LXNlY3JldHMta2V5LTMyLWJ5dGVzISE="

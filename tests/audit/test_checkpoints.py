@@ -15,6 +15,7 @@ from approvals.services import approve_request
 from audit.checkpoints import CheckpointRefused, write_checkpoint
 from audit.hashing import GENESIS_HASH, chain_hash
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
+from audit.sealing import audit_keys, event_seal, head_seal
 from audit.verification import PAYLOAD_FIELDS, export_record, verify_chain
 from foundation import signing
 from tests.audit.test_chain import _tamper
@@ -44,18 +45,26 @@ def _approved(submit: Any, approver: Any, **kwargs: Any) -> None:
 
 
 def _rewrite_everything(reason: str) -> None:
-    """What someone with write access to the table does: change history and recompute every hash and the head."""
+    """What someone with write access to the table and the audit key does: change history, recompute
+    every hash, seal and the head. Only the checkpoints outside the database can tell."""
+    keys = audit_keys()
     prev = GENESIS_HASH
     for event in AuditEvent.objects.order_by("seq"):
         record = export_record(event)
         record["reason"] = reason
         digest = chain_hash(prev, {name: record[name] for name in PAYLOAD_FIELDS})
         _tamper(
-            "UPDATE audit_auditevent SET reason = %s, prev_hash = %s, hash = %s WHERE seq = %s",
-            [reason, prev, digest, event.seq],
+            "UPDATE audit_auditevent SET reason = %s, prev_hash = %s, hash = %s, seal = %s WHERE seq = %s",
+            [reason, prev, digest, event_seal(keys, event.seq, digest), event.seq],
         )
         prev = digest
-    AuditChainHead.objects.filter(pk=1).update(last_hash=prev)
+    _roll_head(AuditChainHead.objects.get(pk=1).last_seq, prev)
+
+
+def _roll_head(seq: int, digest: str) -> None:
+    AuditChainHead.objects.filter(pk=1).update(
+        last_seq=seq, last_hash=digest, seal=head_seal(audit_keys(), seq, digest)
+    )
 
 
 @pytest.mark.django_db
@@ -80,7 +89,10 @@ def test_checkpoint_is_signed_and_pushed_beside_the_bundle(submit: Any, approver
         str(row.pk),
     )
     assert event.after["commit"] == row.commit
-    assert "4 events verified (database, 1 checkpoints checked; anchored by checkpoint #3)" in _verify()
+    assert (
+        "4 events verified (database, 1 checkpoints checked, every seal checked; anchored by checkpoint #3)"
+        in _verify()
+    )
 
 
 @pytest.mark.django_db
@@ -104,7 +116,7 @@ def test_full_rewrite_is_named_with_the_first_checkpoint_it_contradicts(
     _approved(submit, approver, ticket_ref="CHG-2")
     write_checkpoint()
     _rewrite_everything("rubber-stamped")
-    # The database alone cannot tell: every hash and the head were recomputed.
+    # The database alone cannot tell: every hash, seal and the head were recomputed with the key.
     assert verify_chain().ok
     with pytest.raises(CommandError) as failure:
         _verify()
@@ -121,7 +133,7 @@ def test_truncated_tail_is_named_with_the_checkpoint_beyond_it(submit: Any, appr
     write_checkpoint()
     # Remove the second approval and its checkpoint event, and make the head agree.
     _tamper("DELETE FROM audit_auditevent WHERE seq > %s", [4])
-    AuditChainHead.objects.filter(pk=1).update(last_seq=4, last_hash=AuditEvent.objects.get(seq=4).hash)
+    _roll_head(4, AuditEvent.objects.get(seq=4).hash)
     assert verify_chain().ok
     with pytest.raises(CommandError) as failure:
         _verify()

@@ -79,6 +79,7 @@ def test_production_sends_a_csp_without_inline_scripts(tmp_path: Path) -> None:
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
         "METRICS_TOKEN": "t",
         "EGRESS_SIGNING_KEY_FILE": str(tmp_path / "signing-key.pem"),
+        "EGRESS_AUDIT_KEY": "a" * 43,
         "EGRESS_VAR_DIR": str(tmp_path),
         "EGRESS_SECRETS_KEY": new_key(),
     }

@@ -3,18 +3,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.checkpoint_git import CheckpointRepoError
 from audit.checkpoints import Checkpoint, InvalidCheckpoint, repository_checkpoints
 from audit.export_verification import verify_export
-from audit.verification import verify_chain
+from audit.verification import VerificationResult, verify_chain
 
 
 class Command(BaseCommand):
     help = (
-        "Verify the audit hash chain against the signed checkpoints in the policy repository; "
-        "exits non-zero naming the first broken sequence number or contradicted checkpoint."
+        "Verify the audit log: every event's hash, seal and link, the sealed chain head, and the signed "
+        "checkpoints in the policy repository. Fails closed: exits non-zero naming the first broken sequence "
+        "number, the contradicted checkpoint, or what could not be checked (anchors unreachable, no audit key, "
+        "an export without its signed header)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -27,28 +30,57 @@ class Command(BaseCommand):
             "repeat it for the keys used before a rotation",
         )
         parser.add_argument(
-            "--skip-repository", action="store_true", help="do not read checkpoints from the policy repository"
+            "--no-anchors",
+            "--skip-repository",
+            dest="no_anchors",
+            action="store_true",
+            help="an explicit local check: do not read checkpoints from the policy repository (an export: accept "
+            "one without a signed checkpoint); warns that nothing outside the database vouches for the result. "
+            "Seals are still checked.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         public_pems = [path.read_text(encoding="utf-8") for path in options["public_key"] or []]
+        no_anchors: bool = options["no_anchors"]
         source: Path | None = options["export"]
+        checkpoints: list[Checkpoint] = []
+        forged: list[InvalidCheckpoint] = []
         if source:
-            result = verify_export(source, public_pems=public_pems)
+            result = verify_export(source, public_pems=public_pems, require_anchor=not no_anchors)
             where = str(source)
-            checkpoints: list[Checkpoint] = []
-            forged: list[InvalidCheckpoint] = []
         else:
-            checkpoints, forged = [], []
-            if not options["skip_repository"]:
+            if not no_anchors:
                 try:
                     checkpoints, forged = repository_checkpoints(public_pems=public_pems)
                 except CheckpointRepoError as exc:
-                    self.stderr.write(self.style.WARNING(f"Checkpoints not checked: {exc}"))
-            result = verify_chain(checkpoints=checkpoints)
+                    raise CommandError(
+                        f"Audit anchors not checked: the checkpoints in the policy repository could not be read "
+                        f"({exc}). Nothing outside the database vouches for the chain, so it is not reported intact; "
+                        "run with --no-anchors for an explicit local check of hashes and seals."
+                    ) from exc
+            try:
+                result = verify_chain(checkpoints=checkpoints)
+            except ImproperlyConfigured as exc:
+                raise CommandError(f"Audit seals not checked: {exc}") from exc
             where = "database"
+        if no_anchors:
+            self.stderr.write(
+                self.style.WARNING(
+                    "WARNING: --no-anchors: checkpoints in the policy repository were not checked; this result "
+                    "rests on the database and the audit key alone."
+                    if not source
+                    else "WARNING: --no-anchors: an export without a signed checkpoint is checked against itself only."
+                )
+            )
+        self._report(result, where, checkpoints, forged)
+
+    def _report(
+        self, result: VerificationResult, where: str, checkpoints: list[Checkpoint], forged: list[InvalidCheckpoint]
+    ) -> None:
         problems = [str(bad) for bad in forged]
-        if not result.ok:
+        if not result.ok and result.broken_seq is None:
+            problems.insert(0, f"Audit log not verified ({where}): {result.problem}.")
+        elif not result.ok:
             problems.insert(
                 0,
                 f"Audit chain broken at sequence #{result.broken_seq}: {result.problem} "
@@ -58,8 +90,11 @@ class Command(BaseCommand):
             raise CommandError("\n".join(problems))
         anchored = f"; anchored by checkpoint #{result.anchored_seq}" if result.anchored_seq else ""
         counted = f", {len(checkpoints)} checkpoints checked" if checkpoints else ""
+        sealed = ", every seal checked" if where == "database" else ""
         self.stdout.write(
-            self.style.SUCCESS(f"Audit chain intact: {result.checked} events verified ({where}{counted}{anchored}).")
+            self.style.SUCCESS(
+                f"Audit chain intact: {result.checked} events verified ({where}{counted}{sealed}{anchored})."
+            )
         )
         for note in result.notes:
             self.stdout.write(note)
