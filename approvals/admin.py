@@ -32,10 +32,20 @@ class ApproverGroupAdmin(admin.ModelAdmin[ApproverGroup]):
         # The group row and its teams are written by save_related through the services.
         pass
 
+    def get_readonly_fields(self, request: HttpRequest, obj: ApproverGroup | None = None) -> list[str]:
+        # A new name would have made a second group (ensure_approver_group goes by name).
+        return ["name"] if obj is not None else []
+
     def save_related(self, request: HttpRequest, form: ModelForm[ApproverGroup], formsets: Any, change: bool) -> None:
         data = form.cleaned_data
-        group = reference.ensure_approver_group(actor=actor_for(request), name=data["name"], teams=list(data["teams"]))
-        form.instance.pk = group.pk
+        if change:
+            group = form.instance
+            reference.set_approver_group_teams(actor=actor_for(request), group=group, teams=list(data["teams"]))
+        else:
+            group = reference.ensure_approver_group(
+                actor=actor_for(request), name=data["name"], teams=list(data["teams"])
+            )
+            form.instance.pk = group.pk
         wanted = set(data["members"])
         current = set(group.members.all())
         for user in wanted - current:

@@ -226,6 +226,8 @@ def use_breakglass(
     with transaction.atomic():
         # The user row serialises one person's concurrent uses, so the limit holds under races.
         get_user_model().objects.select_for_update().get(pk=user.pk)
+        if drill:
+            _check_drill_throttle(workload, now=now)
         limit = settings.EGRESS_BREAKGLASS_MAX_ACTIVE_PER_USER
         if not drill and active_uses(user, now=now).count() >= limit:
             raise ValidationError(
@@ -292,6 +294,33 @@ def use_breakglass(
     return use
 
 
+def _check_drill_throttle(workload: Workload, *, now: datetime) -> None:
+    """One drill per workload per EGRESS_BREAKGLASS_DRILL_INTERVAL_MINUTES: each one mails every
+    security officer and approver on the priority queue, so repeating it would be a flood.
+    The workload row serialises drills by different people, so two cannot slip in together."""
+    Workload.objects.select_for_update().filter(pk=workload.pk).first()
+    interval = timedelta(minutes=settings.EGRESS_BREAKGLASS_DRILL_INTERVAL_MINUTES)
+    last = (
+        BreakGlassUse.objects.filter(
+            drill=True, team_id=workload.team_id, workload_name=workload.name, created_at__gt=now - interval
+        )
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if last is not None:
+        minutes = settings.EGRESS_BREAKGLASS_DRILL_INTERVAL_MINUTES
+        raise ValidationError(
+            {
+                "__all__": [
+                    f"{workload.name} was drilled at {last:%Y-%m-%d %H:%M} UTC; the next drill for it may start "
+                    f"after {last + interval:%Y-%m-%d %H:%M} UTC (one drill per workload every {minutes} min)."
+                ]
+            },
+            code="drill_throttled",
+        )
+
+
 def queue_priority_publish(*, trigger: str, key: str) -> None:
     """A publish of its own on the `priority` queue: no coalescing window."""
     enqueue(kind=settings.EGRESS_BREAKGLASS_PUBLISH_KIND, payload={"trigger": trigger}, idempotency_key=key)
@@ -356,6 +385,27 @@ def _broadcast(use: BreakGlassUse, *, workload: Workload, grants: list[Grant]) -
     _nudge_priority_relay()
 
 
+def _broadcast_revoke(use: BreakGlassUse, *, closed_by: Any, reason: str, grants: int) -> None:
+    """The closing is told to the same people, on the same priority mail kind, as the opening."""
+    workload = use.request.workload if use.request is not None else None
+    enqueue_mail(
+        to=security_addresses() + (approver_addresses(workload) if workload is not None else []),
+        subject=f"[egress BREAK-GLASS CLOSED] {closed_by.get_username()} closed {use.workload_name} "
+        f"early (incident {use.incident_ref})",
+        template="emails/breakglass_revoked",
+        context={
+            "use": use,
+            "closed_by": closed_by,
+            "reason": reason,
+            "grants": grants,
+            "url": _url("breakglass-detail", use.pk),
+        },
+        idempotency_key=f"breakglass:{use.pk}:revoke-broadcast",
+        kind=settings.EGRESS_BREAKGLASS_MAIL_KIND,
+    )
+    _nudge_priority_relay()
+
+
 def _lock_use(use: BreakGlassUse) -> BreakGlassUse:
     return BreakGlassUse.objects.select_for_update().select_related("user", "team").get(pk=use.pk)
 
@@ -395,6 +445,7 @@ def revoke_breakglass(*, actor: Any, use: BreakGlassUse, reason: str, now: datet
         )
         locked.revoked_at = now
         locked.save(update_fields=["revoked_at"])
+        _broadcast_revoke(locked, closed_by=user, reason=reason.strip(), grants=len(closed))
         record_event(
             actor=actor,
             action="breakglass.revoked",

@@ -107,6 +107,23 @@ def ensure_approver_group(*, actor: Any, name: str, teams: Sequence[Team]) -> Ap
     return group
 
 
+def set_approver_group_teams(*, actor: Any, group: ApproverGroup, teams: Sequence[Team]) -> None:
+    """The teams whose requests ``group`` approves, exactly these: one event when they change."""
+    with transaction.atomic():
+        locked = ApproverGroup.objects.select_for_update().get(pk=group.pk)
+        before = sorted(locked.teams.values_list("slug", flat=True))
+        locked.teams.set(teams)
+        after = sorted(locked.teams.values_list("slug", flat=True))
+        if before != after:
+            record_event(
+                actor=actor,
+                action="approver_group.teams_changed",
+                obj=locked,
+                before={"teams": before},
+                after={"name": locked.name, "teams": after},
+            )
+
+
 def add_approver(*, actor: Any, group: ApproverGroup, user: Any) -> None:
     with transaction.atomic():
         if group.members.filter(pk=user.pk).exists():

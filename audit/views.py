@@ -55,12 +55,25 @@ def _start_of(day: Any) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
+TYPE_LENGTH = AuditEvent._meta.get_field("object_type").max_length or 0
+ID_LENGTH = AuditEvent._meta.get_field("object_id").max_length or 0
+
+
+def _as_row_id(text: str) -> int | None:
+    """A primary key written in an audit id, or None: ASCII digits that fit a bigint
+    (int() of 5,000 digits raises, and past 2**63 no row can match)."""
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        return None
+    return int(text)
+
+
 def object_url(event: AuditEvent) -> str | None:
     name = OBJECT_PAGES.get(event.object_type)
-    if name is None or not event.object_id.isascii() or not event.object_id.isdigit():
+    row_id = _as_row_id(event.object_id)
+    if name is None or row_id is None:
         return None
     try:
-        return reverse(name, args=[int(event.object_id)])
+        return reverse(name, args=[row_id])
     except NoReverseMatch:
         return None
 
@@ -121,11 +134,12 @@ def history_url(event: AuditEvent) -> str | None:
 
 def _related(object_type: str, object_id: str) -> list[tuple[str, str]]:
     """(label, history URL) of the objects whose story continues this one's."""
-    if not object_id.isascii() or not object_id.isdigit():
+    row_id = _as_row_id(object_id)
+    if row_id is None:
         return []
     return [
         (label, reverse("audit-object", args=[related_type, related_id]))
-        for answer in hooks.related_subjects(object_type, int(object_id))
+        for answer in hooks.related_subjects(object_type, row_id)
         for label, related_type, related_id in answer
     ]
 
@@ -135,6 +149,8 @@ def audit_object(request: HttpRequest, object_type: str, object_id: str) -> Http
     """One object's full history, oldest first, read-only (auditors see every object)."""
     if not can_view_audit(request.user):
         raise Http404("No such page.")
+    if len(object_type) > TYPE_LENGTH or len(object_id) > ID_LENGTH:
+        raise Http404("No event is about such an object: the type or id is longer than any recorded.")
     page = Paginator(object_history(object_type, object_id), 100).get_page(request.GET.get("page"))
     probe = AuditEvent(object_type=object_type, object_id=object_id)
     return render(

@@ -4,6 +4,11 @@
 outage does not get every web container restarted. ``/readyz`` says the portal
 can do its work: database, broker and policy repository reachable, the bundle
 published recently, and no outbox row parked (a side effect given up on).
+
+Anyone gets the status (200 or 503 and ``{"status": ...}``), enough for a load
+balancer. The checks, with their details (hosts, ages, error text), go only to a
+caller holding the metrics token (``Authorization: Bearer $METRICS_TOKEN``, as
+for ``/metrics``) or signed in as staff: they map the deployment for an attacker.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from kombu import Connection
+
+from foundation.bearer import has_bearer_token
 
 
 @dataclass(frozen=True)
@@ -126,14 +133,22 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+def may_see_details(request: HttpRequest) -> bool:
+    """The metrics token or a staff session; with no METRICS_TOKEN configured, staff only."""
+    if has_bearer_token(request, settings.METRICS_TOKEN):
+        return True
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_authenticated and user.is_staff)
+
+
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: 200 when every dependency answers, 503 naming the ones that do not."""
+    """Readiness: 200 when every dependency answers, 503 otherwise; with the metrics
+    token (or a staff session) the body names each check and why it failed."""
     started = time.monotonic()
     results = readiness()
     ready = all(check.ok for check in results.values())
-    body = {
-        "status": "ok" if ready else "unavailable",
-        "checks": {name: {"ok": check.ok, "detail": check.detail} for name, check in results.items()},
-        "duration_ms": int((time.monotonic() - started) * 1000),
-    }
+    body: dict[str, object] = {"status": "ok" if ready else "unavailable"}
+    if may_see_details(request):
+        body["checks"] = {name: {"ok": check.ok, "detail": check.detail} for name, check in results.items()}
+        body["duration_ms"] = int((time.monotonic() - started) * 1000)
     return JsonResponse(body, status=200 if ready else 503)

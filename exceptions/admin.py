@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from audit.admin import audited_action
 from exceptions.models import ExceptionRequest, Grant, IntegrationToken, Team, TeamMembership, Workload
 from exceptions.tokens import revoke_token
 from foundation.actors import actor_for
@@ -54,6 +55,7 @@ class IntegrationTokenAdmin(ReadOnlyAdmin):
     actions = ["revoke"]
 
     @admin.action(description="Revoke the selected tokens")
+    @audited_action
     def revoke(self, request: HttpRequest, queryset: Any) -> None:
         for token in queryset:
             revoke_token(actor=actor_for(request), token=token, reason="revoked in the admin")

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from bundle.decision import POLICY_PATH, build_index, candidate_keys, decide, normalise_host
 from bundle.records import to_ns
-from exceptions.access import requestable_workloads, visible_grants
+from exceptions.access import requestable_workloads, roles_for, visible_grants, visible_workloads
 from exceptions.choices import GrantStatus
 from exceptions.models import Grant, Workload
 from exceptions.selectors import bundle_records
@@ -41,8 +41,6 @@ class Explanation:
     matched_rule: str | None = None
     candidates: list[dict[str, Any]] = field(default_factory=list)
     request_url: str | None = None
-    # Set instead of the grant's id, expiry and rule when the caller may not see the grant.
-    granted_by_team: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,16 +91,33 @@ def _nearest(
     return found
 
 
+REASON_NOT_YOURS = (
+    "{identity} is not a workload of a team you belong to or approve for, so only the grants you may see "
+    "are consulted: none of them allows it to reach {host}:{port}/{protocol}"
+)
+
+
+def may_see_identity(user: Any, identity: str) -> bool:
+    """Whether ``user`` may see the grants of ``identity`` (everyone's, for the CLI without --as-user)."""
+    if user is None or roles_for(user).sees_everything:
+        return True
+    return visible_workloads(user).filter(identity=identity).exists()
+
+
 def explain(
     *, identity: str, host: str, port: object, protocol: str = "tcp", now: datetime | None = None, user: Any = None
 ) -> Explanation:
-    """The verdict is the engine's, for anyone; the nearest grants listed are only
-    those ``user`` may see (all of them when no user is given: the CLI)."""
+    """The engine's verdict with its reason, for an identity whose grants ``user`` may see
+    (all of them when no user is given: the CLI). For any other identity, whether another
+    team holds a grant for it (on this port, another one, or later) or none at all, the
+    answer is the same deny with the same reason: the verdict or its wording would tell.
+    The nearest grants listed are only those ``user`` may see."""
     now = now or timezone.now()
     identity = canonical_identity(identity)
     host_n = normalise_host(host.strip())
     protocol_n = (protocol or "tcp").lower()
-    index = build_index(bundle_records(identity=identity))
+    seen = may_see_identity(user, identity)
+    index = build_index(bundle_records(identity=identity) if seen else [])
     decision = decide(index, identity=identity, host=host_n, port=port, protocol=protocol_n, now_ns=to_ns(now))
     result = Explanation(
         allow=decision.allow,
@@ -114,16 +129,9 @@ def explain(
         port=port,
         protocol=protocol_n,
     )
+    if not seen:
+        result.reason = REASON_NOT_YOURS.format(identity=identity, host=host_n, port=port, protocol=protocol_n)
     if decision.allow and decision.matched_host and decision.grant_id is not None:
-        if user is not None and not visible_grants(user).filter(pk=decision.grant_id).exists():
-            # The verdict is for anyone; which grant, until when, is for those who may see it.
-            team = Grant.objects.filter(pk=decision.grant_id).values_list("workload__team__name", flat=True).first()
-            result.grant_id = result.expires_at = None
-            result.granted_by_team = team or "another team"
-            result.reason = (
-                f"a grant of team {result.granted_by_team} allows {identity} to reach {host_n}:{port}/{protocol_n}"
-            )
-            return result
         result.matched_rule = (
             f"wildcard {decision.matched_host} (exactly one extra label)"
             if decision.matched_host.startswith("*.")

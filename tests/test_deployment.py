@@ -10,6 +10,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+import yaml
 from django.core.management import call_command
 
 from audit.verification import verify_chain
@@ -123,6 +124,23 @@ def test_docker_compose_file_is_valid() -> None:
         ["docker-compose", "config", "--services"], cwd=ROOT, capture_output=True, text=True
     ).stdout
     assert set(services.split()) >= {"postgres", "redis", "web", "worker", "beat"}
+    resolved = subprocess.run(["docker-compose", "config"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert str(yaml.safe_load(resolved)["services"]["web"]["environment"]["TRUSTED_PROXY_COUNT"]) == "0"
+
+
+PROXY_IMAGES = ("nginx", "traefik", "caddy", "haproxy", "envoy", "httpd")
+
+
+def test_docker_compose_trusts_as_many_forwarding_hops_as_it_runs_proxies() -> None:
+    """The per-address login lockout reads the client address through TRUSTED_PROXY_COUNT:
+    the compose file must state it, and it must match the proxies the file runs."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    proxies = [name for name, svc in services.items() if str(svc.get("image", "")).startswith(PROXY_IMAGES)]
+    assert "ports" in services["web"] and not proxies  # gunicorn is published as it is
+    for name in ("web", "worker", "beat"):
+        environment = services[name]["environment"]
+        assert environment.get("TRUSTED_PROXY_COUNT") == f"${{TRUSTED_PROXY_COUNT:-{len(proxies)}}}", name
 
 
 @pytest.mark.django_db

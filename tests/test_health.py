@@ -30,10 +30,11 @@ def ready_world(settings: Any, policy_repo: Path) -> None:
 
     git.Repo.init(policy_repo, bare=True)
     BundlePublication.objects.create(status=BundlePublication.Status.PUBLISHED, revision="r1", trigger="test")
+    settings.METRICS_TOKEN = "scrape-me"
 
 
 def _ready(client: Client) -> tuple[int, dict[str, Any]]:
-    response = client.get("/readyz")
+    response = client.get("/readyz", headers={"Authorization": "Bearer scrape-me"})
     return response.status_code, response.json()
 
 
@@ -109,3 +110,28 @@ def test_readyz_fails_naming_the_database_when_it_is_down(client: Client, ready_
     assert not body["checks"]["database"]["ok"]
     assert body["checks"]["outbox"]["detail"] == "not checked: the database is unreachable"
     assert body["checks"]["broker"]["ok"] and body["checks"]["policy_repository"]["ok"]
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_readyz_tells_an_anonymous_caller_only_the_status(client: Client, ready_world: None, settings: Any) -> None:
+    settings.POLICY_REPO_URL = f"http://127.0.0.1:{_closed_port()}/policy.git"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer é"}):
+        response = client.get("/readyz", headers=headers)
+        assert response.status_code == 503
+        assert response.json() == {"status": "unavailable"}, headers
+    settings.POLICY_REPO_URL = settings.POLICY_REPO_URL.replace("/policy.git", "/nowhere")
+    status, body = _ready(client)
+    assert status == 503 and "/nowhere" in body["checks"]["policy_repository"]["detail"]
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_readyz_shows_details_to_staff_even_without_a_metrics_token(
+    client: Client, ready_world: None, settings: Any, django_user_model: Any
+) -> None:
+    settings.METRICS_TOKEN = ""
+    assert client.get("/readyz").json() == {"status": "ok"}
+    client.force_login(django_user_model.objects.create_user("ops", is_staff=True))
+    body = client.get("/readyz").json()
+    assert body["status"] == "ok" and set(body["checks"]) >= {"database", "broker"}

@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from audit.admin import audited_action
 from foundation.outbox.models import OutboxMessage, OutboxStatus
 from traffic.models import EgressGateway, StaleNotice
 from traffic.operations import retry_parked
@@ -19,6 +20,9 @@ class EgressGatewayAdmin(admin.ModelAdmin[EgressGateway]):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # the "Register a gateway" page shows the token once; see /gateways/new/
+
+    def has_delete_permission(self, request: HttpRequest, obj: EgressGateway | None = None) -> bool:
+        return False  # deleting one would drop its token and records without an audit event
 
 
 @admin.register(StaleNotice)
@@ -52,6 +56,7 @@ class OutboxMessageAdmin(admin.ModelAdmin[OutboxMessage]):
         return False
 
     @admin.action(description="Retry the selected parked rows")
+    @audited_action
     def retry(self, request: HttpRequest, queryset: QuerySet[OutboxMessage]) -> None:
         ids = list(queryset.filter(status=OutboxStatus.PARKED).values_list("id", flat=True))
         count = retry_parked(actor=request.user, message_ids=ids)

@@ -16,7 +16,14 @@ from foundation.actors import actor_for
 from webhooks import services
 from webhooks.access import access_delivery, access_subscription, visible_subscriptions
 from webhooks.events import EVENTS
-from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from webhooks.models import (
+    SECRET_MAX_LENGTH,
+    SECRET_MIN_LENGTH,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+    validate_secret,
+)
 
 SCOPE = "webhooks:manage"
 ALL_METHODS = dict.fromkeys(("GET", "POST", "PATCH", "DELETE"), SCOPE)
@@ -26,7 +33,10 @@ class SubscriptionInput(ClosedSerializer):
     url = serializers.URLField(max_length=500)
     events = serializers.ListField(child=serializers.ChoiceField(choices=list(EVENTS)), allow_empty=False)
     secret = serializers.CharField(
-        required=False, min_length=16, max_length=200, help_text="Generated when left out; shown once."
+        required=False,
+        max_length=SECRET_MAX_LENGTH,
+        validators=[validate_secret],
+        help_text=f"At least {SECRET_MIN_LENGTH} characters; generated when left out; shown once.",
     )
     description = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
     active = serializers.BooleanField(required=False, default=True)

@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from foundation.encryption import EncryptedTextField
+
+# One rule for a secret an admin chooses, on the page, in the API and in the service:
+# a short one could be guessed offline from one signed delivery.
+SECRET_MIN_LENGTH = 16
+SECRET_MAX_LENGTH = 200
+
+
+def validate_secret(value: str) -> None:
+    if len(value) < SECRET_MIN_LENGTH:
+        raise ValidationError(
+            f"The secret must be at least {SECRET_MIN_LENGTH} characters (it has {len(value)}); "
+            "leave it empty to have one generated.",
+            code="secret_too_short",
+        )
 
 
 class WebhookSubscription(models.Model):

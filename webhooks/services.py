@@ -14,7 +14,7 @@ from exceptions.access import roles_for
 from foundation.actors import user_of
 from foundation.outbox.services import enqueue
 from webhooks.events import EVENTS, KIND, outbox_key
-from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSubscription, validate_secret
 from webhooks.targets import TargetRefused, check_url
 
 ADMINS_ONLY = "Only a portal administrator may manage webhooks."
@@ -25,8 +25,13 @@ def _require_admin(actor: Any) -> None:
         raise PermissionDenied(ADMINS_ONLY)
 
 
-def _check(*, url: str, events: Sequence[str]) -> None:
+def _check(*, url: str, events: Sequence[str], secret: str | None = None) -> None:
     errors: dict[str, list[str]] = {}
+    if secret:
+        try:
+            validate_secret(secret)
+        except ValidationError as exc:
+            errors["secret"] = exc.messages
     try:
         check_url(url)
     except TargetRefused as exc:
@@ -45,7 +50,7 @@ def create_subscription(
 ) -> WebhookSubscription:
     """Create a subscription; without a secret, a random one is made (show it to the admin once)."""
     _require_admin(actor)
-    _check(url=url, events=events)
+    _check(url=url, events=events, secret=secret)
     with transaction.atomic():
         subscription = WebhookSubscription.objects.create(
             url=url,
@@ -68,7 +73,11 @@ def update_subscription(*, actor: Any, subscription: WebhookSubscription, **chan
     with transaction.atomic():
         locked = WebhookSubscription.objects.select_for_update().get(pk=subscription.pk)
         before = locked.snapshot()
-        _check(url=changes.get("url", locked.url), events=changes.get("events", locked.events))
+        _check(
+            url=changes.get("url", locked.url),
+            events=changes.get("events", locked.events),
+            secret=changes.get("secret"),
+        )
         for name, value in changes.items():
             setattr(locked, name, sorted(set(value)) if name == "events" else value)
         locked.save()

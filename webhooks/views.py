@@ -14,6 +14,7 @@ from foundation.actors import actor_for
 from webhooks import services
 from webhooks.access import access_delivery, access_subscription, visible_subscriptions
 from webhooks.events import EVENTS
+from webhooks.models import SECRET_MAX_LENGTH, SECRET_MIN_LENGTH, validate_secret
 
 
 class SubscriptionForm(forms.Form):
@@ -22,7 +23,12 @@ class SubscriptionForm(forms.Form):
         choices=[(e, f"{e}: {d}") for e, d in EVENTS.items()], widget=forms.CheckboxSelectMultiple
     )
     description = forms.CharField(max_length=200, required=False)
-    secret = forms.CharField(max_length=200, required=False, help_text="Leave empty to generate one.")
+    secret = forms.CharField(
+        max_length=SECRET_MAX_LENGTH,
+        required=False,
+        validators=[validate_secret],
+        help_text=f"At least {SECRET_MIN_LENGTH} characters; leave empty to generate one.",
+    )
 
 
 @login_required

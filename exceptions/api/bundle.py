@@ -52,7 +52,6 @@ ExplainOutput = inline_serializer(
         "matched_rule": serializers.CharField(allow_null=True),
         "candidates": serializers.ListField(child=serializers.DictField()),
         "request_url": serializers.CharField(allow_null=True),
-        "granted_by_team": serializers.CharField(allow_null=True),
     },
 )
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -26,7 +26,7 @@ from exceptions.services.batches import expire_due_grants
 from exceptions.services.grants import revoke_grant
 from exceptions.services.publications import publish_bundle
 from exceptions.tokens import create_token
-from foundation.actors import TOKEN, Actor
+from foundation.actors import SESSION, TOKEN, Actor
 from foundation.outbox.models import OutboxMessage
 from tests.approvals.conftest import enrol_mfa
 
@@ -400,3 +400,47 @@ def test_a_use_is_hidden_from_people_outside_its_team(stepped_up: Client, worklo
     assert stepped_up.get(f"/approvals/break-glass/{use.pk}/").status_code == 200
     assert signed_in(outsider).get(f"/approvals/break-glass/{use.pk}/").status_code == 404
     assert signed_in(outsider).post(f"/approvals/break-glass/{use.pk}/revoke/", {"reason": "x"}).status_code == 404
+
+
+def test_drills_are_throttled_per_workload_with_a_clear_refusal(
+    settings: Any, stepped_up: Client, mfa_requester: tuple[Any, str], workload: Any, security_officer: Any
+) -> None:
+    settings.EGRESS_BREAKGLASS_DRILL_INTERVAL_MINUTES = 30
+    assert stepped_up.post(DRILL, form(workload)).status_code == 302
+    again = stepped_up.post(DRILL, form(workload, incident_ref="INC-4712"))
+    assert again.status_code == 400
+    assert f"{workload.name} was drilled at" in again.content.decode()
+    assert "one drill per workload every 30 min" in again.content.decode()
+    user, _ = mfa_requester
+    with pytest.raises(ValidationError, match="one drill per workload every 30 min"):
+        breakglass.use_breakglass(
+            actor=Actor(user=user, via=SESSION, mfa_at=timezone.now()),
+            workload=workload,
+            destinations=[{"host": "api.partner.example", "port": 443}],
+            incident_ref="INC-4713",
+            reason="Practice.",
+            duration=timedelta(hours=1),
+            acknowledged=True,
+            flow_started_at=timezone.now(),
+            drill=True,
+        )
+    assert BreakGlassUse.objects.filter(drill=True).count() == 1
+    assert OutboxMessage.objects.filter(kind="mail.priority").count() == 1
+    # Once the interval has passed, the next drill runs; a real break-glass is never throttled.
+    BreakGlassUse.objects.update(created_at=timezone.now() - timedelta(minutes=31))
+    assert stepped_up.post(DRILL, form(workload, incident_ref="INC-4714")).status_code == 302
+    assert stepped_up.post(PAGE, form(workload)).status_code == 302
+
+
+def test_an_early_revoke_is_broadcast_on_the_priority_mail_kind_like_the_opening(
+    stepped_up: Client, workload: Any, security_officer: Any, approver: Any
+) -> None:
+    assert stepped_up.post(PAGE, form(workload)).status_code == 302
+    use = BreakGlassUse.objects.get()
+    [opening] = OutboxMessage.objects.filter(kind="mail.priority")
+    response = stepped_up.post(f"/approvals/break-glass/{use.pk}/revoke/", {"reason": "Partner is back."})
+    assert response.status_code == 302
+    [closing] = OutboxMessage.objects.filter(kind="mail.priority").exclude(pk=opening.pk)
+    assert closing.payload["to"] == opening.payload["to"] == sorted([security_officer.email, approver.email])
+    assert "BREAK-GLASS CLOSED" in closing.payload["subject"] and "INC-4711" in closing.payload["subject"]
+    assert "Partner is back." in closing.payload["text"] and "Grants closed: 2" in closing.payload["text"]

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -25,7 +26,7 @@ from tests.exceptions.test_tokens import payload
 from tests.factories import UserFactory
 from webhooks.delivery import SIGNATURE_HEADER, DeliveryError, deliver, verify
 from webhooks.events import outbox_key
-from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
+from webhooks.models import SECRET_MIN_LENGTH, DeliveryStatus, WebhookDelivery, WebhookSubscription
 from webhooks.services import create_subscription
 from webhooks.targets import address_problem
 
@@ -304,3 +305,32 @@ def test_an_admin_adds_a_subscription_on_the_page_and_sees_its_secret_once(admin
     assert subscription.secret.encode() not in page.get(f"/webhooks/{subscription.pk}/").content
     refused = page.post("/webhooks/", {"url": "http://10.0.0.5/hook", "events": ["grant.revoked"]})
     assert refused.status_code == 400 and b"private" in refused.content
+
+
+@pytest.mark.parametrize("secret", ["short", "x" * (SECRET_MIN_LENGTH - 1)])
+def test_the_page_and_the_api_refuse_the_same_short_secret_with_the_same_message(admin: Any, secret: str) -> None:
+    page = Client()
+    page.force_login(admin)
+    on_page = page.post(
+        "/webhooks/", {"url": "https://hooks.example.com/egress", "events": ["grant.revoked"], "secret": secret}
+    )
+    assert on_page.status_code == 400
+    assert not WebhookSubscription.objects.exists()
+    message = f"The secret must be at least {SECRET_MIN_LENGTH} characters (it has {len(secret)})"
+    assert message in on_page.content.decode()
+    with pytest.raises(ValidationError) as refused:
+        create_subscription(
+            actor=admin, url="https://hooks.example.com/egress", events=["grant.revoked"], secret=secret
+        )
+    assert message in refused.value.message_dict["secret"][0]
+    _, key = create_token(actor=admin, user=admin, name="ops", scopes=["webhooks:manage"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    body = {"url": "https://hooks.example.com/egress", "events": ["grant.revoked"], "secret": secret}
+    by_api = api.post("/api/v1/webhooks/", body, format="json")
+    assert by_api.status_code == 400 and message in str(field_errors(by_api)["secret"])
+    accepted = page.post(
+        "/webhooks/",
+        {"url": "https://hooks.example.com/egress", "events": ["grant.revoked"], "secret": "x" * SECRET_MIN_LENGTH},
+    )
+    assert accepted.status_code == 200 and WebhookSubscription.objects.get().secret == "x" * SECRET_MIN_LENGTH

@@ -60,9 +60,6 @@ class Command(BaseCommand):
         self.stdout.write(f"  policy path:  {result.policy_path}")
         self.stdout.write(f"  identity:     {result.identity}")
         self.stdout.write(f"  destination:  {result.host}:{result.port}/{result.protocol}")
-        if result.allow and result.granted_by_team:
-            self.stdout.write(f"  granted by:   team {result.granted_by_team}")
-            return
         if result.allow:
             self.stdout.write(f"  matched rule: {result.matched_rule}")
             self.stdout.write(f"  grant:        #{result.grant_id} until {result.expires_at}")
