@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet
 
 from audit.models import AuditEvent
 from audit.selectors import timeline
@@ -16,7 +16,7 @@ from bundle.records import BundleOptions, GrantRecord
 from exceptions import hooks
 from exceptions.access import roles_for, visible_grants, visible_requests
 from exceptions.choices import GrantStatus
-from exceptions.models import ExceptionRequest, Grant, ProviderRangeSet, Workload
+from exceptions.models import ExceptionRequest, Grant, ProviderRangeSet, ServedBundle, Workload
 
 GRANT_VIEWS = ("active", "expiring", "scheduled", "expired", "revoked")
 
@@ -74,14 +74,17 @@ def open_grants() -> QuerySet[Grant]:
     return Grant.objects.filter(status__in=[GrantStatus.SCHEDULED, GrantStatus.ACTIVE])
 
 
-def open_grants_fingerprint(*, now: datetime) -> tuple[int, int, int]:
-    """Count, id sum and top id of the grants open at ``now``: one indexed aggregate.
+def served_bundle() -> tuple[str, str] | None:
+    """The revision and SHA-256 of the OPA archive the bundle endpoint serves: one primary-key row."""
+    return ServedBundle.objects.filter(pk=ServedBundle.ONE).values_list("revision", "sha256").first()
 
-    New grants get higher ids and closed grants never reopen, so a change of
-    the open set changes this (the long-poll watcher's cheap "anything new?").
-    """
-    found = open_grants().filter(expires_at__gt=now).aggregate(count=Count("id"), total=Sum("id"), top=Max("id"))
-    return (found["count"] or 0, found["total"] or 0, found["top"] or 0)
+
+def served_archive() -> tuple[str, str, bytes] | None:
+    """The served revision, SHA-256 and archive bytes, read together (one query)."""
+    row = (
+        ServedBundle.objects.filter(pk=ServedBundle.ONE).values_list("revision", "sha256", "artifact__archive").first()
+    )
+    return None if row is None else (row[0], row[1], bytes(row[2]))
 
 
 def open_grant_ids() -> list[int]:
