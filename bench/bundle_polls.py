@@ -61,6 +61,9 @@ def _start_gunicorn(port: int, static_root: Path) -> subprocess.Popen[bytes]:
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "bench.gunicorn_settings",
         "BENCH_STATIC_ROOT": str(static_root),
+        # Persistent connections, as the Dockerfile and docker-compose.yml set them: a poll that
+        # opened a PostgreSQL connection would cost the connection, not the poll.
+        "DB_CONN_MAX_AGE": os.environ.get("DB_CONN_MAX_AGE", "60"),
     }
     command = [sys.executable, "-m", "gunicorn", "egress_portal.wsgi", "-w", "2", "--threads", "8"]
     server = subprocess.Popen(
@@ -185,7 +188,8 @@ def bench_bundle_polls(grants: int = 100_000, seconds: float = 10.0) -> None:
             }
             print(
                 f"bundle polls: {grants:,} open grants (seeded in {seeded:.1f} s, published in {published:.1f} s), "
-                f"archive {len(archive) / 2**20:.2f} MiB; gunicorn -w 2 --threads 8 on PostgreSQL; "
+                f"archive {len(archive) / 2**20:.2f} MiB; gunicorn -w 2 --threads 8 on PostgreSQL "
+                f"(DB_CONN_MAX_AGE={os.environ.get('DB_CONN_MAX_AGE', '60')}); "
                 f"{seconds:g} s a case; {_load()}"
             )
             for pollers in POLLERS:

@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # OPA's bundle polls: answered here, before the page middleware (exceptions/bundle_views.py).
+    "exceptions.bundle_views.OpaBundleMiddleware",
     # Content-Security-Policy on every response, in every environment (see Security below).
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

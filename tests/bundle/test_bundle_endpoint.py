@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import json
 import os
 import subprocess
@@ -181,3 +182,18 @@ def test_each_move_of_the_served_revision_is_audited_once_and_old_archives_are_p
     relay_due()
     assert poll(client)["ETag"] == f'"{revisions[1]}"'
     assert ServedBundle.objects.get().revision == revisions[1]
+
+
+@pytest.mark.django_db
+def test_a_poll_skips_the_page_middleware_but_not_the_security_middleware(
+    client: Client, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OpaBundleMiddleware answers polls right after SecurityMiddleware: no request id, session or request log
+    (the page middleware it skips), but the HTTPS redirect still applies."""
+    caplog.set_level(logging.INFO)
+    response = poll(client)
+    assert response.status_code == 200 and "X-Request-ID" not in response and "Set-Cookie" not in response
+    assert not [r for r in caplog.records if r.name.startswith("django_structlog")]
+    assert "X-Request-ID" in client.get("/healthz")  # a page still passes through them
+    settings.SECURE_SSL_REDIRECT = True
+    assert Client().get("/bundles/egress.tar.gz", **AUTH).status_code == 301

@@ -294,7 +294,7 @@ def test_a_shortened_or_renamed_grant_reaches_the_next_publish_without_a_refresh
     assert entry["expires_at"] == rfc3339(shortened.expires_at)
     # The bundle endpoint serves the shortened grant too, and the same bytes as the branch.
     assert served_bundle() != served
-    assert served_bundle()[0] == current_bundle().revision  # type: ignore[index]
+    assert served_bundle()[0] == current_bundle().revision
     # The reader itself: a change that is not audited through a service is not seen, an audited one is.
     reader = OpenRecords()
     reader.read()
