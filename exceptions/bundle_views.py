@@ -113,6 +113,7 @@ def opa_bundle(request: HttpRequest) -> HttpResponse:
     else:
         revision, archive = _archive(sha256)
         response = HttpResponse(archive, content_type=LONG_POLL_CONTENT_TYPE if wait else "application/gzip")
+        response["Content-Length"] = str(len(archive))  # CommonMiddleware, which would set it, is skipped
     response["ETag"] = f'"{revision}"'
     response["Cache-Control"] = "no-cache"
     return response

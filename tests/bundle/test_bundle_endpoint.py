@@ -63,7 +63,7 @@ def test_a_200_serves_the_bytes_the_publish_stored(
     with CaptureQueriesContext(connection) as cold:
         response = poll(client, HTTP_IF_NONE_MATCH='"an-older-revision"')
     assert response.status_code == 200 and response["ETag"] == f'"{publication.revision}"'
-    assert response.content == bytes(artifact.archive)
+    assert response.content == bytes(artifact.archive) and response["Content-Length"] == str(artifact.size)
     assert hashlib.sha256(response.content).hexdigest() == artifact.sha256 and artifact.size == len(response.content)
     assert json.loads(archive_files(response.content)[".manifest"])["revision"] == publication.revision
     # The pointer, then the bytes once; later 200s in this process read the pointer only.
