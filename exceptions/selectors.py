@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
+from django.db import connection, connections
 from django.db.models import Count, Q, QuerySet
 
 from audit.models import AuditEvent
@@ -74,9 +75,23 @@ def open_grants() -> QuerySet[Grant]:
     return Grant.objects.filter(status__in=[GrantStatus.SCHEDULED, GrantStatus.ACTIVE])
 
 
+@functools.cache
+def _served_bundle_sql(vendor: str) -> tuple[str, tuple[Any, ...]]:
+    query = ServedBundle.objects.filter(pk=ServedBundle.ONE).values_list("revision", "sha256").query
+    return query.sql_with_params()
+
+
 def served_bundle() -> tuple[str, str] | None:
-    """The revision and SHA-256 of the OPA archive the bundle endpoint serves: one primary-key row."""
-    return ServedBundle.objects.filter(pk=ServedBundle.ONE).values_list("revision", "sha256").first()
+    """The revision and SHA-256 of the OPA archive the bundle endpoint serves: one primary-key row.
+
+    Every poll asks this, so the queryset's SQL is built once per process and run
+    through a plain cursor: building it each time cost more than the query.
+    """
+    sql, params = _served_bundle_sql(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else (row[0], row[1])
 
 
 def served_archive() -> tuple[str, str, bytes] | None:
