@@ -420,7 +420,7 @@ def main() -> None:
             "dashboard",
             "traffic",
             "breakglass",
-            "opa-archive",
+            "bundle-polls",
             "bundles",
             "audit_viewer",
             "api",
@@ -428,6 +428,7 @@ def main() -> None:
     )
     parser.add_argument("--grants", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--poll-seconds", type=float, default=10.0, help="how long each bundle-polls case runs")
     args = parser.parse_args()
     _setup_django()
     print(f"database: {BENCH_DB}")
@@ -467,10 +468,10 @@ def main() -> None:
         from bench.traffic import run
 
         run(args.grants)
-    if args.which in {"all", "opa-archive"}:
-        from bench.opa_archive import bench_opa_archive_key
+    if args.which in {"all", "bundle-polls"}:
+        from bench.bundle_polls import bench_bundle_polls
 
-        bench_opa_archive_key()
+        bench_bundle_polls(args.grants, args.poll_seconds)
     if args.which in {"all", "audit_viewer"}:
         from bench.audit_viewer import bench_audit_viewer
 

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from exceptions.bundle_watch import revision_watch
 from exceptions.explain import explain
 from exceptions.forms import ExplainForm
 from exceptions.models import BundlePublication
-from exceptions.selectors import explainable_identities
-from exceptions.services.publications import opa_archive
+from exceptions.selectors import explainable_identities, served_archive, served_bundle
+from exceptions.services.publications import ensure_served_bundle
 from foundation.bearer import has_bearer_token
 
 
@@ -55,13 +58,46 @@ def _prefer_wait(request: HttpRequest) -> int | None:
     return min(int(match.group(1)), settings.OPA_LONG_POLL_MAX_WAIT_SECONDS) if match else None
 
 
+# The archives this process served last, by SHA-256: a 200 then reads only the pointer row.
+# An optimisation only (a cold process reads the bytes from the database); an archive's bytes
+# never change under its digest, so there is nothing to invalidate.
+_ARCHIVES: dict[str, tuple[str, bytes]] = {}
+_ARCHIVES_KEPT = 2
+_ARCHIVES_LOCK = threading.Lock()
+
+
+def _archive(sha256: str) -> tuple[str, bytes]:
+    """The served (revision, archive): this process's copy of ``sha256``'s bytes, or the database's."""
+    with _ARCHIVES_LOCK:
+        found = _ARCHIVES.get(sha256)
+    if found is not None:
+        return found
+    served = served_archive()
+    if served is None:  # pragma: no cover - the pointer row is never deleted
+        raise RuntimeError("the served bundle disappeared")
+    revision, digest, archive = served
+    with _ARCHIVES_LOCK:
+        _ARCHIVES[digest] = (revision, archive)
+        while len(_ARCHIVES) > _ARCHIVES_KEPT:
+            del _ARCHIVES[next(iter(_ARCHIVES))]
+    return revision, archive
+
+
+def forget_archives() -> None:
+    """Drop this process's copies of served archives (tests: the next 200 reads the database)."""
+    with _ARCHIVES_LOCK:
+        _ARCHIVES.clear()
+
+
 @require_GET
 def opa_bundle(request: HttpRequest) -> HttpResponse:
     """The current OPA bundle for OPA's bundle service (bearer token, ETag, 304, long polling).
 
-    With ``Prefer: wait=N`` and an ``If-None-Match`` naming the current
-    revision, the answer waits until the revision changes (then 200 with the
-    new bundle) or N seconds pass (then 304).
+    What is served is the archive the last publish stored: a 304 reads one
+    primary-key row, a 200 that row and (once per process and revision) the
+    stored bytes. With ``Prefer: wait=N`` and an ``If-None-Match`` naming the
+    current revision, the answer waits until a publish moves the revision
+    (then 200 with the new bundle) or N seconds pass (then 304).
     """
     if not _authorised(request):
         response = HttpResponse("A valid bearer token is required.\n", status=401, content_type="text/plain")
@@ -69,17 +105,39 @@ def opa_bundle(request: HttpRequest) -> HttpResponse:
         return response
     known = [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]
     wait = _prefer_wait(request)
-    revision, archive = opa_archive()
+    revision, sha256 = served_bundle() or ensure_served_bundle()
     if wait and f'"{revision}"' in known and revision_watch().wait(known=revision, timeout=wait):
-        revision, archive = opa_archive()
-    etag = f'"{revision}"'
-    if etag in known:
+        revision, sha256 = served_bundle() or (revision, sha256)
+    if f'"{revision}"' in known:
         response = HttpResponse(status=304)
     else:
+        revision, archive = _archive(sha256)
         response = HttpResponse(archive, content_type=LONG_POLL_CONTENT_TYPE if wait else "application/gzip")
-    response["ETag"] = etag
+        response["Content-Length"] = str(len(archive))  # CommonMiddleware, which would set it, is skipped
+    response["ETag"] = f'"{revision}"'
     response["Cache-Control"] = "no-cache"
     return response
+
+
+class OpaBundleMiddleware:
+    """Answer OPA's bundle polls before the page middleware (sessions, CSRF, sign-in, messages,
+    MFA enrolment, request logging), as WhiteNoise answers static files.
+
+    A poll carries a bearer token and no cookie, and a fleet asks many times a second:
+    what it costs beyond reading the pointer row is the stack it passes through.
+    Placed right after ``SecurityMiddleware`` (HTTPS redirect, HSTS).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.path = ""
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not self.path:
+            self.path = reverse("opa-bundle")
+        if request.path == self.path:
+            return opa_bundle(request)
+        return self.get_response(request)
 
 
 @login_required

@@ -1,10 +1,13 @@
-"""Long polling for the OPA bundle endpoint: wait, bounded, for the revision to change.
+"""Long polling for the OPA bundle endpoint: wait, bounded, for the served revision to move.
 
-One watcher thread per process, running only while someone waits, checks the
-open grants' fingerprint (one indexed aggregate) every
-``OPA_LONG_POLL_INTERVAL_SECONDS``, asks ``opa_archive`` for the revision only
-when that changed, and wakes every waiting request at once: a hundred waiting
-engines cost one small query per interval. The number of waiting requests per process is capped: a request
+A publish moves the one ``ServedBundle`` row (``exceptions/services/artifacts.py``).
+One watcher thread per process, running only while someone waits, learns of it
+and wakes every waiting request at once. On PostgreSQL it ``LISTEN``s on the
+channel the publish ``NOTIFY``s in the transaction that moves the row, and
+re-reads the row every ``OPA_LONG_POLL_RECHECK_SECONDS`` in case a notification
+was lost with a connection; elsewhere (SQLite) it re-reads the row every
+``OPA_LONG_POLL_INTERVAL_SECONDS``. Either way it reads one primary-key row,
+never a grant. The number of waiting requests per process is capped: a request
 over the cap gets the normal (immediate) answer.
 """
 
@@ -13,15 +16,32 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
 
-from exceptions.selectors import open_grants_fingerprint
-from exceptions.services.publications import opa_archive
+from exceptions.selectors import served_bundle
+from exceptions.services.artifacts import SERVED_CHANNEL
 
 logger = logging.getLogger(__name__)
+
+# The longest the watcher sleeps between looks at whether anyone still waits.
+_IDLE_CHECK_SECONDS = 1.0
+
+
+def _listener() -> psycopg.Connection[Any] | None:
+    """A connection of its own LISTENing on the publish's channel; None without PostgreSQL."""
+    if connection.vendor != "postgresql":
+        return None
+    try:
+        listener = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+        listener.execute(f"LISTEN {SERVED_CHANNEL}")
+    except psycopg.Error:
+        logger.exception("bundle watch: LISTEN failed; re-reading the served revision instead")
+        return None
+    return listener
 
 
 class RevisionWatch:
@@ -57,8 +77,16 @@ class RevisionWatch:
         finally:
             self._slots.release()
 
+    def _seen(self, revision: str | None) -> None:
+        with self._changed:
+            if revision is not None and revision != self._revision:
+                self._revision = revision
+                self._changed.notify_all()
+
     def _watch(self) -> None:
-        fingerprint: tuple[int, int, int] | None = None
+        listener = _listener()
+        recheck = settings.OPA_LONG_POLL_RECHECK_SECONDS if listener else settings.OPA_LONG_POLL_INTERVAL_SECONDS
+        next_read = 0.0  # read the row once LISTEN is in place: a move just before it is not missed
         try:
             while True:
                 with self._changed:
@@ -66,22 +94,31 @@ class RevisionWatch:
                         self._thread = None
                         self._revision = None
                         return
-                revision = None
+                if time.monotonic() >= next_read:
+                    try:
+                        served = served_bundle()
+                        self._seen(served[0] if served else None)
+                    except Exception:  # a database hiccup must not strand the waiting requests
+                        logger.exception("bundle revision check failed")
+                        connection.close()
+                    next_read = time.monotonic() + recheck
+                pause = max(min(next_read - time.monotonic(), _IDLE_CHECK_SECONDS), 0.0)
+                if listener is None:
+                    time.sleep(pause)
+                    continue
                 try:
-                    now = timezone.now()
-                    latest = open_grants_fingerprint(now=now)
-                    if latest != fingerprint:
-                        fingerprint = latest
-                        revision, _ = opa_archive(now=now)
-                except Exception:  # a database hiccup must not strand the waiting requests
-                    logger.exception("bundle revision check failed")
-                    fingerprint = None
-                with self._changed:
-                    if revision is not None and revision != self._revision:
-                        self._revision = revision
-                        self._changed.notify_all()
-                time.sleep(settings.OPA_LONG_POLL_INTERVAL_SECONDS)
+                    for notice in listener.notifies(timeout=pause, stop_after=1):
+                        self._seen(notice.payload)
+                except psycopg.Error:
+                    logger.exception("bundle watch: the LISTEN connection failed; listening again")
+                    listener.close()
+                    listener = _listener()
+                    next_read = 0.0
+                    if listener is None:
+                        recheck = settings.OPA_LONG_POLL_INTERVAL_SECONDS
         finally:
+            if listener is not None:
+                listener.close()
             connection.close()
 
 

@@ -256,13 +256,42 @@ class BundlePublication(models.Model):
         return f"{self.status} {self.revision or '-'} ({self.trigger})"
 
 
-class ServedBundle(models.Model):
-    """A bundle revision the portal's bundle endpoint compiled for engines to poll, which may
-    never be committed (the grants changed before the next publish): with the publications,
-    the revisions an engine's decision may honestly name."""
+class BundleArtifact(models.Model):
+    """The OPA bundle archive (tar.gz with its ``.signatures.json``) of one revision.
 
-    revision = models.CharField(max_length=64, primary_key=True)
-    first_served_at = models.DateTimeField()
+    Stored once by the publish that compiled it, before its git push: what OPA
+    agents poll is these bytes, read by any web process, never compiled per poll.
+    """
+
+    revision = models.CharField(max_length=64, unique=True)
+    archive = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.revision} ({self.size:,} bytes)"
+
+
+class ServedBundle(models.Model):
+    """The one row naming the artifact the bundle endpoint serves; a publish moves it.
+
+    A poll reads this row by its primary key and nothing else unless it needs the bytes.
+    """
+
+    ONE = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=ONE)
+    artifact = models.ForeignKey(BundleArtifact, on_delete=models.PROTECT, related_name="+")
+    revision = models.CharField(max_length=64)
+    sha256 = models.CharField(max_length=64)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="servedbundle_single_row")]
 
     def __str__(self) -> str:
         return self.revision

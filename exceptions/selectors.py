@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db import connection, connections
+from django.db.models import Count, Q, QuerySet
 
 from audit.models import AuditEvent
 from audit.selectors import timeline
@@ -17,6 +18,7 @@ from exceptions import hooks
 from exceptions.access import roles_for, visible_grants, visible_requests
 from exceptions.choices import GrantStatus
 from exceptions.models import (
+    BundleArtifact,
     BundlePublication,
     ExceptionRequest,
     Grant,
@@ -82,14 +84,31 @@ def open_grants() -> QuerySet[Grant]:
     return Grant.objects.filter(status__in=[GrantStatus.SCHEDULED, GrantStatus.ACTIVE])
 
 
-def open_grants_fingerprint(*, now: datetime) -> tuple[int, int, int]:
-    """Count, id sum and top id of the grants open at ``now``: one indexed aggregate.
+@functools.cache
+def _served_bundle_sql(vendor: str) -> tuple[str, tuple[Any, ...]]:
+    query = ServedBundle.objects.filter(pk=ServedBundle.ONE).values_list("revision", "sha256").query
+    return query.sql_with_params()
 
-    New grants get higher ids and closed grants never reopen, so a change of
-    the open set changes this (the long-poll watcher's cheap "anything new?").
+
+def served_bundle() -> tuple[str, str] | None:
+    """The revision and SHA-256 of the OPA archive the bundle endpoint serves: one primary-key row.
+
+    Every poll asks this, so the queryset's SQL is built once per process and run
+    through a plain cursor: building it each time cost more than the query.
     """
-    found = open_grants().filter(expires_at__gt=now).aggregate(count=Count("id"), total=Sum("id"), top=Max("id"))
-    return (found["count"] or 0, found["total"] or 0, found["top"] or 0)
+    sql, params = _served_bundle_sql(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def served_archive() -> tuple[str, str, bytes] | None:
+    """The served revision, SHA-256 and archive bytes, read together (one query)."""
+    row = (
+        ServedBundle.objects.filter(pk=ServedBundle.ONE).values_list("revision", "sha256", "artifact__archive").first()
+    )
+    return None if row is None else (row[0], row[1], bytes(row[2]))
 
 
 def open_grant_ids() -> list[int]:
@@ -273,16 +292,13 @@ def bundle_options() -> BundleOptions:
 
 
 def known_bundle_revisions(revisions: Collection[str]) -> set[str]:
-    """Those of ``revisions`` the portal made: committed by a publish (or found unchanged), or
-    compiled by its bundle endpoint for engines to poll. An engine's decision naming any other
-    revision did not run the portal's policy."""
+    """Those of ``revisions`` the portal made. Every publish stores its archive for the bundle
+    endpoint before it pushes, so each publication's revision was served, a failed push's too;
+    the artifacts add the one a fresh install's first poll compiled before any publish. An
+    engine's decision naming any other revision did not run the portal's policy."""
     wanted = list(revisions)
-    made = set(
-        BundlePublication.objects.filter(revision__in=wanted)
-        .exclude(status=BundlePublication.Status.FAILED)
-        .values_list("revision", flat=True)
-    )
-    made.update(ServedBundle.objects.filter(revision__in=wanted).values_list("revision", flat=True))
+    made = set(BundlePublication.objects.filter(revision__in=wanted).values_list("revision", flat=True))
+    made.update(BundleArtifact.objects.filter(revision__in=wanted).values_list("revision", flat=True))
     return made
 
 

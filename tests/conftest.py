@@ -98,6 +98,7 @@ def _fresh_caches() -> Iterator[None]:
     archive, a rate-limit counter) must never answer for another."""
     from django.core.cache import caches
 
+    from exceptions.bundle_views import forget_archives
     from exceptions.services.publications import forget_open_records
 
     for alias in settings.CACHES:
@@ -105,6 +106,7 @@ def _fresh_caches() -> Iterator[None]:
     # This process's reads of the open grants too: on SQLite a later test reuses ids and
     # audit sequence numbers, so a read cached by one test could pass for another's grants.
     forget_open_records()
+    forget_archives()
     yield
     for alias in settings.CACHES:
         caches[alias].clear()

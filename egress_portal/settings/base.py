@@ -63,6 +63,8 @@ INSTALLED_APPS = [
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # OPA's bundle polls: answered here, before the page middleware (exceptions/bundle_views.py).
+    "exceptions.bundle_views.OpaBundleMiddleware",
     # Content-Security-Policy on every response, in every environment (see Security below).
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -479,13 +481,19 @@ EGRESS_PROVIDER_RANGE_SOURCES = env_str(
 EGRESS_PROVIDER_RANGES_TIMEOUT = env_int("EGRESS_PROVIDER_RANGES_TIMEOUT", 30)
 # OPA polls /bundles/egress.tar.gz with this bearer token.
 OPA_BUNDLE_TOKEN = env_str("OPA_BUNDLE_TOKEN")
+# Each publish stores its OPA archive in the database and the endpoint serves it; this many
+# stored archives are kept (the served one and the newest others).
+OPA_BUNDLE_ARTIFACTS_KEPT = env_int("OPA_BUNDLE_ARTIFACTS_KEPT", 5)
 # OPA long polling on the bundle endpoint (Prefer: wait=N): the longest wait
 # granted, the waiting requests per process (more get an immediate answer;
-# run gunicorn with threads, e.g. --threads 8), and how often the one watcher
-# per process checks the revision.
+# run gunicorn with threads, e.g. --threads 8), how often the one watcher per
+# process re-reads the served revision without LISTEN/NOTIFY (SQLite), and how
+# often it re-reads it anyway on PostgreSQL, where a NOTIFY from the publish
+# wakes it (a notification lost with a dropped connection is caught then).
 OPA_LONG_POLL_MAX_WAIT_SECONDS = env_int("OPA_LONG_POLL_MAX_WAIT_SECONDS", 60)
 OPA_LONG_POLL_MAX_WAITERS = env_int("OPA_LONG_POLL_MAX_WAITERS", 16)
 OPA_LONG_POLL_INTERVAL_SECONDS = float(env_str("OPA_LONG_POLL_INTERVAL_SECONDS", "0.2"))
+OPA_LONG_POLL_RECHECK_SECONDS = float(env_str("OPA_LONG_POLL_RECHECK_SECONDS", "5"))
 
 # --- Audit: checkpoints signed into the policy repository ------------------------------------
 # The audit checkpoint writer's own clone of the policy repository (never the publisher's).

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("exceptions", "0015_served_bundle"),
+        ("exceptions", "0015_bundle_artifact_and_served_pointer"),
     ]
 
     operations = [

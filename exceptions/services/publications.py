@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -29,24 +28,24 @@ from audit.checkpoints import queue_checkpoint
 from audit.selectors import head_seq
 from audit.services import SYSTEM, record_event
 from bundle import signatures, tree_signature
-from bundle.archive import opa_tarball
 from bundle.compiler import Bundle, compile_bundle
-from bundle.content_key import content_revision
 from bundle.emitters import opa
 from bundle.incremental import IncrementalCompiler
 from bundle.policy_repository import Drift, PolicyRepository, PublishError, PublishResult
 from bundle.records import GrantRecord
 from exceptions import hooks
 from exceptions.events import emit
-from exceptions.models import BundlePublication, ServedBundle
+from exceptions.models import BundlePublication
 from exceptions.selectors import (
     bundle_options,
     bundle_records,
     latest_provider_ranges,
     open_grant_ids,
     open_grants_changed_since,
+    served_bundle,
     service_cidrs,
 )
+from exceptions.services.artifacts import store_artifact
 from exceptions.services.policy_drift import last_known_commit, portal_checkpoint, record_drift
 from foundation.locks import named_lock
 from foundation.logging import log_publication
@@ -159,41 +158,9 @@ def current_bundle(
     return sign_bundle(bundle)
 
 
-# The bundle endpoint's own read of the open grants (web threads, not the publisher's lock):
-# a poll reads the open ids and what changed, not every row.
-_ARCHIVE_RECORDS = OpenRecords()
-_ARCHIVE_LOCK = threading.Lock()
-
-
 def forget_open_records() -> None:
-    """Drop this process's reads of the open grants (the next ones read everything)."""
+    """Drop this process's read of the open grants (the next publish reads everything)."""
     _OPEN_RECORDS.by_id = {}
-    with _ARCHIVE_LOCK:
-        _ARCHIVE_RECORDS.by_id = {}
-
-
-def opa_archive(*, now: datetime | None = None) -> tuple[str, bytes]:
-    """The OPA bundle as (revision, tar.gz), compiled only when its content changed.
-
-    Many OPA agents poll the same portal: reading what changed in the open grants
-    is cheap, compiling and compressing them is not, so the archive is cached under
-    the content revision of the grants it is compiled from.
-    """
-    now = now or timezone.now()
-    with _ARCHIVE_LOCK:
-        records = list(_ARCHIVE_RECORDS.read().values())
-    options = bundle_options()
-    key = f"egress-portal:opa-archive:{content_revision(records, now=now, options=options)}"
-    cached = cache.get(key)
-    if cached is None:
-        bundle = sign_bundle(compile_bundle(records, now=now, options=options), tree=False)
-        cached = (bundle.revision, opa_tarball(bundle.files_under(opa.DIRECTORY)))
-        # Engines report the revision they ran; ingestion refuses revisions the portal never made.
-        ServedBundle.objects.bulk_create(
-            [ServedBundle(revision=bundle.revision, first_served_at=now)], ignore_conflicts=True
-        )
-        cache.set(key, cached, timeout=3600)
-    return cached
 
 
 def publisher() -> PolicyRepository:
@@ -219,6 +186,23 @@ def publisher_lock() -> Iterator[None]:
         yield
 
 
+def ensure_served_bundle() -> tuple[str, str]:
+    """The served revision and SHA-256; before the first publish, the bundle compiled once and stored.
+
+    Only a fresh install (no publish yet) compiles here, once, under the publisher
+    lock; every later poll reads what a publish stored.
+    """
+    served = served_bundle()
+    if served is None:
+        with publisher_lock():
+            if served_bundle() is None:  # another process may have stored it while this one waited
+                store_artifact(bundle=current_bundle(), trigger="first bundle poll")
+        served = served_bundle()
+    if served is None:  # pragma: no cover - stored just above, in this process's view
+        raise RuntimeError("no served bundle after storing one")
+    return served
+
+
 def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
     """Publish the whole current state; every attempt leaves a BundlePublication row.
 
@@ -228,6 +212,8 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
     started = time.monotonic()
     with publisher_lock():
         bundle = current_bundle(compiler=_COMPILER, records=_OPEN_RECORDS.read(refresh=refresh), refresh=refresh)
+        # What OPA agents poll: stored before the push, so a git remote that is down never stales it.
+        store_artifact(bundle=bundle, trigger=trigger)
         try:
             result: PublishResult = publisher().publish(
                 bundle,

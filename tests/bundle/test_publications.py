@@ -21,9 +21,11 @@ from audit.models import AuditEvent
 from bundle.emitters.opa import load_data, shard_of
 from bundle.policy_repository import PublishError
 from exceptions.models import BundlePublication
+from exceptions.selectors import served_bundle
 from exceptions.services.grants import revoke_grant
 from exceptions.services.publications import current_bundle, publish_bundle
 from foundation.outbox.models import OutboxMessage
+from foundation.outbox.relay import relay_due
 from tests.bundle.test_emitters import TeamFiles, branch_paths, engine
 
 
@@ -207,17 +209,38 @@ def test_grant_changes_rearm_one_publish_row(submit: Any, approver: Any, securit
     assert again.payload == {"trigger": f"grant {grant.pk} revoked"}
 
 
+def archive_files(archive: bytes) -> dict[str, bytes]:
+    """The files of an OPA bundle archive, by their path in the bundle (``.manifest``, ``data.json``, ...)."""
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        return {m.name.lstrip("/"): tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+
+
+def served_grant_ids(archive: bytes) -> set[int]:
+    """The grant ids in an OPA bundle archive's data."""
+    files = {f"opa/{name}": data for name, data in archive_files(archive).items()}
+    data = load_data(files)["egress"]["grants"]
+    return {g["id"] for shard in data.values() for hosts in shard.values() for gs in hosts.values() for g in gs}
+
+
 @pytest.mark.django_db
-def test_bundle_endpoint_cache_follows_grant_changes(
-    client: Client, submit: Any, approver: Any, security_officer: Any
+def test_an_approval_and_a_revoke_reach_the_endpoint_through_their_publish(
+    client: Client, publishing: Path, submit: Any, approver: Any, security_officer: Any
 ) -> None:
+    """The endpoint serves what the last publish stored: a grant change is seen after the publish
+    its transaction queued (the outbox relay), not on the next poll."""
     auth = {"HTTP_AUTHORIZATION": "Bearer test-bundle-token"}
     empty = client.get("/bundles/egress.tar.gz", **auth)["ETag"]
     [grant] = approve_request(actor=approver, request=submit())
-    granted = client.get("/bundles/egress.tar.gz", **auth)["ETag"]
-    assert granted != empty and granted == f'"{current_bundle().revision}"'
+    assert client.get("/bundles/egress.tar.gz", **auth)["ETag"] == empty  # not published yet
+    relay_due()
+    granted = client.get("/bundles/egress.tar.gz", **auth)
+    published = BundlePublication.objects.get(status="published")
+    assert granted["ETag"] == f'"{published.revision}"' != empty
+    assert served_grant_ids(granted.content) == {grant.pk}
     revoke_grant(actor=security_officer, grant=grant, reason="done")
-    assert client.get("/bundles/egress.tar.gz", **auth)["ETag"] == empty
+    relay_due()
+    revoked = client.get("/bundles/egress.tar.gz", **auth)
+    assert revoked["ETag"] == empty and served_grant_ids(revoked.content) == set()
 
 
 @pytest.mark.django_db
@@ -260,9 +283,7 @@ def test_a_shortened_or_renamed_grant_reaches_the_next_publish_without_a_refresh
         actor=approver, request=submit(destinations=[{"host": "pypi.org", "port": 443, "protocol": "tcp"}])
     )
     assert publish_bundle(trigger="test").status == "published"
-    from exceptions.services.publications import opa_archive
-
-    served, _ = opa_archive()  # the bundle endpoint's own read, now cached in this process
+    served = served_bundle()  # what the bundle endpoint serves
     shortened = shorten_grant(
         actor=security_officer, grant=grant, expires_at=timezone.now() + timedelta(hours=1), reason="Incident."
     )
@@ -272,8 +293,8 @@ def test_a_shortened_or_renamed_grant_reaches_the_next_publish_without_a_refresh
     [entry] = shard[grant.identity]["api.partner.example"]
     assert entry["expires_at"] == rfc3339(shortened.expires_at)
     # The bundle endpoint serves the shortened grant too, and the same bytes as the branch.
-    assert opa_archive()[0] != served
-    assert opa_archive()[0] == current_bundle().revision
+    assert served_bundle() != served
+    assert served_bundle()[0] == current_bundle().revision
     # The reader itself: a change that is not audited through a service is not seen, an audited one is.
     reader = OpenRecords()
     reader.read()

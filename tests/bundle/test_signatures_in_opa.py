@@ -25,11 +25,14 @@ from typing import Any
 import pytest
 from jwcrypto import jwk
 
+from approvals.services import approve_request
 from bundle import signatures
 from bundle.compiler import compile_bundle
 from exceptions.services.publications import sign_bundle
+from foundation.outbox.relay import relay_due
 from foundation.signing import algorithm, public_key_pem, sign_jws
 from tests.bundle.fixtures import NOW, sample_records
+from tests.bundle.test_publications import archive_files
 
 pytestmark = pytest.mark.opa
 POLICY = Path(__file__).with_name("verify_bundle_signature.rego")
@@ -152,3 +155,18 @@ def test_the_engines_canonical_hash_is_the_signers_for_awkward_json(engine: Any,
     assert _errors(engine, _resigned(files, claims)) == set()
     wrong = {**claims, "files": [{**e, "hash": "0" * 64} for e in claims["files"]]}
     assert len(_errors(engine, _resigned(files, wrong))) == 2
+
+
+@pytest.mark.django_db
+def test_the_archive_the_endpoint_serves_verifies_in_the_engine(
+    engine: Any, client: Any, publishing: Path, submit: Any, approver: Any
+) -> None:
+    """The stored artifact, as a poll gets it: its .signatures.json covers every file, with the portal's key."""
+    approve_request(actor=approver, request=submit())
+    relay_due()
+    files = archive_files(client.get("/bundles/egress.tar.gz", HTTP_AUTHORIZATION="Bearer test-bundle-token").content)
+    shard = _shard(files)
+    assert {signatures.SIGNATURES, ".manifest", "egress/policy.rego", shard} <= set(files)
+    assert _errors(engine, files) == set()
+    [error] = _errors(engine, {**files, shard: files[shard].replace(b"443", b"444")})
+    assert error.startswith(f"{shard}: digest mismatch")

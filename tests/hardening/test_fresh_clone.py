@@ -2,112 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
-from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
-from hypothesis import given
-from hypothesis import settings as examples
-from hypothesis import strategies as st
-
-from bundle.compiler import compile_bundle
-from bundle.content_key import content_revision
-from bundle.records import BundleOptions, GrantRecord
-
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def _record(**overrides: Any) -> GrantRecord:
-    values: dict[str, Any] = {
-        "id": 1,
-        "identity": "spiffe://cluster.local/ns/a/sa/b",
-        "host": "api.partner.example",
-        "port": 443,
-        "protocol": "tcp",
-        "valid_from": NOW - timedelta(hours=1),
-        "expires_at": NOW + timedelta(days=1),
-    }
-    values.update(overrides)
-    return GrantRecord(**values)
-
-
-OPTIONS = BundleOptions()
-
-
-def test_archive_cache_key_is_the_content_not_the_ids() -> None:
-    # SQLite reuses a rolled-back id: same id, different grant, different bundle.
-    key = partial(content_revision, now=NOW, options=OPTIONS)
-    assert key([_record()]) != key([_record(host="other.example")])
-    assert key([_record()]) == key([_record()])
-
-
-def test_archive_cache_key_changes_when_a_grant_becomes_valid_or_expires() -> None:
-    scheduled = _record(valid_from=NOW + timedelta(hours=1))
-    assert content_revision([scheduled], now=NOW, options=OPTIONS) != content_revision(
-        [scheduled], now=NOW + timedelta(hours=2), options=OPTIONS
-    )
-    later = content_revision([_record()], now=NOW + timedelta(days=2), options=OPTIONS)
-    assert later == content_revision([], now=NOW, options=OPTIONS)
-
-
-@pytest.mark.parametrize("field", [f.name for f in fields(GrantRecord)])
-def test_archive_cache_key_changes_with_every_field_of_a_grant(field: str) -> None:
-    record = _record(cidrs=("3.5.64.0/21",))
-    value = getattr(record, field)
-    change = {
-        bool: lambda: not value,
-        int: lambda: value + 1,
-        str: lambda: value + "x",
-        tuple: lambda: (*value, "x"),
-        datetime: lambda: value - timedelta(microseconds=1),
-    }[type(value)]
-    assert content_revision([record], now=NOW, options=OPTIONS) != content_revision(
-        [replace(record, **{field: change()})], now=NOW, options=OPTIONS
-    )
-
-
-TEXTS = st.lists(st.text(st.sampled_from(["a", "\0", "S", "L", "/", "0", "é"]), max_size=4), max_size=4)
-
-
-@examples(max_examples=500, deadline=None)
-@given(first=TEXTS, second=TEXTS)
-def test_the_key_encodes_a_string_column_exactly(first: list[str], second: list[str]) -> None:
-    from bundle.content_key import _strings
-
-    assert (_strings(first) == _strings(second)) == (first == second)
-
-
-STATE = st.lists(
-    st.builds(
-        _record,
-        id=st.integers(1, 3),
-        host=st.sampled_from(["a.example", "b.example", "a.exampl", "e.a.example"]),
-        identity=st.sampled_from(["spiffe://cluster.local/ns/a/sa/b", "spiffe://cluster.local/ns/a/sa/bb"]),
-        port=st.sampled_from([443, 8443]),
-        valid_from=st.sampled_from([NOW - timedelta(hours=1), NOW + timedelta(hours=1)]),
-        expires_at=st.sampled_from([NOW, NOW + timedelta(hours=2)]),
-        namespace=st.sampled_from(["", "a"]),
-        service_account=st.sampled_from(["b", "bb"]),
-        team=st.sampled_from(["", "t"]),
-    ),
-    max_size=3,
-    unique_by=lambda r: r.id,
-)
-
-
-@examples(max_examples=300, deadline=None)
-@given(first=STATE, second=STATE, later=st.booleans())
-def test_two_states_with_the_same_archive_key_compile_to_the_same_bytes(
-    first: list[GrantRecord], second: list[GrantRecord], later: bool
-) -> None:
-    other_now = NOW + timedelta(minutes=90) if later else NOW
-    # Equal bytes under different keys only cost a cache miss; the converse would serve a wrong bundle.
-    if content_revision(first, now=NOW, options=OPTIONS) == content_revision(second, now=other_now, options=OPTIONS):
-        assert compile_bundle(first, now=NOW).files == compile_bundle(second, now=other_now).files
 
 
 @pytest.mark.parametrize("order", [1, 2])

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from approvals.services import approve_request
 from audit.services import SYSTEM
 from exceptions.models import BundlePublication
-from exceptions.services.publications import current_bundle, opa_archive, publish_bundle
+from exceptions.services.publications import current_bundle, publish_bundle
 from outcomes.models import PolicyUpdate
 from outcomes.policy_update import observe_engine, observe_pushed
 from traffic.models import EgressGateway
@@ -171,7 +171,7 @@ def test_an_engine_that_ran_the_bundle_before_its_commit_ends_the_waits_at_the_c
     approve(submit, approver, "a.example", ago=timedelta(minutes=50))
     publish_bundle(trigger="test")
     approve(submit, approver, "b.example", ago=timedelta(0))
-    revision, _ = opa_archive()
+    revision = current_bundle().revision  # what the publish will store and serve
     ingest_decisions(gateway=gateway, events=[decision("early", at=timezone.now(), revision=revision)])
     assert histogram("engine")["count"] == 0  # no commit with that revision yet
     # Read every grant afresh: the publisher's per-process records may hold an earlier test's
@@ -190,7 +190,7 @@ def test_a_revision_seen_before_an_approval_does_not_end_its_wait(
 ) -> None:
     """A decision older than the approval was made with an identical older bundle, not with it."""
     grant = approve(submit, approver, "a.example", ago=timedelta(minutes=10))
-    revision, _ = opa_archive()
+    revision = current_bundle().revision  # what the publish will store and serve
     ingest_decisions(
         gateway=gateway, events=[decision("old", at=grant.valid_from - timedelta(minutes=1), revision=revision)]
     )
@@ -328,7 +328,7 @@ def test_a_publish_and_the_first_report_of_its_revision_at_once_observe_the_engi
     gateway, _ = create_gateway(actor=SYSTEM, name="gw", kind="istio", environment="staging")
     request = submit(destinations=[{"host": "b.example", "port": 443}])
     approve_request(actor=approver, request=request, now=timezone.now() - timedelta(seconds=5))
-    revision, _ = opa_archive()
+    revision = current_bundle().revision  # what the publish will store and serve
     started, finished = threading.Event(), threading.Event()
     errors: list[BaseException] = []
     publications: list[BundlePublication] = []

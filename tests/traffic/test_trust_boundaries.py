@@ -23,7 +23,7 @@ from approvals.services import approve_request
 from audit.models import AuditEvent
 from audit.services import SYSTEM
 from exceptions.models import BundlePublication
-from exceptions.services.publications import opa_archive
+from exceptions.services.publications import ensure_served_bundle
 from tests.factories import WorkloadFactory
 from tests.traffic.conftest import flow, report
 from traffic.models import (
@@ -324,7 +324,8 @@ def test_an_opa_event_naming_a_revision_the_portal_never_made_is_refused_and_cou
 
 
 def test_a_revision_the_bundle_endpoint_served_is_known_before_it_is_committed(gateway: Any) -> None:
-    revision, _ = opa_archive()
+    # A fresh install's first poll stores a bundle no publish has committed yet.
+    revision, _ = ensure_served_bundle()
     result = ingest_decisions(
         gateway=gateway, events=[decision("early", STAGING, at=timezone.now(), revision=revision)]
     )
