@@ -14,7 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from approvals.services import approve_request
 from audit.services import SYSTEM
+from bundle.compiler import Bundle
 from exceptions.models import BundlePublication
+from exceptions.services.artifacts import store_artifact
 from exceptions.services.publications import current_bundle, publish_bundle
 from outcomes.models import PolicyUpdate
 from outcomes.policy_update import observe_engine, observe_pushed
@@ -29,6 +31,13 @@ pytestmark = pytest.mark.django_db
 def gateway(team: Any) -> EgressGateway:
     gateway, _ = create_gateway(actor=SYSTEM, name="eu-istio", kind="istio", environment="staging", owner_team=team)
     return gateway
+
+
+def served(bundle: Bundle) -> str:
+    """The bundle endpoint serves a revision before its git push (the publish stores it first):
+    an engine can report it before the commit. Its revision, stored as that publish would."""
+    store_artifact(bundle=bundle, trigger="test")
+    return bundle.revision
 
 
 def histogram(stage: str) -> dict[str, float]:
@@ -171,7 +180,7 @@ def test_an_engine_that_ran_the_bundle_before_its_commit_ends_the_waits_at_the_c
     approve(submit, approver, "a.example", ago=timedelta(minutes=50))
     publish_bundle(trigger="test")
     approve(submit, approver, "b.example", ago=timedelta(0))
-    revision = current_bundle().revision  # what the publish will store and serve
+    revision = served(current_bundle())
     ingest_decisions(gateway=gateway, events=[decision("early", at=timezone.now(), revision=revision)])
     assert histogram("engine")["count"] == 0  # no commit with that revision yet
     # Read every grant afresh: the publisher's per-process records may hold an earlier test's
@@ -328,7 +337,7 @@ def test_a_publish_and_the_first_report_of_its_revision_at_once_observe_the_engi
     gateway, _ = create_gateway(actor=SYSTEM, name="gw", kind="istio", environment="staging")
     request = submit(destinations=[{"host": "b.example", "port": 443}])
     approve_request(actor=approver, request=request, now=timezone.now() - timedelta(seconds=5))
-    revision = current_bundle().revision  # what the publish will store and serve
+    revision = served(current_bundle())
     started, finished = threading.Event(), threading.Event()
     errors: list[BaseException] = []
     publications: list[BundlePublication] = []
