@@ -229,7 +229,7 @@ class SealRefused(Exception):
     """The chain does not hold; sealing it now would vouch for whatever was done to it."""
 
 
-def seal_history(*, actor: Actor = SYSTEM, checkpoints: Sequence[Anchor] = ()) -> int:
+def seal_history(*, actor: Actor = SYSTEM, checkpoints: Sequence[Anchor] = (), vouch_unanchored: bool = False) -> int:
     """Seal the events written before seals existed, and the chain head; returns how many were sealed.
 
     Runs once after the upgrade that added seals, as the database owner (the runtime role may
@@ -238,6 +238,12 @@ def seal_history(*, actor: Actor = SYSTEM, checkpoints: Sequence[Anchor] = ()) -
     already written, and that the unsealed events are the oldest ones: an unsealed event after
     a sealed one is a seal someone removed, and is refused, not resealed. The head is locked
     throughout, so no event is recorded meanwhile.
+
+    Only events a checkpoint in the policy repository covers are sealed on the chain's word:
+    someone with the database could strip every seal, rewrite the newest events and
+    recompute the chain, and sealing would launder the forgery. Unsealed events after the
+    newest checkpoint need ``vouch_unanchored``, a person's explicit word, recorded in the
+    event this writes.
     """
     keys = audit_keys()
     with transaction.atomic():
@@ -270,6 +276,14 @@ def seal_history(*, actor: Actor = SYSTEM, checkpoints: Sequence[Anchor] = ()) -
             raise SealRefused(
                 f"the history was sealed already (event #{sealed_before}), yet {len(pending)} events have no seal"
             )
+        unanchored = [seq for _, seq, _ in pending if seq > result.anchored_seq]
+        if unanchored and not vouch_unanchored:
+            raise SealRefused(
+                f"events #{unanchored[0]}–#{unanchored[-1]} have no seal and come after the newest checkpoint "
+                f"(#{result.anchored_seq}): nothing outside the database vouches for them, so sealing them could "
+                "seal a rewrite. Write a checkpoint with the release before seals, or pass --vouch-unanchored "
+                "after checking those events yourself"
+            )
         for start in range(0, len(pending), 1000):
             chunk = pending[start : start + 1000]
             AuditEvent.objects.bulk_update(
@@ -292,6 +306,8 @@ def seal_history(*, actor: Actor = SYSTEM, checkpoints: Sequence[Anchor] = ()) -
                     "sealed": len(pending),
                     "first_seq": pending[0][1],
                     "last_seq": pending[-1][1],
+                    "anchored_seq": result.anchored_seq,
+                    "vouched_unanchored": [unanchored[0], unanchored[-1]] if unanchored else None,
                     "key_id": keys.current_id,
                 },
             )

@@ -263,11 +263,24 @@ def test_seal_audit_seals_the_events_written_before_seals_once_the_chain_holds(
         record_event(actor=SYSTEM, action="team.touched", obj=Team.objects.create(name="T", slug="t"))
     assert AuditEvent.objects.filter(action="audit.head_seal_invalid").count() == 0
     out = StringIO()
-    call_command("seal_audit", stdout=out)
+    # Event #4 (the checkpoint's own record) is after the checkpoint: only a person's word seals it.
+    with pytest.raises(CommandError, match=r"events #4–#4 have no seal and come after the newest checkpoint \(#3\)"):
+        call_command("seal_audit", stdout=out)
+    assert not AuditEvent.objects.filter(seq__lte=4).exclude(seal="").exists()
+    err = StringIO()
+    call_command("seal_audit", "--vouch-unanchored", stdout=out, stderr=err)
+    assert "WARNING: --vouch-unanchored" in err.getvalue()
     assert "Sealed 4 audit events written before seals existed." in out.getvalue()
     sealed = AuditEvent.objects.order_by("-seq").first()
     assert sealed is not None and sealed.action == "audit.history_sealed"
-    assert sealed.after == {"sealed": 4, "first_seq": 1, "last_seq": 4, "key_id": sealed.seal_key_id}
+    assert sealed.after == {
+        "sealed": 4,
+        "first_seq": 1,
+        "last_seq": 4,
+        "anchored_seq": 3,
+        "vouched_unanchored": [4, 4],
+        "key_id": sealed.seal_key_id,
+    }
     assert "6 events verified" in _verify()[0]
     call_command("seal_audit", stdout=out)
     assert "Every audit event is sealed already." in out.getvalue()
@@ -299,3 +312,21 @@ def test_a_bulk_job_seals_every_event_it_writes_through_copy_too(team: Team) -> 
         record_events([PendingEvent(SYSTEM, "team.touched", "exceptions.team", str(team.pk))] * (COPY_THRESHOLD + 1))
     assert not AuditEvent.objects.filter(seal="").exists()
     assert verify_chain().ok and verify_chain().checked == COPY_THRESHOLD + 1
+
+
+@pytest.mark.django_db
+def test_seal_audit_will_not_launder_a_rewrite_made_after_stripping_every_seal(
+    submit: Any, approver: Any, requester: Any, anchored_repo: Path
+) -> None:
+    """Strip every seal, rewrite the newest event and the head (no key needed), then ask for
+    history to be sealed: the rewritten event is after the newest checkpoint and stays unsealed."""
+    _approved(submit, approver)
+    write_checkpoint()
+    _approved(submit, approver, ticket_ref="CHG-2")
+    _as_before_seals()
+    seq = _rewrite_newest(actor_id=requester.pk, actor_label=requester.username, reason="approved by myself")
+    with pytest.raises(CommandError, match=rf"events #\d+–#{seq} have no seal and come after the newest checkpoint"):
+        call_command("seal_audit", stdout=StringIO())
+    assert not AuditEvent.objects.exclude(seal="").exists()
+    with pytest.raises(CommandError, match=r"has no seal"):
+        _verify()

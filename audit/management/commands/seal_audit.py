@@ -20,7 +20,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-anchors",
             action="store_true",
-            help="seal without reading the checkpoints in the policy repository (warned about)",
+            help="seal without reading the checkpoints in the policy repository (warned about; every event is then "
+            "unanchored and needs --vouch-unanchored)",
+        )
+        parser.add_argument(
+            "--vouch-unanchored",
+            action="store_true",
+            help="also seal the unsealed events after the newest checkpoint, on your word (recorded in the audit event)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -38,7 +44,14 @@ class Command(BaseCommand):
             if forged:
                 raise CommandError("Not sealed:\n" + "\n".join(str(bad) for bad in forged))
         try:
-            sealed = seal_history(checkpoints=checkpoints)
+            if options["vouch_unanchored"]:
+                self.stderr.write(
+                    self.style.WARNING(
+                        "WARNING: --vouch-unanchored: events after the newest checkpoint are sealed on your word; "
+                        "the audit event records that you did."
+                    )
+                )
+            sealed = seal_history(checkpoints=checkpoints, vouch_unanchored=options["vouch_unanchored"])
         except (SealRefused, ImproperlyConfigured) as exc:
             raise CommandError(f"Not sealed: {exc}") from exc
         if sealed:
