@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from audit.checkpoint_git import CheckpointRepo
 
 CHECKPOINT_TYPE = "egress-portal.audit-checkpoint"
+# Exactly the keys of a checkpoint file (Checkpoint.document); tools/egress-verify holds the same list.
+CHECKPOINT_KEYS = ("type", "seq", "head_hash", "time", "key_id", "jws")
 CHECKPOINT_ACTION = "audit.checkpoint_written"
 # The outbox kind of "write a checkpoint soon", and the key every request for one shares.
 CHECKPOINT_KIND = "audit.checkpoint"
@@ -120,11 +122,19 @@ def parse_checkpoint(document: dict[str, Any], *, path: str, public_pems: Sequen
         raise InvalidCheckpoint(path, f"forged or signed by another key ({problem})")
     if claims.get("type") != CHECKPOINT_TYPE or not isinstance(claims.get("seq"), int):
         raise InvalidCheckpoint(path, "the signed claims are not an audit checkpoint")
-    for name in ("seq", "head_hash", "time"):
+    for name in ("type", "seq", "head_hash", "time"):
         if document.get(name) != claims.get(name):
             raise InvalidCheckpoint(path, f"the clear-text {name} differs from the signed one (edited)")
-    if path.endswith(".json") and path.rsplit("/", 1)[-1] != checkpoint_path(claims["seq"]).rsplit("/", 1)[-1]:
-        raise InvalidCheckpoint(path, f"the file name does not match the signed sequence number #{claims['seq']}")
+    # A signed checkpoint carrying more (a Kubernetes object, say) or copied to another folder is
+    # not one the portal wrote: a GitOps tool reading the tree would apply what it carries.
+    if extra := sorted(set(document) - set(CHECKPOINT_KEYS)):
+        raise InvalidCheckpoint(path, f"has keys a checkpoint never has: {', '.join(map(repr, extra))}")
+    if not isinstance(document.get("key_id", ""), str):
+        raise InvalidCheckpoint(path, "its key_id is not a string")
+    if path.endswith(".json") and path != checkpoint_path(claims["seq"]):
+        raise InvalidCheckpoint(
+            path, f"#{claims['seq']} belongs at {checkpoint_path(claims['seq'])} (moved or renamed)"
+        )
     return Checkpoint(
         seq=claims["seq"],
         head_hash=str(claims["head_hash"]),

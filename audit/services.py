@@ -279,7 +279,7 @@ def seal_history(*, actor: Actor = SYSTEM, checkpoints: Sequence[Anchor] = (), v
         unanchored = [seq for _, seq, _ in pending if seq > result.anchored_seq]
         if unanchored and not vouch_unanchored:
             raise SealRefused(
-                f"events #{unanchored[0]}–#{unanchored[-1]} have no seal and come after the newest checkpoint "
+                f"events #{unanchored[0]} to #{unanchored[-1]} have no seal and come after the newest checkpoint "
                 f"(#{result.anchored_seq}): nothing outside the database vouches for them, so sealing them could "
                 "seal a rewrite. Write a checkpoint with the release before seals, or pass --vouch-unanchored "
                 "after checking those events yourself"

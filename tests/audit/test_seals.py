@@ -264,7 +264,7 @@ def test_seal_audit_seals_the_events_written_before_seals_once_the_chain_holds(
     assert AuditEvent.objects.filter(action="audit.head_seal_invalid").count() == 0
     out = StringIO()
     # Event #4 (the checkpoint's own record) is after the checkpoint: only a person's word seals it.
-    with pytest.raises(CommandError, match=r"events #4–#4 have no seal and come after the newest checkpoint \(#3\)"):
+    with pytest.raises(CommandError, match=r"events #4 to #4 have no seal and come after the newest checkpoint \(#3\)"):
         call_command("seal_audit", stdout=out)
     assert not AuditEvent.objects.filter(seq__lte=4).exclude(seal="").exists()
     err = StringIO()
@@ -325,7 +325,7 @@ def test_seal_audit_will_not_launder_a_rewrite_made_after_stripping_every_seal(
     _approved(submit, approver, ticket_ref="CHG-2")
     _as_before_seals()
     seq = _rewrite_newest(actor_id=requester.pk, actor_label=requester.username, reason="approved by myself")
-    with pytest.raises(CommandError, match=rf"events #\d+–#{seq} have no seal and come after the newest checkpoint"):
+    with pytest.raises(CommandError, match=rf"events #\d+ to #{seq} have no seal and come after the newest checkpoint"):
         call_command("seal_audit", stdout=StringIO())
     assert not AuditEvent.objects.exclude(seal="").exists()
     with pytest.raises(CommandError, match=r"has no seal"):

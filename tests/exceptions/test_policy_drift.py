@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,26 @@ def test_an_audit_checkpoint_the_portal_pushed_is_not_drift(published: Path, sub
 def test_a_planted_checkpoint_is_drift(published: Path, tmp_path: Path) -> None:
     planted = "audit/checkpoints/000000000999.json"
     push_foreign_commit(published, tmp_path, {planted: '{"seq": 999, "jws": "e30.e30.AAAA"}\n'})
+    publish_bundle(trigger="refresh", refresh=True)
+    [drift] = PolicyDrift.objects.all()
+    assert drift.paths == [{"path": planted, "change": "added", "restored": False}]
+
+
+def test_a_genuine_checkpoint_carrying_a_policy_in_another_folder_is_drift(published: Path, tmp_path: Path) -> None:
+    """The portal's own checkpoint, with a CiliumNetworkPolicy's keys added and put in a subfolder,
+    is not the portal's: reported, not waved through as a checkpoint."""
+    assert write_checkpoint() is not None
+    publish_bundle(trigger="refresh", refresh=True)  # the portal's own checkpoint: no drift
+    assert not PolicyDrift.objects.exists()
+    [name] = [
+        line
+        for line in git("--git-dir", str(published), "ls-tree", "-r", "--name-only", "main").splitlines()
+        if line.startswith("audit/checkpoints/")
+    ]
+    document = json.loads(git("--git-dir", str(published), "show", f"main:{name}"))
+    planted = "audit/checkpoints/cilium/" + name.rsplit("/", 1)[-1]
+    forged = {**document, "kind": "CiliumNetworkPolicy", "spec": {"egress": [{"toFQDNs": [{"matchPattern": "*"}]}]}}
+    push_foreign_commit(published, tmp_path, {planted: json.dumps(forged)})
     publish_bundle(trigger="refresh", refresh=True)
     [drift] = PolicyDrift.objects.all()
     assert drift.paths == [{"path": planted, "change": "added", "restored": False}]

@@ -128,6 +128,31 @@ def test_an_edited_or_planted_checkpoint_fails(checkout: Path, public_key: Path)
     assert "FAIL audit/checkpoints/999999999999.json: checkpoint forged" in result.stdout
 
 
+FORGED_POLICY = {
+    "apiVersion": "cilium.io/v2",
+    "kind": "CiliumNetworkPolicy",
+    "metadata": {"name": "everything"},
+    "spec": {"egress": [{"toFQDNs": [{"matchPattern": "*"}]}]},
+}
+
+
+def test_a_genuine_checkpoint_carrying_a_policy_or_copied_into_a_folder_fails(checkout: Path, public_key: Path) -> None:
+    """A real, validly signed checkpoint is a carrier: with a Kubernetes object's keys added, or
+    copied where a GitOps tool recursing from the root would read it, it is not one the portal wrote."""
+    [checkpoint] = sorted((checkout / "audit" / "checkpoints").iterdir())
+    document = json.loads(checkpoint.read_text())
+    nested = checkout / "audit" / "checkpoints" / "cilium" / checkpoint.name
+    nested.parent.mkdir()
+    nested.write_text(json.dumps({**document, **FORGED_POLICY}))
+    copied = checkout / "audit" / "checkpoints" / "extra" / checkpoint.name
+    copied.parent.mkdir()
+    copied.write_text(checkpoint.read_text())
+    result = run(checkout, "--public-key", str(public_key))
+    assert result.returncode == 1, result.stdout
+    assert f"FAIL audit/checkpoints/cilium/{checkpoint.name}: not a checkpoint the portal wrote" in result.stdout
+    assert f"FAIL audit/checkpoints/extra/{checkpoint.name}: checkpoint moved or renamed" in result.stdout
+
+
 def test_a_bad_or_missing_signature_or_another_key_exits_3(checkout: Path, public_key: Path, tmp_path: Path) -> None:
     other = tmp_path / "other.pem"
     other.write_bytes(jwk.JWK.generate(kty="EC", crv="P-256").export_to_pem(private_key=False))

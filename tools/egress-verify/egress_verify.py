@@ -40,6 +40,8 @@ MANIFEST_SIGNATURE = "MANIFEST.sig"
 TREE_TYPE = "egress-portal.bundle-tree"
 CHECKPOINT_DIR = "audit/checkpoints"
 CHECKPOINT_TYPE = "egress-portal.audit-checkpoint"
+# Exactly the keys the portal writes in a checkpoint file (audit/checkpoints.py Checkpoint.document).
+CHECKPOINT_KEYS = ("type", "seq", "head_hash", "time", "key_id", "jws")
 ALGORITHMS = {"ES256", "RS256"}
 
 
@@ -219,7 +221,6 @@ def signed_files(root: Path, keys: list[Any], report: Report) -> dict[str, str] 
 
 def check_checkpoint(path: str, file: Path, keys: list[Any]) -> str:
     """'' when the file is an audit checkpoint signed by one of ``keys``; otherwise what is wrong."""
-    name = path.rsplit("/", 1)[-1]
     try:
         document = json.loads(file.read_bytes())
     except ValueError as exc:
@@ -232,11 +233,20 @@ def check_checkpoint(path: str, file: Path, keys: list[Any]) -> str:
         return f"checkpoint forged or signed by another key ({exc})"
     if claims.get("type") != CHECKPOINT_TYPE or not isinstance(claims.get("seq"), int):
         return "the signed claims are not an audit checkpoint"
-    for key in ("seq", "head_hash", "time"):
+    for key in ("type", "seq", "head_hash", "time"):
         if document.get(key) != claims.get(key):
             return f"checkpoint edited: the clear-text {key} differs from the signed one"
-    if name != f"{claims['seq']:012d}.json":
-        return f"checkpoint renamed: the file name does not match the signed sequence number #{claims['seq']}"
+    # A signed checkpoint copied elsewhere, or carrying more keys (a Kubernetes object, say), is
+    # not one the portal wrote: a GitOps tool reading the tree would apply what it carries.
+    if extra := sorted(set(document) - set(CHECKPOINT_KEYS)):
+        return f"not a checkpoint the portal wrote: unexpected keys {', '.join(map(repr, extra))}"
+    if not isinstance(document.get("key_id", ""), str):
+        return "not a checkpoint the portal wrote: key_id is not a string"
+    if path != f"{CHECKPOINT_DIR}/{claims['seq']:012d}.json":
+        return (
+            f"checkpoint moved or renamed: #{claims['seq']} belongs at "
+            f"{CHECKPOINT_DIR}/{claims['seq']:012d}.json, not {path}"
+        )
     return ""
 
 

@@ -26,7 +26,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--vouch-unanchored",
             action="store_true",
-            help="also seal the unsealed events after the newest checkpoint, on your word (recorded in the audit event)",
+            help=(
+                "also seal the unsealed events after the newest checkpoint, on your word (recorded in the audit event)"
+            ),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
