@@ -26,6 +26,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from foundation.private_files import private_file, write_private_file
+
 EVENT_DOMAIN = "egress-portal.audit-event"
 HEAD_DOMAIN = "egress-portal.audit-head"
 _KEY_ID_DOMAIN = b"egress-portal.audit-key-id"
@@ -34,12 +36,9 @@ MIN_KEY_LENGTH = 32
 
 def generate_key_file(path: Path) -> str:
     """Create a random audit key at ``path`` (mode 600) unless one is there; return it (embedded and test setups)."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
-    path.chmod(0o600)
-    return path.read_text(encoding="utf-8").strip()
+    # O_EXCL: two processes starting at once never each write (and seal with) a key of their own.
+    write_private_file(path, (secrets.token_urlsafe(32) + "\n").encode("utf-8"))
+    return private_file(path).read_text(encoding="utf-8").strip()
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ def key_id_of(key: bytes) -> str:
     return hmac.new(key, _KEY_ID_DOMAIN, hashlib.sha256).hexdigest()[:16]
 
 
-def _parse_key(raw: str, name: str) -> bytes:
+def parse_key(raw: str, name: str) -> bytes:
     value = raw.strip()
     if "PRIVATE KEY" in value:
         raise ImproperlyConfigured(
@@ -78,10 +77,10 @@ def _keys(current: str, retired: str) -> AuditKeys:
         raise ImproperlyConfigured(
             "EGRESS_AUDIT_KEY (or EGRESS_AUDIT_KEY_FILE) is not set; audit events cannot be sealed or checked."
         )
-    key = _parse_key(current, "EGRESS_AUDIT_KEY")
+    key = parse_key(current, "EGRESS_AUDIT_KEY")
     by_id = {key_id_of(key): _keyed(key)}
     for old in (part for part in re.split(r"[\s,]+", retired) if part):
-        old_key = _parse_key(old, "EGRESS_AUDIT_KEY_RETIRED")
+        old_key = parse_key(old, "EGRESS_AUDIT_KEY_RETIRED")
         by_id.setdefault(key_id_of(old_key), _keyed(old_key))
     return AuditKeys(current_id=key_id_of(key), current=by_id[key_id_of(key)], by_id=by_id)
 

@@ -256,6 +256,11 @@ class BundlePublication(models.Model):
         return f"{self.status} {self.revision or '-'} ({self.trigger})"
 
 
+# The audit action recorded each time the bundle endpoint starts serving a revision
+# (exceptions/services/artifacts.py); ingestion reads it to tell revisions the portal made.
+BUNDLE_SERVED_ACTION = "bundle.served"
+
+
 class BundleArtifact(models.Model):
     """The OPA bundle archive (tar.gz with its ``.signatures.json``) of one revision.
 

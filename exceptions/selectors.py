@@ -18,7 +18,7 @@ from exceptions import hooks
 from exceptions.access import roles_for, visible_grants, visible_requests
 from exceptions.choices import GrantStatus
 from exceptions.models import (
-    BundleArtifact,
+    BUNDLE_SERVED_ACTION,
     BundlePublication,
     ExceptionRequest,
     Grant,
@@ -294,11 +294,14 @@ def bundle_options() -> BundleOptions:
 def known_bundle_revisions(revisions: Collection[str]) -> set[str]:
     """Those of ``revisions`` the portal made. Every publish stores its archive for the bundle
     endpoint before it pushes, so each publication's revision was served, a failed push's too;
-    the artifacts add the one a fresh install's first poll compiled before any publish. An
+    each revision the endpoint served has its ``bundle.served`` audit event, kept after its
+    archive is pruned (a fresh install's first poll serves one before any publication). An
     engine's decision naming any other revision did not run the portal's policy."""
     wanted = list(revisions)
     made = set(BundlePublication.objects.filter(revision__in=wanted).values_list("revision", flat=True))
-    made.update(BundleArtifact.objects.filter(revision__in=wanted).values_list("revision", flat=True))
+    if missing := [revision for revision in wanted if revision not in made]:
+        served = AuditEvent.objects.filter(action=BUNDLE_SERVED_ACTION, after__revision__in=missing)
+        made.update(str(after["revision"]) for after in served.values_list("after", flat=True))
     return made
 
 

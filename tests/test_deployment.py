@@ -107,6 +107,18 @@ def test_production_refuses_a_secrets_key_that_is_not_a_fernet_key(tmp_path: Pat
     assert "EGRESS_SECRETS_KEY is not url-safe base64" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("short", "EGRESS_AUDIT_KEY is 5 characters"), ("-----BEGIN PRIVATE KEY-----\nx" + "y" * 40, "holds a PEM key")],
+)
+def test_production_refuses_an_audit_key_it_could_not_seal_with_at_start(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    result = _manage("check", env=_production_env(tmp_path) | {"EGRESS_AUDIT_KEY": value})
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
 def test_production_writes_no_key_into_var(tmp_path: Path) -> None:
     var = tmp_path / "var"
     env = _production_env(tmp_path) | {"EGRESS_VAR_DIR": str(var)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from audit.sealing import parse_key
 from egress_portal.settings.base import *  # noqa: F403
 from egress_portal.settings.base import PRODUCTION_STORAGES
 from egress_portal.settings.env import env_bool, env_int, env_list, env_required, env_str
@@ -57,3 +58,4 @@ if _problem := key_problem(EGRESS_SECRETS_KEY):
 # Seals every audit event and the chain head; without it someone with the database could
 # rewrite the newest events unnoticed. Its own secret, kept out of the database (docs/audit.md).
 EGRESS_AUDIT_KEY = env_required("EGRESS_AUDIT_KEY")
+parse_key(EGRESS_AUDIT_KEY, "EGRESS_AUDIT_KEY")  # a short or PEM key fails at start, not at the first write

@@ -19,7 +19,7 @@ from audit.services import SYSTEM, record_event
 from bundle.archive import opa_tarball
 from bundle.compiler import Bundle
 from bundle.emitters import opa
-from exceptions.models import BundleArtifact, ServedBundle
+from exceptions.models import BUNDLE_SERVED_ACTION, BundleArtifact, ServedBundle
 from exceptions.selectors import served_bundle
 
 # PostgreSQL NOTIFY channel: the payload is the revision now served.
@@ -49,7 +49,7 @@ def store_artifact(*, bundle: Bundle, trigger: str) -> str:
         )
         record_event(
             actor=SYSTEM,
-            action="bundle.served",
+            action=BUNDLE_SERVED_ACTION,
             obj=artifact,
             before={"revision": served[0]} if served is not None else None,
             after={"revision": artifact.revision, "sha256": artifact.sha256, "size": artifact.size},

@@ -22,8 +22,8 @@ from django.utils import timezone
 from approvals.services import approve_request
 from audit.models import AuditEvent
 from audit.services import SYSTEM
-from exceptions.models import BundlePublication
-from exceptions.services.publications import ensure_served_bundle
+from exceptions.models import BundleArtifact, BundlePublication
+from exceptions.services.publications import ensure_served_bundle, publish_bundle
 from tests.factories import WorkloadFactory
 from tests.traffic.conftest import flow, report
 from traffic.models import (
@@ -331,6 +331,21 @@ def test_a_revision_the_bundle_endpoint_served_is_known_before_it_is_committed(g
     )
     assert (result.accepted, result.unknown_revision) == (1, 0)
     assert BundleRevisionSeen.objects.filter(revision=revision).exists()
+
+
+def test_a_served_revision_stays_known_after_its_archive_is_pruned(
+    gateway: Any, settings: Any, submit: Any, approver: Any, policy_repo: Path
+) -> None:
+    """An engine still running the first bundle a fresh install served (no publication row) after
+    newer publishes pruned its archive: its decisions are honest and are not refused."""
+    settings.OPA_BUNDLE_ARTIFACTS_KEPT = 1
+    first, _ = ensure_served_bundle()
+    approve_request(actor=approver, request=submit(destinations=[{"host": "new.example", "port": 443}]))
+    assert publish_bundle(trigger="test").revision != first
+    assert not BundleArtifact.objects.filter(revision=first).exists()
+    assert not BundlePublication.objects.filter(revision=first).exists()
+    result = ingest_decisions(gateway=gateway, events=[decision("late", STAGING, at=timezone.now(), revision=first)])
+    assert (result.accepted, result.unknown_revision) == (1, 0)
 
 
 # --- bad records never fail a batch; counters saturate -----------------------------------------------
