@@ -330,3 +330,28 @@ def test_seal_audit_will_not_launder_a_rewrite_made_after_stripping_every_seal(
     assert not AuditEvent.objects.exclude(seal="").exists()
     with pytest.raises(CommandError, match=r"has no seal"):
         _verify()
+
+
+@pytest.mark.django_db
+def test_verify_audit_says_when_nothing_anchors_the_chain_and_fails_once_anchors_went_missing(
+    submit: Any, approver: Any, anchored_repo: Path, settings: Any, tmp_path: Path
+) -> None:
+    from exceptions.services.publications import publish_bundle
+
+    _approved(submit, approver)
+    publish_bundle(trigger="test")  # the repository exists, no checkpoint in it yet
+    out, _ = _verify()
+    assert "Audit chain intact" in out and "No checkpoint yet: nothing outside the database vouches" in out
+    assert write_checkpoint() is not None
+    assert "No checkpoint yet" not in _verify()[0]
+    # Another (or an emptied) repository: the chain records checkpoints it no longer holds.
+    settings.POLICY_REPO_URL = str(tmp_path / "elsewhere.git")
+    settings.POLICY_WORK_DIR = tmp_path / "elsewhere-work"
+    settings.AUDIT_CHECKPOINT_WORK_DIR = tmp_path / "elsewhere-checkpoints"
+    publish_bundle(trigger="test", refresh=True)
+    with pytest.raises(CommandError, match=r"was pushed in commit \w+ but is not on the branch"):
+        _verify()
+    # With the database's own list of pushed checkpoints deleted too, the sealed event still tells.
+    _sql("DELETE FROM audit_auditcheckpoint")
+    with pytest.raises(CommandError, match=r"Audit anchors missing: event #\d+ records a checkpoint"):
+        _verify()

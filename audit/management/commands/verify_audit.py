@@ -7,8 +7,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.checkpoint_git import CheckpointRepoError
-from audit.checkpoints import Checkpoint, InvalidCheckpoint, repository_checkpoints
+from audit.checkpoints import CHECKPOINT_ACTION, Checkpoint, InvalidCheckpoint, repository_checkpoints
 from audit.export_verification import verify_export
+from audit.models import AuditEvent
 from audit.verification import VerificationResult, verify_chain
 
 
@@ -72,7 +73,26 @@ class Command(BaseCommand):
                     else "WARNING: --no-anchors: an export without a signed checkpoint is checked against itself only."
                 )
             )
+        if where == "database" and not no_anchors and result.ok and not checkpoints and not forged:
+            self._unanchored(result)
         self._report(result, where, checkpoints, forged)
+
+    def _unanchored(self, result: VerificationResult) -> None:
+        """No checkpoint in the repository: fine before the first one, a failure once one was written."""
+        written = AuditEvent.objects.filter(action=CHECKPOINT_ACTION).order_by("seq").values_list("seq", flat=True)
+        if first := written.first():
+            raise CommandError(
+                f"Audit anchors missing: event #{first} records a checkpoint written to the policy repository, "
+                "but the repository holds none (removed, or another repository is configured)."
+            )
+        if result.checked:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"No checkpoint yet: nothing outside the database vouches for events #1 to #{result.checked} "
+                    "(their seals do; the first checkpoint is written within the hour, or now with "
+                    "`manage.py write_checkpoint`)."
+                )
+            )
 
     def _report(
         self, result: VerificationResult, where: str, checkpoints: list[Checkpoint], forged: list[InvalidCheckpoint]
