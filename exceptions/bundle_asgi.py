@@ -128,7 +128,9 @@ class ServedWatch:
         """The served bundle as read from the database after ``since`` (a read already under way
         that began later is shared)."""
         while True:
-            if self._reading is None:
+            # A finished read may still be here (its done callback runs later): awaiting it would not
+            # yield to the loop, so this loop would spin on it. Start a new one instead.
+            if self._reading is None or self._reading[1].done():
                 future = asyncio.ensure_future(self._read())
                 self._reading = (time.monotonic(), future)
                 future.add_done_callback(self._read_done)
@@ -168,7 +170,7 @@ class ServedWatch:
         found = self._archives.get(sha256)
         if found is not None:
             return found
-        if self._archive_reading is None:
+        if self._archive_reading is None or self._archive_reading.done():
             self._archive_reading = asyncio.ensure_future(self._read_archive())
             self._archive_reading.add_done_callback(self._archive_read_done)
         return await asyncio.shield(self._archive_reading)
