@@ -199,11 +199,10 @@ async def _run(
     )
 
     def publish() -> tuple[str, float, float]:
-        request = Grant.objects.get(pk=first_grant.pk).request
+        grant = Grant.objects.select_related("request").get(pk=first_grant.pk)
         Grant.objects.create(
-            request=request, workload=request.workload, identity=request.workload.identity,
-            host="new.bench.example", port=443, valid_from=request.grants.first().valid_from,
-            expires_at=request.grants.first().expires_at, status="active",
+            request=grant.request, workload=grant.workload, identity=grant.identity, host="new.bench.example",
+            port=443, valid_from=grant.valid_from, expires_at=grant.expires_at, status="active",
         )  # fmt: skip
         bundle = current_bundle()
         before = time.perf_counter()

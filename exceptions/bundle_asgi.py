@@ -51,7 +51,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ASGIApp = Callable[..., Awaitable[None]]  # Django's ASGIHandler is typed with a dict scope
 T = TypeVar("T")
 
 # The longest the watcher goes without looking whether anyone still waits.
@@ -131,11 +131,11 @@ class ServedWatch:
             # A finished read may still be here (its done callback runs later): awaiting it would not
             # yield to the loop, so this loop would spin on it. Start a new one instead.
             if self._reading is None or self._reading[1].done():
-                future = asyncio.ensure_future(self._read())
-                self._reading = (time.monotonic(), future)
-                future.add_done_callback(self._read_done)
-            started, future = self._reading
-            served = await asyncio.shield(future)
+                read = asyncio.ensure_future(self._read())
+                self._reading = (time.monotonic(), read)
+                read.add_done_callback(self._read_done)
+            started, shared = self._reading
+            served = await asyncio.shield(shared)
             if started >= since:
                 return served
 
@@ -275,6 +275,7 @@ class BundleApp:
     async def _poll(self, scope: Scope, send: Send) -> None:
         request = ASGIRequest(scope, io.BytesIO())
         body = None
+        response: HttpResponse | None
         try:
             response = self._security.process_request(request)  # HTTPS redirect, as in front of the WSGI view
         except DisallowedHost:
@@ -286,8 +287,7 @@ class BundleApp:
                 response = unauthorised()
             else:
                 response, body = await self._answer(request)
-        response = self._security.process_response(request, response)
-        await _send(send, response, body)
+        await _send(send, self._security.process_response(request, response), body)
 
     async def _answer(self, request: HttpRequest) -> tuple[HttpResponse, bytes | None]:
         arrived = time.monotonic()
