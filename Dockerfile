@@ -10,5 +10,6 @@ COPY . .
 RUN DJANGO_SETTINGS_MODULE=egress_portal.settings.build python manage.py collectstatic --noinput
 RUN useradd --create-home --uid 10001 portal && mkdir -p /var/lib/egress-portal && chown portal /var/lib/egress-portal
 USER portal
-EXPOSE 8000
+# 8000: the portal (gunicorn); 8001: OPA's bundle polls (uvicorn egress_portal.asgi:bundles, the compose file's bundles).
+EXPOSE 8000 8001
 CMD ["gunicorn", "egress_portal.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "8", "--access-logfile", "-"]

@@ -29,7 +29,8 @@ run: install
 	$(BIN)/python manage.py seed_demo
 	@echo
 	@echo "Egress Portal is starting at http://$${EGRESS_HOST:-127.0.0.1}:$${EGRESS_PORT:-8000}/"
-	@echo "Web server, Celery worker and Celery beat run below; Ctrl-C stops all three."
+	@echo "OPA bundle server (long polls) at http://$${EGRESS_HOST:-127.0.0.1}:$${EGRESS_BUNDLES_PORT:-8081}/bundles/egress.tar.gz"
+	@echo "Web server, bundle server, Celery worker and Celery beat run below; Ctrl-C stops all four."
 	@echo
 	$(BIN)/honcho start -f Procfile
 

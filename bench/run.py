@@ -421,6 +421,7 @@ def main() -> None:
             "traffic",
             "breakglass",
             "bundle-polls",
+            "long-polls",
             "bundles",
             "audit_viewer",
             "api",
@@ -429,6 +430,9 @@ def main() -> None:
     parser.add_argument("--grants", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--poll-seconds", type=float, default=10.0, help="how long each bundle-polls case runs")
+    parser.add_argument("--waiters", type=int, default=5_000, help="long-polls: waiting clients")
+    parser.add_argument("--long-poll-grants", type=int, default=1_000, help="long-polls: open grants (archive size)")
+    parser.add_argument("--uvicorn-workers", type=int, default=1, help="long-polls: uvicorn worker processes")
     args = parser.parse_args()
     _setup_django()
     print(f"database: {BENCH_DB}")
@@ -472,6 +476,10 @@ def main() -> None:
         from bench.bundle_polls import bench_bundle_polls
 
         bench_bundle_polls(args.grants, args.poll_seconds)
+    if args.which in {"all", "long-polls"}:
+        from bench.long_polls import bench_long_polls
+
+        bench_long_polls(args.waiters, args.long_poll_grants, args.uvicorn_workers)
     if args.which in {"all", "audit_viewer"}:
         from bench.audit_viewer import bench_audit_viewer
 

@@ -43,8 +43,31 @@ def explain_page(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _authorised(request: HttpRequest) -> bool:
+def authorised(request: HttpRequest) -> bool:
     return has_bearer_token(request, settings.OPA_BUNDLE_TOKEN)
+
+
+def unauthorised() -> HttpResponse:
+    response = HttpResponse("A valid bearer token is required.\n", status=401, content_type="text/plain")
+    response["WWW-Authenticate"] = 'Bearer realm="egress-portal"'
+    return response
+
+
+def known_etags(request: HttpRequest) -> list[str]:
+    """The entity tags of ``If-None-Match``, as sent (quoted)."""
+    return [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]
+
+
+def bundle_response(*, revision: str, archive: bytes | None, long_poll: bool) -> HttpResponse:
+    """304 (``archive`` None) or 200 with ``archive``; the ETag is the quoted revision."""
+    if archive is None:
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(archive, content_type=LONG_POLL_CONTENT_TYPE if long_poll else "application/gzip")
+        response["Content-Length"] = str(len(archive))  # CommonMiddleware, which would set it, is skipped
+    response["ETag"] = f'"{revision}"'
+    response["Cache-Control"] = "no-cache"
+    return response
 
 
 # OPA takes this content type as "the server long-polls" (and keeps long polling).
@@ -52,7 +75,7 @@ LONG_POLL_CONTENT_TYPE = "application/vnd.openpolicyagent.bundles"
 _PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait=(\d+)", re.IGNORECASE)
 
 
-def _prefer_wait(request: HttpRequest) -> int | None:
+def prefer_wait(request: HttpRequest) -> int | None:
     """Seconds from ``Prefer: wait=N`` (OPA's long polling), capped; None without it."""
     match = _PREFER_WAIT.search(request.headers.get("Prefer", ""))
     return min(int(match.group(1)), settings.OPA_LONG_POLL_MAX_WAIT_SECONDS) if match else None
@@ -99,24 +122,17 @@ def opa_bundle(request: HttpRequest) -> HttpResponse:
     current revision, the answer waits until a publish moves the revision
     (then 200 with the new bundle) or N seconds pass (then 304).
     """
-    if not _authorised(request):
-        response = HttpResponse("A valid bearer token is required.\n", status=401, content_type="text/plain")
-        response["WWW-Authenticate"] = 'Bearer realm="egress-portal"'
-        return response
-    known = [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]
-    wait = _prefer_wait(request)
+    if not authorised(request):
+        return unauthorised()
+    known = known_etags(request)
+    wait = prefer_wait(request)
     revision, sha256 = served_bundle() or ensure_served_bundle()
     if wait and f'"{revision}"' in known and revision_watch().wait(known=revision, timeout=wait):
         revision, sha256 = served_bundle() or (revision, sha256)
     if f'"{revision}"' in known:
-        response = HttpResponse(status=304)
-    else:
-        revision, archive = _archive(sha256)
-        response = HttpResponse(archive, content_type=LONG_POLL_CONTENT_TYPE if wait else "application/gzip")
-        response["Content-Length"] = str(len(archive))  # CommonMiddleware, which would set it, is skipped
-    response["ETag"] = f'"{revision}"'
-    response["Cache-Control"] = "no-cache"
-    return response
+        return bundle_response(revision=revision, archive=None, long_poll=bool(wait))
+    revision, archive = _archive(sha256)
+    return bundle_response(revision=revision, archive=archive, long_poll=bool(wait))
 
 
 class OpaBundleMiddleware:

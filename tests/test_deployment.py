@@ -190,3 +190,14 @@ def test_the_image_build_step_collects_static_files_without_any_secret() -> None
     result = _manage(*command[2:], env=assignments)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (ROOT / "staticfiles" / "staticfiles.json").exists()
+
+
+def test_the_bundle_server_runs_beside_the_portal_in_compose_and_make_run() -> None:
+    """OPA's polls have an async server of their own (long polls without a thread each), in the
+    compose file and in the Procfile `make run` starts; the pages stay on gunicorn/runserver."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert compose["bundles"]["command"][:2] == ["uvicorn", "egress_portal.asgi:bundles"]
+    assert compose["web"]["command"][0] == "gunicorn"
+    processes = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
+    assert "uvicorn egress_portal.asgi:bundles" in processes["bundles"]
+    assert "uvicorn" in (ROOT / "requirements.txt").read_text()
