@@ -9,6 +9,7 @@ fills. MFA at the decision is the gate's (``approvals.gate``).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +19,8 @@ from allauth.mfa.models import Authenticator
 from approvals.eligibility import ApproverProfile, Clauses, Subject, clauses_for, first_denial, first_failure
 from approvals.models import ApproverGroup, Decision, DecisionKind
 from approvals.policy import OWNING_TEAM, Policy, RequestFacts, Requirement, Rule, current_policy
-from exceptions.access import roles_for
-from exceptions.models import ExceptionRequest
+from exceptions.access import AUDITOR_GROUP, SECURITY_GROUP, Roles, roles_for
+from exceptions.models import ExceptionRequest, TeamMembership
 from exceptions.validators import is_wildcard
 
 MFA_TYPES = (Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN)
@@ -45,6 +46,53 @@ def profile_for(user: Any) -> ApproverProfile:
         )
     user._egress_approver = profile
     return profile
+
+
+def load_profiles(users: Sequence[Any]) -> None:
+    """``roles_for`` and ``profile_for`` of many active people in five queries, not five each.
+
+    Fills the same per-object caches those functions read, with the same answers."""
+    pending = [u for u in users if getattr(u, "_egress_approver", None) is None and u.is_active]
+    if not pending:
+        return
+    ids = [u.pk for u in pending]
+    django_groups: dict[int, set[str]] = defaultdict(set)
+    for user_id, name in (
+        type(pending[0]).groups.through.objects.filter(user_id__in=ids).values_list("user_id", "group__name")
+    ):
+        django_groups[user_id].add(name)
+    approver_groups: dict[int, set[str]] = defaultdict(set)
+    members = ApproverGroup.members.through.objects.filter(user_id__in=ids)
+    for user_id, name in members.values_list("user_id", "approvergroup__name"):
+        approver_groups[user_id].add(name)
+    approver_teams: dict[int, set[int]] = defaultdict(set)
+    for user_id, team_id in members.filter(approvergroup__teams__isnull=False).values_list(
+        "user_id", "approvergroup__teams"
+    ):
+        approver_teams[user_id].add(team_id)
+    member_teams: dict[int, set[int]] = defaultdict(set)
+    for user_id, team_id in TeamMembership.objects.filter(user_id__in=ids).values_list("user_id", "team_id"):
+        member_teams[user_id].add(team_id)
+    enrolled = set(Authenticator.objects.filter(user_id__in=ids, type__in=MFA_TYPES).values_list("user_id", flat=True))
+    for user in pending:
+        pk = user.pk
+        if getattr(user, "_egress_roles", None) is None:
+            user._egress_roles = Roles(
+                is_admin=bool(user.is_superuser),
+                is_security=SECURITY_GROUP in django_groups[pk],
+                is_auditor=AUDITOR_GROUP in django_groups[pk],
+                member_team_ids=frozenset(member_teams[pk]),
+                approver_team_ids=frozenset(approver_teams[pk]),
+            )
+        roles = user._egress_roles
+        user._egress_approver = ApproverProfile(
+            user_id=pk,
+            approver_team_ids=roles.approver_team_ids,
+            member_team_ids=roles.member_team_ids,
+            groups=frozenset(django_groups[pk] | approver_groups[pk]),
+            mfa_enrolled=pk in enrolled,
+            can_step_up=not getattr(user, "egress_via_token", False),
+        )
 
 
 def facts_of(request: ExceptionRequest) -> RequestFacts:
@@ -183,7 +231,8 @@ def approve_denial(user: Any, request: ExceptionRequest, state: ApprovalState | 
 def recipients_for_missing(request: ExceptionRequest, state: ApprovalState) -> list[tuple[Requirement, Sequence[str]]]:
     """Per missing requirement, the e-mail addresses of people whose approval would fill it.
 
-    The group's members are read in one query; each is then asked the one
+    The group's members are read in one query, their roles and profiles in five more
+    (``load_profiles``, whatever their number); each is then asked the one
     definition of who may decide (``approval_slot``), so nobody is mailed for an
     approval the gate would refuse (no authenticator, already approved, filed it,
     inside the team, or a fuller group of theirs comes first).
@@ -200,7 +249,8 @@ def recipients_for_missing(request: ExceptionRequest, state: ApprovalState) -> l
             users = user_model.objects.filter(groups__name=requirement.group) | user_model.objects.filter(
                 approver_groups__name=requirement.group
             )
-        candidates = users.filter(is_active=True).exclude(email="").distinct()
+        candidates = list(users.filter(is_active=True).exclude(email="").distinct())
+        load_profiles(candidates)
         addresses = {u.email for u in candidates if approval_slot(u, request, state)[0] == requirement}
         result.append((requirement, sorted(addresses)))
     return result

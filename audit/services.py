@@ -67,6 +67,9 @@ def _actor_fields(actor: Actor) -> tuple[int | None, str, str, dict[str, Any]]:
 
 
 def _lock_head() -> AuditChainHead:
+    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is not None:  # one query on every write after the first
+        return head
     AuditChainHead.objects.get_or_create(pk=1)
     return AuditChainHead.objects.select_for_update().get(pk=1)
 

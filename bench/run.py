@@ -425,6 +425,8 @@ def main() -> None:
             "bundles",
             "audit_viewer",
             "api",
+            "api-create",
+            "ingest",
         ],
     )
     parser.add_argument("--grants", type=int, default=100_000)
@@ -488,6 +490,14 @@ def main() -> None:
         from bench import bundles
 
         bundles.run(args.grants)
+    if args.which == "api-create":
+        from bench.api import bench_api_create
+
+        bench_api_create()
+    if args.which == "ingest":
+        from bench.traffic import bench_ingest
+
+        bench_ingest()
     if args.which in {"all", "api"}:
         from bench.api import bench_api
 

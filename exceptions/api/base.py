@@ -61,6 +61,17 @@ def render_request(user: object, pk: int, *, status_code: int = status.HTTP_200_
     return Response(serializer.data, status=status_code, headers=headers)
 
 
+def render_created(user: object, created: ExceptionRequest) -> Response:
+    """The 201 of a request just filed, from the rows the service wrote and holds (no read-back).
+
+    ``submit_request`` leaves its destinations, and no grants or decisions, on the object;
+    the body equals what a GET of the request returns."""
+    serializer = ExceptionRequestSerializer(created, context={"user": user})
+    return Response(
+        serializer.data, status=status.HTTP_201_CREATED, headers={"Location": f"/api/v1/requests/{created.pk}/"}
+    )
+
+
 # Computed from the clock, not stored: "if approved now it goes live at <now>" would
 # otherwise change the tag on every read. A change of stored state still changes it.
 VOLATILE_FIELDS = frozenset({"go_live"})

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
@@ -78,6 +78,9 @@ def begin(request: Request, *, now: datetime | None = None) -> Claim | None:
         return None
     now = now or timezone.now()
     owner, digest = owner_of(request), fingerprint(request)
+    claimed = _claim_new(owner, key, digest, now)
+    if claimed is not None:
+        return claimed
     for _ in range(2):  # a concurrent first claim makes get_or_create fail once; the second try reads it
         try:
             with transaction.atomic():
@@ -113,6 +116,20 @@ def begin(request: Request, *, now: datetime | None = None) -> Claim | None:
     if record.location:
         headers["Location"] = record.location
     raise Replay(Response(record.body, status=record.status_code, headers=headers))
+
+
+def _claim_new(owner: str, key: str, digest: str, now: datetime) -> Claim | None:
+    """Claim a key never used before in one statement; None when a row for it exists (then read and judged)."""
+    connection = connections[router.db_for_write(IdempotencyRecord)]
+    table = connection.ops.quote_name(IdempotencyRecord._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (owner, key, fingerprint, status_code, body, location, created_at) "  # noqa: S608 - the model's table
+            "VALUES (%s, %s, %s, NULL, NULL, '', %s) ON CONFLICT (owner, key) DO NOTHING RETURNING id",
+            [owner, key, digest, connection.ops.adapt_datetimefield_value(now)],
+        )
+        row = cursor.fetchone()
+    return Claim(row[0]) if row else None
 
 
 def finish(claim: Claim, response: Response) -> None:

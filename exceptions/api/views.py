@@ -21,6 +21,7 @@ from exceptions.api.base import (
     REQUEST,
     IntegrationView,
     api_field_names,
+    render_created,
     render_request,
     request_queryset,
 )
@@ -80,7 +81,7 @@ class RequestListCreate(IntegrationView):
                 raise serializers.ValidationError({"renews": ["No grant with this id that you may renew."]})
         with api_field_names(LIFETIME_AS_HOURS):
             created = self._submit(request, data, payload, renews)
-        return render_request(request.user, created.pk, status_code=status.HTTP_201_CREATED)
+        return render_created(request.user, created)
 
     def _submit(
         self, request: Request, data: dict[str, Any], payload: RequestInputSerializer, renews: Grant | None
@@ -241,4 +242,4 @@ class GrantRenew(IntegrationView):
                 desired_start=data["desired_start"],
                 renews=grant,
             )
-        return render_request(request.user, created.pk, status_code=status.HTTP_201_CREATED)
+        return render_created(request.user, created)

@@ -166,7 +166,16 @@ def submit_request(
             renews=renews,
             submitted_at=None if draft else timezone.now(),
         )
-        RequestDestination.objects.bulk_create(RequestDestination(request=request, **d.__dict__) for d in cleaned)
+        rows = RequestDestination.objects.bulk_create(
+            RequestDestination(request=request, **d.__dict__) for d in cleaned
+        )
+        # A new request has these destinations and no grants or decisions: the approval
+        # hook, the webhook payload and the API's 201 body read them from here, not again.
+        known_relations(request, destinations=rows, grants=[], decisions=[])
+        if not draft:
+            _ask_approvers(request, event="submitted")
+            emit_request("request.created", request)
+        # Last: the audit chain head stays locked from here to the commit, so writers wait on it briefly.
         record_event(
             actor=actor,
             action="request.drafted" if draft else "request.submitted",
@@ -178,10 +187,17 @@ def submit_request(
             },
             reason=justification,
         )
-        if not draft:
-            _ask_approvers(request, event="submitted")
-            emit_request("request.created", request)
     return request
+
+
+def known_relations(request: ExceptionRequest, **relations: Sequence[Any]) -> None:
+    """Store related rows the caller already holds as ``request``'s prefetched relations (no query reads them)."""
+    cache = request.__dict__.setdefault("_prefetched_objects_cache", {})
+    for name, rows in relations.items():
+        queryset = getattr(request, name).all()
+        queryset._result_cache = list(rows)
+        queryset._prefetch_done = True
+        cache[name] = queryset
 
 
 def resubmit_request(

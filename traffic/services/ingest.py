@@ -219,7 +219,7 @@ def parse_opa_event(event: Any, *, gateway: EgressGateway, window: Window) -> Ob
                     str(source.get("protocol") or "tcp").lower(),
                     allowed,
                     at if at.tzinfo is UTC else at.astimezone(UTC),
-                    _digest(f"opa:{gateway.pk}:{decision_id}"),
+                    _digest(f"opa:{gateway.id}:{decision_id}"),  # .id: .pk is a property, per event
                     raw_grant if type(raw_grant) is int else None,
                 )
     except (KeyError, TypeError, ValueError, AttributeError):
@@ -352,7 +352,8 @@ def _new_digests(digests: list[int], *, today: date) -> set[int]:
             cursor.execute(
                 f'INSERT INTO "{table}" ("digest", "seen_on") '
                 'SELECT unnest(%s::bigint[]), %s ON CONFLICT DO NOTHING RETURNING "digest"',
-                [digests, today],
+                # Integers as one array literal: the driver would dump and quote-check each of thousands.
+                ["{" + ",".join(map(str, digests)) + "}", today],
             )
             return {row[0] for row in cursor.fetchall()}
     # SQLite: one writer at a time (IMMEDIATE transactions), so look-then-insert cannot race.
