@@ -420,6 +420,7 @@ def main() -> None:
             "dashboard",
             "traffic",
             "breakglass",
+            "worker-publish",
             "bundle-polls",
             "bundles",
             "audit_viewer",
@@ -428,6 +429,7 @@ def main() -> None:
     )
     parser.add_argument("--grants", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=20, help="approvals per worker-publish configuration")
     parser.add_argument("--poll-seconds", type=float, default=10.0, help="how long each bundle-polls case runs")
     args = parser.parse_args()
     _setup_django()
@@ -460,6 +462,10 @@ def main() -> None:
         from bench.audit_checkpoint import bench_audit_checkpoint
 
         bench_audit_checkpoint()
+    if args.which == "worker-publish":
+        from bench.worker_publish import bench_worker_publish
+
+        bench_worker_publish(args.grants, args.rounds)
     if args.which in {"all", "breakglass"}:
         from bench.breakglass import bench_breakglass
 
