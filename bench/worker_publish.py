@@ -1,7 +1,7 @@
 """Approval -> pushed commit with one and with two real Celery worker processes (issue 18 §3).
 
-Each worker has its own policy work dir (as on two machines) and its own memory of its last
-push; beat relays the outbox (publishes coalesced for BUNDLE_PUBLISH_DELAY_SECONDS, audit
+The workers share one policy work dir (one host, the default POLICY_WORK_DIR) but each has its
+own memory of its last push; beat relays the outbox (publishes coalesced for BUNDLE_PUBLISH_DELAY_SECONDS, audit
 checkpoints pushed to the same branch). Printed per configuration: approval -> pushed commit
 p50/p95, the attempts of every publish, and the first publish of a cold worker.
 
@@ -83,7 +83,9 @@ def _uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
-def _approve_and_wait(requester: Any, approver: Any, workload: Any, step: int, timeout: float = 120) -> tuple[float, Any]:
+def _approve_and_wait(
+    requester: Any, approver: Any, workload: Any, step: int, timeout: float = 120
+) -> tuple[float, Any]:
     """Approve one request; the seconds until its grant's publication was pushed, and that publication."""
     from approvals.services import approve_request
     from exceptions.models import BundlePublication
@@ -129,7 +131,8 @@ def _run(workers: int, rounds: int, tmp: str, requester: Any, approver: Any, wor
     }
 
     def env(name: str) -> dict[str, str]:
-        return {**base, "POLICY_WORK_DIR": f"{tmp}/{name}-policy", "AUDIT_CHECKPOINT_WORK_DIR": f"{tmp}/{name}-audit"}
+        # One host: the workers share the cache clone (the default POLICY_WORK_DIR), not their memories.
+        return {**base, "POLICY_WORK_DIR": f"{tmp}/policy-work", "AUDIT_CHECKPOINT_WORK_DIR": f"{tmp}/{name}-audit"}
 
     app.control.purge()
     processes, names = [], [f"bench-publish-{workers}-{i}@localhost" for i in range(workers)]

@@ -256,6 +256,16 @@ class PolicyRepository:
         ref = repo.references.get(self.remote_ref)
         return repo[ref.target] if ref is not None else None  # type: ignore[return-value]
 
+    def _behind(self, repo: pygit2.Repository, pushed: str, commit: str) -> bool:
+        """Whether ``commit`` is ``pushed`` or one of its ancestors (an object the cache has is not
+        enough: worker processes on one machine share ``work_dir`` but not their memories)."""
+        if commit == pushed:
+            return True
+        try:
+            return commit in repo and repo.descendant_of(pushed, commit)
+        except (KeyError, ValueError, pygit2.GitError):
+            return False
+
     def _path(self, path: str) -> str:
         return f"{self.subdir}/{path}" if self.subdir else path
 
@@ -512,7 +522,7 @@ class PolicyRepository:
 
         ``heads`` are the portal's latest pushes as every worker knows them (the newest
         publication's and audit checkpoint's commits, from the shared database): when
-        one is a commit this process has never seen, the branch moved since its last
+        one is not this process's last push or an ancestor of it, the branch moved since its last
         push, so it is fetched first and the bundle built on it, writing only the
         files that differ from its tree (no rejected push, no full rebuild).
         """
@@ -520,7 +530,7 @@ class PolicyRepository:
             self._ensure_remote()
             repo = self._repo()
             pushed = None if refresh else _LAST_PUSHED.get(self._key)
-            if pushed is not None and any(commit and commit not in repo for commit in heads):
+            if pushed is not None and any(not self._behind(repo, pushed.commit, commit) for commit in heads if commit):
                 # Another worker (or the audit checkpoint writer) moved the branch since this
                 # process's push: catch up with it first rather than have the push rejected.
                 pushed = None

@@ -16,7 +16,7 @@ import pytest
 from approvals.services import approve_request
 from audit.checkpoints import write_checkpoint
 from bundle.compiler import compile_bundle
-from bundle.policy_repository import PolicyRepository
+from bundle.policy_repository import _LAST_PUSHED, PolicyRepository
 from exceptions.models import BundlePublication, PolicyDrift
 from exceptions.services.policy_drift import portal_heads
 from exceptions.services.publications import publish_bundle
@@ -55,6 +55,25 @@ def test_two_workers_publishing_alternately_catch_up_without_a_rejected_push_or_
     revoked = compile_bundle(records[:-1], now=NOW)
     again = workers[len(records) % 2].publish(revoked, trigger="revoke", heads=[last.commit])
     assert again.attempts == 1 and not again.fetched and [g.id for g in again.removed] == [records[-1].id]
+
+
+def test_worker_processes_sharing_one_work_dir_catch_up_too(tmp_path: Path) -> None:
+    """Two processes on one machine share the cache clone (its objects) but not their memory of a push."""
+    remote = tmp_path / "policy.git"
+    records = sample_records()[:6]
+    shared = PolicyRepository(url=str(remote), work_dir=tmp_path / "work")
+    first = shared.publish(compile_bundle(records[:2], now=NOW), trigger="process a")
+    memory_a = dict(_LAST_PUSHED)
+    _LAST_PUSHED.clear()  # process b: the same work dir, no memory yet
+    second = shared.publish(compile_bundle(records[:3], now=NOW), trigger="process b", heads=[first.commit])
+    assert second.status == "published" and second.attempts == 1
+    _LAST_PUSHED.clear()
+    _LAST_PUSHED.update(memory_a)  # process a again: process b's commit is in the cache, but a never built on it
+    bundle = compile_bundle(records[:4], now=NOW)
+    third = shared.publish(bundle, trigger="process a again", heads=[second.commit])
+    assert third.status == "published" and third.attempts == 1 and third.fetched
+    assert third.written == len(changed_paths(remote)) < len(bundle.files)
+    assert [g.id for g in third.added] == [records[3].id]
 
 
 def test_without_the_shared_heads_a_stale_worker_is_rejected_once(tmp_path: Path) -> None:
