@@ -148,12 +148,13 @@ def _run(workers: int, rounds: int, tmp: str, requester: Any, approver: Any, wor
             seconds, publication = _approve_and_wait(requester, approver, workload, first + step)
             cold.append((seconds, publication.duration_ms, publication.attempts))
             time.sleep(1.0)
-        latencies, attempts, durations = [], [], []
+        latencies, attempts, durations, triggers = [], [], [], []
         for step in range(rounds):
             seconds, publication = _approve_and_wait(requester, approver, workload, first + workers + step)
             latencies.append(seconds)
             attempts.append(publication.attempts)
             durations.append(publication.duration_ms)
+            triggers.append(publication.trigger)
             time.sleep(1.5)  # an audit checkpoint lands on the branch between publishes
         load = _uptime()
         checkpoints = int(
@@ -179,7 +180,8 @@ def _run(workers: int, rounds: int, tmp: str, requester: Any, approver: Any, wor
         f"{statistics.median(durations)} ms, max {max(durations)} ms); attempts {attempts} ({retried} second "
         f"attempts, {failed} failed publishes so far); first publishes of the cold workers "
         f"{', '.join(f'{s:.2f} s (publish {d} ms, attempts {a})' for s, d, a in cold)}; "
-        f"{checkpoints} checkpoint commits on the branch; load: {load}"
+        f"{checkpoints} checkpoint commits on the branch; load: {load}; each approval "
+        f"{', '.join(f'{s:.2f} s ({d} ms, {t})' for s, d, t in zip(latencies, durations, triggers, strict=True))}"
     )
 
 
