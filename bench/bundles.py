@@ -241,7 +241,8 @@ def bench_publish(count: int = 100_000, changes: int = 5) -> None:
         plumbing_tree = _plumbing_tree(str(Path(tmp) / "work"), str(head.parents[0].id), changed, removed)
         plumbing = time.perf_counter() - started
         started = time.perf_counter()
-        libgit2_tree = repository._tree(repo, head.parents[0], bundle, previous)
+        written, stale = repository._changes(head.parents[0], bundle, previous)
+        libgit2_tree = repository._tree(repo, head.parents[0], bundle, written, stale)
         libgit2 = time.perf_counter() - started
         assert str(libgit2_tree) == str(head.tree.id)
         assert plumbing_tree == str(head.tree.id), "git plumbing and pygit2 must build the same tree"

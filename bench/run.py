@@ -420,6 +420,7 @@ def main() -> None:
             "dashboard",
             "traffic",
             "breakglass",
+            "worker-publish",
             "bundle-polls",
             "long-polls",
             "bundles",
@@ -431,6 +432,7 @@ def main() -> None:
     )
     parser.add_argument("--grants", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=20, help="approvals per worker-publish configuration")
     parser.add_argument("--poll-seconds", type=float, default=10.0, help="how long each bundle-polls case runs")
     parser.add_argument("--waiters", type=int, default=5_000, help="long-polls: waiting clients")
     parser.add_argument("--long-poll-grants", type=int, default=1_000, help="long-polls: open grants (archive size)")
@@ -466,6 +468,10 @@ def main() -> None:
         from bench.audit_checkpoint import bench_audit_checkpoint
 
         bench_audit_checkpoint()
+    if args.which == "worker-publish":
+        from bench.worker_publish import bench_worker_publish
+
+        bench_worker_publish(args.grants, args.rounds)
     if args.which in {"all", "breakglass"}:
         from bench.breakglass import bench_breakglass
 

@@ -98,6 +98,10 @@ class PublishResult:
     attempts: int = 1
     added: list[GrantSummary] = field(default_factory=list)
     removed: list[GrantSummary] = field(default_factory=list)
+    # Files written as new blobs by the pushed attempt (a handful for one approval).
+    written: int = 0
+    # Whether the branch was fetched before building (it had moved since this process's last push).
+    fetched: bool = False
 
 
 def summary(record: GrantRecord) -> GrantSummary:
@@ -175,9 +179,9 @@ class _Pushed:
     bundle: Bundle
 
 
-# Per process and repository: the next publish builds on it without a fetch.
-# If the branch moved meanwhile, the push is rejected and the whole tree is
-# reconciled on the new head.
+# Per process and repository: the next publish builds on it without a fetch
+# while the caller's shared ``heads`` say nobody else pushed since. Otherwise
+# the branch is fetched and only the files that differ from its tree are written.
 _LAST_PUSHED: dict[tuple[str, str, str, str], _Pushed] = {}
 
 
@@ -252,36 +256,56 @@ class PolicyRepository:
         ref = repo.references.get(self.remote_ref)
         return repo[ref.target] if ref is not None else None  # type: ignore[return-value]
 
+    def _behind(self, repo: pygit2.Repository, pushed: str, commit: str) -> bool:
+        """Whether ``commit`` is ``pushed`` or one of its ancestors (an object the cache has is not
+        enough: worker processes on one machine share ``work_dir`` but not their memories)."""
+        if commit == pushed:
+            return True
+        try:
+            return commit in repo and repo.descendant_of(pushed, commit)
+        except (KeyError, ValueError, pygit2.GitError):
+            return False
+
     def _path(self, path: str) -> str:
         return f"{self.subdir}/{path}" if self.subdir else path
 
     # --- trees -------------------------------------------------------------------
 
-    def _tree(
-        self,
-        repo: pygit2.Repository,
-        base: pygit2.Commit | None,
-        bundle: Bundle,
-        previous: Bundle | None,
-    ) -> pygit2.Oid:
-        """The base commit's tree with this bundle's files in place.
+    def _changes(
+        self, base: pygit2.Commit | None, bundle: Bundle, previous: Bundle | None
+    ) -> tuple[list[str], list[str]]:
+        """The bundle paths to write, and the repository paths to remove, on top of ``base``.
 
-        With ``previous`` (the bundle the base commit carries) only the files
-        whose digest changed are written; without it every file of the bundle
-        is, and every other path under the bundle's own roots is removed.
-        Either way the tree is the same for the same base and bundle.
+        With ``previous`` (the bundle the base commit carries) the digests say it;
+        without it each file's git blob id is compared with the base tree's entry
+        (hashing, not writing: a base another worker pushed is caught up with at the
+        cost of its changes), and every other path under the bundle's own roots goes.
+        """
+        if previous is not None:
+            stale = [self._path(path) for path in previous.digests.keys() - bundle.digests.keys()]
+            changed = [path for path, sha in bundle.digests.items() if previous.digests.get(path) != sha]
+            return changed, stale
+        index = pygit2.Index()
+        if base is not None:
+            index.read_tree(base.tree)
+        existing = {entry.path: entry.id for entry in index}
+        roots = {self._path(root) for root in owned_roots(bundle.files)}
+        prefixes = tuple(f"{root}/" for root in roots)
+        wanted = {self._path(path) for path in bundle.files}
+        stale = [p for p in existing if (p in roots or p.startswith(prefixes)) and p not in wanted]
+        changed = [path for path, data in bundle.files.items() if existing.get(self._path(path)) != pygit2.hash(data)]
+        return changed, stale
+
+    def _tree(
+        self, repo: pygit2.Repository, base: pygit2.Commit | None, bundle: Bundle, changed: list[str], stale: list[str]
+    ) -> pygit2.Oid:
+        """The base commit's tree with ``changed`` written and ``stale`` removed.
+
+        The tree is the same for the same base and bundle, whichever way the changes were found.
         """
         index = pygit2.Index()
         if base is not None:
             index.read_tree(base.tree)
-        if previous is None:
-            roots = {self._path(root) for root in owned_roots(bundle.files)}
-            prefixes = tuple(f"{root}/" for root in roots)
-            stale = [e.path for e in index if (e.path in roots or e.path.startswith(prefixes))]
-            changed: Iterable[str] = bundle.files
-        else:
-            stale = [self._path(path) for path in previous.digests.keys() - bundle.digests.keys()]
-            changed = [path for path, sha in bundle.digests.items() if previous.digests.get(path) != sha]
         for path in stale:
             if path in index:
                 index.remove(path)
@@ -335,7 +359,14 @@ class PolicyRepository:
         return self._keep_signature(repo, base, bundle, previous, MANIFEST_SIGNATURE)
 
     def _message(
-        self, repo: pygit2.Repository, base: pygit2.Commit | None, bundle: Bundle, previous: Bundle | None, trigger: str
+        self,
+        repo: pygit2.Repository,
+        base: pygit2.Commit | None,
+        bundle: Bundle,
+        previous: Bundle | None,
+        trigger: str,
+        changed: list[str],
+        stale: list[str],
     ) -> tuple[str, list[GrantSummary], list[GrantSummary]]:
         # Added and removed are counted against what the base commit has, so a
         # commit that failed to push is described again when it goes out.
@@ -345,17 +376,32 @@ class PolicyRepository:
             added = [summary(now[i]) for i in sorted(now.keys() - earlier.keys())]
             removed = [summary(earlier[i]) for i in sorted(earlier.keys() - now.keys())]
         else:
-            before = self._grants_at(repo, base)
-            added = [summary(now[i]) for i in sorted(now.keys() - before.keys())]
-            removed = [before[i] for i in sorted(before.keys() - now.keys())]
+            # Only the data shards that differ from the base can hold a grant added or removed.
+            shards = self._path("opa/egress/grants") + "/"
+            touched = [self._path(p) for p in changed] + stale
+            before = self._grants_at(repo, base, [p for p in touched if p.startswith(shards)])
+            after: set[int] = set()
+            for path in changed:
+                if self._path(path).startswith(shards) and path.endswith("/data.json"):
+                    after.update(grants_in(bundle.files[path]))
+            added = [summary(now[i]) for i in sorted(after - before.keys()) if i in now]
+            removed = [before[i] for i in sorted(before.keys() - after)]
         return commit_message(bundle.revision, added, removed, trigger), added, removed
 
-    def _grants_at(self, repo: pygit2.Repository, base: pygit2.Commit | None) -> dict[int, GrantSummary]:
+    def _grants_at(
+        self, repo: pygit2.Repository, base: pygit2.Commit | None, paths: list[str]
+    ) -> dict[int, GrantSummary]:
         if base is None:
             return {}
         grants: dict[int, GrantSummary] = {}
-        for path in _opa_data_paths(repo, base.tree, self._path("opa/egress/grants")):
-            grants.update(grants_in(repo[base.tree[path].id].data))  # type: ignore[attr-defined]
+        for path in paths:
+            if not path.endswith("/data.json"):
+                continue
+            try:
+                entry = base.tree[path]
+            except KeyError:
+                continue
+            grants.update(grants_in(repo[entry.id].data))  # type: ignore[attr-defined]
         return grants
 
     # --- drift ---------------------------------------------------------------------
@@ -456,6 +502,7 @@ class PolicyRepository:
         since: str = "",
         on_drift: Callable[[Drift], None] | None = None,
         own: Callable[[str, bytes], bool] | None = None,
+        heads: Iterable[str] = (),
     ) -> PublishResult:
         """Commit ``bundle`` if it differs from the branch, and push it.
 
@@ -472,11 +519,22 @@ class PolicyRepository:
         handed to ``on_drift`` before anything is pushed, and the push then
         restores the signed state under the bundle's roots. ``on_drift`` raising
         stops the publish: nothing is reverted silently.
+
+        ``heads`` are the portal's latest pushes as every worker knows them (the newest
+        publication's and audit checkpoint's commits, from the shared database): when
+        one is not this process's last push or an ancestor of it, the branch moved since its last
+        push, so it is fetched first and the bundle built on it, writing only the
+        files that differ from its tree (no rejected push, no full rebuild).
         """
         try:
             self._ensure_remote()
             repo = self._repo()
             pushed = None if refresh else _LAST_PUSHED.get(self._key)
+            if pushed is not None and any(not self._behind(repo, pushed.commit, commit) for commit in heads if commit):
+                # Another worker (or the audit checkpoint writer) moved the branch since this
+                # process's push: catch up with it first rather than have the push rejected.
+                pushed = None
+            fetched = pushed is None
             if pushed is not None and repo.references.get(self.remote_ref) is not None:
                 if pushed.bundle.files[MANIFEST] == bundle.files[MANIFEST]:
                     # MANIFEST.json holds the revision and every file's digest.
@@ -484,15 +542,17 @@ class PolicyRepository:
                 base: pygit2.Commit | None = repo[pushed.commit]  # type: ignore[assignment]
                 previous: Bundle | None = pushed.bundle
             else:
+                fetched = True
                 base, previous = self._fetch(repo), None
                 since = self._examined(repo, since, base, bundle, own, on_drift)
             for attempt in range(1, self.max_attempts + 1):
                 bundle = self._signed(repo, base, bundle, previous, signer)
-                tree = self._tree(repo, base, bundle, previous)
+                changed, stale = self._changes(base, bundle, previous)
+                tree = self._tree(repo, base, bundle, changed, stale)
                 if base is not None and tree == base.tree.id:
                     _LAST_PUSHED[self._key] = _Pushed(str(base.id), bundle)
-                    return PublishResult("unchanged", bundle.revision, str(base.id), attempt)
-                message, added, removed = self._message(repo, base, bundle, previous, trigger)
+                    return PublishResult("unchanged", bundle.revision, str(base.id), attempt, fetched=fetched)
+                message, added, removed = self._message(repo, base, bundle, previous, trigger, changed, stale)
                 signature = pygit2.Signature(*self.author)
                 commit = repo.create_commit(
                     None, signature, signature, message, tree, [base.id] if base is not None else []
@@ -504,6 +564,7 @@ class PolicyRepository:
                 except _GitFailed as exc:
                     if any(marker in exc.detail for marker in REJECTED_MARKERS) and attempt < self.max_attempts:
                         # Someone else moved the branch: start again from their head.
+                        fetched = True
                         base, previous = self._fetch(repo), None
                         since = self._examined(repo, since, base, bundle, own, on_drift)
                         time.sleep(0.05 * attempt)
@@ -511,7 +572,9 @@ class PolicyRepository:
                     raise
                 repo.references.create(self.remote_ref, commit, force=True)
                 _LAST_PUSHED[self._key] = _Pushed(str(commit), bundle)
-                return PublishResult("published", bundle.revision, str(commit), attempt, added, removed)
+                return PublishResult(
+                    "published", bundle.revision, str(commit), attempt, added, removed, len(changed), fetched
+                )
             raise PublishError(f"the branch kept moving; gave up after {self.max_attempts} attempts")
         except _GitFailed as exc:
             _LAST_PUSHED.pop(self._key, None)
@@ -536,10 +599,3 @@ class _GitFailed(Exception):
         super().__init__(f"git {command}: {detail}")
         self.command = command
         self.detail = detail
-
-
-def _opa_data_paths(repo: pygit2.Repository, tree: pygit2.Tree, root: str) -> list[str]:
-    """Every ``data.json`` under the OPA bundle's root in ``tree``."""
-    index = pygit2.Index()
-    index.read_tree(tree)
-    return [e.path for e in index if e.path.startswith(f"{root}/") and e.path.endswith("/data.json")]

@@ -17,6 +17,7 @@ from django.db import transaction
 
 from audit.checkpoint_git import CHECKPOINT_DIR
 from audit.checkpoints import InvalidCheckpoint, parse_checkpoint
+from audit.models import AuditCheckpoint
 from audit.services import SYSTEM, record_event
 from bundle.policy_repository import Drift
 from exceptions.events import emit
@@ -46,6 +47,16 @@ def last_known_commit() -> str:
     if drift is not None and (publication is None or drift.detected_at >= publication.created_at):
         return drift.head_commit
     return publication.commit if publication is not None else ""
+
+
+def portal_heads() -> list[str]:
+    """The newest commits the portal's writers pushed to the branch (a publication, an audit checkpoint).
+
+    Shared by every worker: one it has never fetched means the branch moved since its own last push.
+    """
+    publication = BundlePublication.objects.exclude(commit="").order_by("-created_at", "-id").first()
+    checkpoint = AuditCheckpoint.objects.exclude(commit="").order_by("-seq").first()
+    return [row.commit for row in (publication, checkpoint) if row is not None]
 
 
 def record_drift(*, drift: Drift) -> PolicyDrift | None:

@@ -46,7 +46,7 @@ from exceptions.selectors import (
     service_cidrs,
 )
 from exceptions.services.artifacts import store_artifact
-from exceptions.services.policy_drift import last_known_commit, portal_checkpoint, record_drift
+from exceptions.services.policy_drift import last_known_commit, portal_checkpoint, portal_heads, record_drift
 from foundation.locks import named_lock
 from foundation.logging import log_publication
 from foundation.signing import sign_jws
@@ -224,6 +224,8 @@ def publish_bundle(*, trigger: str, refresh: bool = False) -> BundlePublication:
                 since=last_known_commit(),
                 on_drift=_record_drift,
                 own=portal_checkpoint,
+                # Another worker's publish, or an audit checkpoint, makes this process fetch first.
+                heads=portal_heads(),
             )
         except PublishError as exc:
             failed = BundlePublication.objects.create(

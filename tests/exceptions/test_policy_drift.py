@@ -143,7 +143,8 @@ def test_a_foreign_file_outside_the_bundle_is_reported_and_left_in_place(publish
 def test_an_audit_checkpoint_the_portal_pushed_is_not_drift(published: Path, submit: Any, approver: Any) -> None:
     assert write_checkpoint() is not None  # a commit on the branch the publisher did not make
     approve_request(actor=approver, request=submit(destinations=[{"host": "cdn.partner.example", "port": 443}]))
-    assert publish_bundle(trigger="approve").status == "published"  # rejected once, rebuilt on the checkpoint
+    publication = publish_bundle(trigger="approve")  # fetched first: the checkpoint commit is one it never saw
+    assert publication.status == "published" and publication.attempts == 1
     assert publish_bundle(trigger="refresh", refresh=True).status == "unchanged"
     assert not PolicyDrift.objects.exists()
     assert not AuditEvent.objects.filter(action="policy.drift_detected").exists()
