@@ -301,7 +301,7 @@ def known_bundle_revisions(revisions: Collection[str]) -> set[str]:
     made = set(BundlePublication.objects.filter(revision__in=wanted).values_list("revision", flat=True))
     if missing := [revision for revision in wanted if revision not in made]:
         served = AuditEvent.objects.filter(action=BUNDLE_SERVED_ACTION, after__revision__in=missing)
-        made.update(str(after["revision"]) for after in served.values_list("after", flat=True))
+        made.update(str(after["revision"]) for after in served.values_list("after", flat=True) if after)
     return made
 
 
