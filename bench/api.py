@@ -26,6 +26,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.servers import listening
+
 ROOT = Path(__file__).resolve().parent.parent
 CREATES = int(os.environ.get("BENCH_API_CREATES", "600"))
 CONCURRENCY = int(os.environ.get("BENCH_API_CONCURRENCY", "8"))
@@ -88,14 +90,7 @@ def _start_gunicorn(port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    for _ in range(100):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
-        except OSError:
-            time.sleep(0.1)
-    server.terminate()
-    raise RuntimeError("gunicorn did not start")
+    return listening(server, port, name="gunicorn", seconds=10)
 
 
 def bench_create(workload: Any, key: str) -> None:

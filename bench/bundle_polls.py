@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.servers import listening
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-bundle-token"  # noqa: S105 - the test settings' token, a local benchmark
 POLLERS = (1, 8, 32)
@@ -69,14 +71,7 @@ def _start_gunicorn(port: int, static_root: Path) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
         [*command, "-b", f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    for _ in range(200):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
-        except OSError:
-            time.sleep(0.1)
-    server.terminate()
-    raise RuntimeError("gunicorn did not start")
+    return listening(server, port, name="gunicorn", seconds=20)
 
 
 def _get(port: int, path: str, headers: dict[str, str]) -> tuple[int, bytes, str]:

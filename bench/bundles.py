@@ -319,25 +319,24 @@ def bench_long_poll(rounds: int = 5) -> None:
     )
 
 
-def bench_publish_from_database(count: int = 100_000, changes: int = 3) -> None:
-    """Target: one new grant at 100k, trigger to pushed commit <= 1 s, through the portal's publish_bundle."""
-    import tempfile
+def seed_partner_grants(count: int, *, team_name: str = "Bench") -> tuple[list[Any], Any]:
+    """``count`` open grants in the issue's shape (25 a workload, a host each) on the bench database.
+
+    Returns the requests and a function making one more such grant (request, number) for a bench
+    that adds grants later (bench_publish_from_database, bench/worker_publish.py).
+    """
     from datetime import timedelta as span
 
-    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.utils import timezone
+    from django.utils.text import slugify
 
-    from bench.run import _reset
     from exceptions.models import ExceptionRequest, Grant, Team, Workload
-    from exceptions.selectors import bundle_records
-    from exceptions.services.publications import publish_bundle
 
-    _reset()
     now = timezone.now()
     user = get_user_model().objects.get_or_create(username="bench")[0]
-    team = Team.objects.create(name="Bench", slug="bench")
+    team = Team.objects.create(name=team_name, slug=slugify(team_name))
     workloads = Workload.objects.bulk_create(
         Workload(
             team=team,
@@ -348,7 +347,7 @@ def bench_publish_from_database(count: int = 100_000, changes: int = 3) -> None:
             service_account=f"svc{i}",
             environment="dev",
         )
-        for i in range(count // PER_WORKLOAD)
+        for i in range(max(1, count // PER_WORKLOAD))
     )
     requests = ExceptionRequest.objects.bulk_create(
         ExceptionRequest(
@@ -379,8 +378,25 @@ def bench_publish_from_database(count: int = 100_000, changes: int = 3) -> None:
     Grant.objects.bulk_create(
         (grant(r, n * PER_WORKLOAD + j) for n, r in enumerate(requests) for j in range(PER_WORKLOAD)), batch_size=5000
     )
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")  # a fresh bulk load has no planner statistics
+    return requests, grant
+
+
+def bench_publish_from_database(count: int = 100_000, changes: int = 3) -> None:
+    """Target: one new grant at 100k, trigger to pushed commit <= 1 s, through the portal's publish_bundle."""
+    import tempfile
+
+    from django.conf import settings
+
+    from bench.run import _reset
+    from exceptions.models import Grant
+    from exceptions.selectors import bundle_records
+    from exceptions.services.publications import publish_bundle
+
+    _reset()
+    requests, grant = seed_partner_grants(count)
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         settings.POLICY_REPO_URL, settings.POLICY_WORK_DIR = f"{tmp}/policy.git", Path(tmp) / "work"
         started = time.perf_counter()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bundle_polls import _cpu_seconds, _free_port, _load
+from bench.servers import listening
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-bundle-token"  # noqa: S105 - the test settings' token, a local benchmark
@@ -84,14 +84,7 @@ def _start_uvicorn(port: int, workers: int, database_url: str) -> subprocess.Pop
     command += ["--port", str(port), "--workers", str(workers), "--no-access-log", "--backlog", "4096"]
     command += ["--timeout-keep-alive", "300", "--log-level", "warning"]
     server = subprocess.Popen(command, cwd=ROOT, env=env)
-    for _ in range(300):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
-        except OSError:
-            time.sleep(0.1)
-    server.terminate()
-    raise RuntimeError("uvicorn did not start")
+    return listening(server, port, name="uvicorn", seconds=30)
 
 
 async def _request(port: int, etag: str, wait: int) -> Waiter:

@@ -19,65 +19,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-PER_WORKLOAD = 25
-
-
-def _grants(count: int) -> None:
-    """``count`` open grants (25 per workload), as bench/bundles.py's database publish has them."""
-    from django.contrib.auth import get_user_model
-    from django.db import connection
-    from django.utils import timezone
-
-    from exceptions.models import ExceptionRequest, Grant, Team, Workload
-
-    now = timezone.now()
-    user = get_user_model().objects.get_or_create(username="bench")[0]
-    team = Team.objects.create(name="Bench bulk", slug="bench-bulk")
-    workloads = Workload.objects.bulk_create(
-        Workload(
-            team=team,
-            name=f"svc{i}",
-            identity=f"spiffe://cluster.local/ns/team{i % 50}/sa/svc{i}",
-            identity_kind="kubernetes",
-            namespace=f"team{i % 50}",
-            service_account=f"svc{i}",
-            environment="dev",
-        )
-        for i in range(max(1, count // PER_WORKLOAD))
-    )
-    requests = ExceptionRequest.objects.bulk_create(
-        ExceptionRequest(
-            workload=w,
-            requester=user,
-            purpose="telemetry",
-            data_class="internal",
-            justification="bench",
-            lifetime=timedelta(days=30),
-            status="active",
-            risk_tier="low",
-        )
-        for w in workloads
-    )
-    Grant.objects.bulk_create(
-        (
-            Grant(
-                request=r,
-                workload=r.workload,
-                identity=r.workload.identity,
-                host=f"api.partner{n * PER_WORKLOAD + j}.example",
-                port=443,
-                valid_from=now - timedelta(days=1),
-                expires_at=now + timedelta(days=30),
-                status="active",
-            )
-            for n, r in enumerate(requests)
-            for j in range(PER_WORKLOAD)
-        ),
-        batch_size=5000,
-    )
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-
 
 def _uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
@@ -190,6 +131,7 @@ def bench_worker_publish(grants: int = 100_000, rounds: int = 20) -> None:
     from django.conf import settings
 
     from audit.models import AuditCheckpoint
+    from bench.bundles import seed_partner_grants
     from bench.run import _reset, bench_team
     from exceptions.models import PolicyDrift
     from foundation.outbox.models import OutboxMessage
@@ -203,7 +145,7 @@ def bench_worker_publish(grants: int = 100_000, rounds: int = 20) -> None:
             model.objects.all().delete()
         requester, approver, workload = bench_team()
         started = time.perf_counter()
-        _grants(grants)
+        seed_partner_grants(grants, team_name="Bench bulk")
         created = time.perf_counter() - started
         with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
             settings.POLICY_REPO_URL, settings.POLICY_WORK_DIR = f"{tmp}/policy.git", Path(tmp) / "bench-policy"
