@@ -94,3 +94,11 @@ def test_retrying_with_a_message_id_that_is_not_a_number_says_so(
     assert response.status_code == 200
     assert "id" in " ".join(str(m) for m in response.context["messages"])
     assert not AuditEvent.objects.filter(action="outbox.retried").exists()
+
+
+def test_the_operations_page_has_a_plain_title_and_one_drift_section(client: Client, security_officer: Any) -> None:
+    # A merge once put the drift section inside the title block: HTML in <title>, the section twice.
+    client.force_login(security_officer)
+    page = client.get("/operations/").content.decode()
+    assert "<title>Operations · Egress Portal</title>" in page
+    assert page.count('id="policy-drift"') == 1
